@@ -1,0 +1,21 @@
+"""Model backends and the model layer (see :mod:`koalign.backends.client`)."""
+
+from koalign.backends.base import (
+    Backend,
+    ModelSpec,
+    backend_names,
+    create_backend,
+    register_backend,
+)
+from koalign.backends.client import LLM, CallStats, ModelPool
+
+__all__ = [
+    "LLM",
+    "Backend",
+    "CallStats",
+    "ModelPool",
+    "ModelSpec",
+    "backend_names",
+    "create_backend",
+    "register_backend",
+]

@@ -1,0 +1,72 @@
+"""The koalign command line. Each feature registers its commands from its own module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from koalign import __version__
+from koalign.cli import (
+    backend_cmds,
+    cite_cmds,
+    eval_cmds,
+    locale_cmds,
+    pipeline_cmds,
+    train_cmds,
+)
+from koalign.cli.common import err
+from koalign.errors import KoalignError, LocaleError
+
+app = typer.Typer(
+    name="koalign",
+    help="Culturally coherent Korean alignment data, DPO training and evaluation for LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"koalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
+
+
+for module in (locale_cmds, backend_cmds, cite_cmds, pipeline_cmds, train_cmds, eval_cmds):
+    module.register(app)
+
+
+def main() -> None:
+    """Console entry point: runs the app and turns koalign errors into messages and exit code 1."""
+    try:
+        app()
+    except LocaleError as exc:
+        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  - {problem}", highlight=False, markup=False)
+        sys.exit(1)
+    except KoalignError as exc:
+        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]; rerun the same command to resume")
+        sys.exit(130)

@@ -1,0 +1,217 @@
+"""Locale-pack commands: locale check, taxonomy, policy show, statutes, contacts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from koalign.cli.common import err, out, print_json
+from koalign.errors import KoalignError, LocaleError, did_you_mean
+from koalign.locale import Locale, load_locale, locale_warnings
+from koalign.policy import resolved_policy
+
+LocaleArg = Annotated[
+    str, typer.Option("--locale", "-l", help="Bundled locale name or path to a locale folder.")
+]
+JsonArg = Annotated[bool, typer.Option("--json", help="Write JSON to stdout.")]
+
+
+def taxonomy_json(loc: Locale) -> dict[str, Any]:
+    return {
+        "domains": [
+            {
+                "id": d.id,
+                "name_ko": d.name_ko,
+                "name_en": d.name_en,
+                "categories": [
+                    {
+                        "id": c.id,
+                        "korset_split": c.korset_split,
+                        "name_ko": c.name_ko,
+                        "name_en": c.name_en,
+                        "types": [
+                            {"id": t.id, "name_ko": t.name_ko, "name_en": t.name_en}
+                            for t in c.types
+                        ],
+                    }
+                    for c in d.categories
+                ],
+            }
+            for d in loc.taxonomy.domains
+        ]
+    }
+
+
+def statutes_json(loc: Locale, law_name: str | None = None) -> list[dict[str, Any]]:
+    laws = loc.statutes.laws
+    if law_name:
+        wanted = law_name.strip().strip("「」")
+        laws = [x for x in laws if wanted in (x.id, x.name, *x.aliases)]
+        if not laws:
+            names = [n for x in loc.statutes.laws for n in (x.id, x.name, *x.aliases)]
+            raise KoalignError(
+                f"no law named '{law_name}' in the registry{did_you_mean(wanted, names)}",
+                hint="`koalign statutes` lists every law",
+            )
+    return [
+        {
+            "id": law.id,
+            "name": law.name,
+            "name_en": law.name_en,
+            "aliases": law.aliases,
+            "last_article": law.last_article,
+            "articles": [
+                {
+                    "article": a.article,
+                    "title": a.title,
+                    "paragraphs": a.paragraphs,
+                    "summary": a.summary,
+                    "penalty": a.penalty,
+                    "effective": a.effective.isoformat() if a.effective else None,
+                    "status": a.status,
+                    "replaced_by": a.replaced_by,
+                    "confidence": a.confidence,
+                    "sources": [loc.statutes.source_ids.get(s, s) for s in a.sources],
+                    "note": a.note,
+                }
+                for a in law.articles
+            ],
+        }
+        for law in laws
+    ]
+
+
+def contacts_json(loc: Locale) -> list[dict[str, Any]]:
+    rows = []
+    for c in loc.contacts.contacts:
+        row: dict[str, Any] = {
+            "id": c.id,
+            "number": c.number,
+            "url": c.url,
+            "name": c.name,
+            "purpose": c.purpose,
+            "hours": c.hours,
+            "status": c.status,
+            "confidence": c.confidence,
+            "checked": c.checked.isoformat(),
+        }
+        if c.replaced_by:
+            repl = loc.contacts.contact(c.replaced_by)
+            row["replacement"] = {"id": c.replaced_by, "number": repl.number if repl else None}
+        rows.append(row)
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    locale_app = typer.Typer(help="Check and inspect locale packs.", no_args_is_help=True)
+    policy_app = typer.Typer(help="Show the safe-response policy.", no_args_is_help=True)
+    app.add_typer(locale_app, name="locale")
+    app.add_typer(policy_app, name="policy")
+
+    @locale_app.command("check")
+    def locale_check(locale: LocaleArg = "ko") -> None:
+        """Validate every file and cross-reference of a locale pack."""
+        try:
+            loc = load_locale(locale)
+        except LocaleError as exc:
+            err.print(f"[bold red]locale check failed:[/] {exc.message}", highlight=False)
+            for problem in exc.problems:
+                err.print(f"  - {problem}", markup=False, highlight=False)
+            raise typer.Exit(1) from None
+        tax = loc.taxonomy
+        articles = sum(len(x.articles) for x in loc.statutes.laws)
+        for warning in locale_warnings(loc):
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        out.print(
+            f"[green]ok[/] locale '{loc.id}' ({loc.path}): {len(tax.domains)} domains, "
+            f"{len(tax.categories)} categories, {len(tax.types)} types, "
+            f"{len(loc.statutes.laws)} laws / {articles} articles, "
+            f"{len(loc.contacts.contacts)} contacts, {len(loc.policy.policies)} policies, "
+            f"{len(loc.prompts)} prompt templates; digest {loc.digest[:12]}",
+            highlight=False,
+        )
+
+    @app.command("taxonomy")
+    def taxonomy(locale: LocaleArg = "ko", json: JsonArg = False) -> None:
+        """Show the harm taxonomy: domains, categories, types."""
+        loc = load_locale(locale)
+        if json:
+            print_json(taxonomy_json(loc))
+            return
+        tree = Tree(f"[bold]{loc.meta.name}[/] taxonomy")
+        for d in loc.taxonomy.domains:
+            dn = tree.add(f"[bold cyan]{d.id} {d.name_ko}[/] ({d.name_en})")
+            for c in d.categories:
+                split = f" [dim]{c.korset_split}[/]" if c.korset_split else ""
+                cn = dn.add(f"[bold]{c.id} {c.name_ko}[/] ({c.name_en}){split}")
+                for t in c.types:
+                    cn.add(f"{t.id}  {t.name_ko} [dim]({t.name_en})[/]")
+        out.print(tree)
+
+    @policy_app.command("show")
+    def policy_show(
+        category: Annotated[str, typer.Argument(help="Category id, e.g. G.")],
+        locale: LocaleArg = "ko",
+        json: JsonArg = False,
+    ) -> None:
+        """Show one category's policy with statutes and contacts expanded."""
+        loc = load_locale(locale)
+        view = resolved_policy(loc, category.upper())
+        if json:
+            print_json(view)
+            return
+        out.print(f"[bold]{view['category']} {view['name_ko']}[/] ({view['name_en']})")
+        for key in ("principles", "applies_when", "does_not_apply", "p1_norms", "p3_kernel",
+                    "p3_procedures", "do", "dont"):  # fmt: skip
+            out.print(f"\n[bold cyan]{key}[/]")
+            for line in view[key]:
+                out.print(f"  - {line}", markup=False)
+        out.print("\n[bold cyan]p1_statutes[/]")
+        for s in view["p1_statutes"]:
+            art = f" 제{s['article']}조" if s.get("article") else ""
+            out.print(f"  - {s['law']}{art}: {s.get('summary') or ''} [{s['why']}]", markup=False)
+        out.print("\n[bold cyan]p2_populations[/]")
+        for pop in view["p2_populations"]:
+            out.print(f"  - {pop['group']}: {'; '.join(pop['protections'])}", markup=False)
+        out.print("\n[bold cyan]p3_contacts[/]")
+        for c in view["p3_contacts"]:
+            out.print(f"  - {c['name']} {c['number'] or c['url']}: {c['purpose']}", markup=False)
+        out.print(f"\n[bold cyan]examples[/] ({len(view['examples'])})")
+        for ex in view["examples"]:
+            out.print(f"  Q: {ex['prompt']}\n  A: {ex['answer']}\n", markup=False)
+
+    @app.command("statutes")
+    def statutes(
+        law: Annotated[str | None, typer.Option("--law", help="Law id, name or alias.")] = None,
+        locale: LocaleArg = "ko",
+        json: JsonArg = False,
+    ) -> None:
+        """Browse the statute registry."""
+        loc = load_locale(locale)
+        rows = statutes_json(loc, law)
+        if json:
+            print_json(rows)
+            return
+        table = Table("law", "article", "title", "summary", "status", "confidence")
+        for row in rows:
+            for a in row["articles"]:
+                table.add_row(row["name"], a["article"], a["title"] or "", a["summary"],
+                              a["status"], a["confidence"])  # fmt: skip
+        out.print(table)
+
+    @app.command("contacts")
+    def contacts(locale: LocaleArg = "ko", json: JsonArg = False) -> None:
+        """Browse hotlines and institutions, current and retired."""
+        loc = load_locale(locale)
+        rows = contacts_json(loc)
+        if json:
+            print_json(rows)
+            return
+        table = Table("number", "name", "purpose", "status", "replacement")
+        for r in rows:
+            repl = r.get("replacement", {}).get("number") or ""
+            table.add_row(r["number"] or r["url"], r["name"], r["purpose"], r["status"], repl or "")
+        out.print(table)

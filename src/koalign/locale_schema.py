@@ -1,0 +1,262 @@
+"""The pydantic models of a locale pack's files (see docs/locale-format.md)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from koalign.errors import LocaleError, did_you_mean
+
+Confidence = Literal["verified", "high", "unverified"]
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_ARTICLE = re.compile(r"^\d+(의\d+)?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- locale.yaml
+class LocaleMeta(_Model):
+    id: str
+    name: str
+    language: str
+    script_ranges: list[tuple[str, str]] = Field(min_length=1)
+    as_of: date
+
+
+# ----------------------------------------------------------------------------- taxonomy.yaml
+class Slot(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name: str
+    description: str
+    required: bool = True
+
+
+class HarmType(_Model):
+    id: str
+    name_ko: str
+    name_en: str
+    description: str
+    slots: list[Slot] | None = None
+    slot_examples: dict[str, list[str]]
+
+
+class Category(_Model):
+    id: str = Field(pattern=r"^[A-Z]+$")
+    korset_split: str | None = None
+    name_ko: str
+    name_en: str
+    description: str
+    slots: list[Slot]
+    types: list[HarmType] = Field(min_length=1)
+
+    def slots_for(self, harm_type: HarmType) -> list[Slot]:
+        return harm_type.slots if harm_type.slots is not None else self.slots
+
+
+class Domain(_Model):
+    id: str
+    name_ko: str
+    name_en: str
+    categories: list[Category] = Field(min_length=1)
+
+
+class Taxonomy(_Model):
+    domains: list[Domain] = Field(min_length=1)
+
+    @property
+    def categories(self) -> list[Category]:
+        return [c for d in self.domains for c in d.categories]
+
+    @property
+    def types(self) -> list[HarmType]:
+        return [t for c in self.categories for t in c.types]
+
+    def category(self, category_id: str) -> Category:
+        for c in self.categories:
+            if c.id == category_id:
+                return c
+        ids = [c.id for c in self.categories]
+        raise LocaleError(
+            f"unknown category '{category_id}'{did_you_mean(category_id, ids)}",
+            hint=f"categories: {', '.join(ids)}",
+        )
+
+    def domain_of(self, category_id: str) -> Domain:
+        for d in self.domains:
+            if any(c.id == category_id for c in d.categories):
+                return d
+        raise LocaleError(f"unknown category '{category_id}'")
+
+    def category_of_type(self, type_id: str) -> Category:
+        for c in self.categories:
+            if any(t.id == type_id for t in c.types):
+                return c
+        raise LocaleError(
+            f"unknown type '{type_id}'{did_you_mean(type_id, [t.id for t in self.types])}"
+        )
+
+
+# ----------------------------------------------------------------------------- statutes.yaml
+class Article(_Model):
+    article: str = Field(pattern=_ARTICLE.pattern)
+    title: str | None = None
+    paragraphs: list[str] = Field(default_factory=list)
+    summary: str
+    penalty: str | None = None
+    effective: date | None = None
+    status: Literal["current", "outdated", "repealed"] = "current"
+    replaced_by: str | None = None
+    confidence: Confidence
+    sources: list[str] = Field(default_factory=list)
+    note: str | None = None
+
+    @field_validator("article", "replaced_by", mode="before")
+    @classmethod
+    def _as_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) else v
+
+
+class Law(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name: str
+    name_en: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    last_article: int | None = None
+    articles: list[Article] = Field(default_factory=list)
+
+    def article(self, number: str) -> Article | None:
+        for a in self.articles:
+            if a.article == number:
+                return a
+        return None
+
+
+class Statutes(_Model):
+    source_ids: dict[str, str] = Field(default_factory=dict)
+    laws: list[Law] = Field(min_length=1)
+
+    def law(self, law_id: str) -> Law | None:
+        for law in self.laws:
+            if law.id == law_id:
+                return law
+        return None
+
+
+# ----------------------------------------------------------------------------- contacts.yaml
+class Contact(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name: str
+    number: str | None = None
+    url: str | None = None
+    operator: str | None = None
+    purpose: str
+    hours: str | None = None
+    status: Literal["current", "retired"] = "current"
+    replaced_by: str | None = None
+    since: date | None = None
+    confidence: Confidence
+    sources: list[str] = Field(default_factory=list)
+    checked: date
+    note: str | None = None
+
+
+class Institution(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name: str
+    former_names: list[str] = Field(default_factory=list)
+    renamed_on: date | None = None
+    url: str | None = None
+    purpose: str
+    confidence: Confidence
+    sources: list[str] = Field(default_factory=list)
+    checked: date
+    note: str | None = None
+
+
+class Contacts(_Model):
+    contacts: list[Contact] = Field(min_length=1)
+    institutions: list[Institution] = Field(default_factory=list)
+
+    def contact(self, contact_id: str) -> Contact | None:
+        for c in self.contacts:
+            if c.id == contact_id:
+                return c
+        return None
+
+
+# ----------------------------------------------------------------------------- policy.yaml
+class StatuteRef(_Model):
+    ref: str
+    why: str
+
+
+class Population(_Model):
+    group: str
+    protections: list[str] = Field(default_factory=list)
+    refs: list[str] = Field(default_factory=list)
+
+
+class Example(_Model):
+    prompt: str
+    answer: str
+
+
+class CategoryPolicy(_Model):
+    principles: list[str] = Field(min_length=1)
+    applies_when: list[str] = Field(min_length=1)
+    does_not_apply: list[str] = Field(min_length=1)
+    benign_prompts: list[str] = Field(min_length=3)
+    p1_statutes: list[StatuteRef] = Field(default_factory=list)
+    p1_norms: list[str] = Field(default_factory=list)
+    p2_populations: list[Population] = Field(default_factory=list)
+    p3_kernel: list[str] = Field(default_factory=list)
+    p3_contacts: list[str] = Field(default_factory=list)
+    p3_procedures: list[str] = Field(default_factory=list)
+    do: list[str] = Field(default_factory=list)
+    dont: list[str] = Field(default_factory=list)
+    examples: list[Example] = Field(min_length=2)
+
+
+class Policy(_Model):
+    policies: dict[str, CategoryPolicy]
+
+
+# ----------------------------------------------------------------------------- rubric.yaml
+class RubricItem(_Model):
+    id: str
+    text: str
+
+
+class Rubric(_Model):
+    general: list[str] = Field(default_factory=list)
+    categories: dict[str, list[RubricItem]]
+
+
+# ----------------------------------------------------------------------------- tactics.yaml
+class Strategy(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name_ko: str
+    name_en: str
+    instructions: str
+
+
+class TacticExample(_Model):
+    before: str
+    after: str
+
+
+class Tactic(_Model):
+    id: str = Field(pattern=_SNAKE.pattern)
+    name_ko: str
+    description: str
+    examples: list[TacticExample] = Field(default_factory=list)
+
+
+class Tactics(_Model):
+    strategies: list[Strategy] = Field(min_length=1)
+    tactics: list[Tactic] = Field(default_factory=list)
