@@ -1,0 +1,66 @@
+"""Inter-rater agreement: percent agreement, Cohen's kappa (two raters) and Fleiss' kappa.
+
+Labels are any hashable values (e.g. ``True``/``False`` verdicts). Items a rater did not label
+(``None``) are left out of the pairs that need them. Undefined values (no items, or no variation
+at all in expected agreement) are returned as ``None`` rather than NaN, so they serialise to JSON.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from itertools import combinations
+
+
+def percent_agreement(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float | None:
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if not pairs:
+        return None
+    return sum(x == y for x, y in pairs) / len(pairs)
+
+
+def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float | None:
+    """Cohen's kappa of two raters over the items both labelled."""
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    n = len(pairs)
+    if n == 0:
+        return None
+    po = sum(x == y for x, y in pairs) / n
+    ca = Counter(x for x, _ in pairs)
+    cb = Counter(y for _, y in pairs)
+    pe = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
+    if pe == 1.0:
+        return 1.0 if po == 1.0 else None
+    return (po - pe) / (1 - pe)
+
+
+def pairwise_cohen(ratings: dict[str, Sequence[Hashable | None]]) -> dict[str, float | None]:
+    """Cohen's kappa for every pair of raters, keyed ``"a|b"``."""
+    return {
+        f"{x}|{y}": cohen_kappa(ratings[x], ratings[y]) for x, y in combinations(sorted(ratings), 2)
+    }
+
+
+def fleiss_kappa(items: Sequence[Sequence[Hashable]]) -> float | None:
+    """Fleiss' kappa; ``items[i]`` holds the labels the raters gave item i (same count per item).
+
+    Items with fewer than two labels are skipped; items must all have the same number of labels.
+    """
+    rows = [list(r) for r in items if len(r) >= 2]
+    if not rows:
+        return None
+    m = len(rows[0])
+    if any(len(r) != m for r in rows):
+        raise ValueError("Fleiss' kappa needs the same number of ratings for every item")
+    n = len(rows)
+    totals: Counter[Hashable] = Counter()
+    p_items = []
+    for r in rows:
+        counts = Counter(r)
+        totals.update(counts)
+        p_items.append((sum(c * c for c in counts.values()) - m) / (m * (m - 1)))
+    p_bar = sum(p_items) / n
+    pe = sum((t / (n * m)) ** 2 for t in totals.values())
+    if pe == 1.0:
+        return 1.0 if p_bar == 1.0 else None
+    return (p_bar - pe) / (1 - pe)
