@@ -100,7 +100,8 @@ def contacts_json(loc: Locale) -> list[dict[str, Any]]:
         }
         if c.replaced_by:
             repl = loc.contacts.contact(c.replaced_by)
-            row["replacement"] = {"id": c.replaced_by, "number": repl.number if repl else None}
+            row["replacement"] = repl.number or repl.url if repl else None
+            row["replacement_id"] = c.replaced_by
         rows.append(row)
     return rows
 
@@ -212,6 +213,7 @@ def register(app: typer.Typer) -> None:
             return
         table = Table("number", "name", "purpose", "status", "replacement")
         for r in rows:
-            repl = r.get("replacement", {}).get("number") or ""
-            table.add_row(r["number"] or r["url"], r["name"], r["purpose"], r["status"], repl or "")
+            table.add_row(
+                r["number"] or r["url"], r["name"], r["purpose"], r["status"], r.get("replacement") or ""
+            )
         out.print(table)

@@ -1,0 +1,3 @@
+from koalign.cli import main
+
+main()
