@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -381,9 +382,26 @@ def _check_templates(loc: Locale) -> list[str]:
     return out
 
 
-def locale_warnings(loc: Locale) -> list[str]:
-    """Things that are allowed but deserve a look: the policy naming unverified or outdated facts."""
+def locale_warnings(
+    loc: Locale, *, today: date | None = None, max_age_days: int = 365
+) -> list[str]:
+    """Things that are allowed but deserve a look: the policy naming unverified or outdated facts,
+    and facts not re-checked for more than ``max_age_days`` (laws and hotlines change)."""
     out = []
+    today = today or date.today()
+    for c in [*loc.contacts.contacts, *loc.contacts.institutions]:
+        age = (today - c.checked).days
+        if age > max_age_days:
+            kind = "contacts" if c in loc.contacts.contacts else "institutions"
+            out.append(
+                f"contacts.yaml:{kind}[{c.id}]: last checked {c.checked} ({age} days ago); "
+                "re-check it against its source and update `checked`"
+            )
+    age = (today - loc.meta.as_of).days
+    if age > max_age_days:
+        out.append(
+            f"locale.yaml:as_of: the pack was last reviewed {loc.meta.as_of} ({age} days ago)"
+        )
     for cid, cp in loc.policy.policies.items():
         for s in cp.p1_statutes:
             _law, article = loc.resolve_ref(s.ref)

@@ -178,7 +178,15 @@ def test_warnings_flag_unverified_references(mini_locale_dir: Path, tmp_path: Pa
         mini_locale_dir, tmp_path, "statutes.yaml",
         _set(["laws", 0, "articles", 0, "confidence"], "unverified"),
     )  # fmt: skip
-    warnings = locale_warnings(load_locale(copy))
+    warnings = locale_warnings(load_locale(copy), today=date(2026, 6, 1))
     assert warnings == [
         "policy.yaml:policies.X.p1_statutes: 'penal_code:10' is unverified in statutes.yaml"
     ]
+
+
+def test_warnings_flag_stale_facts(mini_locale_dir: Path) -> None:
+    loc = load_locale(mini_locale_dir)
+    assert locale_warnings(loc, today=date(2026, 6, 1)) == []
+    stale = locale_warnings(loc, today=date(2027, 6, 1), max_age_days=365)
+    assert "contacts.yaml:contacts[police]: last checked 2026-01-01 (516 days ago)" in stale[0]
+    assert stale[-1].startswith("locale.yaml:as_of: the pack was last reviewed 2026-01-01")

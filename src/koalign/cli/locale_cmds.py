@@ -113,7 +113,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(policy_app, name="policy")
 
     @locale_app.command("check")
-    def locale_check(locale: LocaleArg = "ko") -> None:
+    def locale_check(
+        locale: LocaleArg = "ko",
+        max_age_days: Annotated[
+            int, typer.Option(help="Warn about facts last checked more than this many days ago.")
+        ] = 365,
+        strict: Annotated[
+            bool, typer.Option(help="Fail (exit 1) when there are warnings.")
+        ] = False,
+    ) -> None:
         """Validate every file and cross-reference of a locale pack."""
         try:
             loc = load_locale(locale)
@@ -124,8 +132,12 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1) from None
         tax = loc.taxonomy
         articles = sum(len(x.articles) for x in loc.statutes.laws)
-        for warning in locale_warnings(loc):
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        warnings = locale_warnings(loc, max_age_days=max_age_days)
+        for warning in warnings:
+            err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=False)
+        if strict and warnings:
+            err.print(f"[bold red]locale check failed:[/] {len(warnings)} warnings under --strict")
+            raise typer.Exit(1)
         out.print(
             f"[green]ok[/] locale '{loc.id}' ({loc.path}): {len(tax.domains)} domains, "
             f"{len(tax.categories)} categories, {len(tax.types)} types, "
@@ -214,6 +226,10 @@ def register(app: typer.Typer) -> None:
         table = Table("number", "name", "purpose", "status", "replacement")
         for r in rows:
             table.add_row(
-                r["number"] or r["url"], r["name"], r["purpose"], r["status"], r.get("replacement") or ""
+                r["number"] or r["url"],
+                r["name"],
+                r["purpose"],
+                r["status"],
+                r.get("replacement") or "",
             )
         out.print(table)
