@@ -1,0 +1,266 @@
+"""Training configuration: what to train, on which data, with which adapter and TRL arguments.
+
+``dpo_args`` is passed straight to ``trl.DPOConfig`` over koalign's defaults (see
+:func:`koalign.train.dpo.default_dpo_args`); koalign does not mirror TRL's fields.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from koalign.errors import ConfigError, did_you_mean
+
+Quantization = Literal["auto", "4bit-nf4", "none"]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML safe loader that reads ``5e-6`` as a float (YAML 1.1 wants ``5.0e-6``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads ``1e-3`` as a number."""
+    return yaml.load(text, Loader=_Loader)
+
+
+#: All attention and MLP projections of Llama-style decoders (the paper's LoRA targets).
+DEFAULT_TARGET_MODULES = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+]
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapter settings (defaults follow the paper: r=16, alpha=16, dropout 0.05)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: int = Field(16, gt=0, description="LoRA scaling alpha (lora_alpha).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA branch.")
+    target_modules: list[str] | str = Field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES),
+        description=(
+            "Module names to adapt: a list of names, 'all-linear', or one regular expression "
+            "matched against full module names (useful to skip a vision tower)."
+        ),
+    )
+
+
+class ValidationSettings(BaseModel):
+    """Thresholds of the dataset check that runs before training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_truncated_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Refuse to train when a larger share of rows is longer than dpo_args.max_length.",
+    )
+    allow_prompt_mismatch: bool = Field(
+        False,
+        description=(
+            "Accept rows whose templated prompt is not a token prefix of prompt+answer "
+            "(TRL then trains on a context that differs from inference)."
+        ),
+    )
+
+
+class TrainConfig(BaseModel):
+    """One DPO training run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="Base model: a Hugging Face Hub id or a local directory.")
+    data: list[str] = Field(
+        min_length=1,
+        description=(
+            "JSONL/parquet files or koalign export directories. In a directory, train.jsonl is "
+            "the training split and validation.jsonl the evaluation split."
+        ),
+    )
+    eval_data: list[str] = Field(
+        default_factory=list, description="Extra evaluation files (added to any validation.jsonl)."
+    )
+    output: str | None = Field(
+        None, description="Output directory; default outputs/<model name>-dpo."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow the model's own code from the Hub (needed by EXAONE 3.5)."
+    )
+    peft: LoraSettings | Literal["none"] = Field(
+        default_factory=LoraSettings, description="LoRA settings, or 'none' for full fine-tuning."
+    )
+    quantization: Quantization = Field(
+        "auto",
+        description=(
+            "'4bit-nf4' loads the base in 4-bit NF4 with bf16 compute (QLoRA, needs CUDA); "
+            "'auto' picks it when CUDA is present and LoRA is used, else 'none'."
+        ),
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template (text or a path to a file) replacing the tokenizer's.",
+    )
+    system_prompt: Literal["keep", "merge"] = Field(
+        "keep",
+        description=(
+            "'merge' folds a system turn into the first user turn, for templates without a "
+            "system role."
+        ),
+    )
+    merge: bool = Field(
+        False, description="Merge the LoRA adapter into the base model and save the merged model."
+    )
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    dpo_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments for trl.DPOConfig, applied over koalign's defaults.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.quantization == "4bit-nf4" and self.peft == "none":
+            raise ValueError(
+                "quantization '4bit-nf4' needs a LoRA adapter (a 4-bit base cannot be fully "
+                "fine-tuned); set peft to LoRA settings or quantization to 'none'"
+            )
+        return self
+
+    @property
+    def use_lora(self) -> bool:
+        return self.peft != "none"
+
+    def output_dir(self) -> Path:
+        if self.output:
+            return Path(self.output)
+        name = self.model.rstrip("/").split("/")[-1] or "model"
+        return Path("outputs") / f"{name}-dpo"
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data[a][b][c] = value`` for ``key = "a.b.c"``, creating dicts on the way."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(
+            f"bad key {key!r}", where="--set", hint="use dotted keys like dpo_args.beta"
+        )
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if child is not None and not (part == "peft" and child == "none"):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"cannot set {key!r}: {where} is {child!r}, not a mapping", where="--set"
+                )
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key=value``; the value is read as YAML (``2`` is an int, ``[a, b]`` a list)."""
+    if "=" not in text:
+        raise ConfigError(
+            f"override {text!r} has no '='", where="--set", hint="write --set dpo_args.beta=0.2"
+        )
+    key, raw = text.split("=", 1)
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load_train_config(
+    path: str | Path | None = None,
+    *,
+    overrides: list[str] | None = None,
+    **fields: Any,
+) -> TrainConfig:
+    """Read a YAML config (optional), apply keyword fields and ``key=value`` overrides, validate.
+
+    Keyword fields that are ``None`` are ignored, so CLI options can be passed through as is.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError("config file not found", where=str(p), hint="check the path")
+        try:
+            loaded = load_yaml(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"invalid YAML: {exc}", where=str(p)) from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError("the config must be a mapping of keys to values", where=str(p))
+        data = loaded
+    for key, value in fields.items():
+        if value is not None and value != []:
+            data[key] = value
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_dotted(data, key, value)
+    return validate_config(data, where=str(path) if path else "config")
+
+
+def validate_config(data: dict[str, Any], *, where: str = "config") -> TrainConfig:
+    """Build a :class:`TrainConfig`, turning pydantic errors into one :class:`ConfigError`."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            parts = [str(x) for x in e["loc"]]
+            if any(x.startswith("literal[") for x in parts) and not isinstance(e["input"], str):
+                continue  # the 'none' branch of peft when a mapping was given
+            parts = [
+                x for x in parts if x not in ("LoraSettings",) and not x.startswith("literal[")
+            ]
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                fields = {"peft": LoraSettings, "validation": ValidationSettings}.get(
+                    parts[0] if len(parts) > 1 else "", TrainConfig
+                ).model_fields
+                msg = "unknown key" + did_you_mean(parts[-1], fields)
+            loc = ".".join(parts)
+            problems.append(f"{loc}: {msg}" if loc else msg)
+        raise ConfigError(
+            "; ".join(problems),
+            where=where,
+            hint="see docs/training.md for the config keys",
+        ) from exc
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    """The config as YAML (Korean unescaped), loadable by :func:`load_train_config`."""
+    return yaml.safe_dump(
+        cfg.model_dump(mode="json"), allow_unicode=True, sort_keys=False, default_flow_style=False
+    )
