@@ -83,6 +83,9 @@ class CallError(BaseModel):
     message: str
     status: int | None = None
     attempts: int = 1
+    retry_after: float | None = Field(
+        None, description="Seconds the server asked to wait before a retry (Retry-After)."
+    )
 
 
 class ChatResult(BaseModel):

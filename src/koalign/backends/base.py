@@ -40,6 +40,12 @@ class ModelSpec(BaseModel):
     max_retries: int = Field(
         5, ge=0, description="Retries on 429, 5xx, timeouts, connection errors."
     )
+    retry_backoff: float = Field(
+        0.5, ge=0, description="Base seconds of the jittered exponential backoff between retries."
+    )
+    retry_backoff_max: float = Field(
+        30.0, ge=0, description="Longest wait between two retries (Retry-After included)."
+    )
     json_mode: str = Field(
         "prompt",
         description="How a JSON schema is requested: 'response_format' (server-side constrained "

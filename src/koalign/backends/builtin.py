@@ -12,5 +12,22 @@ def _scripted(spec: ModelSpec, env: dict[str, str]) -> Backend:
     return ScriptedBackend(spec, env=env)
 
 
+def _openai(spec: ModelSpec, env: dict[str, str]) -> Backend:
+    from koalign.backends.openai_compat import OpenAIBackend
+
+    return OpenAIBackend(spec, env=env)
+
+
+def _hf(spec: ModelSpec, env: dict[str, str]) -> Backend:
+    from koalign.errors import require
+
+    require("torch", "hf", feature="the hf backend")
+    require("transformers", "hf", feature="the hf backend")
+    from koalign.backends.hf import HFBackend
+
+    return HFBackend(spec, env=env)
+
+
 def register_all() -> None:
     register_backend("scripted", _scripted)
+    register_backend("openai", _openai)

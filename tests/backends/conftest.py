@@ -1,0 +1,195 @@
+"""Fixtures for backend tests: a scripted-fault OpenAI-compatible server and a real
+`transformers serve` on the tiny model, both on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FaultServer:
+    """A chat-completions server that plays a scripted list of faults, one per request in
+    arrival order, then answers normally. Actions: ``ok``, ``429`` / ``429:<retry-after>``,
+    ``500``, ``400``, ``slow:<seconds>`` (then ok), ``malformed`` (200 with a broken JSON body),
+    ``truncated`` (a body shorter than its Content-Length). A normal answer echoes the last
+    user message's first line, so each result can be matched to its request."""
+
+    def __init__(self, script: list[str] | None = None) -> None:
+        self.script = list(script or [])
+        self.lock = threading.Lock()
+        self.log: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    action = outer.script.pop(0) if outer.script else "ok"
+                    outer.log.append(
+                        {
+                            "t": time.monotonic(),
+                            "action": action,
+                            "body": body,
+                            "auth": self.headers.get("Authorization"),
+                        }
+                    )
+                outer.respond(self, action, body)
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many concurrent connects must not be refused
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def respond(self, h: BaseHTTPRequestHandler, action: str, body: dict) -> None:
+        name, _, arg = action.partition(":")
+        if name == "slow":
+            time.sleep(float(arg))
+            name = "ok"
+        if name in ("429", "500", "400"):
+            payload = json.dumps({"error": {"message": f"scripted {name}"}}).encode()
+            h.send_response(int(name))
+            if name == "429" and arg:
+                h.send_header("Retry-After", arg)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
+        if name == "malformed":
+            payload = b'{"id": "x", "choices": [ {"message": '
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(payload)))
+            h.end_headers()
+            h.wfile.write(payload)
+            return
+        user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+        text = "echo:" + user.splitlines()[0]
+        payload = json.dumps(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            }
+        ).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if name == "truncated":
+            h.send_header("Content-Length", str(len(payload)))
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(payload[: len(payload) // 2])
+            h.wfile.flush()
+            h.close_connection = True
+            return
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def __enter__(self) -> FaultServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fault_server() -> Iterator[type[FaultServer]]:
+    yield FaultServer
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} not ready after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def transformers_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`transformers serve` on the tiny model at 127.0.0.1:<free port>; yields (base_url, model)."""
+    exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which(
+        "transformers"
+    )
+    if exe is None:
+        pytest.skip("the `transformers` CLI is not installed (pip install 'koalign[serve]')")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [
+                exe,
+                "serve",
+                str(tiny_model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--device",
+                "cpu",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, timeout=60)
+        yield f"http://127.0.0.1:{port}/v1", str(tiny_model_dir)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-3000:]}")
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
