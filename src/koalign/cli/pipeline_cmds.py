@@ -1,9 +1,162 @@
-"""Commands of this feature (registered on the main app)."""
+"""Pipeline commands: run, seeds, attack, respond, judge, export, demo, prompt show."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from koalign.cli.common import err, print_json
+from koalign.config import STAGES
+
+ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created or resumed).")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config value: a.b=c (YAML value).")
+]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", help="Only the first N seed candidates (a quick trial).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Write the manifest as JSON to stdout.")]
+
+
+class RichProgress:
+    """Progress bars on stderr: done/total, ETA, calls, cache hits, tokens, errors."""
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def start(self, stage: str, total: int, done: int) -> None:
+        self._bar = Progress(
+            TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=err,
+            transient=False,
+        )  # fmt: skip
+        self._bar.start()
+        self._task = self._bar.add_task(stage, total=max(total, 1) if total else 1,
+                                        completed=done if total else 1, stats="")  # fmt: skip
+
+    def update(self, stage: str, done: int, stats: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        text = (f"calls {int(stats.get('calls', 0))} · cache {int(stats.get('cache_hits', 0))} · "
+                f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))} · "
+                f"errors {stats.get('errors', 0)}")  # fmt: skip
+        self._bar.update(self._task, completed=done, stats=text)
+
+    def end(self, stage: str, summary: dict[str, Any]) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._bar.tasks[0].total)
+            self._bar.stop()
+            self._bar = None
+        table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
+        for col in ("records_in", "records_out", "calls", "cache_hits", "tokens_in",
+                    "tokens_out", "errors", "seconds"):  # fmt: skip
+            table.add_column(col, justify="right")
+        table.add_row(*(str(summary.get(c, "")) for c in (
+            "records_in", "records_out", "calls", "cache_hits", "tokens_in", "tokens_out",
+            "errors", "seconds")))  # fmt: skip
+        err.print(table)
+        for line in highlights(stage, summary.get("report", {})):
+            err.print(f"  {line}", markup=False, highlight=False)
+
+
+def highlights(stage: str, report: dict[str, Any]) -> list[str]:
+    """A few report lines worth showing after a stage."""
+    if stage == "seeds":
+        t = report.get("totals", {})
+        return [f"kept {report.get('kept_harmful')} harmful + {report.get('kept_benign')} benign; "
+                f"dropped: language {t.get('language', 0)}, duplicate {t.get('duplicate', 0)}, "
+                f"errors {t.get('errors', 0)}; shortfall vs quota {t.get('shortfall', 0)}"]  # fmt: skip
+    if stage == "attack":
+        asr = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_strategy", {}).items())
+        tgt = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_target", {}).items())
+        return [f"hard cases {report.get('hard_cases')}, over-refusal cases "
+                f"{report.get('over_refusal_cases')}", f"ASR by strategy: {asr}",
+                f"ASR by target: {tgt}"]  # fmt: skip
+    if stage == "respond":
+        return [f"status {report.get('status')}", f"chosen by responder "
+                f"{report.get('chosen_by_responder')}", f"citations {report.get('citations')}"]  # fmt: skip
+    if stage == "judge":
+        ag = report.get("agreement", {})
+        return [f"pass rate {report.get('pass_rate')}; failures {report.get('failures_by_criterion')}",
+                f"Fleiss kappa {ag.get('fleiss')}; Cohen {ag.get('cohen_pairwise')}"]  # fmt: skip
+    if stage == "export":
+        return [f"exported {report.get('exported')} {report.get('splits')} by domain "
+                f"{report.get('by_domain')}"]  # fmt: skip
+    return []
+
+
+def run_pipeline(config: Path | None, out: Path, stages: tuple[str, ...], *,
+                 overrides: list[str] | None = None, limit: int | None = None,
+                 data: dict[str, Any] | None = None, json: bool = False) -> dict[str, Any]:  # fmt: skip
+    from koalign.config import load_run_config
+    from koalign.runner import Pipeline
+
+    cfg, loc = load_run_config(config, overrides or [], data=data)
+    pipeline = Pipeline(cfg, loc, out, limit=limit, progress=RichProgress())
+    manifest = pipeline.run(stages)
+    if json:
+        print_json(manifest)
+    else:
+        typer.echo(str(out))
+    return manifest
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    @app.command("run")
+    def run_cmd(config: ConfigArg, out: OutOpt, limit: LimitOpt = None, set_: SetOpt = None,
+                json: JsonOpt = False) -> None:  # fmt: skip
+        """Run every stage (seeds, attack, respond, judge, export); resumes a run directory."""
+        run_pipeline(config, out, STAGES, overrides=set_, limit=limit, json=json)
+
+    for stage in STAGES:
+        _register_stage(app, stage)
+
+    @app.command("demo")
+    def demo_cmd(out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path(
+        "koalign-demo"), limit: LimitOpt = 24, json: JsonOpt = False) -> None:  # fmt: skip
+        """Run the whole pipeline offline on a tiny random model (checks an installation)."""
+        from koalign.demo import demo_config
+
+        err.print("[bold yellow]demo:[/] a tiny random model writes every generated text, so the "
+                  "text is meaningless; the judges are scripted (demo only). This checks the "
+                  "installation end to end, nothing more.")  # fmt: skip
+        data = demo_config(out)
+        run_pipeline(None, out, STAGES, data=data, limit=limit, json=json)
+
+    prompt_app = typer.Typer(help="Inspect the pipeline's prompt templates.", no_args_is_help=True)
+    app.add_typer(prompt_app, name="prompt")
+
+    @prompt_app.command("show")
+    def prompt_show(
+        role: Annotated[str, typer.Argument(help="Template role, e.g. responder, harm_judge.")],
+        category: Annotated[str, typer.Option("--category", "-c", help="Category id.")] = "A",
+        locale: Annotated[
+            str, typer.Option("--locale", "-l", help="Locale name or folder.")
+        ] = "ko",
+        json: JsonOpt = False,
+    ) -> None:
+        """Render one role's template for a category with example values."""
+        from koalign.locale import load_locale
+        from koalign.stages.preview import render_example
+
+        messages = render_example(load_locale(locale), role, category.upper())
+        if json:
+            print_json([m.model_dump() for m in messages])
+            return
+        for m in messages:
+            typer.echo(f"--- {m.role} ---\n{m.content}\n")
+
+
+def _register_stage(app: typer.Typer, stage: str) -> None:
+    def command(config: ConfigArg, out: OutOpt, set_: SetOpt = None, json: JsonOpt = False,
+                limit: LimitOpt = None) -> None:  # fmt: skip
+        run_pipeline(config, out, (stage,), overrides=set_, limit=limit, json=json)
+
+    command.__doc__ = f"Run only the `{stage}` stage (earlier stages must have finished)."
+    app.command(stage)(command)

@@ -1,0 +1,140 @@
+"""The pipeline stages (one module each) and what they share.
+
+A stage is a module with ``NAME``, ``plan(ctx, inputs) -> items`` (deterministic work items,
+each with a stable ``id``), ``async process(ctx, item) -> record`` (the model calls for one item)
+and ``finalize(ctx, records) -> (records, report)`` (decisions that need every record, in plan
+order). Prompt building and output parsing are pure functions in each module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from koalign.config import RunConfig
+from koalign.locale import Locale
+from koalign.types import ChatRequest, ChatResult, Message, SamplingParams
+
+REQUIRED_TEMPLATES = (
+    "seed_generator",
+    "benign_generator",
+    "attacker",
+    "refusal_writer",
+    "harm_judge",
+    "query_judge",
+    "responder",
+    "response_judge",
+    "filter_judge",
+)
+
+
+class ParseError(ValueError):
+    """A model output that cannot be used; ``kind`` is an ErrorKind."""
+
+    def __init__(self, message: str, kind: str = "parse") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class Caller:
+    """Sends requests to named models of a pool; coalesces concurrent requests into batches.
+
+    With ``batch_size`` 1 every request is its own ``agenerate`` call (the model layer bounds
+    concurrency). With a larger size, requests that arrive while a batch is being collected are
+    sent together, which keeps in-process models (hf) busy with padded batches.
+    """
+
+    def __init__(self, pool: Any, batch_size: int = 1) -> None:
+        self.pool = pool
+        self.batch_size = batch_size
+        self._queues: dict[str, list[tuple[ChatRequest, asyncio.Future]]] = defaultdict(list)
+        self._flushing: set[str] = set()
+
+    async def chat(self, model: str, request: ChatRequest) -> ChatResult:
+        llm = self.pool.get(model)
+        if self.batch_size <= 1:
+            return (await llm.agenerate([request]))[0]
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queues[model].append((request, fut))
+        if model not in self._flushing:
+            self._flushing.add(model)
+            asyncio.get_running_loop().create_task(self._flush(model))
+        return await fut
+
+    async def _flush(self, model: str) -> None:
+        await asyncio.sleep(0)  # let concurrent tasks enqueue
+        try:
+            tasks = []
+            queue = self._queues[model]
+            while queue:
+                batch, queue[:] = queue[: self.batch_size], queue[self.batch_size :]
+                tasks.append(asyncio.ensure_future(self._send(model, batch)))
+            await asyncio.gather(*tasks)
+        finally:
+            self._flushing.discard(model)
+            if self._queues[model]:
+                self._flushing.add(model)
+                asyncio.get_running_loop().create_task(self._flush(model))
+
+    async def _send(self, model: str, batch: list[tuple[ChatRequest, asyncio.Future]]) -> None:
+        try:
+            results = await self.pool.get(model).agenerate([r for r, _ in batch])
+        except Exception as exc:  # misuse errors surface in every waiting task
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+
+@dataclass
+class StageContext:
+    config: RunConfig
+    locale: Locale
+    caller: Caller | None
+    roles: dict[str, list[str]]
+    limit: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def request(messages: tuple[Message, ...], *, tag: str, schema: dict[str, Any] | None = None,
+            sample_index: int = 0, seed: int | None = None) -> ChatRequest:  # fmt: skip
+    sampling = SamplingParams(seed=seed) if seed is not None else None
+    return ChatRequest(messages=messages, json_schema=schema, tag=tag,
+                       sample_index=sample_index, sampling=sampling)  # fmt: skip
+
+
+async def call(ctx: StageContext, model: str, req: ChatRequest,
+               parse: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
+    """One model call as a record fragment: ``{"model", "raw", "value"}`` on success, or
+    ``{"model", "raw", "error": {"kind", "message"}}``; the raw text is always kept."""
+    assert ctx.caller is not None
+    result = await ctx.caller.chat(model, req)
+    out: dict[str, Any] = {"model": model, "raw": result.text}
+    if result.error is not None:
+        out["error"] = {"kind": result.error.kind, "message": result.error.message}
+        return out
+    text = result.text if req.json_schema is None or result.parsed is None else result.parsed
+    try:
+        out["value"] = parse(text)
+    except ParseError as exc:
+        out["error"] = {"kind": exc.kind, "message": str(exc)}
+    return out
+
+
+def count_outputs(fragments: list[dict[str, Any]]) -> tuple[int, int]:
+    """(model outputs, bad outputs) among call fragments."""
+    return len(fragments), sum("error" in f for f in fragments)
+
+
+def rotate(items: list[Any], offset: int) -> Any:
+    return items[offset % len(items)]
+
+
+def prompt_digest(messages: tuple[Message, ...]) -> list[dict[str, str]]:
+    return [m.model_dump() for m in messages]

@@ -1,0 +1,95 @@
+"""The dataset card (export/README.md) written by the export stage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from koalign.stages import StageContext
+
+
+def _table(title: str, counts: dict[str, Any], key: str = "") -> str:
+    lines = [f"| {title} | count |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    return "\n".join(lines)
+
+
+def dataset_card(ctx: StageContext, report: dict[str, Any]) -> str:
+    cfg = ctx.config
+    reports = ctx.extra.get("reports", {})
+    judge = reports.get("judge", {})
+    attack = reports.get("attack", {})
+    respond = reports.get("respond", {})
+    seeds = reports.get("seeds", {})
+    front = {
+        "license": cfg.export.license,
+        "language": [ctx.locale.meta.language],
+        "task_categories": ["text-generation"],
+        "tags": ["dpo", "preference", "safety", "alignment", "koalign", ctx.locale.id],
+        "pretty_name": cfg.export.name,
+        "configs": [
+            {"config_name": "conversational", "default": True,
+             "data_files": [{"split": "train", "path": "train.jsonl"},
+                            {"split": "validation", "path": "validation.jsonl"}]},
+            {"config_name": "standard",
+             "data_files": [{"split": "train", "path": "standard/train.jsonl"},
+                            {"split": "validation", "path": "standard/validation.jsonl"}]},
+        ],
+    }  # fmt: skip
+    roles = ctx.roles
+    role_lines = [
+        f"| {role} | {', '.join(f'`{m}` ({cfg.models[m].backend}: {cfg.models[m].model})' for m in names)} |"
+        for role, names in roles.items()
+    ]
+    agreement = judge.get("agreement", {})
+    cohen = agreement.get("cohen_pairwise", {})
+    parts = [
+        "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---",
+        f"# {cfg.export.name}",
+        "> **Content warning.** This dataset contains harmful requests (toxic language, "
+        "discrimination, sexual content, crime, violence, privacy violations) and the harmful "
+        "answers models gave to them (the `rejected` side). It exists to train models to refuse "
+        "or redirect such requests. Do not use the rejected answers for anything else.",
+        f"Korean DPO preference triplets built by koalign (locale `{ctx.locale.id}`): `prompt` "
+        "(a user message list), `chosen` (a policy-conditioned safe answer) and `rejected` (a real "
+        "harmful answer of an attacked target model, or an unjustified refusal for over-refusal "
+        "pairs). The `conversational` config is TRL's conversational format; `standard` holds the "
+        "same rows as plain strings. Splits are by seed, so rewrites of one seed never cross "
+        f"splits. The policy system prompt is {'kept' if cfg.export.system_prompt else 'not kept'} "
+        "in `prompt`.",
+        "## Size\n" + _table("split", report["splits"]) + f"\n\nExported {report['exported']} of "
+        f"{report['available']} triplets that passed the filter (target size "
+        f"{report['target_size']}).",
+        "## Counts\n" + "\n\n".join([
+            _table("kind", report["by_kind"]), _table("domain", report["by_domain"]),
+            _table("category", report["by_category"]), _table("type", report["by_type"]),
+            _table("attack strategy", report["by_strategy"]), _table("tactic", report["by_tactic"]),
+            _table("rejected from target", report["by_target"]),
+            _table("chosen from responder", report["by_responder"])]),
+        "## Models per role\n| role | models |\n|---|---|\n" + "\n".join(role_lines),
+        "## Filter and judge agreement\n"
+        f"Reducer: `{cfg.judge.reducer}`. Pass rate: {judge.get('pass_rate')}. "
+        f"Unanimity: {judge.get('unanimity')}. Fleiss' kappa (all criteria): "
+        f"{agreement.get('fleiss')}.\n\n"
+        + _table("judge pair (Cohen's kappa)", cohen) + "\n\n"
+        + _table("failures by criterion", judge.get("failures_by_criterion", {})),
+        "## Pipeline statistics\n"
+        f"- seeds kept: {seeds.get('kept_harmful')} harmful, {seeds.get('kept_benign')} benign\n"
+        f"- hard cases: {attack.get('hard_cases')}, over-refusal cases: "
+        f"{attack.get('over_refusal_cases')}\n"
+        f"- attack success by strategy: "
+        + ", ".join(f"{k} {v.get('asr')}" for k, v in attack.get("asr_by_strategy", {}).items())
+        + "\n- citation check: "
+        + (f"{respond.get('citations', {}).get('candidates_flagged')} of "
+           f"{respond.get('citations', {}).get('candidates_checked')} candidates flagged and not "
+           "chosen" if cfg.respond.citation_check else "off"),
+        "## Provenance\n"
+        f"- locale `{ctx.locale.id}` ({ctx.locale.meta.name}), facts as of "
+        f"{ctx.locale.meta.as_of}; locale and policy digest `{ctx.locale.digest}`\n"
+        f"- licence: {cfg.export.license}. The harm taxonomy follows KorSET/CAGE "
+        "(cc-by-nc-4.0); model outputs are subject to the licences of the models listed above.",
+        "## Config\n```yaml\n" + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"models"}),
+                                                 allow_unicode=True, sort_keys=False) + "```",
+    ]  # fmt: skip
+    return "\n\n".join(parts) + "\n"

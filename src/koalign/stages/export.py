@@ -1,0 +1,138 @@
+"""Stage E, ``export``: DPO triplets for TRL, balanced by domain, split by seed, with a card.
+
+Selection: harmful triplets are balanced over the domains by water-filling (each domain gets an
+equal share of the target size; what a small domain cannot fill goes to the others), inside a
+domain in a deterministic shuffled order; over-refusal pairs fill at most
+``over_refusal_share`` of the target the same way. Split: a seed goes to validation when a hash
+of (run seed, seed id) falls below ``validation_share``, so every pair of one seed (and its
+rewrites) stays on one side.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from koalign.rundir import dumps, write_atomic
+from koalign.stages import StageContext
+from koalign.stages.respond import system_prompt
+from koalign.text import stable_int
+
+NAME = "export"
+
+
+def water_fill(groups: dict[str, list[Any]], total: int) -> dict[str, int]:
+    """How many items to take from each group to reach ``total`` as evenly as possible."""
+    take = dict.fromkeys(groups, 0)
+    left = min(total, sum(len(v) for v in groups.values()))
+    while left > 0:
+        open_groups = sorted(g for g in groups if take[g] < len(groups[g]))
+        share, extra = divmod(left, len(open_groups))
+        for i, g in enumerate(open_groups):
+            add = min(share + (i < extra), len(groups[g]) - take[g])
+            take[g] += add
+            left -= add
+    return take
+
+
+def select(ctx: StageContext, triplets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    cfg = ctx.config.export
+    seed = ctx.config.seed
+    chosen: list[dict[str, Any]] = []
+    benign_cap = int(cfg.target_size * cfg.over_refusal_share)
+    for kind, budget in (("benign", benign_cap), ("harmful", None)):
+        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for t in triplets:
+            if t["kind"] == kind:
+                groups[t["domain"]].append(t)
+        for g in groups.values():
+            g.sort(key=lambda t: (stable_int(seed, t["id"], "order"), t["id"]))
+        size = budget if budget is not None else cfg.target_size - len(chosen)
+        for g, n in water_fill(groups, size).items():
+            chosen += groups[g][:n]
+    return sorted(chosen, key=lambda t: t["id"])
+
+
+def is_validation(ctx: StageContext, seed_id: str) -> bool:
+    share = ctx.config.export.validation_share
+    return (stable_int(ctx.config.seed, seed_id, "split") % 1_000_000) / 1_000_000 < share
+
+
+def conversational(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
+    prompt = []
+    if ctx.config.export.system_prompt:
+        sp = system_prompt(ctx, t["category"], t["kind"])
+        if sp:
+            prompt.append({"role": "system", "content": sp})
+    prompt.append({"role": "user", "content": t["prompt"]})
+    return {
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": t["chosen"]["text"]}],
+        "rejected": [{"role": "assistant", "content": t["rejected"]}],
+        **metadata(t),
+    }
+
+
+def standard(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
+    prompt = t["prompt"]
+    if ctx.config.export.system_prompt:
+        sp = system_prompt(ctx, t["category"], t["kind"])
+        prompt = f"{sp}\n\n{prompt}" if sp else prompt
+    return {"prompt": prompt, "chosen": t["chosen"]["text"], "rejected": t["rejected"],
+            **metadata(t)}  # fmt: skip
+
+
+def metadata(t: dict[str, Any]) -> dict[str, Any]:
+    return {"id": t["id"], "seed_id": t["seed_id"], "kind": t["kind"], "domain": t["domain"],
+            "category": t["category"], "type": t["type"] or "", "strategy": t["strategy"] or "",
+            "tactic": t["tactic"] or "", "target": t["target"],
+            "responder": t["chosen"]["responder"]}  # fmt: skip
+
+
+def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
+    """Write the export files; return the report."""
+    selected = select(ctx, triplets)
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
+    for t in selected:
+        splits["validation" if is_validation(ctx, t["seed_id"]) else "train"].append(t)
+    (out_dir / "standard").mkdir(parents=True, exist_ok=True)
+    for name, rows in splits.items():
+        write_atomic(out_dir / f"{name}.jsonl",
+                     "".join(dumps(conversational(ctx, t)) + "\n" for t in rows))  # fmt: skip
+        write_atomic(out_dir / "standard" / f"{name}.jsonl",
+                     "".join(dumps(standard(ctx, t)) + "\n" for t in rows))  # fmt: skip
+    report = counts(ctx, selected, splits, len(triplets))
+    from koalign.stages.card import dataset_card
+
+    write_atomic(out_dir / "README.md", dataset_card(ctx, report))
+    return report
+
+
+def counts(ctx: StageContext, selected: list[dict[str, Any]], splits: dict[str, list],
+           available: int) -> dict[str, Any]:  # fmt: skip
+    tax = ctx.locale.taxonomy
+
+    def tally(key) -> dict[str, int]:
+        return dict(sorted(Counter(key(t) for t in selected).items()))
+
+    return {
+        "available": available,
+        "exported": len(selected),
+        "target_size": ctx.config.export.target_size,
+        "splits": {k: len(v) for k, v in splits.items()},
+        "by_kind": tally(lambda t: t["kind"]),
+        "by_domain": {f"{d} {tax.domains[[x.id for x in tax.domains].index(d)].name_en}": n
+                      for d, n in tally(lambda t: t["domain"]).items()},
+        "by_category": tally(lambda t: t["category"]),
+        "by_type": tally(lambda t: t["type"] or f"benign:{t['category']}"),
+        "by_strategy": tally(lambda t: t["strategy"] or "(none: over-refusal)"),
+        "by_tactic": tally(lambda t: t["tactic"] or "(none)"),
+        "by_target": tally(lambda t: t["target"]),
+        "by_responder": tally(lambda t: t["chosen"]["responder"]),
+    }  # fmt: skip
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
