@@ -1,0 +1,131 @@
+"""Finding hotline and phone numbers in free Korean text.
+
+Two shapes are read:
+
+* full numbers: ``02-735-8994``, ``(02)735-8994``, ``010.1234.5678``, ``02 735 8994``,
+  ``1577-1366`` (the 15xx-18xx national numbers), ``+82-1345``. A pair that reads as a range
+  of years (``1800-1850``) is not a number unless the registry knows it.
+* short numbers of 3-4 digits: ``109``, ``1366``, ``#1388``. Any registry number is recognised;
+  other short numbers only right after phone words (``국번 없이``, ``☎``, ``전화``, ``Tel``).
+  A short number is never read when it is glued to other digits or to separators of
+  decimals, thousands, times and ranges (``1,366``, ``3.112``, ``11:09``, ``109-112``), is
+  preceded by ``제`` or a label word (``버전``, ``우편번호``, ``버스`` ...), or is followed by a
+  unit or counter (``년``, ``원``, ``명``, ``건``, ``조``, ``호``, ``번째``, ``%``, ``km`` ...).
+  Resident-registration-number shapes (``YYMMDD-NNNNNNN``) never match either shape.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+_AREA = r"(?:2|[3-6][1-5]|1[016-9]|[678]0|50[2-8])"  # after the leading 0
+_NATIONAL = r"(?:5(?:22|33|44|66|77|88|99)|6(?:00|44|61|66|68|70|88)|8(?:00|11|33|55|77|99))"
+# Each alternative starts with a literal, so the regex engine skips non-candidate positions.
+_FULL = re.compile(
+    r"\(0" + _AREA + r"\)\s?\d{3,4}-\d{4}"
+    r"|0" + _AREA + r"(?:(?P<s>[\-.])\d{3,4}(?P=s)\d{4}| \d{3,4} \d{4})"
+    r"|1" + _NATIONAL + r"-(?P<n2>\d{4})"
+    r"|\+82[\s\-]?(?:1\d{2,3}(?![\d\-])|" + _AREA + r"[\s\-]\d{3,4}[\s\-]\d{4})"
+)
+_SHORT = re.compile(r"[#\d]\d{2,4}")
+_BAD_BEFORE = set("0123456789.,-/:~∼+_")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+_UNITS = (
+    r"년|월|일|원|만|억|천|백|명|개|건|조|항|호|회|차|세|살|시|분|초|층|쪽|페이지|위|등|배|점"
+    r"|달러|위안|엔|마리|대|권|편|곳|가지|동|통|장|병|잔|평|석|표|개월|주|킬로|미터|그램|리터|톤"
+    r"|볼트|와트|기|인분"
+)
+_BAD_AFTER = re.compile(
+    r"[.,:]\d|[\-~∼]\s*\d|\s*%|[A-Za-z]"
+    r"|(?:번째|번지|번\s*(?:버스|출구|국도|도로|게이트|좌석|트랙|문제|항목|선수|타자|방)"
+    r"|" + _UNITS + r")"
+    r"|\s+(?:년|월|일|원|억|명|개|건|회|세|살|달러|개월|번째|번지|페이지|쪽|마리|가지|층"
+    r"|km|kg|cm|mm|만\s*원|천\s*원)(?:$|[^가-힣]|[이의을를은는에도과와가])"
+)
+_BAD_LABEL = re.compile(
+    r"(?:(?<![가-힣])(?:제|第|버전|버젼|빌드|우편번호|번지|코드|모델|사번|학번|호실|버스|노선|국도"
+    r"|지방도|페이지|총|약|평균|최대|최소|합계|무려)"
+    r"|(?<![A-Za-z])(?:version|ver|No|no|p|pp|v|V))\.?\s*$"
+)
+_PHONE_WORDS = re.compile(
+    r"(?:국번\s*없이|☎|☏|📞|전화(?:번호)?(?:는|은)?|Tel|TEL|tel|문자)\s*[:：(]?\s*$"
+)
+_YEARISH = re.compile(r"1[5-9]\d\d|20\d\d")
+_YEAR_AFTER = re.compile(r"\s*년")
+_GLUED_AFTER = re.compile(r"[\-.]\d")
+
+
+class Found(NamedTuple):
+    number: str  # as written
+    key: str  # digits for registry lookup
+    start: int
+    end: int
+    registry_only: bool  # True: report only if the registry knows the key
+
+
+def number_key(number: str) -> str:
+    """Digits of a number as dialled in Korea (``+82-2-...`` -> ``02...``)."""
+    intl = number.lstrip().startswith("+82")
+    digits = re.sub(r"\D", "", number)
+    if intl:
+        digits = digits[2:]
+        if len(digits) >= 8 and not digits.startswith("0"):
+            digits = "0" + digits
+    return digits
+
+
+def find_numbers(text: str, short_keys: frozenset[str]) -> list[Found]:
+    """Every phone-shaped number in ``text`` (see the module docstring for the rules)."""
+    out: list[Found] = []
+    taken: list[tuple[int, int]] = []
+    for m in _FULL.finditer(text):
+        s, e = m.span()
+        if s > 0 and (text[s - 1] in _BAD_BEFORE or _ASCII_LETTER.match(text, s - 1)):
+            continue
+        if e < len(text) and (text[e].isdigit() or _GLUED_AFTER.match(text, e)):
+            continue
+        registry_only = False
+        if m.group("n2"):
+            a, b = m.group(0)[:4], m.group("n2")
+            if _YEARISH.fullmatch(b) and 0 < int(b) - int(a) <= 300:
+                registry_only = True  # reads as a range of years
+            if _YEAR_AFTER.match(text, e):
+                continue
+        number = m.group(0)
+        out.append(Found(number, number_key(number), s, e, registry_only))
+        taken.append((s, e))
+    for m in _SHORT.finditer(text):
+        s, e = m.span()
+        if any(ts <= s < te for ts, te in taken):
+            continue
+        got = _short(text, s, e, short_keys)
+        if got is not None:
+            out.append(got)
+    out.sort(key=lambda f: f.start)
+    return out
+
+
+def _short(text: str, s: int, e: int, short_keys: frozenset[str]) -> Found | None:
+    number = text[s:e]
+    hashed = number.startswith("#")
+    if not 3 <= len(number) - hashed <= 4:
+        return None
+    if s > 0 and (text[s - 1] in _BAD_BEFORE or text[s - 1] == "#"):
+        return None
+    if s > 0 and _ASCII_LETTER.match(text, s - 1):
+        return None
+    if e < len(text) and (text[e].isdigit() or _BAD_AFTER.match(text, e)):
+        return None
+    before = text[max(0, s - 12) : s]
+    if _BAD_LABEL.search(before):
+        return None
+    digits = number.lstrip("#")
+    key = digits
+    if hashed and key not in short_keys:
+        key = digits.lstrip("0")
+    if key in short_keys:
+        return Found(number, key, s, e, False)
+    if not hashed and _PHONE_WORDS.search(before):
+        return Found(number, key, s, e, False)
+    return None
