@@ -1,9 +1,176 @@
-"""Commands of this feature (registered on the main app)."""
+"""Citation commands: `koalign cite check FILE` (statute citations and hotline numbers)."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from koalign.cli.common import err, out, print_jsonl
+from koalign.errors import KoalignError
+
+_STATUS_STYLE = {
+    "verified": "green",
+    "current": "green",
+    "unverified": "yellow",
+    "unknown": "yellow",
+    "outdated": "red",
+    "nonexistent": "red",
+    "unknown_law": "red",
+    "retired": "red",
+}
+
+
+def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], str]:
+    """Read FILE (or stdin for '-') into (id, text, error) rows; also return the format.
+
+    JSONL is recognised when the first non-empty line starts with '{': each line must then be
+    an object with a string ``text`` (``id`` optional, the line number otherwise). Otherwise
+    every non-empty line is one text, with its line number as id. Raises KoalignError when the
+    input cannot be read at all.
+    """
+    if file == "-":
+        raw = sys.stdin.buffer.read()
+        where = "stdin"
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise KoalignError(f"cannot read '{file}': no such file", hint="pass a file or '-'")
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise KoalignError(f"cannot read '{file}': {exc.strerror}") from exc
+        where = file
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KoalignError(
+            f"{where}: not UTF-8 text (byte {exc.start})", hint="convert the file to UTF-8"
+        ) from exc
+    lines = content.splitlines()
+    first = next((ln for ln in lines if ln.strip()), "")
+    if not first.lstrip().startswith("{"):
+        return [(n, ln, None) for n, ln in enumerate(lines, 1) if ln.strip()], "text"
+    rows: list[tuple[Any, str | None, str | None]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            rows.append((n, None, f"{where}:{n}: not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            rows.append((n, None, f"{where}:{n}: expected an object with a string 'text' field"))
+            continue
+        rows.append((record.get("id", n), record["text"], None))
+    return rows, "jsonl"
+
+
+def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
+    table = Table("id", "found", "law / contact", "article", "status", "note")
+    for rid, result in rows:
+        for c in result["citations"]:
+            style = _STATUS_STYLE.get(c["status"], "")
+            article = c["article"] or ""
+            if c["paragraph"]:
+                article += f" ¶{c['paragraph']}"
+            if c["item"]:
+                article += f" {c['item']}호"
+            note = f"now: 제{c['replacement']}조" if c.get("replacement") else ""
+            if c.get("relevant") is False:
+                note = (note + "; " if note else "") + "not in this category's policy"
+            table.add_row(
+                str(rid), c["text"], c["law"], article, f"[{style}]{c['status']}[/]", note
+            )
+        for k in result["contacts"]:
+            style = _STATUS_STYLE.get(k["status"], "")
+            note = f"now: {k['replacement']}" if k.get("replacement") else ""
+            table.add_row(
+                str(rid), k["number"], k.get("name") or "", "", f"[{style}]{k['status']}[/]", note
+            )
+    return table
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add the `cite` command group to `app`."""
+    cite_app = typer.Typer(
+        help="Check Korean statute citations and hotline numbers against the locale registries.",
+        no_args_is_help=True,
+    )
+    app.add_typer(cite_app, name="cite")
+
+    @cite_app.command("check")
+    def check(
+        file: Annotated[
+            str,
+            typer.Argument(
+                help="Plain text (one text per line), JSONL with a 'text' field "
+                "(and optional 'id'), or '-' for stdin."
+            ),
+        ],
+        json_out: Annotated[
+            bool, typer.Option("--json", help="Write one JSON object per input line to stdout.")
+        ] = False,
+        category: Annotated[
+            str | None,
+            typer.Option(
+                "--category", "-c", help="Category id (e.g. G): flag laws its policy does not list."
+            ),
+        ] = None,
+        locale: Annotated[
+            str, typer.Option("--locale", "-l", help="Bundled locale name or path.")
+        ] = "ko",
+    ) -> None:
+        """Find statute citations and phone numbers and check them against the registries.
+
+        Exit status 0 when the check ran (bad citations are a result, not an error); 1 when the
+        input, the locale or the category cannot be used.
+        """
+        from koalign.cite import index_for
+        from koalign.locale import load_locale
+
+        try:
+            index = index_for(load_locale(locale))
+            cat = category.upper() if category else None
+            if cat is not None:
+                index.check("", category=cat)  # validates the category before reading input
+            rows, _fmt = read_inputs(file)
+        except KoalignError as exc:
+            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+            for line in getattr(exc, "problems", []):
+                err.print(f"  - {line}", highlight=False, markup=False)
+            raise typer.Exit(1) from None
+        results: list[tuple[Any, dict[str, Any]]] = []
+        unreadable = 0
+        totals: dict[str, int] = {}
+        for rid, text, problem in rows:
+            if problem is not None:
+                unreadable += 1
+                err.print(f"[bold red]error:[/] {problem}", highlight=False, markup=False)
+                if json_out:
+                    print_jsonl({"id": rid, "error": problem})
+                continue
+            assert text is not None
+            report = index.check(text, category=cat)
+            for key, n in report.counts().items():
+                totals[key] = totals.get(key, 0) + n
+            result = report.to_dict()
+            if json_out:
+                print_jsonl({"id": rid, **result})
+            else:
+                results.append((rid, result))
+        if json_out:
+            sys.stdout.flush()
+        else:
+            if any(r["citations"] or r["contacts"] for _, r in results):
+                out.print(_table(results))
+            summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing found"
+            out.print(f"{len(results)} texts: {summary}", highlight=False)
+        if unreadable:
+            err.print(f"[bold red]{unreadable} unreadable input line(s)[/]")
+            raise typer.Exit(1)
