@@ -31,3 +31,4 @@ def _hf(spec: ModelSpec, env: dict[str, str]) -> Backend:
 def register_all() -> None:
     register_backend("scripted", _scripted)
     register_backend("openai", _openai)
+    register_backend("hf", _hf)

@@ -1,0 +1,362 @@
+"""The ``hf`` backend: a local transformers chat model (a folder or a hub id).
+
+* Batched generation with left padding. Concurrent single-request calls are gathered into
+  micro-batches (up to ``max_batch_size`` requests that share sampling parameters and schema);
+  generation runs in a worker thread, so the event loop stays responsive.
+* Prompts are rendered with the tokenizer's chat template. A template without a system role
+  (Gemma's raises an error or drops it) gets the system prompt folded into the first user turn.
+* Greedy decoding when temperature is 0 or unset; otherwise sampling seeded with
+  ``seed + sample_index`` (reproducible for the same batch composition).
+* A request with a JSON schema is decoded under that schema with outlines + llguidance
+  (``pip install "koalign[structured]"``), without free whitespace.
+
+Options (``spec.options``): ``device`` (``auto``/``cpu``/``cuda``/``cuda:1``; auto = CUDA when
+present), ``dtype`` (``auto``/``float32``/``bfloat16``/``float16``; auto = bf16 on CUDA,
+float32 on CPU), ``adapter`` (a PEFT adapter folder loaded on top), ``max_batch_size``
+(default 8), ``batch_wait_ms`` (how long a micro-batch waits for company, default 2),
+``max_new_tokens`` (default when the request sets no ``max_tokens``, 512), ``chat_template``
+(a Jinja template for tokenizers that ship none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from koalign.backends.base import Backend, ModelSpec
+from koalign.errors import BackendError, KoalignError, did_you_mean, require
+from koalign.types import CallError, ChatRequest, ChatResult, Message
+
+log = logging.getLogger(__name__)
+
+OPTIONS = (
+    "device",
+    "dtype",
+    "adapter",
+    "max_batch_size",
+    "batch_wait_ms",
+    "max_new_tokens",
+    "chat_template",
+)
+_PROBE = "<<koalign-system-probe>>"
+
+
+def fingerprint(path: str | None) -> str | None:
+    """A content fingerprint of a local model or adapter folder (name, size, head and tail of
+    every file), so a retrained adapter at the same path never hits a stale cache."""
+    if path is None:
+        return None
+    root = Path(path)
+    if not root.is_dir():
+        return path  # a hub id
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.iterdir() if p.is_file()):
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(65536))
+            if size > 131072:
+                fh.seek(-65536, 2)
+                h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+class HFBackend(Backend):
+    """A local transformers model."""
+
+    name = "hf"
+
+    def __init__(self, spec: ModelSpec, *, env: dict[str, str] | None = None) -> None:
+        super().__init__(spec, env=env)
+        for key in spec.options:
+            if key not in OPTIONS:
+                raise BackendError(
+                    f"unknown hf option '{key}'{did_you_mean(key, OPTIONS)}",
+                    where=f"model '{spec.model}'.options",
+                    hint=f"known options: {', '.join(OPTIONS)}",
+                )
+        self.max_batch_size = int(spec.options.get("max_batch_size", 8))
+        self.batch_wait_s = float(spec.options.get("batch_wait_ms", 2)) / 1000.0
+        self.adapter = spec.options.get("adapter")
+        self._lock = threading.Lock()
+        self._model: Any = None
+        self._tok: Any = None
+        self._device: str | None = None
+        self._fold_system: bool | None = None
+        self._guide: Any = None
+        self._batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._identity: dict[str, Any] | None = None
+
+    def cache_identity(self) -> dict[str, Any]:
+        if self._identity is None:
+            self._identity = {
+                "backend": self.name,
+                "model": self.spec.model,
+                "model_fp": fingerprint(self.spec.model),
+                "adapter": fingerprint(self.adapter),
+                "dtype": self.spec.options.get("dtype", "auto"),
+            }
+        return self._identity
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        torch = require("torch", "hf", feature="the hf backend")
+        transformers = require("transformers", "hf", feature="the hf backend")
+        device = str(self.spec.options.get("device", "auto"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype_name = str(self.spec.options.get("dtype", "auto"))
+        if dtype_name == "auto":
+            if device.startswith("cuda"):
+                dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            else:
+                dtype = torch.float32
+        else:
+            dtype = getattr(torch, dtype_name, None)
+            if not isinstance(dtype, torch.dtype):
+                raise BackendError(
+                    f"unknown dtype '{dtype_name}'",
+                    where=f"model '{self.spec.model}'.options.dtype",
+                    hint="use auto, float32, bfloat16 or float16",
+                )
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(self.spec.model)
+            model = transformers.AutoModelForCausalLM.from_pretrained(self.spec.model, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise BackendError(
+                f"cannot load the model: {exc}",
+                where=f"model '{self.spec.model}'",
+                hint="give a local model folder, or a hub id that is cached or reachable",
+            ) from exc
+        if self.adapter:
+            peft = require("peft", "eval", feature="loading a PEFT adapter")
+            try:
+                model = peft.PeftModel.from_pretrained(model, self.adapter)
+            except (OSError, ValueError) as exc:
+                raise BackendError(
+                    f"cannot load the adapter: {exc}",
+                    where=f"model '{self.spec.model}'.options.adapter",
+                    hint="point adapter at a folder written by PEFT (adapter_config.json)",
+                ) from exc
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if self.spec.options.get("chat_template"):
+            tok.chat_template = self.spec.options["chat_template"]
+        if not getattr(tok, "chat_template", None):
+            raise BackendError(
+                "the tokenizer has no chat template",
+                where=f"model '{self.spec.model}'",
+                hint="use a chat/instruct model or set options.chat_template",
+            )
+        model.to(device)
+        model.eval()
+        self._tok, self._model, self._device = tok, model, device
+        log.info("hf model %s loaded on %s (%s)", self.spec.model, device, dtype)
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for value in (self._model.generation_config.eos_token_id, self._tok.eos_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif value:
+                ids.update(int(v) for v in value)
+        return ids
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    def _template_has_system(self) -> bool:
+        probe = [{"role": "system", "content": _PROBE}, {"role": "user", "content": "x"}]
+        try:
+            text = self._tok.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
+        except Exception:  # jinja raise_exception("System role not supported")
+            return False
+        return _PROBE in text
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text for ``messages`` (the system prompt folded in when needed)."""
+        if self._fold_system is None:
+            self._fold_system = not self._template_has_system()
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        if self._fold_system and msgs and msgs[0]["role"] == "system":
+            system = msgs.pop(0)["content"]
+            if msgs and msgs[0]["role"] == "user":
+                msgs[0] = {"role": "user", "content": f"{system}\n\n{msgs[0]['content']}"}
+            else:
+                msgs.insert(0, {"role": "user", "content": system})
+        return self._tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+    # -- structured output -------------------------------------------------------------------
+
+    def _schema_processor(self, schema: dict[str, Any]) -> Any:
+        outlines = require("outlines", "structured", feature="JSON-schema output with hf")
+        require("llguidance", "structured", feature="JSON-schema output with hf")
+        from outlines.backends.llguidance import LLGuidanceBackend, LLGuidanceLogitsProcessor
+
+        if self._guide is None:
+            self._guide = LLGuidanceBackend(outlines.from_transformers(self._model, self._tok))
+        spec = {**schema, "x-guidance": {"whitespace_flexible": False}}
+        grammar = self._guide.llg.grammar_from("json_schema", json.dumps(spec))
+        return LLGuidanceLogitsProcessor(grammar, self._guide.llg_tokenizer, "torch")
+
+    # -- generation --------------------------------------------------------------------------
+
+    def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Generate for requests that share sampling parameters and schema (blocking)."""
+        import time
+
+        with self._lock:
+            self._load()
+            torch = require("torch", "hf")
+            transformers = require("transformers", "hf")
+            start = time.perf_counter()
+            first = requests[0]
+            s = first.sampling
+            tok = self._tok
+            prompts = [self.render(r.messages) for r in requests]
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(self._device) for k, v in enc.items()}
+            temperature = s.temperature if s else None
+            do_sample = bool(temperature)
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": (s.max_tokens if s and s.max_tokens else None)
+                or int(self.spec.options.get("max_new_tokens", 512)),
+                "do_sample": do_sample,
+                "pad_token_id": tok.pad_token_id,
+            }
+            if do_sample:
+                kwargs["temperature"] = temperature
+                if s.top_p is not None:
+                    kwargs["top_p"] = s.top_p
+                torch.manual_seed((s.seed or 0) + first.sample_index)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            if s and s.stop:
+                kwargs.update(stop_strings=list(s.stop), tokenizer=tok)
+            if first.json_schema is not None:
+                try:
+                    processor = self._schema_processor(first.json_schema)
+                except KoalignError:
+                    raise
+                except Exception as exc:
+                    error = CallError(
+                        kind="bad_request", message=f"schema not supported by llguidance: {exc}"
+                    )
+                    return [ChatResult(error=error) for _ in requests]
+                kwargs["logits_processor"] = transformers.LogitsProcessorList([processor])
+            with torch.inference_mode():
+                out = self._model.generate(**enc, **kwargs)
+            latency = time.perf_counter() - start
+        return self._decode(requests, enc, out, latency)
+
+    def _decode(self, requests: Sequence[ChatRequest], enc: Any, out: Any, latency: float):
+        eos = self._eos_ids()
+        width = enc["input_ids"].shape[1]
+        results = []
+        for i, request in enumerate(requests):
+            ids = out[i, width:].tolist()
+            n = len(ids)
+            finish = "length"
+            for j, t in enumerate(ids):
+                if t in eos:
+                    n, finish = j + 1, "stop"
+                    break
+            text = self._tok.decode(ids[:n], skip_special_tokens=True)
+            stops = request.sampling.stop if request.sampling else None
+            for stop in stops or ():
+                cut = text.find(stop)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            results.append(
+                ChatResult(
+                    text=text,
+                    finish_reason=finish,
+                    tokens_in=int(enc["attention_mask"][i].sum()),
+                    tokens_out=n,
+                    latency_s=latency,
+                )
+            )
+        return results
+
+    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        loop = asyncio.get_running_loop()
+        batcher = self._batchers.get(loop)
+        if batcher is None:
+            batcher = self._batchers[loop] = _Batcher(self, loop)
+        return list(await asyncio.gather(*(batcher.submit(r) for r in requests)))
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._model = self._tok = self._guide = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _group_key(request: ChatRequest) -> str:
+    s = request.sampling
+    sampled = bool(s and s.temperature)
+    return json.dumps(
+        [
+            s.model_dump(mode="json") if s else None,
+            request.json_schema,
+            request.sample_index if sampled else None,
+        ],
+        sort_keys=True,
+    )
+
+
+class _Batcher:
+    """Gathers concurrent requests of one event loop into micro-batches."""
+
+    def __init__(self, backend: HFBackend, loop: asyncio.AbstractEventLoop) -> None:
+        self.backend = backend
+        self.loop = loop
+        self.pending: list[tuple[ChatRequest, asyncio.Future[ChatResult]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    def submit(self, request: ChatRequest) -> asyncio.Future[ChatResult]:
+        fut: asyncio.Future[ChatResult] = self.loop.create_future()
+        self.pending.append((request, fut))
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._run())
+        return fut
+
+    async def _run(self) -> None:
+        while self.pending:
+            await asyncio.sleep(self.backend.batch_wait_s)
+            key = _group_key(self.pending[0][0])
+            batch, rest = [], []
+            for item in self.pending:
+                if len(batch) < self.backend.max_batch_size and _group_key(item[0]) == key:
+                    batch.append(item)
+                else:
+                    rest.append(item)
+            self.pending = rest
+            requests = [r for r, _ in batch]
+            try:
+                results = await asyncio.to_thread(self.backend.generate_batch, requests)
+            except Exception as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(batch, results, strict=True):
+                if not fut.done():
+                    fut.set_result(result)

@@ -1,0 +1,155 @@
+"""The hf backend on the tiny random model: batches, micro-batching, schema-constrained output."""
+
+from __future__ import annotations
+
+import asyncio
+
+import jsonschema
+import pytest
+
+from koalign.backends import ModelPool, ModelSpec
+from koalign.backends.hf import HFBackend
+from koalign.errors import BackendError
+from koalign.types import ChatRequest, Message, SamplingParams
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "enum": ["safe", "unsafe"]},
+        "score": {"type": "integer", "minimum": 1, "maximum": 5},
+        "reason": {"type": "string", "maxLength": 12},
+    },
+    "required": ["label", "score", "reason"],
+    "additionalProperties": False,
+}
+
+
+def ask(text: str, **kw) -> ChatRequest:
+    return ChatRequest(
+        messages=(
+            Message(role="system", content="한국어로 답하세요."),
+            Message(role="user", content=text),
+        ),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def pool(tiny_model_dir):
+    spec = ModelSpec(
+        backend="hf",
+        model=str(tiny_model_dir),
+        sampling=SamplingParams(max_tokens=8),
+        options={"device": "auto", "max_batch_size": 4},
+    )
+    pool = ModelPool({"tiny": spec})
+    yield pool
+    pool.close()
+
+
+def test_batch_generation_keeps_order_and_counts_tokens(pool):
+    llm = pool.get("tiny")
+    prompts = ["안녕", "서울의 날씨는 어떤가요? 오늘은 비가 오나요?", "김치"]
+    results = llm.generate([ask(p) for p in prompts])
+    assert len(results) == 3 and all(r.ok for r in results)
+    # longer prompts have more input tokens: the batch was left-padded, not truncated
+    assert results[1].tokens_in > results[0].tokens_in
+    assert all(0 < r.tokens_out <= 8 for r in results)
+    assert all(r.finish_reason in ("stop", "length") for r in results)
+    # greedy decoding is deterministic and independent of the batch it ran in
+    alone = llm.generate([ask(prompts[1])])
+    assert alone[0].text == results[1].text
+
+
+def test_concurrent_single_requests_are_micro_batched(pool):
+    llm = pool.get("tiny")
+    backend = llm.backend
+    seen: list[int] = []
+    original = backend.generate_batch
+
+    def spy(requests):
+        seen.append(len(requests))
+        return original(requests)
+
+    backend.generate_batch = spy
+    try:
+
+        async def run():
+            return await asyncio.gather(*(llm.agenerate([ask(f"질문 {i}")]) for i in range(8)))
+
+        results = asyncio.run(run())
+    finally:
+        del backend.generate_batch
+    assert [len(r) for r in results] == [1] * 8 and all(r[0].ok for r in results)
+    assert sum(seen) == 8 and max(seen) == 4  # max_batch_size
+
+
+def test_schema_constrained_output_validates(pool):
+    llm = pool.get("tiny")
+    reqs = [
+        ask(f"판정 {i}", json_schema=SCHEMA, sampling=SamplingParams(max_tokens=48))
+        for i in range(3)
+    ]
+    results = llm.generate(reqs)
+    for r in results:
+        assert r.ok, (r.error, r.text)
+        jsonschema.validate(r.parsed, SCHEMA)
+        assert r.parsed["label"] in ("safe", "unsafe") and 1 <= r.parsed["score"] <= 5
+
+
+def test_seeded_sampling_is_reproducible(pool):
+    llm = pool.get("tiny")
+    req = ask("바다", sampling=SamplingParams(temperature=1.0, seed=7, max_tokens=8))
+    a = llm.generate([req])[0].text
+    b = llm.generate([req])[0].text
+    assert a == b
+
+
+def test_system_prompt_is_folded_when_template_has_no_system_role(tiny_model_dir):
+    backend = HFBackend(ModelSpec(backend="hf", model=str(tiny_model_dir)))
+    backend._load()
+    msgs = (Message(role="system", content="SYS"), Message(role="user", content="USER"))
+    assert "<|im_start|>system\nSYS" in backend.render(msgs)
+    backend._tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<turn>{{ m['role'] }}\n{{ m['content'] }}</turn>\n{% endfor %}<turn>assistant\n"
+    )
+    backend._fold_system = None
+    text = backend.render(msgs)
+    assert "<turn>user\nSYS\n\nUSER</turn>" in text and "system" not in text
+
+
+def test_unknown_option_gets_did_you_mean(tiny_model_dir):
+    with pytest.raises(BackendError, match="did you mean 'adapter'"):
+        HFBackend(ModelSpec(backend="hf", model=str(tiny_model_dir), options={"adaptor": "x"}))
+
+
+def test_peft_adapter_loads_on_top_and_changes_the_cache_identity(tiny_model_dir, tmp_path):
+    peft = pytest.importorskip("peft")
+    import torch
+    import transformers
+
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    )
+    with torch.no_grad():  # make the adapter do something (LoRA B starts at zero)
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 1.0)
+    lora.save_pretrained(tmp_path / "adapter")
+    plain = HFBackend(ModelSpec(backend="hf", model=str(tiny_model_dir)))
+    spec = ModelSpec(
+        backend="hf",
+        model=str(tiny_model_dir),
+        sampling=SamplingParams(max_tokens=6),
+        options={"adapter": str(tmp_path / "adapter")},
+    )
+    pool = ModelPool({"tuned": spec})
+    llm = pool.get("tuned")
+    assert llm.backend.cache_identity() != plain.cache_identity()
+    [result] = llm.generate([ask("안녕")])
+    assert result.ok and result.tokens_out > 0
+    assert type(llm.backend._model).__name__.startswith("Peft")
+    pool.close()
