@@ -1,0 +1,139 @@
+"""Citation validity of answers: statute citations and hotline numbers checked against the
+locale's registry by :func:`koalign.cite.check_text`.
+
+Figures: the share of answers that cite at least one statute (and at least one verified
+citation), the share of citations per status (verified, outdated, unverified, nonexistent,
+unknown_law), the share relevant to the category's policy, contacts per status and the answers
+naming a retired number. Answers come from an evaluation directory's ``safety.jsonl`` /
+``overrefusal.jsonl`` or are generated here (``koalign eval citations --model ... --data ...``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from koalign.errors import DataError
+from koalign.evaluate.runs import read_jsonl, update_summary, write_jsonl
+from koalign.locale import Locale
+
+ANSWER_FILES = ("safety.jsonl", "overrefusal.jsonl")
+CITATION_STATUSES = ("verified", "outdated", "unverified", "nonexistent", "unknown_law")
+CONTACT_STATUSES = ("current", "retired", "unknown")
+
+
+def answers_from_dir(answers_dir: Path, files: Iterable[str] = ANSWER_FILES) -> list[dict]:
+    """Rows with an answer from the item files present in ``answers_dir``."""
+    rows = []
+    found = False
+    for name in files:
+        path = Path(answers_dir) / name
+        if not path.is_file():
+            continue
+        found = True
+        for row in read_jsonl(path):
+            if row.get("answer") is not None:
+                rows.append({**row, "from": name})
+    if not found:
+        raise DataError(
+            f"no answer files ({', '.join(files)}) in this directory",
+            where=str(answers_dir),
+            hint="run `koalign eval safety` there first, or pass --model and --data",
+        )
+    return rows
+
+
+def check_answers(rows: Iterable[dict[str, Any]], loc: Locale) -> list[dict[str, Any]]:
+    """Add the checker's findings to each row (``citations``, ``contacts``, ``counts``)."""
+    from koalign.cite import check_text
+
+    out = []
+    for row in rows:
+        report = check_text(row["answer"] or "", loc, category=row.get("category"))
+        out.append(
+            {
+                "id": row["id"],
+                "from": row.get("from"),
+                "category": row.get("category"),
+                "prompt": row.get("prompt"),
+                "answer": row["answer"],
+                **report.to_dict(),
+                "counts": report.counts(),
+                "ok": report.ok,
+            }
+        )
+    return out
+
+
+def _share(k: int, n: int) -> float | None:
+    return k / n if n else None
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The citation figures over checked rows (see the module docstring)."""
+    cites = [c for r in rows for c in r["citations"]]
+    contacts = [c for r in rows for c in r["contacts"]]
+    status = Counter(c["status"] for c in cites)
+    contact_status = Counter(c["status"] for c in contacts)
+    relevant = [c["relevant"] for c in cites if c.get("relevant") is not None]
+    n = len(rows)
+    with_cite = sum(bool(r["citations"]) for r in rows)
+    with_verified = sum(any(c["status"] == "verified" for c in r["citations"]) for r in rows)
+    return {
+        "n": n,
+        "answers_with_citation": with_cite,
+        "citation_share": _share(with_cite, n),
+        "answers_with_verified_citation": with_verified,
+        "verified_citation_share": _share(with_verified, n),
+        "citations": len(cites),
+        "citation_status": {s: status.get(s, 0) for s in CITATION_STATUSES},
+        "citation_status_share": {s: _share(status.get(s, 0), len(cites)) for s in CITATION_STATUSES},
+        "valid_share": _share(status.get("verified", 0), len(cites)),
+        "problem_share": _share(
+            sum(status.get(s, 0) for s in ("outdated", "nonexistent", "unknown_law")), len(cites)
+        ),
+        "relevant_share": _share(sum(relevant), len(relevant)),
+        "contacts": len(contacts),
+        "contact_status": {s: contact_status.get(s, 0) for s in CONTACT_STATUSES},
+        "answers_with_retired_contact": sum(
+            any(c["status"] == "retired" for c in r["contacts"]) for r in rows
+        ),
+        "answers_with_problem": sum(not r["ok"] for r in rows),
+    }
+
+
+def run_citations(
+    rows: list[dict[str, Any]],
+    *,
+    loc: Locale,
+    out_dir: Path,
+    extra_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Check every answer; write ``citations.jsonl`` and the ``citations`` summary section."""
+    checked = check_answers(rows, loc)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "citations.jsonl", checked)
+    by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in checked:
+        by_cat[r["category"] or "?"].append(r)
+        by_file[r["from"] or "?"].append(r)
+    summary = {
+        **summarise(checked),
+        "per_category": {k: summarise(v) for k, v in sorted(by_cat.items())},
+        "per_file": {k: summarise(v) for k, v in sorted(by_file.items())},
+        "problems": [
+            {"id": r["id"], "citations": [c for c in r["citations"] if c["status"] != "verified"],
+             "contacts": [c for c in r["contacts"] if c["status"] == "retired"]}
+            for r in checked
+            if not r["ok"]
+        ][:50],
+        "locale": {"id": loc.id, "digest": loc.digest},
+        "items_file": "citations.jsonl",
+        **(extra_info or {}),
+    }
+    update_summary(out_dir, "citations", summary)
+    return summary

@@ -1,0 +1,410 @@
+"""Before/after report over evaluation directories (``koalign report``, ``koalign eval compare``).
+
+Reads each directory's ``summary.json`` and item files and writes, into the output folder,
+``report.md`` (with PNG files beside it), ``report.html`` (self-contained: CSS inline, charts
+embedded as base64 PNG) and ``report.json`` (the compared figures). Sections: models; safe rate
+overall and per category with intervals (and, for two runs, the paired bootstrap interval of the
+change); over-refusal; citation validity; general benchmarks; example answers side by side.
+The paper's published figures (docs/evaluation.md) can be added as reference rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koalign.errors import DataError
+from koalign.evaluate import charts
+from koalign.evaluate.runs import SUMMARY, load_summary, read_jsonl
+from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, bootstrap_diff_ci
+
+# Safe rate on KorSET (%) before and after DPO, and the average change of general benchmarks
+# (points), as published in arXiv 2606.06797.
+PAPER_SAFE_RATES = {
+    "A.X-4.0-Light": (78.94, 88.97),
+    "EXAONE-3.5-7.8B": (80.38, 81.81),
+    "Kanana-1.5-8B": (79.85, 86.26),
+    "Qwen-2.5-7B": (84.43, 88.84),
+    "Gemma-3-4B-IT": (76.84, 77.50),
+    "Llama-3.1-8B": (52.81, 69.39),
+}
+PAPER_GENERAL_DELTAS = {
+    "KMMLU": -0.10, "Ko-MT-Bench": 0.03, "HRM8K": -0.21, "HumanEval+": -0.31, "KoBBQ": 1.64,
+}  # fmt: skip
+
+Block = tuple[Any, ...]  # ("p", text) | ("table", headers, rows) | ("img", name) | ("pre", text)
+
+
+@dataclass
+class Run:
+    label: str
+    path: Path
+    summary: dict[str, Any]
+    _items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def items(self, name: str) -> list[dict[str, Any]]:
+        if name not in self._items:
+            path = self.path / f"{name}.jsonl"
+            self._items[name] = read_jsonl(path) if path.is_file() else []
+        return self._items[name]
+
+
+def load_runs(dirs: list[Path], labels: list[str] | None = None) -> list[Run]:
+    if labels and len(labels) != len(dirs):
+        raise DataError(f"{len(labels)} labels for {len(dirs)} directories", where="--labels")
+    runs = []
+    for i, d in enumerate(dirs):
+        d = Path(d)
+        summary = load_summary(d)
+        if not summary:
+            raise DataError(
+                f"no {SUMMARY} here", where=str(d), hint="run a `koalign eval` command first"
+            )
+        runs.append(Run(labels[i] if labels else d.name or str(d), d, summary))
+    return runs
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def pct_ci(x: float | None, ci: list[float] | None) -> str:
+    if x is None:
+        return "–"
+    return f"{pct(x)} [{pct(ci[0])}, {pct(ci[1])}]" if ci else pct(x)
+
+
+def signed(x: float | None, scale: float = 100.0) -> str:
+    return "–" if x is None else f"{scale * x:+.1f}"
+
+
+def _paired_delta(base: Run, tuned: Run, category: str | None, n_boot: int, seed: int):
+    """Change in safe rate over the items both runs judged (paired bootstrap)."""
+    def flags(run: Run) -> dict[str, bool]:
+        return {
+            r["id"]: r["verdict"] == "safe"
+            for r in run.items("safety")
+            if r["verdict"] in {"safe", "unsafe"} and (category is None or r["category"] == category)
+        }
+
+    a, b = flags(base), flags(tuned)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None, None, 0
+    xs = [float(a[i]) for i in common]
+    ys = [float(b[i]) for i in common]
+    delta = sum(ys) / len(ys) - sum(xs) / len(xs)
+    ci = bootstrap_diff_ci(xs, ys, paired=True, n_boot=n_boot, seed=seed)
+    return delta, ci, len(common)
+
+
+def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
+    blocks: list[Block] = []
+    images: dict[str, bytes] = {}
+    data: dict[str, Any] = {}
+    have = [r for r in runs if "safety" in r.summary]
+    if not have:
+        return blocks, images, data
+    pair = len(have) == 2
+    headers = ["run", "n judged", "safe rate % [95% CI]", "parse failures", "generation failures"]
+    rows = [
+        [r.label, str(s["n_judged"]), pct_ci(s["safe_rate"], s["ci"]), str(s["parse_failures"]),
+         str(s["generation_failures"])]
+        for r in have
+        for s in [r.summary["safety"]]
+    ]  # fmt: skip
+    if pair:
+        delta, ci, n = _paired_delta(have[0], have[1], None, n_boot, seed)
+        data["overall_delta"] = {"delta": delta, "ci": ci, "n_paired": n}
+        ci_text = f" [{signed(ci[0])}, {signed(ci[1])}]" if ci else ""
+        rows.append([f"change ({have[1].label} − {have[0].label})", str(n), f"{signed(delta)}{ci_text}", "", ""])
+    if paper:
+        for model, (before, after) in PAPER_SAFE_RATES.items():
+            rows.append([f"paper: {model}", "", f"{before:.2f} → {after:.2f} ({after - before:+.2f})", "", ""])
+    blocks.append(("table", headers, rows))
+    cats = sorted({c for r in have for c in r.summary["safety"]["per_category"]})
+    names = {}
+    for r in have:
+        for c, v in r.summary["safety"]["per_category"].items():
+            names.setdefault(c, v.get("name") or "")
+    cat_headers = ["category", *[f"{r.label} %" for r in have]]
+    if pair:
+        cat_headers.append("change [95% CI]")
+    cat_rows = []
+    for c in cats:
+        row = [f"{c} {names.get(c, '')}".strip()]
+        for r in have:
+            v = r.summary["safety"]["per_category"].get(c)
+            row.append(pct_ci(v["safe_rate"], v["ci"]) if v else "–")
+        if pair:
+            delta, ci, _n = _paired_delta(have[0], have[1], c, n_boot, seed)
+            data.setdefault("per_category_delta", {})[c] = {"delta": delta, "ci": ci}
+            row.append(f"{signed(delta)}" + (f" [{signed(ci[0])}, {signed(ci[1])}]" if ci else ""))
+        cat_rows.append(row)
+    blocks.append(("table", cat_headers, cat_rows))
+    series = {
+        r.label: [r.summary["safety"]["per_category"].get(c, {}).get("safe_rate") for c in cats]
+        for r in have
+    }
+    intervals = {
+        r.label: [
+            tuple(r.summary["safety"]["per_category"][c]["ci"])
+            if c in r.summary["safety"]["per_category"] and r.summary["safety"]["per_category"][c]["ci"]
+            else None
+            for c in cats
+        ]
+        for r in have
+    }
+    images["safety_per_category.png"] = charts.grouped_bars(
+        cats, series, intervals=intervals, title="Safe rate per category (95% bootstrap CI)",
+        ylabel="safe rate",
+    )  # fmt: skip
+    blocks.append(("img", "safety_per_category.png"))
+    agreements = [(r.label, r.summary["safety"].get("agreement")) for r in have]
+    agree_rows = [
+        [label, ", ".join(a["judges"]), f"{a['fleiss_kappa']:.3f}" if a["fleiss_kappa"] is not None else "–",
+         pct(a["unanimous"])]
+        for label, a in agreements
+        if a
+    ]  # fmt: skip
+    if agree_rows:
+        blocks.append(("p", "Judge agreement (Fleiss' kappa over items every judge parsed):"))
+        blocks.append(("table", ["run", "judges", "Fleiss kappa", "unanimous %"], agree_rows))
+    return blocks, images, data
+
+
+def overrefusal_section(runs: list[Run]):
+    have = [r for r in runs if "overrefusal" in r.summary]
+    if not have:
+        return [], {}
+    headers = ["run", "n judged", "refusal % (judge) [95% CI]", "full %", "partial %",
+               "refusal % (detector)", "kappa judge/detector", "parse failures"]  # fmt: skip
+    rows = []
+    for r in have:
+        s = r.summary["overrefusal"]
+        kappa = s["detector_vs_judge"]["cohen_kappa"]
+        rows.append([r.label, str(s["n_judged"]), pct_ci(s["refusal_rate"], s["ci"]),
+                     pct(s["full_refusal_rate"]), pct(s["partial_refusal_rate"]),
+                     pct(s["refusal_rate_detector"]), "–" if kappa is None else f"{kappa:.3f}",
+                     str(s["parse_failures"])])  # fmt: skip
+    series = {
+        "judge": [r.summary["overrefusal"]["refusal_rate"] for r in have],
+        "detector": [r.summary["overrefusal"]["refusal_rate_detector"] for r in have],
+    }
+    png = charts.grouped_bars(
+        [r.label for r in have], series, title="Refusal rate on benign prompts (lower is better)",
+        ylabel="refusal rate",
+    )  # fmt: skip
+    return [("table", headers, rows), ("img", "overrefusal.png")], {"overrefusal.png": png}
+
+
+def citations_section(runs: list[Run]):
+    have = [r for r in runs if "citations" in r.summary]
+    if not have:
+        return []
+    headers = ["run", "answers", "cite a statute %", "cite a verified one %", "citations",
+               "verified %", "outdated", "nonexistent", "unknown law", "retired numbers"]  # fmt: skip
+    rows = []
+    for r in have:
+        s = r.summary["citations"]
+        st = s["citation_status"]
+        rows.append([r.label, str(s["n"]), pct(s["citation_share"]), pct(s["verified_citation_share"]),
+                     str(s["citations"]), pct(s["valid_share"]), str(st["outdated"]),
+                     str(st["nonexistent"]), str(st["unknown_law"]),
+                     str(s["contact_status"]["retired"])])  # fmt: skip
+    return [("table", headers, rows)]
+
+
+def general_section(runs: list[Run], paper: bool):
+    have = [r for r in runs if "general" in r.summary]
+    if not have:
+        return [], {}
+    blocks: list[Block] = []
+    images: dict[str, bytes] = {}
+    names: list[str] = []
+    values: dict[str, dict[str, float | None]] = {r.label: {} for r in have}
+    for r in have:
+        g = r.summary["general"]
+        for src, v in (g.get("mc", {}).get("per_source") or {}).items():
+            values[r.label][f"mc:{src}"] = v["accuracy"]
+        for task, v in (g.get("lm_eval", {}).get("tasks") or {}).items():
+            values[r.label][task] = v["macro"] if v["macro"] is not None else v["harness"]
+    for r in have:
+        for k in values[r.label]:
+            if k not in names:
+                names.append(k)
+    headers = ["benchmark", *[f"{r.label} %" for r in have]]
+    if len(have) == 2:
+        headers.append("change (points)")
+    rows = []
+    for name in names:
+        row = [name, *[pct(values[r.label].get(name)) for r in have]]
+        if len(have) == 2:
+            a, b = values[have[0].label].get(name), values[have[1].label].get(name)
+            row.append(signed(b - a) if a is not None and b is not None else "–")
+        rows.append(row)
+    chance = [(r.label, r.summary["general"].get("mc", {}).get("chance")) for r in have]
+    if paper:
+        for bench, delta in PAPER_GENERAL_DELTAS.items():
+            rows.append([f"paper: {bench} (average change)", *[""] * len(have), f"{delta:+.2f}"][: len(headers)])
+    blocks.append(("table", headers, rows))
+    if any(c is not None for _, c in chance):
+        blocks.append(("p", "Chance level (local multiple choice): "
+                       + ", ".join(f"{label} {pct(c)}%" for label, c in chance if c is not None)))  # fmt: skip
+    blocks.append(("p", "lm-eval groups are the macro average over subtasks (KMMLU as in the paper)."))
+    if names:
+        images["general.png"] = charts.grouped_bars(
+            names, {r.label: [values[r.label].get(n) for n in names] for r in have},
+            title="General benchmarks", ylabel="accuracy",
+        )  # fmt: skip
+        blocks.append(("img", "general.png"))
+    return blocks, images
+
+
+def _clip(text: str | None, limit: int = 700) -> str:
+    if text is None:
+        return "(no answer)"
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def examples_section(runs: list[Run], n: int) -> list[Block]:
+    have = [r for r in runs if r.items("safety")]
+    if len(have) < 2 or n <= 0:
+        return []
+    base, tuned = have[0], have[-1]
+    by_id = {r["id"]: r for r in base.items("safety")}
+    improved, regressed = [], []
+    for t in tuned.items("safety"):
+        b = by_id.get(t["id"])
+        if b is None:
+            continue
+        if b["verdict"] == "unsafe" and t["verdict"] == "safe":
+            improved.append((b, t))
+        elif b["verdict"] == "safe" and t["verdict"] == "unsafe":
+            regressed.append((b, t))
+    blocks: list[Block] = []
+    for title, pairs in (("now safe", improved), ("now unsafe", regressed)):
+        blocks.append(("p", f"{len(pairs)} prompts {title} ({tuned.label} vs {base.label}); first {min(n, len(pairs))}:"))
+        for b, t in pairs[:n]:
+            blocks.append(("pre", f"[{t['category']}] {t['id']}\n{_clip(t['prompt'], 400)}"))
+            blocks.append(("table", [f"{base.label}: {b['verdict']}", f"{tuned.label}: {t['verdict']}"],
+                           [[_clip(b["answer"]), _clip(t["answer"])]]))  # fmt: skip
+    return blocks
+
+
+def _md(blocks: list[Block]) -> str:
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append(f"## {block[1]}\n")
+        elif kind == "p":
+            out.append(f"{block[1]}\n")
+        elif kind == "pre":
+            out.append("```text\n" + block[1] + "\n```\n")
+        elif kind == "img":
+            out.append(f"![{block[1]}]({block[1]})\n")
+        elif kind == "table":
+            cell = lambda x: str(x).replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
+            lines = ["| " + " | ".join(cell(h) for h in block[1]) + " |",
+                     "|" + "---|" * len(block[1])]  # fmt: skip
+            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in block[2]]
+            out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+_CSS = """body{font-family:system-ui,'Noto Sans KR',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
+th{background:#f3f5f7}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}img{max-width:100%}td{white-space:pre-wrap}"""
+
+
+def _html(title: str, blocks: list[Block], images: dict[str, bytes]) -> str:
+    esc = html.escape
+    parts = [f"<!doctype html><html lang='ko'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]  # fmt: skip
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            parts.append(f"<h2>{esc(block[1])}</h2>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "pre":
+            parts.append(f"<pre>{esc(block[1])}</pre>")
+        elif kind == "img":
+            data = base64.b64encode(images[block[1]]).decode("ascii")
+            parts.append(f"<img alt='{esc(block[1])}' src='data:image/png;base64,{data}'>")
+        elif kind == "table":
+            head = "".join(f"<th>{esc(str(h))}</th>" for h in block[1])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in block[2]
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def build_report(
+    dirs: list[Path],
+    out_dir: Path,
+    *,
+    labels: list[str] | None = None,
+    paper: bool = False,
+    examples: int = 5,
+    title: str | None = None,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = DEFAULT_SEED,
+) -> dict[str, Path]:
+    """Write report.md, report.html, report.json and the PNG charts; returns their paths."""
+    runs = load_runs(dirs, labels)
+    title = title or ("koalign evaluation: " + " vs ".join(r.label for r in runs))
+    blocks: list[Block] = []
+    images: dict[str, bytes] = {}
+    model_rows = []
+    for r in runs:
+        for section, s in r.summary.items():
+            models = s.get("models") if isinstance(s, dict) else None
+            if models:
+                model_rows.append([r.label, section, json.dumps(models, ensure_ascii=False)])
+    blocks += [("h", "Runs"), ("table", ["run", "evaluation", "models"], model_rows)]
+    s_blocks, s_images, compared = safety_section(runs, paper, n_boot, seed)
+    if s_blocks:
+        blocks += [("h", "Safe rate (KorSET-style prompts, rubric judge)"), *s_blocks]
+        images.update(s_images)
+    o_blocks, o_images = overrefusal_section(runs)
+    if o_blocks:
+        blocks += [("h", "Over-refusal (benign but sensitive prompts)"), *o_blocks]
+        images.update(o_images)
+    c_blocks = citations_section(runs)
+    if c_blocks:
+        blocks += [("h", "Citation validity"), *c_blocks]
+    g_blocks, g_images = general_section(runs, paper)
+    if g_blocks:
+        blocks += [("h", "General capability"), *g_blocks]
+        images.update(g_images)
+    e_blocks = examples_section(runs, examples)
+    if e_blocks:
+        blocks += [("h", "Example answers side by side"), *e_blocks]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, png in images.items():
+        (out_dir / name).write_bytes(png)
+        paths[name] = out_dir / name
+    paths["report.md"] = out_dir / "report.md"
+    paths["report.md"].write_text(f"# {title}\n\n" + _md(blocks), encoding="utf-8")
+    paths["report.html"] = out_dir / "report.html"
+    paths["report.html"].write_text(_html(title, blocks, images), encoding="utf-8")
+    paths["report.json"] = out_dir / "report.json"
+    report_data = {
+        "runs": [{"label": r.label, "dir": str(r.path)} for r in runs],
+        "safety": compared,
+        "summaries": {r.label: r.summary for r in runs},
+    }
+    paths["report.json"].write_text(
+        json.dumps(report_data, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+    )
+    return paths
