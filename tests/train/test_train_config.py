@@ -103,3 +103,28 @@ def test_trl_errors_are_reraised_naming_the_config_key(tmp_path: Path) -> None:
         build_dpo_config({**base, "loss_type": ["sigmoid", "sft"], "loss_weights": [1.0]})
     assert exc.value.where == "dpo_args.loss_weights"
     assert build_dpo_config({**base, "beta": 0.3}).beta == 0.3
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_presets_load_with_the_paper_settings() -> None:
+    import yaml
+
+    presets = sorted((EXAMPLES / "train").glob("*.yaml"))
+    assert len(presets) == 6
+    models = set()
+    for path in presets:
+        cfg = load_train_config(path)
+        models.add(cfg.model)
+        assert cfg.quantization == "auto"
+        assert isinstance(cfg.peft, LoraSettings)
+        assert (cfg.peft.r, cfg.peft.alpha, cfg.peft.dropout) == (16, 16, 0.05)
+        assert cfg.trust_remote_code == ("EXAONE" in cfg.model)
+        build_dpo_config(
+            {**resolve_dpo_args(cfg, cuda=False, has_eval=True), "output_dir": "/tmp/x"}
+        )
+    assert len(models) == 6
+    for path in (EXAMPLES / "accelerate").glob("*.yaml"):
+        acc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert acc["distributed_type"] in {"DEEPSPEED", "FSDP"} and acc["mixed_precision"] == "bf16"

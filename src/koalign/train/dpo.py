@@ -131,8 +131,22 @@ def build_dpo_config(args: dict[str, Any]):
     try:
         return trl.DPOConfig(**args)
     except (TypeError, ValueError) as exc:
-        where = next((f"dpo_args.{k}" for k in args if k in str(exc)), "dpo_args")
-        raise ConfigError(f"trl.DPOConfig refused the arguments: {exc}", where=where) from exc
+        raise ConfigError(
+            f"trl.DPOConfig refused the arguments: {exc}", where=_key_named(args, exc)
+        ) from exc
+
+
+def _key_named(args: dict[str, Any], exc: Exception) -> str:
+    """``dpo_args.<key>`` for the argument TRL's message names first, else ``dpo_args``."""
+    text = str(exc)
+    found = []
+    for key in args:
+        for form in (f"`{key}`", f"'{key}'", key):
+            pos = text.find(form)
+            if pos >= 0:
+                found.append((pos, -len(key), key))
+                break
+    return f"dpo_args.{min(found)[2]}" if found else "dpo_args"
 
 
 def load_tokenizer(cfg: TrainConfig):
@@ -277,8 +291,9 @@ def train(config: TrainConfig) -> TrainResult:
             quantization_config=quantization_config(prep.quantization),
         )
     except (TypeError, ValueError) as exc:
-        where = next((f"dpo_args.{k}" for k in prep.dpo_args if f"`{k}`" in str(exc)), "dpo_args")
-        raise ConfigError(f"trl.DPOTrainer refused the configuration: {exc}", where=where) from exc
+        raise ConfigError(
+            f"trl.DPOTrainer refused the configuration: {exc}", where=_key_named(prep.dpo_args, exc)
+        ) from exc
     trainer.train()
 
     merged = config.merge and config.use_lora

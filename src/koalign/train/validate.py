@@ -18,6 +18,7 @@ from koalign.train.data import Row, RowProblem, check_row, clean_row, row_format
 
 log = logging.getLogger(__name__)
 
+
 class LengthStats(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
