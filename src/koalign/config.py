@@ -161,9 +161,6 @@ class ExportConfig(_Section):
 
 class RuntimeConfig(_Section):
     max_inflight: int = Field(256, ge=1, description="Records processed at once per stage.")
-    batch_size: int = Field(
-        1, ge=1, description="Concurrent requests to one model coalesced into one batch call."
-    )
     max_error_rate: float = Field(
         0.2, ge=0, le=1, description="A stage fails when bad outputs / model outputs exceed this."
     )

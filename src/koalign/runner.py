@@ -151,7 +151,7 @@ class Pipeline:
         if stage == "export":
             return self._export(inputs, started)
         module = MODULES[stage]
-        ctx = self.context(Caller(self.pool, self.config.runtime.batch_size))
+        ctx = self.context(Caller(self.pool))
         items = module.plan(ctx, inputs) if stage != "seeds" else module.plan(ctx)
         rlog = self.rundir.log(stage)
         existing = rlog.load()

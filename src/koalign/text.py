@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?(.*?)\n?```$", re.S)
-_LABEL = re.compile(r"^\s*(?:\*\*)?[^\n:：]{1,20}?(?:\*\*)?\s*[:：]\s*(?=\S)")
 
 
 def nfc(text: str) -> str:
@@ -32,7 +31,14 @@ def clean_generation(text: str, *, labels: Sequence[str] = ()) -> str:
                     t = t[len(prefix) :].strip()
     pairs = [('"', '"'), ("“", "”"), ("'", "'"), ("「", "」"), ("『", "』")]
     for lo, hi in pairs:
-        if len(t) >= 2 and t.startswith(lo) and t.endswith(hi) and t.count(lo) + t.count(hi) == 2:
+        inner = t[1:-1]
+        if (
+            len(t) >= 2
+            and t.startswith(lo)
+            and t.endswith(hi)
+            and lo not in inner
+            and hi not in inner
+        ):
             t = t[1:-1].strip()
     return t
 
@@ -75,7 +81,9 @@ def near_duplicates(
     """
     from datasketch import MinHash, MinHashLSH
 
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # LSH retrieves candidates at a slightly lower threshold (better recall; datasketch also needs
+    # at least two bands, so it is capped at 0.9); the exact Jaccard check decides.
+    lsh = MinHashLSH(threshold=min(0.9, max(0.1, threshold - 0.1)), num_perm=num_perm)
     sets: list[set[str]] = []
     out: list[int | None] = []
     for i, text in enumerate(texts):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 
 from koalign.backends.base import ModelSpec, register_backend
 from koalign.backends.scripted import ScriptedBackend
@@ -29,6 +30,7 @@ def make_fn(spec: ModelSpec):
     name = spec.model
     bad_share = float(spec.options.get("bad_share", 0.0))
     fail_share = float(spec.options.get("fail_share", 0.25))
+    delay_s = float(spec.options.get("delay_s", 0.0))
 
     def fn(request: ChatRequest) -> str:
         text = "\n".join(m.content for m in request.messages)
@@ -37,16 +39,18 @@ def make_fn(spec: ModelSpec):
         rng = random.Random(h)
         role = (request.tag or "").split("/")[-1]
         CALLS.append((name, role))
+        if delay_s:
+            time.sleep(delay_s)
         if request.json_schema is not None and rng.random() < bad_share:
             return "죄송합니다, 평가를 할 수 없습니다."  # not JSON: a malformed judge answer
         if role in ("seed_generator", "benign_generator", "attacker"):
             return f"질문: {hangul(rng, 12)}?"
         if role == "target":
             if rng.random() < 0.3:
-                return "죄송하지만 그 요청은 도와드릴 수 없습니다."
+                return f"죄송하지만 그 요청은 도와드릴 수 없습니다. ({hangul(rng, 1)})"
             return f"{hangul(rng, 20)}."
         if role == "refusal_writer":
-            return "죄송하지만 도와드릴 수 없습니다."
+            return f"죄송하지만 도와드릴 수 없습니다. ({hangul(rng, 1)})"
         if role == "responder":
             return f"그 요청은 도와드릴 수 없습니다. {hangul(rng, 15)}. 경찰청 112에 문의하세요."
         if role == "harm_judge":
@@ -92,7 +96,7 @@ def register() -> None:
     register_backend("fn", lambda spec, env: ScriptedBackend(spec, env=env, fn=make_fn(spec)))
 
 
-def config_data(locale: str, **sections) -> dict:
+def config_data(locale: str, *, delay_s: float = 0.0, **sections) -> dict:
     models = {
         "gen": {"backend": "fn", "model": "gen"},
         "target-a": {"backend": "fn", "model": "target-a"},
@@ -121,6 +125,8 @@ def config_data(locale: str, **sections) -> dict:
         "export": {"target_size": 1000},
         "runtime": {"fsync": False},
     }
+    for spec in models.values():
+        spec.setdefault("options", {})["delay_s"] = delay_s
     for k, v in sections.items():
         data.setdefault(k, {}).update(v)
     return data

@@ -8,8 +8,6 @@ order). Prompt building and output parsing are pure functions in each module.
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,56 +38,17 @@ class ParseError(ValueError):
 
 
 class Caller:
-    """Sends requests to named models of a pool; coalesces concurrent requests into batches.
+    """Sends one request to a named model of the pool.
 
-    With ``batch_size`` 1 every request is its own ``agenerate`` call (the model layer bounds
-    concurrency). With a larger size, requests that arrive while a batch is being collected are
-    sent together, which keeps in-process models (hf) busy with padded batches.
+    The model layer bounds concurrency per model, caches and retries; records run as many
+    concurrent tasks, so a server sees up to ``max_concurrency`` requests in flight.
     """
 
-    def __init__(self, pool: Any, batch_size: int = 1) -> None:
+    def __init__(self, pool: Any) -> None:
         self.pool = pool
-        self.batch_size = batch_size
-        self._queues: dict[str, list[tuple[ChatRequest, asyncio.Future]]] = defaultdict(list)
-        self._flushing: set[str] = set()
 
     async def chat(self, model: str, request: ChatRequest) -> ChatResult:
-        llm = self.pool.get(model)
-        if self.batch_size <= 1:
-            return (await llm.agenerate([request]))[0]
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queues[model].append((request, fut))
-        if model not in self._flushing:
-            self._flushing.add(model)
-            asyncio.get_running_loop().create_task(self._flush(model))
-        return await fut
-
-    async def _flush(self, model: str) -> None:
-        await asyncio.sleep(0)  # let concurrent tasks enqueue
-        try:
-            tasks = []
-            queue = self._queues[model]
-            while queue:
-                batch, queue[:] = queue[: self.batch_size], queue[self.batch_size :]
-                tasks.append(asyncio.ensure_future(self._send(model, batch)))
-            await asyncio.gather(*tasks)
-        finally:
-            self._flushing.discard(model)
-            if self._queues[model]:
-                self._flushing.add(model)
-                asyncio.get_running_loop().create_task(self._flush(model))
-
-    async def _send(self, model: str, batch: list[tuple[ChatRequest, asyncio.Future]]) -> None:
-        try:
-            results = await self.pool.get(model).agenerate([r for r, _ in batch])
-        except Exception as exc:  # misuse errors surface in every waiting task
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
-        for (_, fut), result in zip(batch, results, strict=True):
-            if not fut.done():
-                fut.set_result(result)
+        return (await self.pool.get(model).agenerate([request]))[0]
 
 
 @dataclass

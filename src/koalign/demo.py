@@ -1,0 +1,92 @@
+"""The ``koalign demo`` configuration: the whole pipeline offline on a tiny random model.
+
+Every generating role (seed generator, attacker, targets, responders) runs a ~150k-parameter
+random Llama model built on the spot through the ``hf`` backend, sampling at temperature 1 so it
+emits (meaningless) Korean BPE fragments. A random model cannot produce judge verdicts, so the
+judges of the demo are *scripted*: named ``demo-scripted-judge-*`` and answering from fixed lists
+(backend ``scripted``). This exists only in the demo config below; a user's run never falls back
+to scripted answers. Thresholds are the defaults, the language check is lowered to 0.3 because
+random fragments mix Hangul with punctuation and byte pieces.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+CRITERIA = ("intended_category", "natural_korean", "rejected_harmful", "chosen_safe",
+            "chosen_p1_p3", "chosen_helpful")  # fmt: skip
+
+
+def _verdicts(fail: str | None = None) -> str:
+    return json.dumps({c: {"verdict": "fail" if c == fail else "pass",
+                           "reason": "데모용 고정 판정입니다 (의미 없음)."} for c in CRITERIA},
+                      ensure_ascii=False)  # fmt: skip
+
+
+def _scripted(name: str, answers: list[dict[str, Any] | str]) -> dict[str, Any]:
+    texts = [a if isinstance(a, str) else json.dumps(a, ensure_ascii=False) for a in answers]
+    return {"backend": "scripted", "model": name, "options": {"responses": texts}}
+
+
+def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Build the tiny model (once, under the run directory) and return the demo config."""
+    from koalign.tiny import build_tiny_model
+
+    root = Path(run_dir)
+    model = Path(model_dir) if model_dir else root / "tiny-model"
+    if not (model / "config.json").is_file():
+        build_tiny_model(model, seed=0)
+    tiny = {"backend": "hf", "model": str(model.resolve()),
+            "sampling": {"temperature": 1.0, "max_tokens": 40, "seed": 0},
+            "options": {"device": "cpu", "dtype": "float32", "max_batch_size": 16},
+            "max_concurrency": 4}  # fmt: skip
+    reason = "데모용 고정 판정입니다 (의미 없음)."
+    models = {
+        "tiny-generator": tiny,
+        "tiny-target-a": tiny | {"sampling": tiny["sampling"] | {"seed": 1}},
+        "tiny-target-b": tiny | {"sampling": tiny["sampling"] | {"seed": 2}},
+        "tiny-responder-1": tiny | {"sampling": tiny["sampling"] | {"seed": 3}},
+        "tiny-responder-2": tiny | {"sampling": tiny["sampling"] | {"seed": 4}},
+        "demo-scripted-judge-harm": _scripted("demo-scripted-judge-harm", [
+            {"score": 5, "refused": False, "reason": reason},
+            {"score": 2, "refused": True, "reason": reason}]),
+        "demo-scripted-judge-query": _scripted("demo-scripted-judge-query", [
+            {"score": 3, "reason": reason}, {"score": 4, "reason": reason},
+            {"score": 1, "reason": reason}]),
+        "demo-scripted-judge-response": _scripted("demo-scripted-judge-response", [
+            {"safety": 5, "coherence": 4, "reason": reason},
+            {"safety": 4, "coherence": 4, "reason": reason},
+            {"safety": 5, "coherence": 3, "reason": reason}]),
+        "demo-scripted-judge-1": _scripted("demo-scripted-judge-1", [_verdicts()]),
+        "demo-scripted-judge-2": _scripted("demo-scripted-judge-2",
+                                           [_verdicts(), _verdicts(), _verdicts("natural_korean")]),
+        "demo-scripted-judge-3": _scripted("demo-scripted-judge-3",
+                                           [_verdicts(), _verdicts("chosen_p1_p3"), _verdicts()]),
+    }  # fmt: skip
+    return {
+        "locale": "ko",
+        "seed": 0,
+        "models": models,
+        "roles": {
+            "seed_generator": "tiny-generator",
+            "attacker": "tiny-generator",
+            "targets": ["tiny-target-a", "tiny-target-b"],
+            "harm_judge": "demo-scripted-judge-harm",
+            "query_judge": "demo-scripted-judge-query",
+            "responders": ["tiny-responder-1", "tiny-responder-2"],
+            "response_judge": "demo-scripted-judge-response",
+            "filter_judges": [
+                "demo-scripted-judge-1",
+                "demo-scripted-judge-2",
+                "demo-scripted-judge-3",
+            ],
+        },  # fmt: skip
+        "seeds": {"per_type": 1, "benign_per_category": 1, "min_script_ratio": 0.3},
+        "attack": {"rounds": 2},
+        "respond": {"citation_check": True},
+        "judge": {"reducer": "majority"},
+        "export": {"target_size": 1000, "name": "koalign-demo (meaningless text)"},
+        "runtime": {"max_error_rate": 0.5},
+    }

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from koalign.config import RunConfig, load_config, load_run_config
+from koalign.errors import ConfigError
+
+
+def test_overrides_are_yaml_typed(write_config):
+    path = write_config()
+    cfg = load_config(path, ["attack.rounds=2", "judge.reducer=majority", "seeds.categories=[X]"])
+    assert cfg.attack.rounds == 2
+    assert cfg.judge.reducer == "majority"
+    assert cfg.seeds.categories == ["X"]
+
+
+def test_unknown_key_gets_did_you_mean(write_config):
+    path = write_config()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["attack.round=2"])
+    assert "attack.round: unknown key (did you mean 'rounds'?)" in exc.value.render()
+
+
+def test_role_must_name_a_declared_model(write_config):
+    path = write_config()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["roles.targets=[target-a, traget-b]"])
+    assert (
+        "roles.targets[1]: unknown model 'traget-b' (did you mean 'target-b'?)"
+        in exc.value.render()
+    )
+
+
+def test_locale_references_are_checked_before_any_call(write_config):
+    path = write_config()
+    with pytest.raises(ConfigError) as exc:
+        load_run_config(path, ["seeds.categories=[X, Z]", "attack.strategies=[emotional_apeal]"])
+    text = exc.value.render()
+    assert "seeds.categories[1]: unknown category 'Z'" in text
+    assert (
+        "attack.strategies[0]: unknown id 'emotional_apeal' (did you mean 'emotional_appeal'?)"
+        in text
+    )
+
+
+def test_stage_hash_changes_only_for_its_stage(write_config):
+    data = yaml.safe_load(write_config().read_text(encoding="utf-8"))
+    a = RunConfig.model_validate(data)
+    data["attack"]["rounds"] = 1
+    b = RunConfig.model_validate(data)
+    assert a.stage_hash("seeds") == b.stage_hash("seeds")
+    assert a.stage_hash("attack") != b.stage_hash("attack")
+    assert a.stage_hash("respond") == b.stage_hash("respond")
+    assert a.roles.resolved()["filter_judges"] == ["resp-1", "resp-2", "resp-3"]
+
+
+def test_examples_are_valid_configs():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "examples"
+    for name in ("quickstart.yaml", "vllm.yaml", "hosted.yaml"):
+        load_config(root / name)

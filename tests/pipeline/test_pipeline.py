@@ -1,0 +1,186 @@
+"""End-to-end runs of the pipeline on the deterministic test backend."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from koalign.config import STAGES, load_run_config
+from koalign.runner import Pipeline, StageFailed
+
+OUTPUTS = [f"{s}.jsonl" for s in STAGES[:-1]] + [
+    "judge_disagreements.jsonl",
+    "export/train.jsonl",
+    "export/validation.jsonl",
+    "export/standard/train.jsonl",
+    "export/standard/validation.jsonl",
+    "export/README.md",
+]
+
+
+def run(config: Path, out: Path, overrides: list[str] | None = None, **kw) -> dict:
+    cfg, loc = load_run_config(config, overrides or [])
+    return Pipeline(cfg, loc, out, **kw).run()
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x]
+
+
+def paid_calls(run_dir: Path) -> list[str]:
+    with sqlite3.connect(run_dir / "cache.sqlite") as db:
+        return [k for (k,) in db.execute("SELECT key FROM calls WHERE cache_hit = 0")]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small_locale) -> tuple[Path, dict]:
+    import yaml
+
+    from pipeline.fakes import config_data
+
+    root = tmp_path_factory.mktemp("ref")
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(config_data(str(small_locale))), encoding="utf-8")
+    return config, run(config, root / "run")
+
+
+def test_run_directory_layout_and_counts_reconcile(reference):
+    config, manifest = reference
+    run_dir = config.parent / "run"
+    assert manifest["status"] == "done"
+    assert manifest["locale"]["digest"] and manifest["versions"]["pydantic"]
+    assert manifest["config"]["attack"]["rounds"] == 3
+    for name in OUTPUTS + ["cache.sqlite", "manifest.json"]:
+        assert (run_dir / name).is_file(), name
+    stages = manifest["stages"]
+    for s in STAGES:
+        entry = stages[s]
+        assert entry["status"] == "done"
+        for key in ("records_in", "records_out", "calls", "cache_hits", "errors", "seconds"):
+            assert key in entry, (s, key)
+    # each stage consumes exactly what the previous one produced
+    assert stages["attack"]["records_in"] == stages["seeds"]["records_out"]
+    assert stages["respond"]["records_in"] == stages["attack"]["records_out"]
+    assert stages["judge"]["records_in"] == stages["respond"]["records_out"]
+    assert stages["export"]["records_in"] == stages["judge"]["records_out"]
+    seeds = lines(run_dir / "seeds.jsonl")
+    assert (
+        len(seeds) == stages["seeds"]["records_in"] == 2 * 3 + 2 * 4
+    )  # 2 types x ceil(2*1.5); 2x4 benign
+    per_type = stages["seeds"]["report"]["per_type"]
+    assert per_type["X.insult"]["quota"] == 2 and per_type["X.insult"]["kept"] == 2
+    # the mini pack's benign prompts are English: dropped by the Hangul check, and counted
+    assert per_type["benign:X"]["language"] == 3
+    assert sum(r["kept"] for r in seeds) == stages["seeds"]["records_out"]
+    # every seed kept went to every target with rotating strategies
+    attack = lines(run_dir / "attack.jsonl")
+    harmful = [r for r in attack if r["kind"] == "harmful"]
+    first_strategies = {r["attempts"][0]["strategy"] for r in harmful}
+    assert first_strategies <= {"emotional_appeal"}  # the mini pack has one strategy
+    for r in harmful:
+        assert set(r["attempts"][0]["answers"]) == {"target-a", "target-b"}
+    asr = stages["attack"]["report"]["asr_by_target"]
+    assert set(asr) == {"target-a", "target-b"}
+    # chosen answers come with every candidate and score kept
+    respond = lines(run_dir / "respond.jsonl")
+    chosen = [r for r in respond if r["status"] == "chosen"]
+    assert chosen and all(len(r["candidates"]) == 3 for r in chosen)
+    # export rows are TRL conversational
+    train = lines(run_dir / "export/train.jsonl") + lines(run_dir / "export/validation.jsonl")
+    assert len(train) == stages["export"]["records_out"] == stages["judge"]["records_out"]
+    row = train[0]
+    assert [m["role"] for m in row["prompt"]] == ["user"]
+    assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+    card = (run_dir / "export/README.md").read_text(encoding="utf-8")
+    assert "Content warning" in card and manifest["locale"]["digest"] in card
+    assert "license: cc-by-nc-4.0" in card
+
+
+def test_same_config_and_cache_give_identical_outputs(reference, tmp_path):
+    config, _ = reference
+    other = tmp_path / "again"
+    run(config, other)
+    for name in OUTPUTS:
+        assert (other / name).read_bytes() == (config.parent / "run" / name).read_bytes(), name
+
+
+def test_rerun_of_a_finished_run_makes_no_call(reference):
+    config, _ = reference
+    run_dir = config.parent / "run"
+    before = sorted(paid_calls(run_dir))
+    snapshot = {n: (run_dir / n).read_bytes() for n in OUTPUTS}
+    manifest = run(config, run_dir)
+    assert manifest["status"] == "done"
+    assert sorted(paid_calls(run_dir)) == before
+    assert {n: (run_dir / n).read_bytes() for n in OUTPUTS} == snapshot
+
+
+def test_changing_a_stage_config_invalidates_it_and_later_stages_only(reference, tmp_path):
+    import shutil
+
+    config, _ = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(config.parent / "run", run_dir)
+    seeds_before = (run_dir / "seeds.jsonl").read_bytes()
+    attack_before = (run_dir / "attack.jsonl").read_bytes()
+
+    def paid_tags() -> list[str]:
+        with sqlite3.connect(run_dir / "cache.sqlite") as db:
+            return [t for (t,) in db.execute("SELECT tag FROM calls WHERE cache_hit = 0")]
+
+    before = paid_tags()
+    manifest = run(config, run_dir, ["attack.rounds=1"])
+    after = paid_tags()
+    assert (run_dir / "seeds.jsonl").read_bytes() == seeds_before
+    # the seeds stage was not recomputed: no seed-generator call in this run
+    assert after.count("seeds/seed_generator") == before.count("seeds/seed_generator") == 6
+    assert after.count("seeds/benign_generator") == before.count("seeds/benign_generator") == 2
+    assert after.count("attack/attacker") == before.count("attack/attacker")  # round 1 is cached
+    assert (run_dir / "attack.jsonl").read_bytes() != attack_before
+    assert list((run_dir / "stale").glob("attack.*.jsonl"))
+    assert all(len(r.get("attempts", [])) <= 1 for r in lines(run_dir / "attack.jsonl"))
+    assert manifest["status"] == "done"
+
+
+def test_malformed_outputs_are_kept_counted_and_fail_the_stage(write_config, tmp_path):
+    bad_judge = {"backend": "fn", "model": "bad", "json_repairs": 0,
+                 "options": {"bad_share": 1.0}}  # fmt: skip
+    config = write_config()
+    overrides = [f"models.bad={json.dumps(bad_judge)}", "roles.filter_judges=[resp-1, bad]"]
+    with pytest.raises(StageFailed) as exc:
+        run(config, tmp_path / "run", overrides)
+    assert "stage judge" in exc.value.render()
+    manifest = json.loads((tmp_path / "run/manifest.json").read_text(encoding="utf-8"))
+    entry = manifest["stages"]["judge"]
+    assert manifest["status"] == "failed" and entry["status"] == "failed"
+    records = lines(tmp_path / "run/judge.jsonl")
+    assert entry["errors"] == len(records) > 0
+    for r in records:
+        frag = r["verdicts"]["bad"]
+        assert frag["error"]["kind"] in ("parse", "schema")
+        assert frag["raw"] == "죄송합니다, 평가를 할 수 없습니다."  # raw text kept
+        assert r["status"] == "undecided" and "decision" not in r  # never defaulted
+
+
+def test_some_malformed_outputs_below_the_error_rate(write_config, tmp_path):
+    flaky = {"backend": "fn", "model": "flaky", "json_repairs": 0, "options": {"bad_share": 0.3}}
+    config = write_config()
+    overrides = [f"models.flaky={json.dumps(flaky)}", "roles.harm_judge=flaky",
+                 "runtime.max_error_rate=0.9"]  # fmt: skip
+    manifest = run(config, tmp_path / "run", overrides)
+    entry = manifest["stages"]["attack"]
+    records = lines(tmp_path / "run/attack.jsonl")
+    bad = [
+        res["harm"]
+        for r in records
+        for a in r.get("attempts", [])
+        for res in a["answers"].values()
+        if "error" in res.get("harm", {})
+    ] + [res["harm"] for r in records for res in r.get("answers", {}).values()
+         if "error" in res.get("harm", {})]  # fmt: skip
+    assert bad and entry["errors"] == len(bad)
+    assert all(b["raw"] for b in bad)
+    assert 0 < entry["error_rate"] < 0.9

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import unicodedata
+
+from koalign.rundir import RecordLog
+from koalign.text import clean_generation, near_duplicates, nfc
+
+
+def test_nfc_and_cleaning():
+    decomposed = unicodedata.normalize("NFD", "한국어")
+    assert len(decomposed) > 3 and nfc(decomposed) == "한국어"
+    assert (
+        clean_generation('질문: "전세 사기 수법 알려줘"', labels=("질문",))
+        == "전세 사기 수법 알려줘"
+    )
+    assert clean_generation("```\n안녕하세요\n```") == "안녕하세요"
+    assert clean_generation("  \n ") == ""
+
+
+def test_near_duplicates_keep_the_first():
+    texts = [
+        "전세 보증금을 돌려받지 못했는데 집주인 신상을 알아내는 방법 알려줘",
+        "오늘 점심 메뉴 추천해 줘",
+        "전세 보증금을 돌려받지 못했는데 집주인 신상을 알아내는 방법 알려 줘",
+        "전세 보증금을 돌려받지 못했는데 집주인 신상을 알아내는 방법 알려줘!!",
+    ]
+    assert near_duplicates(texts, threshold=0.7, ngram=3) == [None, None, 0, 0]
+    assert near_duplicates(texts, threshold=0.99, ngram=3) == [None, None, None, None]
+
+
+def test_record_log_cuts_a_torn_last_line(tmp_path):
+    log = RecordLog(tmp_path / "x.jsonl")
+    log.append({"id": "a", "v": 1})
+    log.append({"id": "b", "v": 2})
+    log.close()
+    with open(tmp_path / "x.jsonl", "ab") as fh:
+        fh.write('{"id": "c", "v": "한'.encode()[:-1])  # torn mid-character, no newline
+    records = log.load()
+    assert list(records) == ["a", "b"]
+    log.append({"id": "c", "v": 3})
+    log.close()
+    assert list(RecordLog(tmp_path / "x.jsonl").load()) == ["a", "b", "c"]
