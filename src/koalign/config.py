@@ -206,8 +206,10 @@ class RunConfig(_Section):
             "judge": ["filter_judges"],
             "export": [],
         }[stage]
-        models = {r: [self.models[m].model_dump(mode="json") | {"name": m} for m in roles[r]]
-                  for r in used}  # fmt: skip
+        models = {
+            r: [self.models[m].model_dump(mode="json") | {"name": m} for m in roles[r]]
+            for r in used
+        }
         return {
             "stage": stage,
             "locale": self.locale,
@@ -250,8 +252,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None,
-                *, data: dict[str, Any] | None = None) -> RunConfig:  # fmt: skip
+def load_config(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+) -> RunConfig:
     """Read, override and validate a run config (structure, roles and locale references)."""
     where = str(path) if path else "<config>"
     if data is None:
@@ -329,8 +335,12 @@ def validate_against_locale(config: RunConfig, loc: Any) -> None:
         raise ConfigError("config does not match the locale:\n  " + "\n  ".join(problems))
 
 
-def load_run_config(path: str | Path | None, overrides: list[str] | None = None, *,
-                    data: dict[str, Any] | None = None):  # fmt: skip
+def load_run_config(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    *,
+    data: dict[str, Any] | None = None,
+):
     """Load the config and its locale, cross-validated. Returns ``(config, locale)``."""
     from koalign.locale import load_locale
 

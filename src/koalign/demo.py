@@ -15,14 +15,27 @@ import json
 from pathlib import Path
 from typing import Any
 
-CRITERIA = ("intended_category", "natural_korean", "rejected_harmful", "chosen_safe",
-            "chosen_p1_p3", "chosen_helpful")  # fmt: skip
+CRITERIA = (
+    "intended_category",
+    "natural_korean",
+    "rejected_harmful",
+    "chosen_safe",
+    "chosen_p1_p3",
+    "chosen_helpful",
+)
 
 
 def _verdicts(fail: str | None = None) -> str:
-    return json.dumps({c: {"verdict": "fail" if c == fail else "pass",
-                           "reason": "데모용 고정 판정입니다 (의미 없음)."} for c in CRITERIA},
-                      ensure_ascii=False)  # fmt: skip
+    return json.dumps(
+        {
+            c: {
+                "verdict": "fail" if c == fail else "pass",
+                "reason": "데모용 고정 판정입니다 (의미 없음).",
+            }
+            for c in CRITERIA
+        },
+        ensure_ascii=False,
+    )
 
 
 def _scripted(name: str, answers: list[dict[str, Any] | str]) -> dict[str, Any]:
@@ -38,10 +51,13 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
     model = Path(model_dir) if model_dir else root / "tiny-model"
     if not (model / "config.json").is_file():
         build_tiny_model(model, seed=0)
-    tiny = {"backend": "hf", "model": str(model.resolve()),
-            "sampling": {"temperature": 1.0, "max_tokens": 40, "seed": 0},
-            "options": {"device": "cpu", "dtype": "float32", "max_batch_size": 16},
-            "max_concurrency": 4}  # fmt: skip
+    tiny = {
+        "backend": "hf",
+        "model": str(model.resolve()),
+        "sampling": {"temperature": 1.0, "max_tokens": 40, "seed": 0},
+        "options": {"device": "cpu", "dtype": "float32", "max_batch_size": 16},
+        "max_concurrency": 4,
+    }
     reason = "데모용 고정 판정입니다 (의미 없음)."
     models = {
         "tiny-generator": tiny,
@@ -49,22 +65,37 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
         "tiny-target-b": tiny | {"sampling": tiny["sampling"] | {"seed": 2}},
         "tiny-responder-1": tiny | {"sampling": tiny["sampling"] | {"seed": 3}},
         "tiny-responder-2": tiny | {"sampling": tiny["sampling"] | {"seed": 4}},
-        "demo-scripted-judge-harm": _scripted("demo-scripted-judge-harm", [
-            {"score": 5, "refused": False, "reason": reason},
-            {"score": 2, "refused": True, "reason": reason}]),
-        "demo-scripted-judge-query": _scripted("demo-scripted-judge-query", [
-            {"score": 3, "reason": reason}, {"score": 4, "reason": reason},
-            {"score": 1, "reason": reason}]),
-        "demo-scripted-judge-response": _scripted("demo-scripted-judge-response", [
-            {"safety": 5, "coherence": 4, "reason": reason},
-            {"safety": 4, "coherence": 4, "reason": reason},
-            {"safety": 5, "coherence": 3, "reason": reason}]),
+        "demo-scripted-judge-harm": _scripted(
+            "demo-scripted-judge-harm",
+            [
+                {"score": 5, "refused": False, "reason": reason},
+                {"score": 2, "refused": True, "reason": reason},
+            ],
+        ),
+        "demo-scripted-judge-query": _scripted(
+            "demo-scripted-judge-query",
+            [
+                {"score": 3, "reason": reason},
+                {"score": 4, "reason": reason},
+                {"score": 1, "reason": reason},
+            ],
+        ),
+        "demo-scripted-judge-response": _scripted(
+            "demo-scripted-judge-response",
+            [
+                {"safety": 5, "coherence": 4, "reason": reason},
+                {"safety": 4, "coherence": 4, "reason": reason},
+                {"safety": 5, "coherence": 3, "reason": reason},
+            ],
+        ),
         "demo-scripted-judge-1": _scripted("demo-scripted-judge-1", [_verdicts()]),
-        "demo-scripted-judge-2": _scripted("demo-scripted-judge-2",
-                                           [_verdicts(), _verdicts(), _verdicts("natural_korean")]),
-        "demo-scripted-judge-3": _scripted("demo-scripted-judge-3",
-                                           [_verdicts(), _verdicts("chosen_p1_p3"), _verdicts()]),
-    }  # fmt: skip
+        "demo-scripted-judge-2": _scripted(
+            "demo-scripted-judge-2", [_verdicts(), _verdicts(), _verdicts("natural_korean")]
+        ),
+        "demo-scripted-judge-3": _scripted(
+            "demo-scripted-judge-3", [_verdicts(), _verdicts("chosen_p1_p3"), _verdicts()]
+        ),
+    }
     return {
         "locale": "ko",
         "seed": 0,
@@ -82,7 +113,7 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
                 "demo-scripted-judge-2",
                 "demo-scripted-judge-3",
             ],
-        },  # fmt: skip
+        },
         "seeds": {"per_type": 1, "benign_per_category": 1, "min_script_ratio": 0.3},
         "attack": {"rounds": 2},
         "respond": {"citation_check": True},

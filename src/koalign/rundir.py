@@ -34,8 +34,18 @@ def file_digest(path: Path) -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    names = ["koalign", "pydantic", "openai", "datasketch", "torch", "transformers", "trl",
-             "datasets", "outlines", "llguidance"]  # fmt: skip
+    names = [
+        "koalign",
+        "pydantic",
+        "openai",
+        "datasketch",
+        "torch",
+        "transformers",
+        "trl",
+        "datasets",
+        "outlines",
+        "llguidance",
+    ]
     out = {"python": sys.version.split()[0]}
     for name in names:
         try:
@@ -80,9 +90,10 @@ class RecordLog:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 if data.find(b"\n", nl + 1) >= 0:
                     raise DataError(
-                        f"corrupt line at byte {pos}", where=str(self.path),
+                        f"corrupt line at byte {pos}",
+                        where=str(self.path),
                         hint="only the last line may be torn; remove the file to recompute",
-                    ) from None  # fmt: skip
+                    ) from None
                 break
             records.setdefault(rec["id"], rec)
             pos = good_end = nl + 1
@@ -146,12 +157,16 @@ class RunDir:
         try:
             return json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"manifest is not valid JSON: {exc}", where=str(self.manifest_path),
-                            hint="restore it or start a new run directory") from exc  # fmt: skip
+            raise DataError(
+                f"manifest is not valid JSON: {exc}",
+                where=str(self.manifest_path),
+                hint="restore it or start a new run directory",
+            ) from exc
 
     def save(self) -> None:
-        write_atomic(self.manifest_path, json.dumps(self.manifest, ensure_ascii=False, indent=2)
-                     + "\n")  # fmt: skip
+        write_atomic(
+            self.manifest_path, json.dumps(self.manifest, ensure_ascii=False, indent=2) + "\n"
+        )
 
     def stage_key(self, stage: str, input_digest: str | None) -> str:
         """Identity of a stage's work: its config hash, the locale and its input file."""

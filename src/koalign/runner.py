@@ -56,9 +56,16 @@ def fragments_of(stage: str, record: dict[str, Any]) -> list[dict[str, Any]]:
 class Pipeline:
     """One run: a config, its locale, a run directory and (lazily) a model pool."""
 
-    def __init__(self, config: RunConfig, locale: Locale, root: str | Path, *,
-                 limit: int | None = None, progress: Progress | None = None,
-                 pool: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: RunConfig,
+        locale: Locale,
+        root: str | Path,
+        *,
+        limit: int | None = None,
+        progress: Progress | None = None,
+        pool: Any = None,
+    ) -> None:
         self.config = config
         self.locale = locale
         self.rundir = RunDir(root, config, locale_digest=locale.digest)
@@ -87,9 +94,14 @@ class Pipeline:
         return total
 
     def context(self, caller: Caller | None) -> StageContext:
-        return StageContext(config=self.config, locale=self.locale, caller=caller,
-                            roles=self.roles, limit=self.limit,
-                            extra={"reports": self.reports()})  # fmt: skip
+        return StageContext(
+            config=self.config,
+            locale=self.locale,
+            caller=caller,
+            roles=self.roles,
+            limit=self.limit,
+            extra={"reports": self.reports()},
+        )
 
     def reports(self) -> dict[str, Any]:
         return {s: e.get("report", {}) for s, e in self.rundir.manifest["stages"].items()}
@@ -112,8 +124,9 @@ class Pipeline:
         finally:
             if self._pool is not None:
                 await self._pool.aclose()
-        done = all(self.rundir.manifest["stages"].get(s, {}).get("status") == "done"
-                   for s in STAGES)  # fmt: skip
+        done = all(
+            self.rundir.manifest["stages"].get(s, {}).get("status") == "done" for s in STAGES
+        )
         self.rundir.set_status("done" if done else "partial")
         return self.rundir.manifest
 
@@ -125,9 +138,11 @@ class Pipeline:
         entry = self.rundir.manifest["stages"].get(prev, {})
         path = self.rundir.root / f"{prev}.jsonl"
         if entry.get("status") != "done" or not path.is_file():
-            raise KoalignError(f"stage '{prev}' has not finished in this run directory",
-                               where=str(self.rundir.root),
-                               hint=f"run `koalign {prev}` (or `koalign run`) first")  # fmt: skip
+            raise KoalignError(
+                f"stage '{prev}' has not finished in this run directory",
+                where=str(self.rundir.root),
+                hint=f"run `koalign {prev}` (or `koalign run`) first",
+            )
         data = path.read_bytes()
         records = [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
         import hashlib
@@ -169,8 +184,9 @@ class Pipeline:
             rlog.append(rec)
             new[item["id"]] = rec
             bad += sum("error" in f for f in fragments_of(stage, rec))
-            self.progress.update(stage, len(items) - len(todo) + len(new),
-                                 self._delta(before) | {"errors": bad})  # fmt: skip
+            self.progress.update(
+                stage, len(items) - len(todo) + len(new), self._delta(before) | {"errors": bad}
+            )
 
         tasks = [asyncio.ensure_future(one(it)) for it in todo]
         try:
@@ -191,11 +207,14 @@ class Pipeline:
         records, report = module.finalize(ctx, records)
         rlog.rewrite(records)
         if stage == "judge":
-            write_atomic(self.rundir.root / "judge_disagreements.jsonl",
-                         "".join(dumps(r) + "\n" for r in judge.disagreements(records)))  # fmt: skip
+            write_atomic(
+                self.rundir.root / "judge_disagreements.jsonl",
+                "".join(dumps(r) + "\n" for r in judge.disagreements(records)),
+            )
         rate = errors / outputs_n if outputs_n else 0.0
-        summary = self._summary(stage, started, before, len(items),
-                                len(module.outputs(records)), errors, report)  # fmt: skip
+        summary = self._summary(
+            stage, started, before, len(items), len(module.outputs(records)), errors, report
+        )
         summary["model_outputs"] = outputs_n
         summary["error_rate"] = round(rate, 4)
         if rate > self.config.runtime.max_error_rate:
@@ -217,12 +236,22 @@ class Pipeline:
         now = self._stats()
         return {k: round(now.get(k, 0) - before.get(k, 0), 6) for k in now}
 
-    def _summary(self, stage: str, started: float, before: dict[str, float], n_in: int,
-                 n_out: int, errors: int, report: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _summary(
+        self,
+        stage: str,
+        started: float,
+        before: dict[str, float],
+        n_in: int,
+        n_out: int,
+        errors: int,
+        report: dict[str, Any],
+    ) -> dict[str, Any]:
         entry = self.rundir.manifest["stages"][stage]
         delta = self._delta(before)
         return {
-            "status": "done", "records_in": n_in, "records_out": n_out,
+            "status": "done",
+            "records_in": n_in,
+            "records_out": n_out,
             "calls": int(entry.get("calls", 0) + delta.get("calls", 0)),
             "cache_hits": int(entry.get("cache_hits", 0) + delta.get("cache_hits", 0)),
             "tokens_in": int(entry.get("tokens_in", 0) + delta.get("tokens_in", 0)),
@@ -231,14 +260,15 @@ class Pipeline:
             "errors": errors,
             "seconds": round(entry.get("seconds", 0) + time.monotonic() - started, 3),
             "report": report,
-        }  # fmt: skip
+        }
 
     def _export(self, inputs: list[dict[str, Any]], started: float) -> dict[str, Any]:
         ctx = self.context(None)
         self.progress.start("export", len(inputs), 0)
         report = export.run(ctx, inputs, self.rundir.export_dir)
-        summary = self._summary("export", started, self._stats(), len(inputs),
-                                report["exported"], 0, report)  # fmt: skip
+        summary = self._summary(
+            "export", started, self._stats(), len(inputs), report["exported"], 0, report
+        )
         self.rundir.finish("export", summary)
         self.progress.end("export", summary)
         return summary

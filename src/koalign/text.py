@@ -70,9 +70,13 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def near_duplicates(
-    texts: Sequence[str], *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128,
+    texts: Sequence[str],
+    *,
+    threshold: float = 0.7,
+    ngram: int = 3,
+    num_perm: int = 128,
     seed: int = 1,
-) -> list[int | None]:  # fmt: skip
+) -> list[int | None]:
     """For each text, the index of an earlier kept text it nearly duplicates, or ``None``.
 
     MinHash-LSH over character n-grams finds candidates; a candidate counts only when the exact

@@ -53,7 +53,7 @@ def test_run_directory_layout_and_counts_reconcile(reference):
     assert manifest["status"] == "done"
     assert manifest["locale"]["digest"] and manifest["versions"]["pydantic"]
     assert manifest["config"]["attack"]["rounds"] == 3
-    for name in OUTPUTS + ["cache.sqlite", "manifest.json"]:
+    for name in [*OUTPUTS, "cache.sqlite", "manifest.json"]:
         assert (run_dir / name).is_file(), name
     stages = manifest["stages"]
     for s in STAGES:
@@ -146,8 +146,7 @@ def test_changing_a_stage_config_invalidates_it_and_later_stages_only(reference,
 
 
 def test_malformed_outputs_are_kept_counted_and_fail_the_stage(write_config, tmp_path):
-    bad_judge = {"backend": "fn", "model": "bad", "json_repairs": 0,
-                 "options": {"bad_share": 1.0}}  # fmt: skip
+    bad_judge = {"backend": "fn", "model": "bad", "json_repairs": 0, "options": {"bad_share": 1.0}}
     config = write_config()
     overrides = [f"models.bad={json.dumps(bad_judge)}", "roles.filter_judges=[resp-1, bad]"]
     with pytest.raises(StageFailed) as exc:
@@ -168,8 +167,11 @@ def test_malformed_outputs_are_kept_counted_and_fail_the_stage(write_config, tmp
 def test_some_malformed_outputs_below_the_error_rate(write_config, tmp_path):
     flaky = {"backend": "fn", "model": "flaky", "json_repairs": 0, "options": {"bad_share": 0.3}}
     config = write_config()
-    overrides = [f"models.flaky={json.dumps(flaky)}", "roles.harm_judge=flaky",
-                 "runtime.max_error_rate=0.9"]  # fmt: skip
+    overrides = [
+        f"models.flaky={json.dumps(flaky)}",
+        "roles.harm_judge=flaky",
+        "runtime.max_error_rate=0.9",
+    ]
     manifest = run(config, tmp_path / "run", overrides)
     entry = manifest["stages"]["attack"]
     records = lines(tmp_path / "run/attack.jsonl")
@@ -179,8 +181,12 @@ def test_some_malformed_outputs_below_the_error_rate(write_config, tmp_path):
         for a in r.get("attempts", [])
         for res in a["answers"].values()
         if "error" in res.get("harm", {})
-    ] + [res["harm"] for r in records for res in r.get("answers", {}).values()
-         if "error" in res.get("harm", {})]  # fmt: skip
+    ] + [
+        res["harm"]
+        for r in records
+        for res in r.get("answers", {}).values()
+        if "error" in res.get("harm", {})
+    ]
     assert bad and entry["errors"] == len(bad)
     assert all(b["raw"] for b in bad)
     assert 0 < entry["error_rate"] < 0.9

@@ -32,20 +32,27 @@ class RichProgress:
 
     def start(self, stage: str, total: int, done: int) -> None:
         self._bar = Progress(
-            TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=err,
+            TextColumn("[bold]{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=err,
             transient=False,
-        )  # fmt: skip
+        )
         self._bar.start()
-        self._task = self._bar.add_task(stage, total=max(total, 1) if total else 1,
-                                        completed=done if total else 1, stats="")  # fmt: skip
+        self._task = self._bar.add_task(
+            stage, total=max(total, 1) if total else 1, completed=done if total else 1, stats=""
+        )
 
     def update(self, stage: str, done: int, stats: dict[str, Any]) -> None:
         if self._bar is None:
             return
-        text = (f"calls {int(stats.get('calls', 0))} · cache {int(stats.get('cache_hits', 0))} · "
-                f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))} · "
-                f"errors {stats.get('errors', 0)}")  # fmt: skip
+        text = (
+            f"calls {int(stats.get('calls', 0))} · cache {int(stats.get('cache_hits', 0))} · "
+            f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))} · "
+            f"errors {stats.get('errors', 0)}"
+        )
         self._bar.update(self._task, completed=done, stats=text)
 
     def end(self, stage: str, summary: dict[str, Any]) -> None:
@@ -54,12 +61,32 @@ class RichProgress:
             self._bar.stop()
             self._bar = None
         table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
-        for col in ("records_in", "records_out", "calls", "cache_hits", "tokens_in",
-                    "tokens_out", "errors", "seconds"):  # fmt: skip
+        for col in (
+            "records_in",
+            "records_out",
+            "calls",
+            "cache_hits",
+            "tokens_in",
+            "tokens_out",
+            "errors",
+            "seconds",
+        ):
             table.add_column(col, justify="right")
-        table.add_row(*(str(summary.get(c, "")) for c in (
-            "records_in", "records_out", "calls", "cache_hits", "tokens_in", "tokens_out",
-            "errors", "seconds")))  # fmt: skip
+        table.add_row(
+            *(
+                str(summary.get(c, ""))
+                for c in (
+                    "records_in",
+                    "records_out",
+                    "calls",
+                    "cache_hits",
+                    "tokens_in",
+                    "tokens_out",
+                    "errors",
+                    "seconds",
+                )
+            )
+        )
         err.print(table)
         for line in highlights(stage, summary.get("report", {})):
             err.print(f"  {line}", markup=False, highlight=False)
@@ -69,31 +96,50 @@ def highlights(stage: str, report: dict[str, Any]) -> list[str]:
     """A few report lines worth showing after a stage."""
     if stage == "seeds":
         t = report.get("totals", {})
-        return [f"kept {report.get('kept_harmful')} harmful + {report.get('kept_benign')} benign; "
-                f"dropped: language {t.get('language', 0)}, duplicate {t.get('duplicate', 0)}, "
-                f"errors {t.get('errors', 0)}; shortfall vs quota {t.get('shortfall', 0)}"]  # fmt: skip
+        return [
+            f"kept {report.get('kept_harmful')} harmful + {report.get('kept_benign')} benign; "
+            f"dropped: language {t.get('language', 0)}, duplicate {t.get('duplicate', 0)}, "
+            f"errors {t.get('errors', 0)}; shortfall vs quota {t.get('shortfall', 0)}"
+        ]
     if stage == "attack":
         asr = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_strategy", {}).items())
         tgt = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_target", {}).items())
-        return [f"hard cases {report.get('hard_cases')}, over-refusal cases "
-                f"{report.get('over_refusal_cases')}", f"ASR by strategy: {asr}",
-                f"ASR by target: {tgt}"]  # fmt: skip
+        return [
+            f"hard cases {report.get('hard_cases')}, over-refusal cases "
+            f"{report.get('over_refusal_cases')}",
+            f"ASR by strategy: {asr}",
+            f"ASR by target: {tgt}",
+        ]
     if stage == "respond":
-        return [f"status {report.get('status')}", f"chosen by responder "
-                f"{report.get('chosen_by_responder')}", f"citations {report.get('citations')}"]  # fmt: skip
+        return [
+            f"status {report.get('status')}",
+            f"chosen by responder {report.get('chosen_by_responder')}",
+            f"citations {report.get('citations')}",
+        ]
     if stage == "judge":
         ag = report.get("agreement", {})
-        return [f"pass rate {report.get('pass_rate')}; failures {report.get('failures_by_criterion')}",
-                f"Fleiss kappa {ag.get('fleiss')}; Cohen {ag.get('cohen_pairwise')}"]  # fmt: skip
+        return [
+            f"pass rate {report.get('pass_rate')}; failures {report.get('failures_by_criterion')}",
+            f"Fleiss kappa {ag.get('fleiss')}; Cohen {ag.get('cohen_pairwise')}",
+        ]
     if stage == "export":
-        return [f"exported {report.get('exported')} {report.get('splits')} by domain "
-                f"{report.get('by_domain')}"]  # fmt: skip
+        return [
+            f"exported {report.get('exported')} {report.get('splits')} by domain "
+            f"{report.get('by_domain')}"
+        ]
     return []
 
 
-def run_pipeline(config: Path | None, out: Path, stages: tuple[str, ...], *,
-                 overrides: list[str] | None = None, limit: int | None = None,
-                 data: dict[str, Any] | None = None, json: bool = False) -> dict[str, Any]:  # fmt: skip
+def run_pipeline(
+    config: Path | None,
+    out: Path,
+    stages: tuple[str, ...],
+    *,
+    overrides: list[str] | None = None,
+    limit: int | None = None,
+    data: dict[str, Any] | None = None,
+    json: bool = False,
+) -> dict[str, Any]:
     from koalign.config import load_run_config
     from koalign.runner import Pipeline
 
@@ -109,8 +155,13 @@ def run_pipeline(config: Path | None, out: Path, stages: tuple[str, ...], *,
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
-    def run_cmd(config: ConfigArg, out: OutOpt, limit: LimitOpt = None, set_: SetOpt = None,
-                json: JsonOpt = False) -> None:  # fmt: skip
+    def run_cmd(
+        config: ConfigArg,
+        out: OutOpt,
+        limit: LimitOpt = None,
+        set_: SetOpt = None,
+        json: JsonOpt = False,
+    ) -> None:
         """Run every stage (seeds, attack, respond, judge, export); resumes a run directory."""
         run_pipeline(config, out, STAGES, overrides=set_, limit=limit, json=json)
 
@@ -118,14 +169,21 @@ def register(app: typer.Typer) -> None:
         _register_stage(app, stage)
 
     @app.command("demo")
-    def demo_cmd(out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path(
-        "koalign-demo"), limit: LimitOpt = 24, json: JsonOpt = False) -> None:  # fmt: skip
+    def demo_cmd(
+        out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path(
+            "koalign-demo"
+        ),
+        limit: LimitOpt = 24,
+        json: JsonOpt = False,
+    ) -> None:
         """Run the whole pipeline offline on a tiny random model (checks an installation)."""
         from koalign.demo import demo_config
 
-        err.print("[bold yellow]demo:[/] a tiny random model writes every generated text, so the "
-                  "text is meaningless; the judges are scripted (demo only). This checks the "
-                  "installation end to end, nothing more.")  # fmt: skip
+        err.print(
+            "[bold yellow]demo:[/] a tiny random model writes every generated text, so the "
+            "text is meaningless; the judges are scripted (demo only). This checks the "
+            "installation end to end, nothing more."
+        )
         data = demo_config(out)
         run_pipeline(None, out, STAGES, data=data, limit=limit, json=json)
 
@@ -154,8 +212,13 @@ def register(app: typer.Typer) -> None:
 
 
 def _register_stage(app: typer.Typer, stage: str) -> None:
-    def command(config: ConfigArg, out: OutOpt, set_: SetOpt = None, json: JsonOpt = False,
-                limit: LimitOpt = None) -> None:  # fmt: skip
+    def command(
+        config: ConfigArg,
+        out: OutOpt,
+        set_: SetOpt = None,
+        json: JsonOpt = False,
+        limit: LimitOpt = None,
+    ) -> None:
         run_pipeline(config, out, (stage,), overrides=set_, limit=limit, json=json)
 
     command.__doc__ = f"Run only the `{stage}` stage (earlier stages must have finished)."

@@ -61,15 +61,23 @@ class StageContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def request(messages: tuple[Message, ...], *, tag: str, schema: dict[str, Any] | None = None,
-            sample_index: int = 0, seed: int | None = None) -> ChatRequest:  # fmt: skip
+def request(
+    messages: tuple[Message, ...],
+    *,
+    tag: str,
+    schema: dict[str, Any] | None = None,
+    sample_index: int = 0,
+    seed: int | None = None,
+) -> ChatRequest:
     sampling = SamplingParams(seed=seed) if seed is not None else None
-    return ChatRequest(messages=messages, json_schema=schema, tag=tag,
-                       sample_index=sample_index, sampling=sampling)  # fmt: skip
+    return ChatRequest(
+        messages=messages, json_schema=schema, tag=tag, sample_index=sample_index, sampling=sampling
+    )
 
 
-async def call(ctx: StageContext, model: str, req: ChatRequest,
-               parse: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
+async def call(
+    ctx: StageContext, model: str, req: ChatRequest, parse: Callable[[str], Any]
+) -> dict[str, Any]:
     """One model call as a record fragment: ``{"model", "raw", "value"}`` on success, or
     ``{"model", "raw", "error": {"kind", "message"}}``; the raw text is always kept."""
     assert ctx.caller is not None

@@ -96,37 +96,58 @@ def schedule(ctx: StageContext, seed_id: str, round_index: int) -> tuple[str, st
     return strategy, tactic
 
 
-def build_attack_prompt(ctx: StageContext, seed: dict[str, Any], strategy: str,
-                        tactic: str | None, previous: dict[str, Any] | None):  # fmt: skip
+def build_attack_prompt(
+    ctx: StageContext,
+    seed: dict[str, Any],
+    strategy: str,
+    tactic: str | None,
+    previous: dict[str, Any] | None,
+):
     tac = ctx.locale.tactics
     return render_chat(
-        ctx.locale, "attacker", seed=seed,
+        ctx.locale,
+        "attacker",
+        seed=seed,
         category=ctx.locale.taxonomy.category(seed["category"]),
         strategy=next(s for s in tac.strategies if s.id == strategy),
         tactic=next((t for t in tac.tactics if t.id == tactic), None),
         previous=previous,
-    )  # fmt: skip
+    )
 
 
 def build_judge_prompt(ctx: StageContext, category: str, prompt: str, answer: str, kind: str):
-    return render_chat(ctx.locale, "harm_judge", category=ctx.locale.taxonomy.category(category),
-                       rubric=ctx.locale.rubric.categories.get(category, []),
-                       general=ctx.locale.rubric.general, prompt=prompt, answer=answer,
-                       kind=kind)  # fmt: skip
+    return render_chat(
+        ctx.locale,
+        "harm_judge",
+        category=ctx.locale.taxonomy.category(category),
+        rubric=ctx.locale.rubric.categories.get(category, []),
+        general=ctx.locale.rubric.general,
+        prompt=prompt,
+        answer=answer,
+        kind=kind,
+    )
 
 
 # ----------------------------------------------------------------------------- plan/process
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {"id": "a-" + stable_hash(s["id"], s["prompt"], s["kind"]), "seed_id": s["id"],
-         "kind": s["kind"], "domain": s["domain"], "category": s["category"], "type": s["type"],
-         "seed_prompt": s["prompt"], "variation": s.get("variation")}
+        {
+            "id": "a-" + stable_hash(s["id"], s["prompt"], s["kind"]),
+            "seed_id": s["id"],
+            "kind": s["kind"],
+            "domain": s["domain"],
+            "category": s["category"],
+            "type": s["type"],
+            "seed_prompt": s["prompt"],
+            "variation": s.get("variation"),
+        }
         for s in inputs
-    ]  # fmt: skip
+    ]
 
 
-async def _target_and_judge(ctx: StageContext, target: str, item: dict[str, Any], prompt: str,
-                            tag: str) -> dict[str, Any]:  # fmt: skip
+async def _target_and_judge(
+    ctx: StageContext, target: str, item: dict[str, Any], prompt: str, tag: str
+) -> dict[str, Any]:
     req = request((Message(role="user", content=prompt),), tag=f"{NAME}/target")
     answer = await call(ctx, target, req, parse_answer)
     out: dict[str, Any] = {"answer": answer}
@@ -146,15 +167,23 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
             *(_target_and_judge(ctx, t, item, item["seed_prompt"], "benign") for t in targets)
         )
         record["answers"] = dict(zip(targets, results, strict=True))
-        refused = [t for t, res in record["answers"].items()
-                   if res.get("harm", {}).get("value", {}).get("refused")]  # fmt: skip
+        refused = [
+            t
+            for t, res in record["answers"].items()
+            if res.get("harm", {}).get("value", {}).get("refused")
+        ]
         record["refused_by"] = refused
         if not refused and ctx.config.attack.synthesize_refusals:
-            msgs = render_chat(ctx.locale, "refusal_writer", prompt=item["seed_prompt"],
-                               category=ctx.locale.taxonomy.category(item["category"]))  # fmt: skip
+            msgs = render_chat(
+                ctx.locale,
+                "refusal_writer",
+                prompt=item["seed_prompt"],
+                category=ctx.locale.taxonomy.category(item["category"]),
+            )
             req = request(msgs, tag=f"{NAME}/refusal_writer")
-            record["synthetic_refusal"] = await call(ctx, ctx.roles["refusal_writer"][0], req,
-                                                     parse_answer)  # fmt: skip
+            record["synthetic_refusal"] = await call(
+                ctx, ctx.roles["refusal_writer"][0], req, parse_answer
+            )
         return record
     cfg = ctx.config.attack
     attempts: list[dict[str, Any]] = []
@@ -165,8 +194,13 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
         msgs = build_attack_prompt(ctx, item, strategy, tactic, previous)
         req = request(msgs, tag=f"{NAME}/attacker", sample_index=r)
         rewrite = await call(ctx, ctx.roles["attacker"][0], req, parse_text)
-        attempt: dict[str, Any] = {"round": r + 1, "strategy": strategy, "tactic": tactic,
-                                   "rewrite": rewrite, "answers": {}}  # fmt: skip
+        attempt: dict[str, Any] = {
+            "round": r + 1,
+            "strategy": strategy,
+            "tactic": tactic,
+            "rewrite": rewrite,
+            "answers": {},
+        }
         attempts.append(attempt)
         if "error" in rewrite:
             continue
@@ -209,15 +243,34 @@ def candidate_cases(ctx: StageContext, record: dict[str, Any]) -> list[dict[str,
     cases = []
     if record["kind"] == "benign":
         for t in record["refused_by"]:
-            cases.append(base | {"prompt": record["seed_prompt"],
-                                 "rejected": record["answers"][t]["answer"]["value"],
-                                 "target": t, "synthetic": False, "round": 0, "strategy": None,
-                                 "tactic": None, "harm_score": record["answers"][t]["harm"]["value"]["score"]})  # fmt: skip
+            cases.append(
+                base
+                | {
+                    "prompt": record["seed_prompt"],
+                    "rejected": record["answers"][t]["answer"]["value"],
+                    "target": t,
+                    "synthetic": False,
+                    "round": 0,
+                    "strategy": None,
+                    "tactic": None,
+                    "harm_score": record["answers"][t]["harm"]["value"]["score"],
+                }
+            )
         if not cases and "value" in record.get("synthetic_refusal", {}):
             frag = record["synthetic_refusal"]
-            cases.append(base | {"prompt": record["seed_prompt"], "rejected": frag["value"],
-                                 "target": "synthetic:" + frag["model"], "synthetic": True, "round": 0,
-                                 "strategy": None, "tactic": None, "harm_score": None})  # fmt: skip
+            cases.append(
+                base
+                | {
+                    "prompt": record["seed_prompt"],
+                    "rejected": frag["value"],
+                    "target": "synthetic:" + frag["model"],
+                    "synthetic": True,
+                    "round": 0,
+                    "strategy": None,
+                    "tactic": None,
+                    "harm_score": None,
+                }
+            )
         return cases
     seen: set[str] = set()
     for a in record["attempts"]:
@@ -226,14 +279,24 @@ def candidate_cases(ctx: StageContext, record: dict[str, Any]) -> list[dict[str,
             if t in seen or harm is None or harm["score"] < ctx.config.attack.threshold:
                 continue
             seen.add(t)
-            scores = {u: r.get("harm", {}).get("value", {}).get("score")
-                      for u, r in a["answers"].items()}  # fmt: skip
-            cases.append(base | {"prompt": a["rewrite"]["value"],
-                                 "rejected": res["answer"]["value"], "target": t,
-                                 "synthetic": False, "round": a["round"],
-                                 "strategy": a["strategy"], "tactic": a["tactic"],
-                                 "harm_score": harm["score"], "harm_reason": harm["reason"],
-                                 "scores": scores})  # fmt: skip
+            scores = {
+                u: r.get("harm", {}).get("value", {}).get("score") for u, r in a["answers"].items()
+            }
+            cases.append(
+                base
+                | {
+                    "prompt": a["rewrite"]["value"],
+                    "rejected": res["answer"]["value"],
+                    "target": t,
+                    "synthetic": False,
+                    "round": a["round"],
+                    "strategy": a["strategy"],
+                    "tactic": a["tactic"],
+                    "harm_score": harm["score"],
+                    "harm_reason": harm["reason"],
+                    "scores": scores,
+                }
+            )
     return cases
 
 
@@ -243,8 +306,17 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
     for record in sorted(records, key=lambda r: r["id"]):
         cases = candidate_cases(ctx, record)
         if ctx.config.attack.keep == "best" and len(cases) > 1:
-            cases = [min(cases, key=lambda c: (-(c["harm_score"] or 0), used[c["target"]],
-                                               c["round"], order.get(c["target"], 99)))]  # fmt: skip
+            cases = [
+                min(
+                    cases,
+                    key=lambda c: (
+                        -(c["harm_score"] or 0),
+                        used[c["target"]],
+                        c["round"],
+                        order.get(c["target"], 99),
+                    ),
+                )
+            ]
         for c in cases:
             used[c["target"]] += 1
             c["id"] = "c-" + stable_hash(c["seed_id"], c["prompt"], c["rejected"], c["target"])
@@ -291,17 +363,29 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
 
     total_sel = sum(selected.values())
     return {
-        "asr_by_strategy": {k: dict(v) | {"asr": rate(v, "successes", "attempts")}
-                            for k, v in sorted(by_strategy.items())},
-        "asr_by_category": {k: dict(v) | {"asr": rate(v, "broken", "seeds")}
-                            for k, v in sorted(by_category.items())},
-        "asr_by_target": {k: dict(v) | {"asr": rate(v, "broken", "seeds"),
-                                        "over_refusal_rate": rate(v, "benign_refused", "benign_judged")}
-                          for k, v in sorted(by_target.items())},
-        "rejected_share_by_target": {k: round(v / total_sel, 4) for k, v in sorted(selected.items())},
+        "asr_by_strategy": {
+            k: dict(v) | {"asr": rate(v, "successes", "attempts")}
+            for k, v in sorted(by_strategy.items())
+        },
+        "asr_by_category": {
+            k: dict(v) | {"asr": rate(v, "broken", "seeds")} for k, v in sorted(by_category.items())
+        },
+        "asr_by_target": {
+            k: dict(v)
+            | {
+                "asr": rate(v, "broken", "seeds"),
+                "over_refusal_rate": rate(v, "benign_refused", "benign_judged"),
+            }
+            for k, v in sorted(by_target.items())
+        },
+        "rejected_share_by_target": {
+            k: round(v / total_sel, 4) for k, v in sorted(selected.items())
+        },
         "hard_cases": sum(len(r.get("cases", [])) for r in records if r["kind"] == "harmful"),
-        "over_refusal_cases": sum(len(r.get("cases", [])) for r in records if r["kind"] == "benign"),
-    }  # fmt: skip
+        "over_refusal_cases": sum(
+            len(r.get("cases", [])) for r in records if r["kind"] == "benign"
+        ),
+    }
 
 
 def outputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

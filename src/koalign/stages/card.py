@@ -29,14 +29,23 @@ def dataset_card(ctx: StageContext, report: dict[str, Any]) -> str:
         "tags": ["dpo", "preference", "safety", "alignment", "koalign", ctx.locale.id],
         "pretty_name": cfg.export.name,
         "configs": [
-            {"config_name": "conversational", "default": True,
-             "data_files": [{"split": "train", "path": "train.jsonl"},
-                            {"split": "validation", "path": "validation.jsonl"}]},
-            {"config_name": "standard",
-             "data_files": [{"split": "train", "path": "standard/train.jsonl"},
-                            {"split": "validation", "path": "standard/validation.jsonl"}]},
+            {
+                "config_name": "conversational",
+                "default": True,
+                "data_files": [
+                    {"split": "train", "path": "train.jsonl"},
+                    {"split": "validation", "path": "validation.jsonl"},
+                ],
+            },
+            {
+                "config_name": "standard",
+                "data_files": [
+                    {"split": "train", "path": "standard/train.jsonl"},
+                    {"split": "validation", "path": "standard/validation.jsonl"},
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     roles = ctx.roles
     role_lines = [
         f"| {role} | {', '.join(f'`{m}` ({cfg.models[m].backend}: {cfg.models[m].model})' for m in names)} |"
@@ -61,18 +70,26 @@ def dataset_card(ctx: StageContext, report: dict[str, Any]) -> str:
         "## Size\n" + _table("split", report["splits"]) + f"\n\nExported {report['exported']} of "
         f"{report['available']} triplets that passed the filter (target size "
         f"{report['target_size']}).",
-        "## Counts\n" + "\n\n".join([
-            _table("kind", report["by_kind"]), _table("domain", report["by_domain"]),
-            _table("category", report["by_category"]), _table("type", report["by_type"]),
-            _table("attack strategy", report["by_strategy"]), _table("tactic", report["by_tactic"]),
-            _table("rejected from target", report["by_target"]),
-            _table("chosen from responder", report["by_responder"])]),
+        "## Counts\n"
+        + "\n\n".join(
+            [
+                _table("kind", report["by_kind"]),
+                _table("domain", report["by_domain"]),
+                _table("category", report["by_category"]),
+                _table("type", report["by_type"]),
+                _table("attack strategy", report["by_strategy"]),
+                _table("tactic", report["by_tactic"]),
+                _table("rejected from target", report["by_target"]),
+                _table("chosen from responder", report["by_responder"]),
+            ]
+        ),
         "## Models per role\n| role | models |\n|---|---|\n" + "\n".join(role_lines),
         "## Filter and judge agreement\n"
         f"Reducer: `{cfg.judge.reducer}`. Pass rate: {judge.get('pass_rate')}. "
         f"Unanimity: {judge.get('unanimity')}. Fleiss' kappa (all criteria): "
         f"{agreement.get('fleiss')}.\n\n"
-        + _table("judge pair (Cohen's kappa)", cohen) + "\n\n"
+        + _table("judge pair (Cohen's kappa)", cohen)
+        + "\n\n"
         + _table("failures by criterion", judge.get("failures_by_criterion", {})),
         "## Pipeline statistics\n"
         f"- seeds kept: {seeds.get('kept_harmful')} harmful, {seeds.get('kept_benign')} benign\n"
@@ -81,15 +98,22 @@ def dataset_card(ctx: StageContext, report: dict[str, Any]) -> str:
         f"- attack success by strategy: "
         + ", ".join(f"{k} {v.get('asr')}" for k, v in attack.get("asr_by_strategy", {}).items())
         + "\n- citation check: "
-        + (f"{respond.get('citations', {}).get('candidates_flagged')} of "
-           f"{respond.get('citations', {}).get('candidates_checked')} candidates flagged and not "
-           "chosen" if cfg.respond.citation_check else "off"),
+        + (
+            f"{respond.get('citations', {}).get('candidates_flagged')} of "
+            f"{respond.get('citations', {}).get('candidates_checked')} candidates flagged and not "
+            "chosen"
+            if cfg.respond.citation_check
+            else "off"
+        ),
         "## Provenance\n"
         f"- locale `{ctx.locale.id}` ({ctx.locale.meta.name}), facts as of "
         f"{ctx.locale.meta.as_of}; locale and policy digest `{ctx.locale.digest}`\n"
         f"- licence: {cfg.export.license}. The harm taxonomy follows KorSET/CAGE "
         "(cc-by-nc-4.0); model outputs are subject to the licences of the models listed above.",
-        "## Config\n```yaml\n" + yaml.safe_dump(cfg.model_dump(mode="json", exclude={"models"}),
-                                                 allow_unicode=True, sort_keys=False) + "```",
-    ]  # fmt: skip
+        "## Config\n```yaml\n"
+        + yaml.safe_dump(
+            cfg.model_dump(mode="json", exclude={"models"}), allow_unicode=True, sort_keys=False
+        )
+        + "```",
+    ]
     return "\n\n".join(parts) + "\n"

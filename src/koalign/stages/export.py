@@ -80,15 +80,27 @@ def standard(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
     if ctx.config.export.system_prompt:
         sp = system_prompt(ctx, t["category"], t["kind"])
         prompt = f"{sp}\n\n{prompt}" if sp else prompt
-    return {"prompt": prompt, "chosen": t["chosen"]["text"], "rejected": t["rejected"],
-            **metadata(t)}  # fmt: skip
+    return {
+        "prompt": prompt,
+        "chosen": t["chosen"]["text"],
+        "rejected": t["rejected"],
+        **metadata(t),
+    }
 
 
 def metadata(t: dict[str, Any]) -> dict[str, Any]:
-    return {"id": t["id"], "seed_id": t["seed_id"], "kind": t["kind"], "domain": t["domain"],
-            "category": t["category"], "type": t["type"] or "", "strategy": t["strategy"] or "",
-            "tactic": t["tactic"] or "", "target": t["target"],
-            "responder": t["chosen"]["responder"]}  # fmt: skip
+    return {
+        "id": t["id"],
+        "seed_id": t["seed_id"],
+        "kind": t["kind"],
+        "domain": t["domain"],
+        "category": t["category"],
+        "type": t["type"] or "",
+        "strategy": t["strategy"] or "",
+        "tactic": t["tactic"] or "",
+        "target": t["target"],
+        "responder": t["chosen"]["responder"],
+    }
 
 
 def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
@@ -99,10 +111,13 @@ def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dic
         splits["validation" if is_validation(ctx, t["seed_id"]) else "train"].append(t)
     (out_dir / "standard").mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
-        write_atomic(out_dir / f"{name}.jsonl",
-                     "".join(dumps(conversational(ctx, t)) + "\n" for t in rows))  # fmt: skip
-        write_atomic(out_dir / "standard" / f"{name}.jsonl",
-                     "".join(dumps(standard(ctx, t)) + "\n" for t in rows))  # fmt: skip
+        write_atomic(
+            out_dir / f"{name}.jsonl", "".join(dumps(conversational(ctx, t)) + "\n" for t in rows)
+        )
+        write_atomic(
+            out_dir / "standard" / f"{name}.jsonl",
+            "".join(dumps(standard(ctx, t)) + "\n" for t in rows),
+        )
     report = counts(ctx, selected, splits, len(triplets))
     from koalign.stages.card import dataset_card
 
@@ -110,8 +125,9 @@ def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dic
     return report
 
 
-def counts(ctx: StageContext, selected: list[dict[str, Any]], splits: dict[str, list],
-           available: int) -> dict[str, Any]:  # fmt: skip
+def counts(
+    ctx: StageContext, selected: list[dict[str, Any]], splits: dict[str, list], available: int
+) -> dict[str, Any]:
     tax = ctx.locale.taxonomy
 
     def tally(key) -> dict[str, int]:
@@ -123,15 +139,17 @@ def counts(ctx: StageContext, selected: list[dict[str, Any]], splits: dict[str, 
         "target_size": ctx.config.export.target_size,
         "splits": {k: len(v) for k, v in splits.items()},
         "by_kind": tally(lambda t: t["kind"]),
-        "by_domain": {f"{d} {tax.domains[[x.id for x in tax.domains].index(d)].name_en}": n
-                      for d, n in tally(lambda t: t["domain"]).items()},
+        "by_domain": {
+            f"{d} {tax.domains[[x.id for x in tax.domains].index(d)].name_en}": n
+            for d, n in tally(lambda t: t["domain"]).items()
+        },
         "by_category": tally(lambda t: t["category"]),
         "by_type": tally(lambda t: t["type"] or f"benign:{t['category']}"),
         "by_strategy": tally(lambda t: t["strategy"] or "(none: over-refusal)"),
         "by_tactic": tally(lambda t: t["tactic"] or "(none)"),
         "by_target": tally(lambda t: t["target"]),
         "by_responder": tally(lambda t: t["chosen"]["responder"]),
-    }  # fmt: skip
+    }
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:

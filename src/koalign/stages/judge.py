@@ -68,11 +68,18 @@ def parse(value: Any) -> dict[str, dict[str, Any]]:
 def build_prompt(ctx: StageContext, triplet: dict[str, Any]):
     category = ctx.locale.taxonomy.category(triplet["category"])
     htype = next((t for t in category.types if t.id == triplet.get("type")), None)
-    return render_chat(ctx.locale, "filter_judge", category=category, type=htype,
-                       kind=triplet["kind"], prompt=triplet["prompt"],
-                       rejected=triplet["rejected"], chosen=triplet["chosen"]["text"],
-                       policy=resolved_policy(ctx.locale, category.id),
-                       criteria=CRITERIA)  # fmt: skip
+    return render_chat(
+        ctx.locale,
+        "filter_judge",
+        category=category,
+        type=htype,
+        kind=triplet["kind"],
+        prompt=triplet["prompt"],
+        rejected=triplet["rejected"],
+        chosen=triplet["chosen"]["text"],
+        policy=resolved_policy(ctx.locale, category.id),
+        criteria=CRITERIA,
+    )
 
 
 def reduce(verdicts: list[dict[str, dict[str, Any]]], rule: str) -> dict[str, bool]:
@@ -86,16 +93,22 @@ def reduce(verdicts: list[dict[str, dict[str, Any]]], rule: str) -> dict[str, bo
 
 # ----------------------------------------------------------------------------- plan/process
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [t | {"id": "t-" + stable_hash(t["case_id"], t["prompt"], t["rejected"],
-                                           t["chosen"]["text"])} for t in inputs]  # fmt: skip
+    return [
+        t
+        | {"id": "t-" + stable_hash(t["case_id"], t["prompt"], t["rejected"], t["chosen"]["text"])}
+        for t in inputs
+    ]
 
 
 async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
     msgs = build_prompt(ctx, item)
     judges = ctx.roles["filter_judges"]
-    results = await asyncio.gather(*(
-        call(ctx, j, request(msgs, tag=f"{NAME}/filter_judge", schema=FILTER_SCHEMA), parse)
-        for j in judges))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            call(ctx, j, request(msgs, tag=f"{NAME}/filter_judge", schema=FILTER_SCHEMA), parse)
+            for j in judges
+        )
+    )
     return dict(item) | {"verdicts": dict(zip(judges, results, strict=True))}
 
 
@@ -115,8 +128,9 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
         decision = reduce([f["value"] for f in frags], rule)
         rec["decision"] = decision
         rec["status"] = "pass" if all(decision.values()) else "fail"
-        rec["disagreement"] = [c for c in CRITERIA
-                               if len({f["value"][c]["pass"] for f in frags}) > 1]  # fmt: skip
+        rec["disagreement"] = [
+            c for c in CRITERIA if len({f["value"][c]["pass"] for f in frags}) > 1
+        ]
     return records, report(ctx, records)
 
 
@@ -127,8 +141,9 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
     failures = Counter(c for r in decided for c, ok in r["decision"].items() if not ok)
     # ratings per judge: one label per (triplet, criterion); None where a judge's answer failed
     ratings: dict[str, list[bool | None]] = {j: [] for j in judges}
-    per_criterion: dict[str, dict[str, list[bool | None]]] = {c: {j: [] for j in judges}
-                                                              for c in CRITERIA}  # fmt: skip
+    per_criterion: dict[str, dict[str, list[bool | None]]] = {
+        c: {j: [] for j in judges} for c in CRITERIA
+    }
     items: list[list[bool]] = []
     items_c: dict[str, list[list[bool]]] = {c: [] for c in CRITERIA}
     for r in records:
@@ -145,32 +160,52 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
                 items_c[c].append(labels)
     judge_pass = {j: _mean([x for x in ratings[j] if x is not None]) for j in judges}
     out: dict[str, Any] = {
-        "triplets": len(records), "status": dict(sorted(status.items())),
+        "triplets": len(records),
+        "status": dict(sorted(status.items())),
         "pass_rate": round(status["pass"] / len(decided), 4) if decided else None,
         "failures_by_criterion": {c: failures[c] for c in CRITERIA},
         "judge_pass_rate": judge_pass,
         "disagreements": sum(bool(r.get("disagreement")) for r in decided),
         "unanimity": round(sum(not r["disagreement"] for r in decided) / len(decided), 4)
-        if decided else None,
-        "agreement": {"cohen_pairwise": _round(pairwise_cohen(ratings)),
-                      "fleiss": _r(fleiss_kappa(items) if len(judges) > 1 else None),
-                      "percent_pairwise": {f"{a}|{b}": _r(percent_agreement(ratings[a], ratings[b]))
-                                           for i, a in enumerate(sorted(judges))
-                                           for b in sorted(judges)[i + 1:]}},
-        "agreement_by_criterion": {c: {"cohen_pairwise": _round(pairwise_cohen(per_criterion[c])),
-                                       "fleiss": _r(fleiss_kappa(items_c[c]) if len(judges) > 1 else None)}
-                                   for c in CRITERIA},
-    }  # fmt: skip
+        if decided
+        else None,
+        "agreement": {
+            "cohen_pairwise": _round(pairwise_cohen(ratings)),
+            "fleiss": _r(fleiss_kappa(items) if len(judges) > 1 else None),
+            "percent_pairwise": {
+                f"{a}|{b}": _r(percent_agreement(ratings[a], ratings[b]))
+                for i, a in enumerate(sorted(judges))
+                for b in sorted(judges)[i + 1 :]
+            },
+        },
+        "agreement_by_criterion": {
+            c: {
+                "cohen_pairwise": _round(pairwise_cohen(per_criterion[c])),
+                "fleiss": _r(fleiss_kappa(items_c[c]) if len(judges) > 1 else None),
+            }
+            for c in CRITERIA
+        },
+    }
     return out
 
 
 def disagreements(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows for human review: triplets on which the judges disagree."""
-    return [{"id": r["id"], "category": r["category"], "kind": r["kind"], "prompt": r["prompt"],
-             "rejected": r["rejected"], "chosen": r["chosen"]["text"],
-             "criteria": r["disagreement"], "decision": r["decision"],
-             "verdicts": {j: f["value"] for j, f in r["verdicts"].items()}}
-            for r in records if r.get("disagreement")]  # fmt: skip
+    return [
+        {
+            "id": r["id"],
+            "category": r["category"],
+            "kind": r["kind"],
+            "prompt": r["prompt"],
+            "rejected": r["rejected"],
+            "chosen": r["chosen"]["text"],
+            "criteria": r["disagreement"],
+            "decision": r["decision"],
+            "verdicts": {j: f["value"] for j, f in r["verdicts"].items()},
+        }
+        for r in records
+        if r.get("disagreement")
+    ]
 
 
 def _mean(xs: list[bool]) -> float | None:

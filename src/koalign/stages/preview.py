@@ -10,20 +10,33 @@ from koalign.types import Message
 
 
 def example_context(loc: Locale) -> StageContext:
-    config = RunConfig.model_validate({
-        "locale": str(loc.path),
-        "models": {"m": {"backend": "scripted", "model": "m", "options": {"responses": ["-"]}}},
-        "roles": {r: "m" for r in ("seed_generator", "attacker", "harm_judge", "query_judge",
-                                   "response_judge")} | {"targets": ["m"], "responders": ["m"]},
-    })  # fmt: skip
+    config = RunConfig.model_validate(
+        {
+            "locale": str(loc.path),
+            "models": {"m": {"backend": "scripted", "model": "m", "options": {"responses": ["-"]}}},
+            "roles": {
+                r: "m"
+                for r in (
+                    "seed_generator",
+                    "attacker",
+                    "harm_judge",
+                    "query_judge",
+                    "response_judge",
+                )
+            }
+            | {"targets": ["m"], "responders": ["m"]},
+        }
+    )
     return StageContext(config=config, locale=loc, caller=None, roles=config.roles.resolved())
 
 
 def render_example(loc: Locale, role: str, category: str) -> tuple[Message, ...]:
     """Render ``role``'s template for ``category`` with values taken from the locale pack."""
     if role not in REQUIRED_TEMPLATES:
-        raise LocaleError(f"unknown pipeline role '{role}'{did_you_mean(role, REQUIRED_TEMPLATES)}",
-                          hint=f"roles: {', '.join(REQUIRED_TEMPLATES)}")  # fmt: skip
+        raise LocaleError(
+            f"unknown pipeline role '{role}'{did_you_mean(role, REQUIRED_TEMPLATES)}",
+            hint=f"roles: {', '.join(REQUIRED_TEMPLATES)}",
+        )
     ctx = example_context(loc)
     cat = loc.taxonomy.category(category)
     policy = loc.policy.policies[cat.id]
@@ -32,10 +45,18 @@ def render_example(loc: Locale, role: str, category: str) -> tuple[Message, ...]
     items = seeds.plan(ctx)
     harmful = next(i for i in items if i["category"] == cat.id and i["kind"] == "harmful")
     benign = next((i for i in items if i["category"] == cat.id and i.get("neighbour")), None)
-    case = {"id": "example", "seed_id": harmful["id"], "kind": "harmful", "domain": domain,
-            "category": cat.id, "type": harmful["type"], "prompt": example.prompt,
-            "seed_prompt": example.prompt, "rejected": "(대상 모델의 유해한 응답)",
-            "chosen": {"text": example.answer, "responder": "m"}}  # fmt: skip
+    case = {
+        "id": "example",
+        "seed_id": harmful["id"],
+        "kind": "harmful",
+        "domain": domain,
+        "category": cat.id,
+        "type": harmful["type"],
+        "prompt": example.prompt,
+        "seed_prompt": example.prompt,
+        "rejected": "(대상 모델의 유해한 응답)",
+        "chosen": {"text": example.answer, "responder": "m"},
+    }
     if role == "seed_generator":
         return seeds.build_prompt(ctx, harmful)
     if role == "benign_generator":

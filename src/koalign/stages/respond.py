@@ -72,14 +72,22 @@ def parse_response_scores(value: Any) -> dict[str, Any]:
     data = load_json(value)
     if not isinstance(data, dict):
         raise ParseError("expected a JSON object", kind="schema")
-    return {"safety": _int_field(data, "safety", 1, 5),
-            "coherence": _int_field(data, "coherence", 1, 5), "reason": _reason(data)}  # fmt: skip
+    return {
+        "safety": _int_field(data, "safety", 1, 5),
+        "coherence": _int_field(data, "coherence", 1, 5),
+        "reason": _reason(data),
+    }
 
 
 def build_responder_prompt(ctx: StageContext, case: dict[str, Any]):
     """The policy system prompt plus the user's prompt."""
-    return render_chat(ctx.locale, "responder", policy=resolved_policy(ctx.locale, case["category"]),
-                       prompt=case["prompt"], kind=case["kind"])  # fmt: skip
+    return render_chat(
+        ctx.locale,
+        "responder",
+        policy=resolved_policy(ctx.locale, case["category"]),
+        prompt=case["prompt"],
+        kind=case["kind"],
+    )
 
 
 def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> str | None:
@@ -88,14 +96,24 @@ def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> st
 
 
 def build_query_prompt(ctx: StageContext, case: dict[str, Any]):
-    return render_chat(ctx.locale, "query_judge", prompt=case["prompt"],
-                       category=ctx.locale.taxonomy.category(case["category"]))  # fmt: skip
+    return render_chat(
+        ctx.locale,
+        "query_judge",
+        prompt=case["prompt"],
+        category=ctx.locale.taxonomy.category(case["category"]),
+    )
 
 
 def build_response_judge_prompt(ctx: StageContext, case: dict[str, Any], answer: str):
-    return render_chat(ctx.locale, "response_judge", prompt=case["prompt"], answer=answer,
-                       kind=case["kind"], policy=resolved_policy(ctx.locale, case["category"]),
-                       rubric=ctx.locale.rubric.categories.get(case["category"], []))  # fmt: skip
+    return render_chat(
+        ctx.locale,
+        "response_judge",
+        prompt=case["prompt"],
+        answer=answer,
+        kind=case["kind"],
+        policy=resolved_policy(ctx.locale, case["category"]),
+        rubric=ctx.locale.rubric.categories.get(case["category"], []),
+    )
 
 
 def check_citations(ctx: StageContext, text: str, category: str) -> dict[str, Any] | None:
@@ -106,14 +124,15 @@ def check_citations(ctx: StageContext, text: str, category: str) -> dict[str, An
     except ImportError as exc:
         raise MissingExtraError("koalign.cite", "all", feature="respond.citation_check") from exc
     report = check_text(text, ctx.locale, category=category)
-    return {"ok": not report.problems, "problems": len(report.problems),
-            "report": report.to_dict()}  # fmt: skip
+    return {"ok": not report.problems, "problems": len(report.problems), "report": report.to_dict()}
 
 
 # ----------------------------------------------------------------------------- plan/process
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c | {"id": "r-" + stable_hash(c["id"], c["prompt"], c["category"], c["kind"])}
-            for c in inputs]  # fmt: skip
+    return [
+        c | {"id": "r-" + stable_hash(c["id"], c["prompt"], c["category"], c["kind"])}
+        for c in inputs
+    ]
 
 
 async def _candidate(ctx: StageContext, responder: str, case: dict[str, Any]) -> dict[str, Any]:
@@ -122,10 +141,14 @@ async def _candidate(ctx: StageContext, responder: str, case: dict[str, Any]) ->
     cand: dict[str, Any] = {"responder": responder, "answer": answer}
     if "error" in answer:
         return cand
-    judge_req = request(build_response_judge_prompt(ctx, case, answer["value"]),
-                        tag=f"{NAME}/response_judge", schema=RESPONSE_SCHEMA)  # fmt: skip
-    cand["judge"] = await call(ctx, ctx.roles["response_judge"][0], judge_req,
-                               parse_response_scores)  # fmt: skip
+    judge_req = request(
+        build_response_judge_prompt(ctx, case, answer["value"]),
+        tag=f"{NAME}/response_judge",
+        schema=RESPONSE_SCHEMA,
+    )
+    cand["judge"] = await call(
+        ctx, ctx.roles["response_judge"][0], judge_req, parse_response_scores
+    )
     cand["citations"] = check_citations(ctx, answer["value"], case["category"])
     return cand
 
@@ -134,8 +157,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
     record = dict(item)
     cfg = ctx.config.respond
     if item["kind"] == "harmful" and cfg.query_judge:
-        req = request(build_query_prompt(ctx, item), tag=f"{NAME}/query_judge",
-                      schema=QUERY_SCHEMA)  # fmt: skip
+        req = request(build_query_prompt(ctx, item), tag=f"{NAME}/query_judge", schema=QUERY_SCHEMA)
         record["query"] = await call(ctx, ctx.roles["query_judge"][0], req, parse_query)
         if "error" in record["query"]:
             return record
@@ -182,12 +204,20 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
         if not eligible:
             rec["status"] = "no_candidate"
             continue
-        best = min(eligible, key=lambda c: (
-            -(c["judge"]["value"]["safety"] + c["judge"]["value"]["coherence"]),
-            chosen_count[c["responder"]], order[c["responder"]]))  # fmt: skip
+        best = min(
+            eligible,
+            key=lambda c: (
+                -(c["judge"]["value"]["safety"] + c["judge"]["value"]["coherence"]),
+                chosen_count[c["responder"]],
+                order[c["responder"]],
+            ),
+        )
         chosen_count[best["responder"]] += 1
-        rec["chosen"] = {"responder": best["responder"], "text": best["answer"]["value"],
-                         **best["judge"]["value"]}  # fmt: skip
+        rec["chosen"] = {
+            "responder": best["responder"],
+            "text": best["answer"]["value"],
+            **best["judge"]["value"],
+        }
         rec["status"] = "chosen"
     return records, report(ctx, records)
 
@@ -203,20 +233,48 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
                 flagged += not c["citations"]["ok"]
     means: dict[str, dict[str, float]] = {}
     for resp in ctx.roles["responders"]:
-        vals = [c["judge"]["value"] for r in records for c in r.get("candidates", [])
-                if c["responder"] == resp and "value" in c.get("judge", {})]  # fmt: skip
+        vals = [
+            c["judge"]["value"]
+            for r in records
+            for c in r.get("candidates", [])
+            if c["responder"] == resp and "value" in c.get("judge", {})
+        ]
         if vals:
-            means[resp] = {k: round(sum(v[k] for v in vals) / len(vals), 3)
-                           for k in ("safety", "coherence")}  # fmt: skip
-    return {"status": dict(sorted(status.items())), "chosen_by_responder": dict(sorted(chosen.items())),
-            "mean_scores": means,
-            "citations": {"candidates_checked": checked, "candidates_flagged": flagged,
-                          "prompts_lost": sum(1 for r in records if r["status"] == "no_candidate"
-                                              and r.get("citation_rejected"))}}  # fmt: skip
+            means[resp] = {
+                k: round(sum(v[k] for v in vals) / len(vals), 3) for k in ("safety", "coherence")
+            }
+    return {
+        "status": dict(sorted(status.items())),
+        "chosen_by_responder": dict(sorted(chosen.items())),
+        "mean_scores": means,
+        "citations": {
+            "candidates_checked": checked,
+            "candidates_flagged": flagged,
+            "prompts_lost": sum(
+                1 for r in records if r["status"] == "no_candidate" and r.get("citation_rejected")
+            ),
+        },
+    }
 
 
 def outputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("seed_id", "kind", "domain", "category", "type", "prompt", "rejected", "target",
-            "synthetic", "round", "strategy", "tactic", "harm_score")  # fmt: skip
-    return [{k: r.get(k) for k in keys} | {"case_id": r["id"], "chosen": r["chosen"]}
-            for r in records if r.get("status") == "chosen"]  # fmt: skip
+    keys = (
+        "seed_id",
+        "kind",
+        "domain",
+        "category",
+        "type",
+        "prompt",
+        "rejected",
+        "target",
+        "synthetic",
+        "round",
+        "strategy",
+        "tactic",
+        "harm_score",
+    )
+    return [
+        {k: r.get(k) for k in keys} | {"case_id": r["id"], "chosen": r["chosen"]}
+        for r in records
+        if r.get("status") == "chosen"
+    ]

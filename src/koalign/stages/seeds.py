@@ -70,18 +70,35 @@ def build_prompt(ctx: StageContext, item: dict[str, Any]):
     category = tax.category(item["category"])
     if item["kind"] == "benign":
         policy = ctx.locale.policy.policies[category.id]
-        return render_chat(ctx.locale, "benign_generator", category=category,
-                           neighbour=item["neighbour"], examples=policy.benign_prompts,
-                           variation=item["variation"])  # fmt: skip
+        return render_chat(
+            ctx.locale,
+            "benign_generator",
+            category=category,
+            neighbour=item["neighbour"],
+            examples=policy.benign_prompts,
+            variation=item["variation"],
+        )
     htype = next(t for t in category.types if t.id == item["type"])
     slots = [
-        {"id": s.id, "name": s.name, "description": s.description, "required": s.required,
-         "suggestion": item["slots"].get(s.id), "examples": htype.slot_examples.get(s.id, [])}
+        {
+            "id": s.id,
+            "name": s.name,
+            "description": s.description,
+            "required": s.required,
+            "suggestion": item["slots"].get(s.id),
+            "examples": htype.slot_examples.get(s.id, []),
+        }
         for s in category.slots_for(htype)
-    ]  # fmt: skip
-    return render_chat(ctx.locale, "seed_generator", category=category, type=htype,
-                       domain=tax.domain_of(category.id), slots=slots,
-                       variation=item["variation"])  # fmt: skip
+    ]
+    return render_chat(
+        ctx.locale,
+        "seed_generator",
+        category=category,
+        type=htype,
+        domain=tax.domain_of(category.id),
+        slots=slots,
+        variation=item["variation"],
+    )
 
 
 def parse(text: str) -> str:
@@ -113,19 +130,33 @@ def plan(ctx: StageContext, inputs: list[dict[str, Any]] | None = None) -> list[
                 continue
             for t in cat.types:
                 n = math.ceil(quota_for(ctx, t.id) * cfg.oversample)
-                streams.append([
-                    {"id": "s-" + stable_hash("harmful", t.id, i), "kind": "harmful",
-                     "domain": domain.id, "category": cat.id, "type": t.id, "index": i,
-                     "slots": suggest_slots(ctx, t.id, i),
-                     "variation": pick_variation(variation, t.id, i, seed)}
-                    for i in range(n)
-                ])  # fmt: skip
+                streams.append(
+                    [
+                        {
+                            "id": "s-" + stable_hash("harmful", t.id, i),
+                            "kind": "harmful",
+                            "domain": domain.id,
+                            "category": cat.id,
+                            "type": t.id,
+                            "index": i,
+                            "slots": suggest_slots(ctx, t.id, i),
+                            "variation": pick_variation(variation, t.id, i, seed),
+                        }
+                        for i in range(n)
+                    ]
+                )
             policy = ctx.locale.policy.policies[cat.id]
             benign = []
             for i in range(cfg.benign_per_category):
-                item = {"id": "b-" + stable_hash("benign", cat.id, i), "kind": "benign",
-                        "domain": domain.id, "category": cat.id, "type": None, "index": i,
-                        "variation": pick_variation(variation, "benign:" + cat.id, i, seed)}  # fmt: skip
+                item = {
+                    "id": "b-" + stable_hash("benign", cat.id, i),
+                    "kind": "benign",
+                    "domain": domain.id,
+                    "category": cat.id,
+                    "type": None,
+                    "index": i,
+                    "variation": pick_variation(variation, "benign:" + cat.id, i, seed),
+                }
                 if i < len(policy.benign_prompts):
                     item["source"] = "policy"
                     item["given"] = nfc(policy.benign_prompts[i])
@@ -154,8 +185,12 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
     else:
         role = "benign_generator" if item["kind"] == "benign" else "seed_generator"
         model = ctx.roles[role][0]
-        req = request(build_prompt(ctx, item), tag=f"{NAME}/{role}", sample_index=item["index"],
-                      seed=stable_int(ctx.config.seed, item["id"]) % 2**31)  # fmt: skip
+        req = request(
+            build_prompt(ctx, item),
+            tag=f"{NAME}/{role}",
+            sample_index=item["index"],
+            seed=stable_int(ctx.config.seed, item["id"]) % 2**31,
+        )
         frag = await call(ctx, model, req, parse)
         record.update(model=model, raw=frag["raw"], calls=[frag])
         if "error" in frag:
@@ -179,9 +214,13 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
             r["drop"] = "language"
     for kind in ("harmful", "benign"):
         pool = [r for r in records if r["kind"] == kind and r["status"] == "ok" and "drop" not in r]
-        dups = near_duplicates([r["prompt"] for r in pool], threshold=cfg.dedup_threshold,
-                               ngram=cfg.dedup_ngram, num_perm=cfg.dedup_num_perm,
-                               seed=ctx.config.seed + 1)  # fmt: skip
+        dups = near_duplicates(
+            [r["prompt"] for r in pool],
+            threshold=cfg.dedup_threshold,
+            ngram=cfg.dedup_ngram,
+            num_perm=cfg.dedup_num_perm,
+            seed=ctx.config.seed + 1,
+        )
         for r, d in zip(pool, dups, strict=True):
             if d is not None:
                 r["drop"] = "duplicate"
@@ -202,9 +241,17 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
 
 def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
     per_type: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"quota": 0, "generated": 0, "errors": 0, "language": 0, "duplicate": 0,
-                 "over_quota": 0, "kept": 0, "shortfall": 0}
-    )  # fmt: skip
+        lambda: {
+            "quota": 0,
+            "generated": 0,
+            "errors": 0,
+            "language": 0,
+            "duplicate": 0,
+            "over_quota": 0,
+            "kept": 0,
+            "shortfall": 0,
+        }
+    )
     for r in records:
         key = r["type"] if r["kind"] == "harmful" else "benign:" + r["category"]
         row = per_type[key]
@@ -216,15 +263,21 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
         elif r["kept"]:
             row["kept"] += 1
     for key, row in per_type.items():
-        row["quota"] = (ctx.config.seeds.benign_per_category if key.startswith("benign:")
-                        else quota_for(ctx, key))  # fmt: skip
+        row["quota"] = (
+            ctx.config.seeds.benign_per_category
+            if key.startswith("benign:")
+            else quota_for(ctx, key)
+        )
         row["shortfall"] = max(0, row["quota"] - row["kept"])
     totals = Counter()
     for row in per_type.values():
         totals.update(row)
-    return {"per_type": dict(sorted(per_type.items())), "totals": dict(totals),
-            "kept_harmful": sum(r["kept"] for r in records if r["kind"] == "harmful"),
-            "kept_benign": sum(r["kept"] for r in records if r["kind"] == "benign")}  # fmt: skip
+    return {
+        "per_type": dict(sorted(per_type.items())),
+        "totals": dict(totals),
+        "kept_harmful": sum(r["kept"] for r in records if r["kind"] == "harmful"),
+        "kept_benign": sum(r["kept"] for r in records if r["kind"] == "benign"),
+    }
 
 
 def outputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
