@@ -153,9 +153,9 @@ class StatuteScanner:
                 continue
             written = m.group(0)
             law_id = self._law_id(written)
+            known_spans.append((start, end))
             if law_id is not None:
                 kind = "law"
-                known_spans.append((start, end))
             elif _IS_ART_ANAPHOR.fullmatch(written):
                 kind = "article_anaphor"
             elif _IS_LAW_ANAPHOR.fullmatch(written):
