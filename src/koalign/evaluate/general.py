@@ -53,7 +53,9 @@ def load_hf_model(spec: ModelSpec) -> tuple[Any, Any, str]:
     torch = require("torch", "hf", feature="log-likelihood scoring")
     transformers = require("transformers", "hf", feature="log-likelihood scoring")
     opts = spec.options
-    device = opts.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = opts.get("device") or "auto"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = opts.get("dtype", "auto")
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)

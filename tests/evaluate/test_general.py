@@ -1,0 +1,132 @@
+"""`koalign eval general`: log-likelihood on the tiny model (with and without an adapter), the
+choice-number path for servers, and lm-evaluation-harness on a local JSON task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koalign.backends.base import ModelSpec
+from koalign.cli import app
+from koalign.evaluate.general import load_hf_model, loglikelihoods, parse_choice
+
+runner = CliRunner()
+MC = [
+    {"question": "대한민국의 수도는?", "choices": ["서울", "부산", "대구", "광주"], "answer_index": 0, "source": "상식", "category": "지리"},
+    {"question": "1 더하기 1은?", "choices": ["1", "2", "3", "4"], "answer_index": 1, "source": "수학"},
+    {"question": "한글을 만든 왕은?", "choices": ["세종", "태조"], "answer_index": 0, "source": "상식", "category": "역사"},
+    {"question": "가장 큰 수는?", "choices": ["1", "9", "5"], "answer_index": 1, "source": "수학"},
+]  # fmt: skip
+
+
+@pytest.fixture
+def mc_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mc.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC), "utf-8")
+    return path
+
+
+def _invoke(args: list[str]) -> dict:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = Path(args[args.index("-o") + 1])
+    return json.loads((out / "summary.json").read_text("utf-8"))["general"]
+
+
+def test_parse_choice() -> None:
+    assert parse_choice('{"answer": 3, "reason": "x"}', 4) == (2, None)
+    assert parse_choice('{"answer": "2"}', 4) == (1, None)
+    assert parse_choice("정답: 4", 4) == (3, None)
+    assert parse_choice('{"answer": 5', 4)[0] is None  # truncated, and out of range
+    assert parse_choice("모르겠어요", 4) == (None, "no choice number found")
+    assert parse_choice("", 4)[0] is None
+
+
+def test_batched_loglik_equals_unpadded_single_sequences(tiny_model_dir) -> None:
+    import torch
+
+    model, tok, device = load_hf_model(ModelSpec(backend="hf", model=str(tiny_model_dir)))
+    pairs = [("대한민국의 수도는?\n정답:", " 서울"), ("짧은 문맥", " 아주 긴 답변 후보입니다")]
+    batched = loglikelihoods(model, tok, pairs, device=device, batch_size=2)
+    for (ctx, cont), got in zip(pairs, batched, strict=True):
+        ctx_ids = tok(ctx)["input_ids"]
+        cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([ctx_ids + cont_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
+        want = sum(float(logp[len(ctx_ids) - 1 + k, t]) for k, t in enumerate(cont_ids))
+        assert got == pytest.approx(want, abs=1e-4)
+        assert got < 0
+
+
+def test_general_loglik_on_the_tiny_model_with_adapter(tmp_path, mc_file, tiny_model_dir) -> None:
+    import peft
+    import transformers
+
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = peft.get_peft_model(
+        base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )  # fmt: skip
+    adapter = tmp_path / "adapter"
+    lora.save_pretrained(adapter)
+    plain = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}", "--data", str(mc_file),
+                     "-o", str(tmp_path / "base"), "--bootstrap", "100"])  # fmt: skip
+    tuned = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}", "--adapter", str(adapter),
+                     "--data", str(mc_file), "-o", str(tmp_path / "tuned"), "--bootstrap", "100"])  # fmt: skip
+    for s in (plain, tuned):
+        mc = s["mc"]
+        assert mc["method"] == "loglik" and mc["n"] == 4 and mc["unparseable"] == 0
+        assert mc["chance"] == pytest.approx((0.25 + 0.25 + 0.5 + 1 / 3) / 4)
+        assert set(mc["per_source"]) == {"상식", "수학"}
+        assert set(mc["per_category"]) == {"지리", "역사"}
+        assert 0 <= mc["accuracy"] <= 1
+    rows = [json.loads(x) for x in (tmp_path / "base" / "general.jsonl").read_text("utf-8").splitlines()]
+    rows_t = [json.loads(x) for x in (tmp_path / "tuned" / "general.jsonl").read_text("utf-8").splitlines()]
+    assert [len(r["loglik"]) for r in rows] == [4, 4, 2, 3]
+    assert rows[0]["loglik"] != rows_t[0]["loglik"]  # the adapter changed the model
+    assert tuned["mc"]["models"]["model"]["adapter"] == str(adapter)
+
+
+def test_general_choice_numbers_from_a_server(tmp_path, mc_file, judge_config) -> None:
+    s = _invoke(["eval", "general", "--model", "mc", "--config", str(judge_config),
+                 "--data", str(mc_file), "-o", str(tmp_path / "srv"), "--bootstrap", "100"])  # fmt: skip
+    mc = s["mc"]
+    assert mc["method"] == "generate"
+    assert mc["unparseable"] == 2  # prose without a number, and choice 9 of 3
+    assert mc["n_parsed"] == 2 and mc["accuracy"] == 1.0 and mc["accuracy_all"] == 0.5
+    rows = [json.loads(x) for x in (tmp_path / "srv" / "general.jsonl").read_text("utf-8").splitlines()]
+    assert rows[2]["raw"] == "잘 모르겠습니다" and rows[2]["parse_error"]
+
+
+def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "a.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8")
+    (tasks / "b.jsonl").write_text(json.dumps(MC[3], ensure_ascii=False) + "\n", "utf-8")
+    body = (
+        "dataset_path: json\ntest_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{question}}\\n정답:"\ndoc_to_choice: "{{choices}}"\n'
+        "doc_to_target: answer_index\nmetric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+        "metadata: {version: 1.0}\n"
+    )
+    for name in ("a", "b"):
+        (tasks / f"ko_local_{name}.yaml").write_text(
+            f"task: ko_local_{name}\ndataset_kwargs:\n  data_files:\n    test: {tasks / (name + '.jsonl')}\n" + body,
+            "utf-8",
+        )
+    (tasks / "_group.yaml").write_text(
+        "group: ko_local\ntask: [ko_local_a, ko_local_b]\n"
+        "aggregate_metric_list:\n  - {metric: acc, weight_by_size: true}\nmetadata: {version: 1.0}\n",
+        "utf-8",
+    )
+    s = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}?device=cpu", "--tasks", "ko_local",
+                 "--include-path", str(tasks), "-o", str(tmp_path / "lm"), "--batch-size", "4"])  # fmt: skip
+    task = s["lm_eval"]["tasks"]["ko_local"]
+    sub = task["subtasks"]
+    assert set(sub) == {"ko_local_a", "ko_local_b"} and task["n_subtasks"] == 2
+    # macro = plain mean over subtasks; the harness figure is weighted by size (3 vs 1 items)
+    assert task["macro"] == pytest.approx((sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 2)
+    assert task["harness"] == pytest.approx((3 * sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 4)
