@@ -11,7 +11,7 @@ Two shapes are read:
   decimals, thousands, times and ranges (``1,366``, ``3.112``, ``11:09``, ``109-112``), is
   preceded by ``제`` or a label word (``버전``, ``우편번호``, ``버스`` ...), or is followed by a
   unit or counter (``년``, ``원``, ``명``, ``건``, ``조``, ``호``, ``번째``, ``%``, ``km`` ...).
-  Resident-registration-number shapes (``YYMMDD-NNNNNNN``) never match either shape.
+  Court case numbers (``2021도1366``) are not read either. Resident-registration-number shapes (``YYMMDD-NNNNNNN``) never match either shape.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ _BAD_LABEL = re.compile(
 _PHONE_WORDS = re.compile(
     r"(?:국번\s*없이|☎|☏|📞|전화(?:번호)?(?:는|은)?|Tel|TEL|tel|문자)\s*[:：(]?\s*$"
 )
+_CASE_NUMBER = re.compile(r"\d[가-힣]{1,3}$")  # court case numbers: 2021도1366, 2019헌바112
 _YEARISH = re.compile(r"1[5-9]\d\d|20\d\d")
 _YEAR_AFTER = re.compile(r"\s*년")
 _GLUED_AFTER = re.compile(r"[\-.]\d")
@@ -118,7 +119,7 @@ def _short(text: str, s: int, e: int, short_keys: frozenset[str]) -> Found | Non
     if e < len(text) and (text[e].isdigit() or _BAD_AFTER.match(text, e)):
         return None
     before = text[max(0, s - 12) : s]
-    if _BAD_LABEL.search(before):
+    if _BAD_LABEL.search(before) or _CASE_NUMBER.search(before):
         return None
     digits = number.lstrip("#")
     key = digits
