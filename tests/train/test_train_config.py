@@ -75,6 +75,11 @@ def test_cpu_defaults_and_user_args_win() -> None:
     fargs = resolve_dpo_args(full, cuda=True, has_eval=False)
     assert fargs["precompute_ref_log_probs"] is False and fargs["learning_rate"] == 5e-7
     assert fargs["bf16"] is True and fargs["use_cpu"] is False and "eval_strategy" not in fargs
+    rev = TrainConfig(model="m", data=["d"], dpo_args={"model_init_kwargs": {"revision": "abc"}})
+    assert resolve_dpo_args(rev, cuda=True, has_eval=False)["model_init_kwargs"] == {
+        "dtype": "bfloat16",
+        "revision": "abc",
+    }
     old = TrainConfig(model="m", data=["d"], dpo_args={"gradient_checkpointing": False})
     assert "activation_checkpointing" not in resolve_dpo_args(old, cuda=True, has_eval=False)
 

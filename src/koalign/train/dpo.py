@@ -110,7 +110,10 @@ def resolve_dpo_args(cfg: TrainConfig, *, cuda: bool, has_eval: bool) -> dict[st
         args.update(eval_strategy="steps", eval_steps=0.25)
     if "gradient_checkpointing" in cfg.dpo_args:  # the old name, still honoured by transformers
         args.pop("activation_checkpointing")
-    args.update(cfg.dpo_args)
+    user = dict(cfg.dpo_args)
+    if isinstance(user.get("model_init_kwargs"), dict):  # merged key by key, so dtype stays
+        user["model_init_kwargs"] = {**args["model_init_kwargs"], **user["model_init_kwargs"]}
+    args.update(user)
     return args
 
 
@@ -149,11 +152,17 @@ def _key_named(args: dict[str, Any], exc: Exception) -> str:
     return f"dpo_args.{min(found)[2]}" if found else "dpo_args"
 
 
+def _revision(cfg: TrainConfig) -> str | None:
+    """The Hub revision pinned with dpo_args.model_init_kwargs.revision, if any."""
+    kwargs = cfg.dpo_args.get("model_init_kwargs")
+    return kwargs.get("revision") if isinstance(kwargs, dict) else None
+
+
 def load_tokenizer(cfg: TrainConfig):
     transformers = require("transformers", "train", feature="DPO training")
     try:
         tok = transformers.AutoTokenizer.from_pretrained(
-            cfg.model, trust_remote_code=cfg.trust_remote_code
+            cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
         )
     except OSError as exc:
         raise ConfigError(
@@ -174,7 +183,7 @@ def generation_eos(cfg: TrainConfig) -> int | list[int] | None:
     transformers = require("transformers", "train", feature="DPO training")
     try:
         gen = transformers.GenerationConfig.from_pretrained(
-            cfg.model, trust_remote_code=cfg.trust_remote_code
+            cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
         )
     except (OSError, ValueError):
         return None
@@ -336,10 +345,17 @@ def merge_adapter(cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool)
     transformers = require("transformers", "train", feature="merging")
     if cuda:
         torch.cuda.empty_cache()
-    base = transformers.AutoModelForCausalLM.from_pretrained(
+    # The same class TRL trained (e.g. Gemma3ForConditionalGeneration), so adapter names match.
+    config = transformers.AutoConfig.from_pretrained(
+        cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
+    )
+    arch = getattr(transformers, (config.architectures or [""])[0], None)
+    arch = arch or transformers.AutoModelForCausalLM
+    base = arch.from_pretrained(
         cfg.model,
         dtype=torch.bfloat16 if cuda else torch.float32,
         trust_remote_code=cfg.trust_remote_code,
+        revision=_revision(cfg),
     )
     merged = peft.PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out))
