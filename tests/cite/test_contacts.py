@@ -12,6 +12,7 @@ CUR, RET, UNK = "current", "retired", "unknown"
 FOUND = [
     ("자살예방상담전화 109로 전화하세요.", [("109", CUR, None)]),
     ("국번 없이 109", [("109", CUR, None)]),
+    ("국번 없이 １０９", [("１０９", CUR, None)]),  # full-width digits
     ("국번없이 1388", [("1388", CUR, None)]),
     ("☎ 112", [("112", CUR, None)]),
     ("☎112로 신고", [("112", CUR, None)]),

@@ -17,6 +17,7 @@ Two shapes are read:
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import NamedTuple
 
 _AREA = r"(?:2|[3-6][1-5]|1[016-9]|[678]0|50[2-8])"  # after the leading 0
@@ -68,7 +69,7 @@ class Found(NamedTuple):
 def number_key(number: str) -> str:
     """Digits of a number as dialled in Korea (``+82-2-...`` -> ``02...``)."""
     intl = number.lstrip().startswith("+82")
-    digits = re.sub(r"\D", "", number)
+    digits = "".join(str(unicodedata.digit(ch)) for ch in number if ch.isdecimal())
     if intl:
         digits = digits[2:]
         if len(digits) >= 8 and not digits.startswith("0"):
@@ -122,9 +123,9 @@ def _short(text: str, s: int, e: int, short_keys: frozenset[str]) -> Found | Non
     if _BAD_LABEL.search(before) or _CASE_NUMBER.search(before):
         return None
     digits = number.lstrip("#")
-    key = digits
+    key = number_key(digits)
     if hashed and key not in short_keys:
-        key = digits.lstrip("0")
+        key = key.lstrip("0")
     if key in short_keys:
         return Found(number, key, s, e, False)
     if not hashed and _PHONE_WORDS.search(before):

@@ -41,7 +41,7 @@ class Ref(NamedTuple):
 
 
 def _paragraph(m: re.Match[str]) -> str:
-    return m.group(1) if m.group(1) is not None else CIRCLED[m.group(2)]
+    return str(int(m.group(1))) if m.group(1) is not None else CIRCLED[m.group(2)]
 
 
 def parse_element(
@@ -57,7 +57,7 @@ def parse_element(
     m = ARTICLE.match(text, pos)
     if m:
         main = int(m.group(1))
-        article = m.group(1) + (f"의{m.group(2)}" if m.group(2) else "")
+        article = str(main) + (f"의{int(m.group(2))}" if m.group(2) else "")
         end = m.end()
     elif first:
         return None
@@ -72,7 +72,7 @@ def parse_element(
     item: str | None = None
     im = ITEM.match(text, end)
     if im:
-        item = im.group(1)
+        item = str(int(im.group(1)))
         end = im.end()
         sm = SUBITEM.match(text, end)
         if sm:
