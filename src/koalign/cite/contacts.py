@@ -6,7 +6,8 @@ Two shapes are read:
   ``1577-1366`` (the 15xx-18xx national numbers), ``+82-1345``. A pair that reads as a range
   of years (``1800-1850``) is not a number unless the registry knows it.
 * short numbers of 3-4 digits: ``109``, ``1366``, ``#1388``. Any registry number is recognised;
-  other short numbers only right after phone words (``국번 없이``, ``☎``, ``전화``, ``Tel``).
+  other short numbers only right after phone words (``국번 없이``, ``☎``, ``전화``, ``콜센터``,
+  ``센터``, ``Tel``).
   A short number is never read when it is glued to other digits or to separators of
   decimals, thousands, times and ranges (``1,366``, ``3.112``, ``11:09``, ``109-112``), is
   preceded by ``제`` or a label word (``버전``, ``우편번호``, ``버스`` ...), or is followed by a
@@ -50,7 +51,8 @@ _BAD_LABEL = re.compile(
     r"|(?<![A-Za-z])(?:version|ver|No|no|p|pp|v|V))\.?\s*$"
 )
 _PHONE_WORDS = re.compile(
-    r"(?:국번\s*없이|☎|☏|📞|전화(?:번호)?(?:는|은)?|Tel|TEL|tel|문자)\s*[:：(]?\s*$"
+    r"(?:국번\s*없이|☎|☏|📞|전화(?:번호)?(?:는|은)?|콜센터|센터|헬프라인|핫라인|Tel|TEL|tel|문자)"
+    r"\s*[:：(]?\s*$"
 )
 _CASE_NUMBER = re.compile(r"\d[가-힣]{1,3}$")  # court case numbers: 2021도1366, 2019헌바112
 _YEARISH = re.compile(r"1[5-9]\d\d|20\d\d")

@@ -28,8 +28,10 @@ _OPEN = "「『《〈"
 _CLOSE = "」』》〉"
 _DOTS = "·ㆍ・‧∙•"
 _WORD = re.compile(r"[가-힣A-Za-z0-9]")
+_QUOTES = "'\"‘’“”*"  # quotes and markdown emphasis around a name: '형법', **형법**
 _LEAD = re.compile(
-    r"\s*[" + _CLOSE + r"]?\s*(?:\(\s*)?(?:(?:상의|상|의|에서는|에서|에는|은|는|중)\s+)?"
+    r"[" + _QUOTES + r"]*\s*[" + _CLOSE + r"]?[" + _QUOTES + r"]*\s*(?:\(\s*)?"
+    r"(?:(?:상의|상|의|에서는|에서|에는|은|는|중)\s+)?"
 )
 _DECREE = re.compile(r"[" + _CLOSE + r"]?\s*(?:시행령|시행규칙)")
 _NOT_A_LAW_AFTER = re.compile(r"안|학|인(?![데지가])")
@@ -38,9 +40,8 @@ _IS_ART_ANAPHOR = re.compile(r"(?:같은|동)\s*조")
 _IS_LAW_ANAPHOR = re.compile(r"(?:같은|동)\s*법률?|이\s+법률?|본\s*법")
 # Unknown names are anchored on "법/법률 [」] 제N조" and read backwards.
 _UNKNOWN_ANCHOR = re.compile(
-    r"법률?(["
-    + _CLOSE
-    + r"]?)\s*(?:\(\s*)?(?:(?:상의|상|의|에서는|에서|에는|은|는|중)\s+)?제\s*\d{1,4}\s*조"
+    r"법률?([" + _CLOSE + r"]?)[" + _QUOTES + r"]*\s*(?:\(\s*)?"
+    r"(?:(?:상의|상|의|에서는|에서|에는|은|는|중)\s+)?제\s*\d{1,4}\s*조"
 )
 _NAME_CHARS = re.compile(r"[가-힣0-9" + _DOTS + r"]")
 _PARTICLE_END = tuple("은는이가을를의로와과도만고며서면다요게지")
