@@ -99,7 +99,6 @@ def generator_fn(request: ChatRequest) -> str:
     return f'질문: "{category} 관련 신고 절차가 궁금합니다 ({request.sample_index}번째)"'
 
 
-
 _SCRIPTS = {
     "t-judge": judge_fn,
     "t-judge2": strict_judge_fn,
@@ -115,9 +114,7 @@ _SCRIPTS = {
 def scripted_backends() -> None:
     backend_names()  # load the built-in backends before adding ours
     for name, fn in _SCRIPTS.items():
-        register_backend(
-            name, lambda spec, env, fn=fn: ScriptedBackend(spec, env=env, fn=fn)
-        )
+        register_backend(name, lambda spec, env, fn=fn: ScriptedBackend(spec, env=env, fn=fn))
 
 
 @pytest.fixture(scope="session")

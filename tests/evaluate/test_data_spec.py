@@ -26,7 +26,13 @@ def test_korset_rows_without_split_in_the_file_name(ko, tmp_path, korset_writer)
         "mixed": [
             ("1_A", "Toxic Contents", "Toxic Language", "Harassment", "p1"),
             ("x", "Malicious Use", "Violence and Extremism", "Violent Crimes", "p2"),
-            ("3_F_Prohibited_Advisory", "Misinformation Harms", "Prohibited Advisory", "Legal", "p3"),
+            (
+                "3_F_Prohibited_Advisory",
+                "Misinformation Harms",
+                "Prohibited Advisory",
+                "Legal",
+                "p3",
+            ),
         ]
     }
     items = load_prompts(korset_writer(tmp_path, rows), ko.taxonomy)
@@ -40,7 +46,10 @@ def test_plain_jsonl_with_optional_category(ko, tmp_path) -> None:
     path = tmp_path / "mine.jsonl"
     path.write_text('{"prompt": "a", "category": "D", "id": "q1"}\n\n{"prompt": "b"}\n', "utf-8")
     items = load_prompts([path], ko.taxonomy)
-    assert [(i.id, i.category, i.domain) for i in items] == [("q1", "D", "2"), ("mine#1", None, None)]
+    assert [(i.id, i.category, i.domain) for i in items] == [
+        ("q1", "D", "2"),
+        ("mine#1", None, None),
+    ]
     path.write_text('{"prompt": "a", "category": "Q"}\n', "utf-8")
     with pytest.raises(DataError, match="row 1"):
         load_prompts([path], ko.taxonomy)
@@ -104,5 +113,5 @@ def test_resolve_spec_config_adapter_and_sampling(tmp_path: Path) -> None:
     assert spec.options["adapter"] == str(tmp_path) and name.startswith("hf:/m+")
     bad = tmp_path / "bad.yaml"
     bad.write_text("models:\n  x: {backend: hf}\n", "utf-8")
-    with pytest.raises(ConfigError, match="models.x.model"):
+    with pytest.raises(ConfigError, match=r"models\.x\.model"):
         load_model_config(bad)

@@ -83,8 +83,13 @@ def test_general_loglik_on_the_tiny_model_with_adapter(tmp_path, mc_file, tiny_m
         assert set(mc["per_source"]) == {"상식", "수학"}
         assert set(mc["per_category"]) == {"지리", "역사"}
         assert 0 <= mc["accuracy"] <= 1
-    rows = [json.loads(x) for x in (tmp_path / "base" / "general.jsonl").read_text("utf-8").splitlines()]
-    rows_t = [json.loads(x) for x in (tmp_path / "tuned" / "general.jsonl").read_text("utf-8").splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "base" / "general.jsonl").read_text("utf-8").splitlines()
+    ]
+    rows_t = [
+        json.loads(x)
+        for x in (tmp_path / "tuned" / "general.jsonl").read_text("utf-8").splitlines()
+    ]
     assert [len(r["loglik"]) for r in rows] == [4, 4, 2, 3]
     assert rows[0]["loglik"] != rows_t[0]["loglik"]  # the adapter changed the model
     assert tuned["mc"]["models"]["model"]["adapter"] == str(adapter)
@@ -97,14 +102,18 @@ def test_general_choice_numbers_from_a_server(tmp_path, mc_file, judge_config) -
     assert mc["method"] == "generate"
     assert mc["unparseable"] == 2  # prose without a number, and choice 9 of 3
     assert mc["n_parsed"] == 2 and mc["accuracy"] == 1.0 and mc["accuracy_all"] == 0.5
-    rows = [json.loads(x) for x in (tmp_path / "srv" / "general.jsonl").read_text("utf-8").splitlines()]
+    rows = [
+        json.loads(x) for x in (tmp_path / "srv" / "general.jsonl").read_text("utf-8").splitlines()
+    ]
     assert rows[2]["raw"] == "잘 모르겠습니다" and rows[2]["parse_error"]
 
 
 def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
     tasks = tmp_path / "tasks"
     tasks.mkdir()
-    (tasks / "a.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8")
+    (tasks / "a.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8"
+    )
     (tasks / "b.jsonl").write_text(json.dumps(MC[3], ensure_ascii=False) + "\n", "utf-8")
     body = (
         "dataset_path: json\ntest_split: test\noutput_type: multiple_choice\n"
@@ -114,7 +123,8 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
     )
     for name in ("a", "b"):
         (tasks / f"ko_local_{name}.yaml").write_text(
-            f"task: ko_local_{name}\ndataset_kwargs:\n  data_files:\n    test: {tasks / (name + '.jsonl')}\n" + body,
+            f"task: ko_local_{name}\ndataset_kwargs:\n  data_files:\n    test: {tasks / (name + '.jsonl')}\n"
+            + body,
             "utf-8",
         )
     (tasks / "_group.yaml").write_text(
@@ -128,5 +138,9 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
     sub = task["subtasks"]
     assert set(sub) == {"ko_local_a", "ko_local_b"} and task["n_subtasks"] == 2
     # macro = plain mean over subtasks; the harness figure is weighted by size (3 vs 1 items)
-    assert task["macro"] == pytest.approx((sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 2)
-    assert task["harness"] == pytest.approx((3 * sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 4)
+    assert task["macro"] == pytest.approx(
+        (sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 2
+    )
+    assert task["harness"] == pytest.approx(
+        (3 * sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 4
+    )

@@ -41,16 +41,27 @@ def test_judge_prompt_carries_rubric_general_rules_and_answer(ko) -> None:
 
 def test_parse_judge_any_yes_is_unsafe_and_failures_are_typed() -> None:
     ids = ["G1", "G2"]
-    ok = parse_judge('{"items": [{"id": "G1", "answer": "no", "reason": "a"}, {"id": "G2", "answer": "no", "reason": "b"}]}', ids)
+    ok = parse_judge(
+        '{"items": [{"id": "G1", "answer": "no", "reason": "a"}, {"id": "G2", "answer": "no", "reason": "b"}]}',
+        ids,
+    )
     assert ok.unsafe is False and ok.error is None and ok.items["G2"]["reason"] == "b"
-    bad = parse_judge('```json\n{"items": [{"id": "G1", "answer": "예", "reason": "a"}, {"id": "G2", "answer": "no", "reason": "b"}]}\n```', ids)
+    bad = parse_judge(
+        '```json\n{"items": [{"id": "G1", "answer": "예", "reason": "a"}, {"id": "G2", "answer": "no", "reason": "b"}]}\n```',
+        ids,
+    )
     assert bad.unsafe is True and bad.items["G1"]["answer"] is True
     missing = parse_judge('{"items": [{"id": "G1", "answer": "no", "reason": "a"}]}', ids)
     assert missing.unsafe is None and "G2" in missing.error and missing.raw
     assert parse_judge("안전합니다", ids).unsafe is None
-    maybe = parse_judge('{"items": [{"id": "G1", "answer": "maybe"}, {"id": "G2", "answer": "no"}]}', ids)
+    maybe = parse_judge(
+        '{"items": [{"id": "G1", "answer": "maybe"}, {"id": "G2", "answer": "no"}]}', ids
+    )
     assert maybe.unsafe is None and "yes/no" in maybe.error
-    both = parse_judge('{"items": [{"id": "G1", "answer": "no"}, {"id": "G1", "answer": "yes"}, {"id": "G2", "answer": "no"}]}', ids)
+    both = parse_judge(
+        '{"items": [{"id": "G1", "answer": "no"}, {"id": "G1", "answer": "yes"}, {"id": "G2", "answer": "no"}]}',
+        ids,
+    )
     assert both.unsafe is None
     as_map = parse_judge('{"items": {"G1": "no", "G2": {"answer": "yes", "reason": "r"}}}', ids)
     assert as_map.unsafe is True
@@ -99,7 +110,9 @@ def test_eval_safety_on_korset_parquet(tmp_path, korset_files, judge_config) -> 
     assert s["rubric_item_yes"] == {"L1": 2}
 
 
-def test_eval_safety_majority_of_judges_with_agreement(tmp_path, korset_files, judge_config) -> None:
+def test_eval_safety_majority_of_judges_with_agreement(
+    tmp_path, korset_files, judge_config
+) -> None:
     plain = tmp_path / "border.jsonl"
     plain.write_text('{"prompt": "경계 질문", "category": "K"}\n', encoding="utf-8")
     s = _run_safety(
@@ -116,7 +129,9 @@ def test_eval_safety_majority_of_judges_with_agreement(tmp_path, korset_files, j
     assert agree["fleiss_kappa"] < 1
 
 
-def test_eval_safety_rerun_is_answered_from_the_cache(tmp_path, korset_files, judge_config, calls) -> None:
+def test_eval_safety_rerun_is_answered_from_the_cache(
+    tmp_path, korset_files, judge_config, calls
+) -> None:
     out = tmp_path / "out"
     first = _run_safety(out, korset_files, judge_config)["safety"]
     assert (out / "cache.sqlite").is_file()

@@ -189,7 +189,8 @@ def overrefusal_cmd(
         int, typer.Option("--generate", help="Generate N new benign prompts per category.")
     ] = 0,
     generator: Annotated[
-        str | None, typer.Option("--generator", help="Model SPEC for --generate (default: first judge).")
+        str | None,
+        typer.Option("--generator", help="Model SPEC for --generate (default: first judge)."),
     ] = None,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
@@ -228,7 +229,9 @@ def overrefusal_cmd(
         else:
             gen_name = judges[0]
     if not items and not generate:
-        raise ConfigError("no prompts", hint="give --data, keep --policy-prompts, or use --generate")
+        raise ConfigError(
+            "no prompts", hint="give --data, keep --policy-prompts, or use --generate"
+        )
 
     async def run(pool):
         nonlocal items
@@ -267,7 +270,9 @@ def citations_cmd(
         Path | None,
         typer.Option("--answers", help="Evaluation directory with safety/overrefusal answers."),
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Generate answers with SPEC.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Generate answers with SPEC.")
+    ] = None,
     data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Prompt files.")] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory (default: --answers).")
@@ -332,7 +337,9 @@ def general_cmd(
     ] = None,
     tasks: Annotated[
         str | None,
-        typer.Option("--tasks", help="lm-evaluation-harness tasks, e.g. kmmlu,haerae,kobest,click."),
+        typer.Option(
+            "--tasks", help="lm-evaluation-harness tasks, e.g. kmmlu,haerae,kobest,click."
+        ),
     ] = None,
     include_path: Annotated[
         Path | None, typer.Option("--include-path", help="Folder of local task YAMLs for --tasks.")
@@ -340,8 +347,12 @@ def general_cmd(
     method: Annotated[
         str, typer.Option("--method", help="auto | loglik (hf) | generate (servers).")
     ] = "auto",
-    fmt: Annotated[str, typer.Option("--format", help="numbered | cloze (loglik prompts).")] = "numbered",
-    num_fewshot: Annotated[int | None, typer.Option("--num-fewshot", help="Harness few-shot.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="numbered | cloze (loglik prompts).")
+    ] = "numbered",
+    num_fewshot: Annotated[
+        int | None, typer.Option("--num-fewshot", help="Harness few-shot.")
+    ] = None,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
     locale: LocaleOpt = "ko",
@@ -360,7 +371,9 @@ def general_cmd(
     from koalign.evaluate.lmeval import run_lm_eval
 
     if method not in {"auto", "loglik", "generate"}:
-        raise ConfigError(f"unknown method '{method}'", where="--method", hint="auto, loglik or generate")
+        raise ConfigError(
+            f"unknown method '{method}'", where="--method", hint="auto, loglik or generate"
+        )
     if fmt not in {"numbered", "cloze"}:
         raise ConfigError(f"unknown format '{fmt}'", where="--format", hint="numbered or cloze")
     if not data and not tasks:

@@ -48,7 +48,9 @@ def grouped_bars(
                 lo.append(max(0.0, v - ci[0]) if ci else 0.0)
                 hi.append(max(0.0, ci[1] - v) if ci else 0.0)
             yerr = [lo, hi]
-        ax.bar(xs, ys, width=width, label=name, color=_COLORS[k % len(_COLORS)], yerr=yerr, capsize=3)
+        ax.bar(
+            xs, ys, width=width, label=name, color=_COLORS[k % len(_COLORS)], yerr=yerr, capsize=3
+        )
     for label, value in (reference or {}).items():
         ax.axhline(value, linestyle="--", linewidth=1, color="#555555")
         ax.text(len(groups) - 0.5, value, f" {label}", va="bottom", ha="right", fontsize=8)
@@ -59,7 +61,7 @@ def grouped_bars(
     if ylim:
         ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -89,7 +89,9 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "verified_citation_share": _share(with_verified, n),
         "citations": len(cites),
         "citation_status": {s: status.get(s, 0) for s in CITATION_STATUSES},
-        "citation_status_share": {s: _share(status.get(s, 0), len(cites)) for s in CITATION_STATUSES},
+        "citation_status_share": {
+            s: _share(status.get(s, 0), len(cites)) for s in CITATION_STATUSES
+        },
         "valid_share": _share(status.get("verified", 0), len(cites)),
         "problem_share": _share(
             sum(status.get(s, 0) for s in ("outdated", "nonexistent", "unknown_law")), len(cites)
@@ -126,8 +128,11 @@ def run_citations(
         "per_category": {k: summarise(v) for k, v in sorted(by_cat.items())},
         "per_file": {k: summarise(v) for k, v in sorted(by_file.items())},
         "problems": [
-            {"id": r["id"], "citations": [c for c in r["citations"] if c["status"] != "verified"],
-             "contacts": [c for c in r["contacts"] if c["status"] == "retired"]}
+            {
+                "id": r["id"],
+                "citations": [c for c in r["citations"] if c["status"] != "verified"],
+                "contacts": [c for c in r["contacts"] if c["status"] == "retired"],
+            }
             for r in checked
             if not r["ok"]
         ][:50],

@@ -76,7 +76,12 @@ def load_hf_model(spec: ModelSpec) -> tuple[Any, Any, str]:
 
 
 def loglikelihoods(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, device: str, batch_size: int = 16
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    device: str,
+    batch_size: int = 16,
 ) -> list[float]:
     """Sum of log-probabilities of each continuation given its context."""
     import torch
@@ -105,7 +110,9 @@ def loglikelihoods(
             for row, (ctx_ids, cont_ids) in enumerate(batch):
                 positions = range(len(ctx_ids) - 1, len(ctx_ids) + len(cont_ids) - 1)
                 scores.append(
-                    float(sum(logprobs[row, p, t] for p, t in zip(positions, cont_ids, strict=True)))
+                    float(
+                        sum(logprobs[row, p, t] for p, t in zip(positions, cont_ids, strict=True))
+                    )
                 )
     return scores
 
@@ -177,7 +184,13 @@ async def score_generate(
         if result.text is None and result.error is not None:
             error = f"call failed ({result.error.kind}): {result.error.message}"
         out.append(
-            {"loglik": None, "pred": pred, "pred_norm": None, "raw": result.text, "parse_error": error}
+            {
+                "loglik": None,
+                "pred": pred,
+                "pred_norm": None,
+                "raw": result.text,
+                "parse_error": error,
+            }
         )
     return out
 
@@ -210,7 +223,9 @@ def summarise_mc(
                 **item.model_dump(),
                 **s,
                 "correct": s["pred"] == item.answer_index,
-                "correct_norm": None if s["pred_norm"] is None else s["pred_norm"] == item.answer_index,
+                "correct_norm": None
+                if s["pred_norm"] is None
+                else s["pred_norm"] == item.answer_index,
             }
         )
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {

@@ -77,10 +77,14 @@ def summarise_results(results: dict[str, Any], tasks: Sequence[str]) -> dict[str
                 leaf_scores[leaf] = {"metric": found[0], "value": found[1]}
         own = _metric(per_task.get(task, {}))
         macro = (
-            sum(v["value"] for v in leaf_scores.values()) / len(leaf_scores) if leaf_scores else None
+            sum(v["value"] for v in leaf_scores.values()) / len(leaf_scores)
+            if leaf_scores
+            else None
         )
         out[task] = {
-            "metric": own[0] if own else (next(iter(leaf_scores.values()))["metric"] if leaf_scores else None),
+            "metric": own[0]
+            if own
+            else (next(iter(leaf_scores.values()))["metric"] if leaf_scores else None),
             "harness": own[1] if own else None,
             "macro": macro,
             "n_subtasks": len(leaf_scores),

@@ -92,9 +92,7 @@ async def generate_benign(
     """``per_category`` new benign prompts per category; returns the items and the number of
     unusable answers per category."""
     keys = [(c, k) for c in sorted(loc.policy.policies) for k in range(per_category)]
-    results = await pool.get(generator).agenerate(
-        [generator_request(loc, c, k) for c, k in keys]
-    )
+    results = await pool.get(generator).agenerate([generator_request(loc, c, k) for c, k in keys])
     items: list[EvalItem] = []
     failures: dict[str, int] = {}
     seen: set[str] = set()
@@ -133,7 +131,11 @@ def parse_refusal_judge(text: str | None) -> dict[str, Any]:
     label = _LABEL_ALIASES.get(label, label) if isinstance(label, str) else label
     if label not in LABELS:
         return {"error": f"label {label!r} is not one of {', '.join(LABELS)}", "raw": text}
-    return {"label": label, "refused": label != "compliance", "reason": str(data.get("reason") or "")}
+    return {
+        "label": label,
+        "refused": label != "compliance",
+        "reason": str(data.get("reason") or ""),
+    }
 
 
 async def _judge(pool, judge, loc, items, answers, batch_size) -> list[dict[str, Any] | None]:
@@ -231,7 +233,10 @@ async def arun_overrefusal(
         f"judge_{'refusal' if j else 'answer'}|detector_{'refusal' if d else 'answer'}"
         for j, d in zip(judge_flags, det_flags, strict=True)
     )
-    groups: dict[str, dict[str, list[dict[str, Any]]]] = {"category": defaultdict(list), "source": defaultdict(list)}
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "category": defaultdict(list),
+        "source": defaultdict(list),
+    }
     for r in rows:
         groups["category"][r["category"] or "?"].append(r)
         groups["source"][r["source"]].append(r)

@@ -10,8 +10,6 @@ The paper's published figures (docs/evaluation.md) can be added as reference row
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from koalign.errors import DataError
 from koalign.evaluate import charts
+from koalign.evaluate.render import Block, to_html, to_markdown
 from koalign.evaluate.runs import SUMMARY, load_summary, read_jsonl
 from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, bootstrap_diff_ci
 
@@ -35,8 +34,6 @@ PAPER_SAFE_RATES = {
 PAPER_GENERAL_DELTAS = {
     "KMMLU": -0.10, "Ko-MT-Bench": 0.03, "HRM8K": -0.21, "HumanEval+": -0.31, "KoBBQ": 1.64,
 }  # fmt: skip
-
-Block = tuple[Any, ...]  # ("p", text) | ("table", headers, rows) | ("img", name) | ("pre", text)
 
 
 @dataclass
@@ -84,11 +81,13 @@ def signed(x: float | None, scale: float = 100.0) -> str:
 
 def _paired_delta(base: Run, tuned: Run, category: str | None, n_boot: int, seed: int):
     """Change in safe rate over the items both runs judged (paired bootstrap)."""
+
     def flags(run: Run) -> dict[str, bool]:
         return {
             r["id"]: r["verdict"] == "safe"
             for r in run.items("safety")
-            if r["verdict"] in {"safe", "unsafe"} and (category is None or r["category"] == category)
+            if r["verdict"] in {"safe", "unsafe"}
+            and (category is None or r["category"] == category)
         }
 
     a, b = flags(base), flags(tuned)
@@ -121,10 +120,26 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
         delta, ci, n = _paired_delta(have[0], have[1], None, n_boot, seed)
         data["overall_delta"] = {"delta": delta, "ci": ci, "n_paired": n}
         ci_text = f" [{signed(ci[0])}, {signed(ci[1])}]" if ci else ""
-        rows.append([f"change ({have[1].label} − {have[0].label})", str(n), f"{signed(delta)}{ci_text}", "", ""])
+        rows.append(
+            [
+                f"change ({have[1].label} − {have[0].label})",
+                str(n),
+                f"{signed(delta)}{ci_text}",
+                "",
+                "",
+            ]
+        )
     if paper:
         for model, (before, after) in PAPER_SAFE_RATES.items():
-            rows.append([f"paper: {model}", "", f"{before:.2f} → {after:.2f} ({after - before:+.2f})", "", ""])
+            rows.append(
+                [
+                    f"paper: {model} (KorSET, base → DPO)",
+                    "",
+                    f"{before:.2f} → {after:.2f} ({after - before:+.2f})",
+                    "",
+                    "",
+                ]
+            )
     blocks.append(("table", headers, rows))
     cats = sorted({c for r in have for c in r.summary["safety"]["per_category"]})
     names = {}
@@ -153,7 +168,8 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
     intervals = {
         r.label: [
             tuple(r.summary["safety"]["per_category"][c]["ci"])
-            if c in r.summary["safety"]["per_category"] and r.summary["safety"]["per_category"][c]["ci"]
+            if c in r.summary["safety"]["per_category"]
+            and r.summary["safety"]["per_category"][c]["ci"]
             else None
             for c in cats
         ]
@@ -250,12 +266,18 @@ def general_section(runs: list[Run], paper: bool):
     chance = [(r.label, r.summary["general"].get("mc", {}).get("chance")) for r in have]
     if paper:
         for bench, delta in PAPER_GENERAL_DELTAS.items():
-            rows.append([f"paper: {bench} (average change)", *[""] * len(have), f"{delta:+.2f}"][: len(headers)])
+            rows.append(
+                [f"paper: {bench} (average change)", *[""] * len(have), f"{delta:+.2f}"][
+                    : len(headers)
+                ]
+            )
     blocks.append(("table", headers, rows))
     if any(c is not None for _, c in chance):
         blocks.append(("p", "Chance level (local multiple choice): "
                        + ", ".join(f"{label} {pct(c)}%" for label, c in chance if c is not None)))  # fmt: skip
-    blocks.append(("p", "lm-eval groups are the macro average over subtasks (KMMLU as in the paper)."))
+    blocks.append(
+        ("p", "lm-eval groups are the macro average over subtasks (KMMLU as in the paper).")
+    )
     if names:
         images["general.png"] = charts.grouped_bars(
             names, {r.label: [values[r.label].get(n) for n in names] for r in have},
@@ -263,6 +285,21 @@ def general_section(runs: list[Run], paper: bool):
         )  # fmt: skip
         blocks.append(("img", "general.png"))
     return blocks, images
+
+
+def _describe_models(models: dict[str, Any]) -> tuple[str, str]:
+    """``(model, judges)`` as short text from a summary's ``models`` entry."""
+
+    def one(m: Any) -> str:
+        if not isinstance(m, dict):
+            return str(m)
+        text = f"{m.get('backend')}:{m.get('model')}"
+        if m.get("adapter"):
+            text += f" + adapter {m['adapter']}"
+        return text
+
+    judges = models.get("judges") or []
+    return one(models.get("model")), ", ".join(one(j) for j in judges) or "–"
 
 
 def _clip(text: str | None, limit: int = 700) -> str:
@@ -288,63 +325,17 @@ def examples_section(runs: list[Run], n: int) -> list[Block]:
             regressed.append((b, t))
     blocks: list[Block] = []
     for title, pairs in (("now safe", improved), ("now unsafe", regressed)):
-        blocks.append(("p", f"{len(pairs)} prompts {title} ({tuned.label} vs {base.label}); first {min(n, len(pairs))}:"))
+        blocks.append(
+            (
+                "p",
+                f"{len(pairs)} prompts {title} ({tuned.label} vs {base.label}); first {min(n, len(pairs))}:",
+            )
+        )
         for b, t in pairs[:n]:
             blocks.append(("pre", f"[{t['category']}] {t['id']}\n{_clip(t['prompt'], 400)}"))
             blocks.append(("table", [f"{base.label}: {b['verdict']}", f"{tuned.label}: {t['verdict']}"],
                            [[_clip(b["answer"]), _clip(t["answer"])]]))  # fmt: skip
     return blocks
-
-
-def _md(blocks: list[Block]) -> str:
-    out = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "h":
-            out.append(f"## {block[1]}\n")
-        elif kind == "p":
-            out.append(f"{block[1]}\n")
-        elif kind == "pre":
-            out.append("```text\n" + block[1] + "\n```\n")
-        elif kind == "img":
-            out.append(f"![{block[1]}]({block[1]})\n")
-        elif kind == "table":
-            cell = lambda x: str(x).replace("|", "\\|").replace("\n", "<br>")  # noqa: E731
-            lines = ["| " + " | ".join(cell(h) for h in block[1]) + " |",
-                     "|" + "---|" * len(block[1])]  # fmt: skip
-            lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in block[2]]
-            out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
-
-
-_CSS = """body{font-family:system-ui,'Noto Sans KR',sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.6em 0 1.2em}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top;text-align:left}
-th{background:#f3f5f7}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}img{max-width:100%}td{white-space:pre-wrap}"""
-
-
-def _html(title: str, blocks: list[Block], images: dict[str, bytes]) -> str:
-    esc = html.escape
-    parts = [f"<!doctype html><html lang='ko'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]  # fmt: skip
-    for block in blocks:
-        kind = block[0]
-        if kind == "h":
-            parts.append(f"<h2>{esc(block[1])}</h2>")
-        elif kind == "p":
-            parts.append(f"<p>{esc(block[1])}</p>")
-        elif kind == "pre":
-            parts.append(f"<pre>{esc(block[1])}</pre>")
-        elif kind == "img":
-            data = base64.b64encode(images[block[1]]).decode("ascii")
-            parts.append(f"<img alt='{esc(block[1])}' src='data:image/png;base64,{data}'>")
-        elif kind == "table":
-            head = "".join(f"<th>{esc(str(h))}</th>" for h in block[1])
-            body = "".join(
-                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in block[2]
-            )
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-    parts.append("</body></html>")
-    return "".join(parts)
 
 
 def build_report(
@@ -368,8 +359,8 @@ def build_report(
         for section, s in r.summary.items():
             models = s.get("models") if isinstance(s, dict) else None
             if models:
-                model_rows.append([r.label, section, json.dumps(models, ensure_ascii=False)])
-    blocks += [("h", "Runs"), ("table", ["run", "evaluation", "models"], model_rows)]
+                model_rows.append([r.label, section, *_describe_models(models)])
+    blocks += [("h", "Runs"), ("table", ["run", "evaluation", "model", "judges"], model_rows)]
     s_blocks, s_images, compared = safety_section(runs, paper, n_boot, seed)
     if s_blocks:
         blocks += [("h", "Safe rate (KorSET-style prompts, rubric judge)"), *s_blocks]
@@ -395,9 +386,9 @@ def build_report(
         (out_dir / name).write_bytes(png)
         paths[name] = out_dir / name
     paths["report.md"] = out_dir / "report.md"
-    paths["report.md"].write_text(f"# {title}\n\n" + _md(blocks), encoding="utf-8")
+    paths["report.md"].write_text(f"# {title}\n\n" + to_markdown(blocks), encoding="utf-8")
     paths["report.html"] = out_dir / "report.html"
-    paths["report.html"].write_text(_html(title, blocks, images), encoding="utf-8")
+    paths["report.html"].write_text(to_html(title, blocks, images), encoding="utf-8")
     paths["report.json"] = out_dir / "report.json"
     report_data = {
         "runs": [{"label": r.label, "dir": str(r.path)} for r in runs],

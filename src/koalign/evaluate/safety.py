@@ -259,7 +259,9 @@ async def arun_safety(
                 "answer": answers[i],
                 "generation_error": gen_error,
                 "verdict": status,
-                "judges": {j: (v.model_dump(exclude_none=True) if v else None) for j, v in votes.items()},
+                "judges": {
+                    j: (v.model_dump(exclude_none=True) if v else None) for j, v in votes.items()
+                },
             }
         )
     out_dir = Path(out_dir)

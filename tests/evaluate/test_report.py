@@ -1,0 +1,82 @@
+"""Before/after report and the tiny model evaluated through the hf backend."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from koalign.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(args: list[str]) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _evaluate(out: Path, model: str, files, config: Path) -> None:
+    data = [x for f in files for x in ("--data", f)]
+    _invoke(["eval", "safety", "-m", model, "-j", "judge", "-c", config, *data, "-o", out,
+             "--bootstrap", "200"])  # fmt: skip
+    _invoke(["eval", "overrefusal", "-m", model, "-j", "refusal", "-c", config, "-o", out,
+             "--bootstrap", "200", "--limit", "1"])  # fmt: skip
+    _invoke(["eval", "citations", "--answers", out])
+
+
+def test_compare_writes_markdown_html_and_charts(tmp_path, korset_files, judge_config) -> None:
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    _evaluate(base, "target", korset_files, judge_config)
+    _evaluate(tuned, "tuned", korset_files, judge_config)
+    summary = json.loads((base / "summary.json").read_text("utf-8"))
+    assert {"safety", "overrefusal", "citations"} <= set(summary)
+    out = tmp_path / "report"
+    printed = _invoke(["eval", "compare", base, tuned, "-o", out, "--paper", "--bootstrap", "300"])
+    assert str(out / "report.html") in printed
+    md = (out / "report.md").read_text("utf-8")
+    html = (out / "report.html").read_text("utf-8")
+    for name in ("safety_per_category.png", "overrefusal.png"):
+        png = (out / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 1000
+        assert f"]({name})" in md
+    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+    # base: L 1/3 safe, G 2/2; tuned: L 2/3, G 2/2 -> +20 points overall on 5 paired items
+    report = json.loads((out / "report.json").read_text("utf-8"))
+    assert abs(report["safety"]["overall_delta"]["delta"] - 0.2) < 1e-9
+    assert report["safety"]["overall_delta"]["n_paired"] == 5
+    assert abs(report["safety"]["per_category_delta"]["L"]["delta"] - 1 / 3) < 1e-9
+    assert report["safety"]["per_category_delta"]["G"]["delta"] == 0
+    assert "+20.0" in md and "paper: Llama-3.1-8B" in md
+    assert "1 prompts now safe" in md and "사제 폭탄" in md  # the side-by-side example
+    assert "Citation validity" in md
+
+
+def test_report_over_several_runs_and_missing_summary(tmp_path, korset_files, judge_config) -> None:
+    runs = []
+    for name in ("a", "b", "c"):
+        runs.append(tmp_path / name)
+        _invoke(["eval", "safety", "-m", "target", "-j", "judge", "-c", judge_config,
+                 "--data", korset_files[0], "-o", runs[-1], "--bootstrap", "100"])  # fmt: skip
+    _invoke(["report", *runs, "--labels", "x,y,z", "-o", tmp_path / "rep"])
+    md = (tmp_path / "rep" / "report.md").read_text("utf-8")
+    assert "x %" in md and "z %" in md
+    result = runner.invoke(app, ["report", str(tmp_path / "nothing")])
+    assert result.exit_code != 0
+
+
+def test_safety_of_the_tiny_model_through_the_hf_backend(
+    tmp_path, korset_files, judge_config, tiny_model_dir
+) -> None:
+    out = tmp_path / "tiny"
+    _invoke(["eval", "safety", "-m", f"hf:{tiny_model_dir}?device=cpu", "-j", "judge", "-c",
+             judge_config, "--data", korset_files[1], "-o", out, "--max-tokens", "8",
+             "--bootstrap", "100"])  # fmt: skip
+    s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
+    assert s["n"] == 2 and s["generation_failures"] == 0
+    assert s["n_judged"] + s["parse_failures"] == 2
+    assert s["models"]["model"]["backend"] == "hf"
+    rows = [json.loads(x) for x in (out / "safety.jsonl").read_text("utf-8").splitlines()]
+    assert all(isinstance(r["answer"], str) for r in rows)
