@@ -54,7 +54,7 @@ def test_batched_loglik_equals_unpadded_single_sequences(tiny_model_dir) -> None
     for (ctx, cont), got in zip(pairs, batched, strict=True):
         ctx_ids = tok(ctx)["input_ids"]
         cont_ids = tok(cont, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([ctx_ids + cont_ids])
+        ids = torch.tensor([ctx_ids + cont_ids], device=device)
         with torch.no_grad():
             logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
         want = sum(float(logp[len(ctx_ids) - 1 + k, t]) for k, t in enumerate(cont_ids))
