@@ -67,7 +67,7 @@ class CitationIndex:
     # ------------------------------------------------------------------ checking
     def check(self, text: str, *, category: str | None = None) -> CitationReport:
         """Find and judge every statute citation and phone number in ``text``."""
-        relevant = self._relevant_laws(category)
+        relevant = self.relevant_laws(category)
         citations = self._citations(text, relevant)
         contacts = self._contacts(text)
         return CitationReport(citations=citations, contacts=contacts)
@@ -78,7 +78,8 @@ class CitationIndex:
         """:meth:`check` for each text, in order."""
         return [self.check(t, category=category) for t in texts]
 
-    def _relevant_laws(self, category: str | None) -> frozenset[str] | None:
+    def relevant_laws(self, category: str | None) -> frozenset[str] | None:
+        """Law ids the category's policy lists (None without a category); unknown: KoalignError."""
         if category is None:
             return None
         if category not in self._relevant:

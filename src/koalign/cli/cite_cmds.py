@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
             index = index_for(load_locale(locale))
             cat = category.upper() if category else None
             if cat is not None:
-                index.check("", category=cat)  # validates the category before reading input
+                index.relevant_laws(cat)  # validates the category before reading input
             rows, _fmt = read_inputs(file)
         except KoalignError as exc:
             err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
