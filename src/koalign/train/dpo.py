@@ -303,7 +303,7 @@ def train(config: TrainConfig) -> TrainResult:
         raise ConfigError(
             f"trl.DPOTrainer refused the configuration: {exc}", where=_key_named(prep.dpo_args, exc)
         ) from exc
-    trainer.train()
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint or None)
 
     merged = config.merge and config.use_lora
     if config.merge and not config.use_lora:
