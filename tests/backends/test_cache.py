@@ -134,7 +134,11 @@ def test_two_processes_share_one_cache_file(tmp_path):
     assert con.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 700
     # every request was logged once per process, as a call or a cache hit
     assert con.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 800
-    texts = {t for (t,) in con.execute("SELECT text FROM responses WHERE key IN "
-                                       "(SELECT key FROM calls WHERE cache_hit = 1)")}  # fmt: skip
+    texts = {
+        t
+        for (t,) in con.execute(
+            "SELECT text FROM responses WHERE key IN (SELECT key FROM calls WHERE cache_hit = 1)"
+        )
+    }
     assert texts <= {"p1", "p2"}
     con.close()

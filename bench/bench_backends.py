@@ -1,0 +1,144 @@
+"""Benchmark: does the model layer keep a server busy?
+
+Starts the benchmark double (bench/double.py) in a subprocess with a concurrency cap C and a
+mean latency L, sends N requests through koalign's model layer (``ModelPool`` -> ``LLM`` ->
+openai backend, with a fresh SQLite cache and call log), and prints one JSON line: achieved
+requests/s, the ceiling C/L and their ratio (the bar is >= 0.9 at C=64, L=0.5 s).
+
+    python bench/bench_backends.py --requests 2048 --cap 64 --latency-mean 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from koalign.backends import ModelPool, ModelSpec
+from koalign.types import ChatRequest, Message, SamplingParams
+
+HERE = Path(__file__).resolve().parent
+
+
+def start_double(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+    cmd = [
+        sys.executable,
+        str(HERE / "double.py"),
+        "--port",
+        "0",
+        "--cap",
+        str(args.cap),
+        "--latency-mean",
+        str(args.latency_mean),
+        "--latency-sigma",
+        str(args.latency_sigma),
+        "--seed",
+        str(args.seed),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the double did not start: {line!r}")
+    return proc, line.split("listening on ", 1)[1].strip()
+
+
+def requests(n: int) -> list[ChatRequest]:
+    return [
+        ChatRequest(
+            messages=(
+                Message(role="system", content="당신은 한국어 안전 응답 도우미입니다."),
+                Message(role="user", content=f"질문 {i}: 개인정보 보호법의 목적을 설명해 주세요."),
+            ),
+            sampling=SamplingParams(max_tokens=64),
+        )
+        for i in range(n)
+    ]
+
+
+async def run(base_url: str, args: argparse.Namespace, cache: Path | None) -> dict:
+    spec = ModelSpec(
+        backend="openai", model="double", base_url=base_url, max_concurrency=args.cap, timeout=30
+    )
+    pool = ModelPool({"m": spec}, cache_path=cache, env={})
+    llm = pool.get("m")
+    reqs = requests(args.requests)
+    await llm.agenerate(reqs[:1])  # connect once: client set-up is not part of the measure
+    start = time.perf_counter()
+    if args.mode == "tasks":
+        results = [
+            r for rs in await asyncio.gather(*(llm.agenerate([q]) for q in reqs[1:])) for r in rs
+        ]
+    else:
+        results = await llm.agenerate(reqs[1:])
+    wall = time.perf_counter() - start
+    await pool.aclose()
+    return {
+        "wall_s": wall,
+        "n": len(reqs) - 1,
+        "errors": sum(not r.ok for r in results),
+        "calls": llm.stats.calls,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--requests", type=int, default=2048)
+    p.add_argument("--cap", type=int, default=64)
+    p.add_argument("--latency-mean", type=float, default=0.5)
+    p.add_argument("--latency-sigma", type=float, default=0.25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--mode",
+        choices=["batch", "tasks"],
+        default="tasks",
+        help="one batch call, or one single-request call per task",
+    )
+    p.add_argument("--no-cache", action="store_true", help="run without the SQLite cache")
+    args = p.parse_args()
+    proc, base_url = start_double(args)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = None if args.no_cache else Path(tmp) / "cache.sqlite"
+            out = asyncio.run(run(base_url, args, cache))
+        server = httpx.get(base_url.removesuffix("/v1") + "/stats", timeout=10).json()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    ceiling = args.cap / args.latency_mean
+    rps = out["n"] / out["wall_s"]
+    print(
+        json.dumps(
+            {
+                "bench": "backends",
+                "requests": out["n"],
+                "mode": args.mode,
+                "cache": cache is not None,
+                "cap": args.cap,
+                "latency_mean_s": args.latency_mean,
+                "latency_sigma": args.latency_sigma,
+                "wall_s": round(out["wall_s"], 3),
+                "achieved_rps": round(rps, 2),
+                "ceiling_rps": round(ceiling, 2),
+                "ratio": round(rps / ceiling, 4),
+                "server_mean_latency_s": round(server["mean_latency_s"], 4),
+                "server_mean_queue_s": round(server["mean_queue_s"], 4),
+                "server_requests": server["requests"],
+                "errors": out["errors"],
+                "python": platform.python_version(),
+                "cpus": __import__("os").cpu_count(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
