@@ -93,14 +93,19 @@ class CitationIndex:
     def _citations(self, text: str, relevant: frozenset[str] | None) -> list[CitationVerdict]:
         out: list[CitationVerdict] = []
         last_law: tuple[str | None, str] | None = None  # (law id, name) of the last law named
+        cited_law: tuple[str | None, str] | None = None  # the law of the last article cited
         for mention in self._scanner.scan(text):
             if mention.kind in ("law", "unknown"):
                 law_ref: tuple[str | None, str] = (mention.key, mention.name)
                 last_law = law_ref
+            elif mention.kind == "article_anaphor" and cited_law is not None:
+                law_ref = cited_law  # 같은 조: the article cited last, in its own law
             elif last_law is None:
                 continue  # an anaphor with nothing to point back to
             else:
                 law_ref = last_law
+            if mention.refs:
+                cited_law = law_ref
             if not mention.refs:
                 out.append(self._verdict(law_ref, None, mention.start, mention.end, text, relevant))
                 continue
