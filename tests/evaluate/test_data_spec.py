@@ -33,10 +33,15 @@ def test_korset_rows_without_split_in_the_file_name(ko, tmp_path, korset_writer)
                 "Legal",
                 "p3",
             ),
-        ]
+        ],
+        "numbered": [
+            (7, "Information & Safety Harms", "Sensitive Information of Organization", "x", "p4"),
+            (4, "Misinformation Harms", "False Misinformation", "Rumors", "p5"),
+            (11, "Malicious Use", "보안 위협", "사이버 공격", "p6"),
+        ],
     }
     items = load_prompts(korset_writer(tmp_path, rows), ko.taxonomy)
-    assert [i.category for i in items] == ["A", "J", "F"]
+    assert [i.category for i in items] == ["A", "J", "F", "H", "E", "L"]
     bad = {"bad": [("x", "y", "Cooking Recipes", "z", "p")]}
     with pytest.raises(DataError, match="cannot map category 'Cooking Recipes'"):
         load_prompts(korset_writer(tmp_path, bad), ko.taxonomy)

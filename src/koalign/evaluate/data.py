@@ -18,6 +18,7 @@ optional ``id``, ``source`` and ``category``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import random
 import re
@@ -134,9 +135,21 @@ class CategoryResolver:
                 return hits.pop()
         for key in ("lv2_name", "category"):
             name = row.get(key)
-            if isinstance(name, str) and (cid := self.names.get(_norm(name))):
+            if isinstance(name, str) and (cid := self._by_name(name)):
                 return cid
         return None
+
+    def _by_name(self, name: str) -> str | None:
+        """Exact normalised name, else the single close match (e.g. "Sensitive Information of
+        Organization" for H, "False Misinformation" for E)."""
+        key = _norm(name)
+        if not key:
+            return None
+        if key in self.names:
+            return self.names[key]
+        close = difflib.get_close_matches(key, list(self.names), n=3, cutoff=0.75)
+        ids = {self.names[c] for c in close}
+        return ids.pop() if len(ids) == 1 else None
 
 
 def load_prompts(paths: Sequence[Path], taxonomy: Taxonomy) -> list[EvalItem]:
