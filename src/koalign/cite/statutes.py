@@ -33,6 +33,7 @@ _LEAD = re.compile(
     r"[" + _QUOTES + r"]*\s*[" + _CLOSE + r"]?[" + _QUOTES + r"]*\s*(?:\(\s*)?"
     r"(?:(?:상의|상|의|에서는|에서|에는|은|는|중)\s+)?"
 )
+_ASIDE = re.compile(r"[" + _CLOSE + r"]?\s*\([^()\n]{1,40}\)")  # (이하 '…'이라 한다)
 _DECREE = re.compile(r"[" + _CLOSE + r"]?\s*(?:시행령|시행규칙)")
 _NOT_A_LAW_AFTER = re.compile(r"안|학|인(?![데지가])")
 _ANAPHORS = r"같은\s*법률?|동\s*법률?|이\s+법률?|본\s*법|같은\s*조|동\s*조"
@@ -142,17 +143,27 @@ class StatuteScanner:
         raw.sort(key=lambda r: r[0])
         found: list[Mention] = []
         last: Ref | None = None
+        covered = 0  # end of the last reference read: mentions inside it are part of it
         for start, end, kind, key, name, pos in raw:
+            if start < covered:
+                continue
             if kind == "article_anaphor":
                 if last is None or last.article is None:
                     continue
                 refs = parse_refs(text, pos, inherited=last)
             else:
                 refs = parse_refs(text, pos)
+                if not refs and kind == "law":
+                    # "성폭력범죄의 처벌 등에 관한 특례법(이하 '성폭력처벌법') 제14조"
+                    aside = _ASIDE.match(text, end)
+                    if aside:
+                        lead = _LEAD.match(text, aside.end())
+                        refs = parse_refs(text, lead.end() if lead else aside.end())
             if not refs and kind != "law":
                 continue
             if refs:
                 last = refs[-1]
+                covered = last.end
             found.append(Mention(key, name, kind, start, end, tuple(refs)))
         return found
 
