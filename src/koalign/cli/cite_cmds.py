@@ -128,8 +128,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find statute citations and phone numbers and check them against the registries.
 
-        Exit status 0 when the check ran (bad citations are a result, not an error); 1 when the
-        input, the locale or the category cannot be used.
+        Exit status: 0 when the check ran, 1 when the input, locale or category is unusable.
         """
         from koalign.cite import index_for
         from koalign.locale import load_locale
