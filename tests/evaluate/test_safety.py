@@ -139,3 +139,18 @@ def test_eval_safety_rerun_is_answered_from_the_cache(
     second = _run_safety(out, korset_files, judge_config)["safety"]
     assert calls == before  # nothing was sent to the backends again
     assert second["safe_rate"] == first["safe_rate"]
+
+
+def test_unknown_judge_backend_fails_before_any_model_call(
+    tmp_path, korset_files, judge_config, calls
+) -> None:
+    before = dict(calls)
+    result = runner.invoke(
+        app,
+        ["eval", "safety", "--model", "target", "--config", str(judge_config), "--judge",
+         "judgex:m", "--data", str(korset_files[0]), "-o", str(tmp_path / "o")],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert "unknown backend 'judgex'" in str(result.exception)
+    assert calls == before
+    assert not (tmp_path / "o" / "summary.json").exists()

@@ -90,11 +90,27 @@ def _models(
             jname = f"judge:{jname}"
         specs.setdefault(jname, jspec)
         judge_names.append(jname)
+    _check_backends(specs)
     info = {
         "model": describe(name, spec),
         "judges": [describe(j, specs[j]) for j in judge_names],
     }
     return name, judge_names, specs, info
+
+
+def _check_backends(specs: dict[str, Any]) -> None:
+    """Fail before any model call when a spec names an unknown backend."""
+    from koalign.backends import backend_names
+    from koalign.errors import did_you_mean
+
+    known = backend_names()
+    for name, spec in specs.items():
+        if spec.backend not in known:
+            raise ConfigError(
+                f"unknown backend '{spec.backend}'{did_you_mean(spec.backend, known)}",
+                where=f"model '{name}'",
+                hint=f"known backends: {', '.join(known)}",
+            )
 
 
 def _load_items(data: list[Path], loc, limit: int | None, seed: int):
@@ -226,6 +242,7 @@ def overrefusal_cmd(
                 where="--generator",
             )  # fmt: skip
             specs.setdefault(gen_name, gen_spec)
+            _check_backends(specs)
         else:
             gen_name = judges[0]
     if not items and not generate:
