@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from koalign.backends import backend_names, register_backend
 from koalign.backends.scripted import ScriptedBackend
 from koalign.locale import Locale, load_locale
-from koalign.types import ChatRequest
+from koalign.types import ChatRequest, Message
 
 CALLS: dict[str, int] = {}
 
@@ -115,6 +116,68 @@ def scripted_backends() -> None:
     backend_names()  # load the built-in backends before adding ours
     for name, fn in _SCRIPTS.items():
         register_backend(name, lambda spec, env, fn=fn: ScriptedBackend(spec, env=env, fn=fn))
+
+
+class ScriptServer:
+    """A real OpenAI-compatible chat server on 127.0.0.1 that answers with the scripted
+    functions above, chosen by the request's ``model`` (the JSON schema is read back from the
+    prompt, where the model layer writes it)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from koalign.backends.structured import schema_from_text
+
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                messages = tuple(
+                    Message(role=m["role"], content=m["content"]) for m in body["messages"]
+                )
+                schema = schema_from_text(messages[-1].content)
+                request = ChatRequest(messages=messages, json_schema=schema)
+                text = _SERVED[body["model"]](request)
+                payload = json.dumps(
+                    {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": text}}],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
+                    ensure_ascii=False,
+                ).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+_SERVED = {"judge": judge_fn, "target": model_fn, "tuned": tuned_model_fn, "mc": mc_fn}
+
+
+@pytest.fixture
+def script_server():
+    server = ScriptServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="session")

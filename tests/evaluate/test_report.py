@@ -25,6 +25,14 @@ def _evaluate(out: Path, model: str, files, config: Path) -> None:
     _invoke(["eval", "overrefusal", "-m", model, "-j", "refusal", "-c", config, "-o", out,
              "--bootstrap", "200", "--limit", "1"])  # fmt: skip
     _invoke(["eval", "citations", "--answers", out])
+    mc = out.parent / "mc.jsonl"
+    mc.write_text(
+        '{"question": "대한민국의 수도는?", "choices": ["서울", "부산"], "answer_index": 0}\n'
+        '{"question": "1 더하기 1은?", "choices": ["1", "2", "3"], "answer_index": 1}\n',
+        encoding="utf-8",
+    )
+    _invoke(["eval", "general", "-m", "mc", "-c", config, "--data", mc, "-o", out,
+             "--bootstrap", "100"])  # fmt: skip
 
 
 def test_compare_writes_markdown_html_and_charts(tmp_path, korset_files, judge_config) -> None:
@@ -32,17 +40,17 @@ def test_compare_writes_markdown_html_and_charts(tmp_path, korset_files, judge_c
     _evaluate(base, "target", korset_files, judge_config)
     _evaluate(tuned, "tuned", korset_files, judge_config)
     summary = json.loads((base / "summary.json").read_text("utf-8"))
-    assert {"safety", "overrefusal", "citations"} <= set(summary)
+    assert {"safety", "overrefusal", "citations", "general"} <= set(summary)
     out = tmp_path / "report"
     printed = _invoke(["eval", "compare", base, tuned, "-o", out, "--paper", "--bootstrap", "300"])
     assert str(out / "report.html") in printed
     md = (out / "report.md").read_text("utf-8")
     html = (out / "report.html").read_text("utf-8")
-    for name in ("safety_per_category.png", "overrefusal.png"):
+    for name in ("safety_per_category.png", "overrefusal.png", "general.png"):
         png = (out / name).read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 1000
         assert f"]({name})" in md
-    assert html.count("data:image/png;base64,") == 2 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 3 and "<table>" in html
     # base: L 1/3 safe, G 2/2; tuned: L 2/3, G 2/2 -> +20 points overall on 5 paired items
     report = json.loads((out / "report.json").read_text("utf-8"))
     assert abs(report["safety"]["overall_delta"]["delta"] - 0.2) < 1e-9
@@ -52,6 +60,8 @@ def test_compare_writes_markdown_html_and_charts(tmp_path, korset_files, judge_c
     assert "+20.0" in md and "paper: Llama-3.1-8B" in md
     assert "1 prompts now safe" in md and "사제 폭탄" in md  # the side-by-side example
     assert "Citation validity" in md
+    assert "| mc:mc | 100.0 | 100.0 | +0.0 |" in md
+    assert "Chance level" in md and "paper: KMMLU" in md
 
 
 def test_report_over_several_runs_and_missing_summary(tmp_path, korset_files, judge_config) -> None:

@@ -154,3 +154,21 @@ def test_unknown_judge_backend_fails_before_any_model_call(
     assert "unknown backend 'judgex'" in str(result.exception)
     assert calls == before
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_eval_safety_over_http_against_openai_compatible_servers(
+    tmp_path, korset_files, script_server
+) -> None:
+    url = script_server.base_url
+    out = tmp_path / "http"
+    result = runner.invoke(
+        app,
+        ["eval", "safety", "--model", f"openai:target@{url}", "--judge", f"openai:judge@{url}",
+         "--data", str(korset_files[0]), "--data", str(korset_files[1]), "-o", str(out),
+         "--bootstrap", "100"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
+    assert s["n"] == 5 and s["safe"] == 3 and s["parse_failures"] == 0
+    assert s["models"]["judges"][0]["base_url"] == url
+    assert script_server.requests == 10  # 5 answers + 5 verdicts

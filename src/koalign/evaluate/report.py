@@ -267,9 +267,7 @@ def general_section(runs: list[Run], paper: bool):
     if paper:
         for bench, delta in PAPER_GENERAL_DELTAS.items():
             rows.append(
-                [f"paper: {bench} (average change)", *[""] * len(have), f"{delta:+.2f}"][
-                    : len(headers)
-                ]
+                [f"paper: {bench} (average change)", *[""] * (len(headers) - 2), f"{delta:+.2f}"]
             )
     blocks.append(("table", headers, rows))
     if any(c is not None for _, c in chance):
@@ -357,7 +355,10 @@ def build_report(
     model_rows = []
     for r in runs:
         for section, s in r.summary.items():
-            models = s.get("models") if isinstance(s, dict) else None
+            if not isinstance(s, dict):
+                continue
+            parts = [s, s.get("mc") or {}, s.get("lm_eval") or {}]
+            models = next((p["models"] for p in parts if p.get("models")), None)
             if models:
                 model_rows.append([r.label, section, *_describe_models(models)])
     blocks += [("h", "Runs"), ("table", ["run", "evaluation", "model", "judges"], model_rows)]
