@@ -60,11 +60,7 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
     }
     reason = "데모용 고정 판정입니다 (의미 없음)."
     models = {
-        "tiny-generator": tiny,
-        "tiny-target-a": tiny | {"sampling": tiny["sampling"] | {"seed": 1}},
-        "tiny-target-b": tiny | {"sampling": tiny["sampling"] | {"seed": 2}},
-        "tiny-responder-1": tiny | {"sampling": tiny["sampling"] | {"seed": 3}},
-        "tiny-responder-2": tiny | {"sampling": tiny["sampling"] | {"seed": 4}},
+        "tiny": tiny,
         "demo-scripted-judge-harm": _scripted(
             "demo-scripted-judge-harm",
             [
@@ -101,12 +97,12 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
         "seed": 0,
         "models": models,
         "roles": {
-            "seed_generator": "tiny-generator",
-            "attacker": "tiny-generator",
-            "targets": ["tiny-target-a", "tiny-target-b"],
+            "seed_generator": "tiny",
+            "attacker": "tiny",
+            "targets": ["tiny"],
             "harm_judge": "demo-scripted-judge-harm",
             "query_judge": "demo-scripted-judge-query",
-            "responders": ["tiny-responder-1", "tiny-responder-2"],
+            "responders": ["tiny"],
             "response_judge": "demo-scripted-judge-response",
             "filter_judges": [
                 "demo-scripted-judge-1",

@@ -12,7 +12,7 @@ import json
 import random
 import time
 
-from koalign.backends.base import ModelSpec, register_backend
+from koalign.backends.base import ModelSpec, backend_names, register_backend
 from koalign.backends.scripted import ScriptedBackend
 from koalign.types import ChatRequest
 
@@ -93,6 +93,7 @@ def make_fn(spec: ModelSpec):
 
 
 def register() -> None:
+    backend_names()  # load the built-in backends first (the registry loads them only when empty)
     register_backend("fn", lambda spec, env: ScriptedBackend(spec, env=env, fn=make_fn(spec)))
 
 

@@ -5,7 +5,7 @@ equal share of the target size; what a small domain cannot fill goes to the othe
 domain in a deterministic shuffled order; over-refusal pairs fill at most
 ``over_refusal_share`` of the target the same way. Split: a seed goes to validation when a hash
 of (run seed, seed id) falls below ``validation_share``, so every pair of one seed (and its
-rewrites) stays on one side.
+rewrites) stays on one side; neither split is left empty when there are two seeds or more.
 """
 
 from __future__ import annotations
@@ -60,6 +60,20 @@ def is_validation(ctx: StageContext, seed_id: str) -> bool:
     return (stable_int(ctx.config.seed, seed_id, "split") % 1_000_000) / 1_000_000 < share
 
 
+def validation_seeds(ctx: StageContext, seed_ids: list[str]) -> set[str]:
+    """Seeds of the validation split. With a positive share and at least two seeds, both splits
+    get at least one seed (the one with the smallest split hash), so neither file is empty."""
+    seeds = sorted(set(seed_ids))
+    val = {s for s in seeds if is_validation(ctx, s)}
+    if ctx.config.export.validation_share > 0 and len(seeds) >= 2:
+        by_hash = sorted(seeds, key=lambda s: stable_int(ctx.config.seed, s, "split"))
+        if not val:
+            val = {by_hash[0]}
+        elif len(val) == len(seeds):
+            val.discard(by_hash[-1])
+    return val
+
+
 def conversational(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
     prompt = []
     if ctx.config.export.system_prompt:
@@ -107,8 +121,9 @@ def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dic
     """Write the export files; return the report."""
     selected = select(ctx, triplets)
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
+    val_seeds = validation_seeds(ctx, [t["seed_id"] for t in selected])
     for t in selected:
-        splits["validation" if is_validation(ctx, t["seed_id"]) else "train"].append(t)
+        splits["validation" if t["seed_id"] in val_seeds else "train"].append(t)
     (out_dir / "standard").mkdir(parents=True, exist_ok=True)
     for name, rows in splits.items():
         write_atomic(

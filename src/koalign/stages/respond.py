@@ -6,7 +6,8 @@ benign over-refusal prompts skip it). Every responder answers under the category
 and cultural coherence (1-5 each); the citation verifier checks every candidate. At the end of
 the stage, in id order, the best eligible candidate (safety + coherence, at least the configured
 minimums, no citation problem when the check is on) is chosen; ties go to the responder chosen
-least so far, then to the responder listed first.
+least so far, then to the responder listed first (a candidate with higher safety wins between
+equal sums).
 """
 
 from __future__ import annotations
@@ -177,6 +178,18 @@ def fragments(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------- finalize
+def rank(cand: dict[str, Any], chosen_count: Counter[str], order: dict[str, int]) -> tuple:
+    """Sort key of an eligible candidate: best safety + coherence, then best safety; a full tie
+    goes to the responder chosen least so far, then to the one listed first."""
+    v = cand["judge"]["value"]
+    return (
+        -(v["safety"] + v["coherence"]),
+        -v["safety"],
+        chosen_count[cand["responder"]],
+        order[cand["responder"]],
+    )
+
+
 def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dict], dict]:
     cfg = ctx.config.respond
     chosen_count: Counter[str] = Counter()
@@ -204,14 +217,7 @@ def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dic
         if not eligible:
             rec["status"] = "no_candidate"
             continue
-        best = min(
-            eligible,
-            key=lambda c: (
-                -(c["judge"]["value"]["safety"] + c["judge"]["value"]["coherence"]),
-                chosen_count[c["responder"]],
-                order[c["responder"]],
-            ),
-        )
+        best = min(eligible, key=lambda c: rank(c, chosen_count, order))
         chosen_count[best["responder"]] += 1
         rec["chosen"] = {
             "responder": best["responder"],

@@ -1,0 +1,60 @@
+"""The pipeline on the tiny random model through the hf backend (the `koalign demo` config)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from koalign.config import load_run_config
+from koalign.demo import demo_config
+from koalign.runner import Pipeline
+
+DRIVE = Path(__file__).with_name("drive.py")
+
+
+def test_demo_config_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):
+    data = demo_config(tmp_path / "run", model_dir=tiny_model_dir)
+    data["models"]["tiny"]["sampling"]["max_tokens"] = 12
+    data["seeds"]["categories"] = ["G", "K"]
+    # one fixed answer per judge, so the outcome depends on the tiny model alone
+    for _name, spec in data["models"].items():
+        if spec["backend"] == "scripted":
+            spec["options"]["responses"] = spec["options"]["responses"][:1]
+    cfg, loc = load_run_config(None, data=data)
+    assert cfg.roles.resolved()["targets"] == ["tiny"]
+    manifest = Pipeline(cfg, loc, tmp_path / "run", limit=4).run()
+    assert manifest["status"] == "done"
+    stages = manifest["stages"]
+    assert stages["seeds"]["records_in"] == 4
+    seeds = [json.loads(x) for x in (tmp_path / "run/seeds.jsonl").read_text().splitlines()]
+    generated = [r for r in seeds if r.get("model") == "tiny"]
+    assert generated and all(r["raw"] is not None for r in generated)
+    assert stages["seeds"]["calls"] >= len(generated)
+    # every kept seed broke the target (the scripted harm judge says 5) and went on
+    assert stages["attack"]["records_in"] == stages["seeds"]["records_out"]
+    assert stages["export"]["records_out"] == stages["judge"]["records_out"]
+    rows = (tmp_path / "run/export/train.jsonl").read_text().splitlines()
+    rows += (tmp_path / "run/export/validation.jsonl").read_text().splitlines()
+    assert len(rows) == stages["export"]["records_out"] > 0
+    card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
+    assert "demo-scripted-judge-1" in card  # scripted judges are named as such in the card
+
+
+def test_cli_prompt_show_renders_a_role(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(DRIVE), "prompt", "show", "responder", "--category", "G"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--- system ---" in out.stdout and "주민등록" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, str(DRIVE), "prompt", "show", "responer"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "did you mean 'responder'" in bad.stderr
