@@ -111,11 +111,18 @@ _SCRIPTS = {
 }
 
 
-@pytest.fixture(scope="session", autouse=True)
-def scripted_backends() -> None:
+@pytest.fixture(scope="package", autouse=True)
+def scripted_backends():
+    """Register the scripted functions as backends for this package's tests, then remove them
+    so other test packages see only the built-in backends."""
+    from koalign.backends import base
+
     backend_names()  # load the built-in backends before adding ours
     for name, fn in _SCRIPTS.items():
         register_backend(name, lambda spec, env, fn=fn: ScriptedBackend(spec, env=env, fn=fn))
+    yield
+    for name in _SCRIPTS:
+        base._REGISTRY.pop(name, None)
 
 
 class ScriptServer:

@@ -106,14 +106,13 @@ def loglikelihoods(
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
             for row, (ctx_ids, cont_ids) in enumerate(batch):
-                positions = range(len(ctx_ids) - 1, len(ctx_ids) + len(cont_ids) - 1)
-                scores.append(
-                    float(
-                        sum(logprobs[row, p, t] for p, t in zip(positions, cont_ids, strict=True))
-                    )
-                )
+                # only the continuation's positions: never a [batch, length, vocab] softmax
+                start_pos = len(ctx_ids) - 1
+                rows = logits[row, start_pos : start_pos + len(cont_ids)].float()
+                logp = torch.log_softmax(rows, dim=-1)
+                targets = torch.tensor(cont_ids, device=logp.device).unsqueeze(1)
+                scores.append(float(logp.gather(1, targets).sum()))
     return scores
 
 
