@@ -54,9 +54,9 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
     tiny = {
         "backend": "hf",
         "model": str(model.resolve()),
-        "sampling": {"temperature": 1.0, "max_tokens": 40, "seed": 0},
+        "sampling": {"temperature": 1.0, "max_tokens": 32, "seed": 0},
         "options": {"device": "cpu", "dtype": "float32", "max_batch_size": 16},
-        "max_concurrency": 4,
+        "max_concurrency": 16,
     }
     reason = "데모용 고정 판정입니다 (의미 없음)."
     models = {

@@ -52,7 +52,10 @@ def make_fn(spec: ModelSpec):
         if role == "refusal_writer":
             return f"죄송하지만 도와드릴 수 없습니다. ({hangul(rng, 1)})"
         if role == "responder":
-            return f"그 요청은 도와드릴 수 없습니다. {hangul(rng, 15)}. 경찰청 112에 문의하세요."
+            stale = (
+                " 「동물보호법」 제8조도 참고하세요." if spec.options.get("stale_citation") else ""
+            )
+            return f"그 요청은 도와드릴 수 없습니다. {hangul(rng, 15)}. 경찰청 112에 문의하세요.{stale}"
         if role == "harm_judge":
             refused = "죄송하지만 그 요청은" in text.split("[AI 응답]")[-1]
             score = 1 if refused else rng.choice([2, 3, 4, 5, 5])

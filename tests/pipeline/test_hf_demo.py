@@ -58,3 +58,26 @@ def test_cli_prompt_show_renders_a_role(tmp_path):
         timeout=60,
     )
     assert bad.returncode == 1 and "did you mean 'responder'" in bad.stderr
+
+
+def test_stage_commands_run_in_order(write_config, tmp_path):
+    config = write_config()
+    run_dir = tmp_path / "run"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(DRIVE), *args, str(config), "-o", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    early = cli("attack")
+    assert early.returncode == 1 and "stage 'seeds' has not finished" in early.stderr
+    assert cli("seeds").returncode == 0
+    attack = cli("attack", "--json")
+    assert attack.returncode == 0, attack.stderr
+    manifest = json.loads(attack.stdout)
+    assert manifest["stages"]["attack"]["status"] == "done"
+    assert "respond" not in manifest["stages"] and manifest["status"] == "partial"
+    assert "attack: done" in attack.stderr  # the summary table goes to stderr

@@ -190,3 +190,39 @@ def test_some_malformed_outputs_below_the_error_rate(write_config, tmp_path):
     assert bad and entry["errors"] == len(bad)
     assert all(b["raw"] for b in bad)
     assert 0 < entry["error_rate"] < 0.9
+
+
+def test_citation_check_rejects_stale_citations_on_the_korean_pack(tmp_path):
+    from pipeline.fakes import config_data
+
+    data = config_data(
+        "ko",
+        seeds={"per_type": 1, "benign_per_category": 1, "categories": ["G", "L"]},
+        respond={"citation_check": True},
+    )
+    data["models"]["resp-3"]["options"]["stale_citation"] = True
+    cfg, loc = load_run_config(None, data=data)
+    manifest = Pipeline(cfg, loc, tmp_path / "run").run()
+    report = manifest["stages"]["respond"]["report"]
+    records = lines(tmp_path / "run/respond.jsonl")
+    stale = [
+        c
+        for r in records
+        for c in r.get("candidates", [])
+        if c["responder"] == "resp-3" and c.get("citations")
+    ]
+    assert stale and all(not c["citations"]["ok"] for c in stale)
+    assert all(
+        c["citations"]["report"]["citations"] for c in stale
+    )  # the verifier's report is kept
+    others = [
+        c
+        for r in records
+        for c in r.get("candidates", [])
+        if c["responder"] != "resp-3" and c.get("citations")
+    ]
+    assert others and all(c["citations"]["ok"] for c in others)
+    assert report["citations"]["candidates_flagged"] == len(stale)
+    assert "resp-3" not in report["chosen_by_responder"]
+    card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
+    assert f"{len(stale)} of {report['citations']['candidates_checked']} candidates flagged" in card

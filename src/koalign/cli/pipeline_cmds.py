@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path(
             "koalign-demo"
         ),
-        limit: LimitOpt = 24,
+        limit: LimitOpt = 16,
         json: JsonOpt = False,
     ) -> None:
         """Run the whole pipeline offline on a tiny random model (checks an installation)."""

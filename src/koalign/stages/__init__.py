@@ -14,7 +14,7 @@ from typing import Any
 
 from koalign.config import RunConfig
 from koalign.locale import Locale
-from koalign.types import ChatRequest, ChatResult, Message, SamplingParams
+from koalign.types import ChatRequest, ChatResult, Message
 
 REQUIRED_TEMPLATES = (
     "seed_generator",
@@ -67,12 +67,10 @@ def request(
     tag: str,
     schema: dict[str, Any] | None = None,
     sample_index: int = 0,
-    seed: int | None = None,
 ) -> ChatRequest:
-    sampling = SamplingParams(seed=seed) if seed is not None else None
-    return ChatRequest(
-        messages=messages, json_schema=schema, tag=tag, sample_index=sample_index, sampling=sampling
-    )
+    """A request with the model's own sampling defaults (requests of a stage share them, so an
+    in-process backend can batch them)."""
+    return ChatRequest(messages=messages, json_schema=schema, tag=tag, sample_index=sample_index)
 
 
 async def call(

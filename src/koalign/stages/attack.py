@@ -192,7 +192,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
     for r in range(cfg.rounds):
         strategy, tactic = schedule(ctx, item["seed_id"], r)
         msgs = build_attack_prompt(ctx, item, strategy, tactic, previous)
-        req = request(msgs, tag=f"{NAME}/attacker", sample_index=r)
+        req = request(msgs, tag=f"{NAME}/attacker")
         rewrite = await call(ctx, ctx.roles["attacker"][0], req, parse_text)
         attempt: dict[str, Any] = {
             "round": r + 1,

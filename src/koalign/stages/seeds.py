@@ -185,12 +185,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
     else:
         role = "benign_generator" if item["kind"] == "benign" else "seed_generator"
         model = ctx.roles[role][0]
-        req = request(
-            build_prompt(ctx, item),
-            tag=f"{NAME}/{role}",
-            sample_index=item["index"],
-            seed=stable_int(ctx.config.seed, item["id"]) % 2**31,
-        )
+        req = request(build_prompt(ctx, item), tag=f"{NAME}/{role}")
         frag = await call(ctx, model, req, parse)
         record.update(model=model, raw=frag["raw"], calls=[frag])
         if "error" in frag:
