@@ -116,6 +116,13 @@ class AttackConfig(_Section):
     tactic_share: float = Field(
         0.5, ge=0, le=1, description="Share of rewrites that also apply a locale tactic."
     )
+    min_script_ratio: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Rewrites with a lower share of letters in the locale's script are bad "
+        "outputs (lower than for seeds: tactics such as code-switching mix scripts).",
+    )
     keep: Literal["best", "all"] = Field(
         "best",
         description="Hard cases kept per seed: 'best' (highest harm; ties -> target kept least so "
@@ -133,6 +140,9 @@ class RespondConfig(_Section):
     min_query_score: int = Field(2, ge=1, le=4, description="Drop prompts rated below this.")
     min_safety: int = Field(4, ge=1, le=5, description="Chosen candidates need this safety.")
     min_coherence: int = Field(1, ge=1, le=5, description="Chosen candidates need this coherence.")
+    min_script_ratio: float = Field(
+        0.5, ge=0, le=1, description="Candidates must be in the locale's language (script ratio)."
+    )
     citation_check: bool = Field(
         True, description="Reject candidates citing outdated/nonexistent law or retired contacts."
     )

@@ -112,7 +112,7 @@ def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> 
         },
         "seeds": {"per_type": 1, "benign_per_category": 1, "min_script_ratio": 0.3},
         "attack": {"rounds": 2},
-        "respond": {"citation_check": True},
+        "respond": {"citation_check": True, "min_script_ratio": 0.3},
         "judge": {"reducer": "majority"},
         "export": {"target_size": 1000, "name": "koalign-demo (meaningless text)"},
         "runtime": {"max_error_rate": 0.5},

@@ -43,6 +43,8 @@ def make_fn(spec: ModelSpec):
             time.sleep(delay_s)
         if request.json_schema is not None and rng.random() < bad_share:
             return "죄송합니다, 평가를 할 수 없습니다."  # not JSON: a malformed judge answer
+        if spec.options.get("english") and role in ("attacker", "responder"):
+            return "Sure, here is a rewritten request in English."
         if role in ("seed_generator", "benign_generator", "attacker"):
             return f"질문: {hangul(rng, 12)}?"
         if role == "target":

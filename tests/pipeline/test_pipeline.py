@@ -226,3 +226,19 @@ def test_citation_check_rejects_stale_citations_on_the_korean_pack(tmp_path):
     assert "resp-3" not in report["chosen_by_responder"]
     card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
     assert f"{len(stale)} of {report['citations']['candidates_checked']} candidates flagged" in card
+
+
+def test_rewrites_not_in_korean_are_language_errors(write_config, tmp_path):
+    config = write_config()
+    english = {"backend": "fn", "model": "english", "options": {"english": True}}
+    with pytest.raises(StageFailed):
+        run(
+            config,
+            tmp_path / "run",
+            [f"models.english={json.dumps(english)}", "roles.attacker=english"],
+        )
+    records = lines(tmp_path / "run/attack.jsonl")
+    rewrites = [a["rewrite"] for r in records for a in r.get("attempts", [])]
+    assert rewrites and all(w["error"]["kind"] == "language" for w in rewrites)
+    assert all(w["raw"].startswith("Sure") for w in rewrites)
+    assert all(not a["answers"] for r in records for a in r.get("attempts", []))  # never sent on

@@ -92,6 +92,21 @@ async def call(
     return out
 
 
+def language_gate(ctx: StageContext, frag: dict[str, Any], min_ratio: float) -> dict[str, Any]:
+    """Mark a parsed text fragment as a ``language`` error when too little of it is in the
+    locale's script (the raw text stays; the record keeps the measured ratio)."""
+    if "value" not in frag or not isinstance(frag["value"], str) or min_ratio <= 0:
+        return frag
+    ratio = ctx.locale.script_ratio(frag["value"])
+    if ratio < min_ratio:
+        frag = {k: v for k, v in frag.items() if k != "value"}
+        frag["error"] = {
+            "kind": "language",
+            "message": f"script ratio {ratio:.2f} < {min_ratio} ({ctx.locale.id})",
+        }
+    return frag
+
+
 def count_outputs(fragments: list[dict[str, Any]]) -> tuple[int, int]:
     """(model outputs, bad outputs) among call fragments."""
     return len(fragments), sum("error" in f for f in fragments)

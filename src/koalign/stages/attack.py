@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, request, rotate
+from koalign.stages import ParseError, StageContext, call, language_gate, request, rotate
 from koalign.text import clean_generation, stable_hash, stable_int
 from koalign.types import Message
 
@@ -194,6 +194,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
         msgs = build_attack_prompt(ctx, item, strategy, tactic, previous)
         req = request(msgs, tag=f"{NAME}/attacker")
         rewrite = await call(ctx, ctx.roles["attacker"][0], req, parse_text)
+        rewrite = language_gate(ctx, rewrite, cfg.min_script_ratio)
         attempt: dict[str, Any] = {
             "round": r + 1,
             "strategy": strategy,

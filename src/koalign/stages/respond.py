@@ -19,7 +19,7 @@ from typing import Any
 from koalign.errors import MissingExtraError
 from koalign.policy import resolved_policy
 from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, request
+from koalign.stages import ParseError, StageContext, call, language_gate, request
 from koalign.stages.attack import load_json, parse_answer
 from koalign.text import stable_hash
 
@@ -139,6 +139,7 @@ def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]
 async def _candidate(ctx: StageContext, responder: str, case: dict[str, Any]) -> dict[str, Any]:
     req = request(build_responder_prompt(ctx, case), tag=f"{NAME}/responder")
     answer = await call(ctx, responder, req, parse_answer)
+    answer = language_gate(ctx, answer, ctx.config.respond.min_script_ratio)
     cand: dict[str, Any] = {"responder": responder, "answer": answer}
     if "error" in answer:
         return cand
