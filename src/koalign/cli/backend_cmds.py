@@ -110,7 +110,11 @@ async def check_model(name: str, spec: Any) -> dict[str, Any]:
             json_schema=CHECK_SCHEMA,
             tag="models-check",
         )
-        [structured] = await llm.agenerate([schema_req])
+        try:
+            [structured] = await llm.agenerate([schema_req])
+        except KoalignError as exc:  # e.g. the structured-output extra is not installed
+            row.update(json=False, json_error=exc.render())
+            return row
         row["json"] = structured.error is None
         if structured.error is not None:
             row["json_error"] = f"{structured.error.kind}: {structured.error.message}"
