@@ -115,7 +115,7 @@ class Pipeline:
         try:
             for stage in stages:
                 await self.run_stage(stage)
-        except StageFailed:
+        except KoalignError:
             self.rundir.set_status("failed")
             raise
         except BaseException:

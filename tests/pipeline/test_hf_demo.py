@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,33 @@ def test_stage_commands_run_in_order(write_config, tmp_path):
     assert manifest["stages"]["attack"]["status"] == "done"
     assert "respond" not in manifest["stages"] and manifest["status"] == "partial"
     assert "attack: done" in attack.stderr  # the summary table goes to stderr
+
+
+def test_pipeline_through_a_real_openai_compatible_server(sampling_server, tmp_path):
+    base_url, model = sampling_server
+    data = demo_config(tmp_path / "unused", model_dir=tmp_path / "unused-model")
+    data["models"]["tiny"] = {
+        "backend": "openai",
+        "model": model,
+        "base_url": base_url,
+        "sampling": {"temperature": 1.0, "max_tokens": 12},
+        "max_concurrency": 8,
+        "timeout": 60,
+    }
+    data["seeds"]["categories"] = ["G"]
+    data["runtime"]["max_error_rate"] = 1.0
+    for spec in data["models"].values():
+        if spec["backend"] == "scripted":
+            spec["options"]["responses"] = spec["options"]["responses"][:1]
+    cfg, loc = load_run_config(None, data=data)
+    manifest = Pipeline(cfg, loc, tmp_path / "run", limit=3).run()
+    assert manifest["status"] == "done"
+    stages = manifest["stages"]
+    assert stages["seeds"]["calls"] >= 1 and stages["attack"]["calls"] >= 1
+    with sqlite3.connect(tmp_path / "run/cache.sqlite") as db:
+        backends = {b for (b,) in db.execute("SELECT DISTINCT backend FROM calls")}
+    assert "openai" in backends  # real HTTP calls, logged by the model layer
+    seeds = [json.loads(x) for x in (tmp_path / "run/seeds.jsonl").read_text().splitlines()]
+    for r in seeds:  # each generated seed is text from the server or a typed, kept error
+        assert r["status"] == "ok" or (r["status"] == "error" and "raw" in r)
+    assert stages["export"]["records_out"] == stages["judge"]["records_out"] > 0
