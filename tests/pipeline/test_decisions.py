@@ -69,6 +69,7 @@ def test_unanimous_reducer_and_agreement_match_hand_computation():
     # Fleiss: P_bar = (22 + 2/3) / 24 = 68/72, pe = (67^2 + 5^2) / 72^2 -> 382/670
     assert report["agreement"]["fleiss"] == pytest.approx(382 / 670, abs=1e-4)
     assert report["disagreements"] == 2
+    assert report["reasons_not_in_locale_language"] == 0
     rows = judge.disagreements(records)
     assert [(r["id"], r["criteria"]) for r in rows] == [
         ("t1", ["natural_korean"]),

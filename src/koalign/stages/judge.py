@@ -159,12 +159,21 @@ def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
                 items.append(labels)
                 items_c[c].append(labels)
     judge_pass = {j: _mean([x for x in ratings[j] if x is not None]) for j in judges}
+    reasons = [
+        v[c]["reason"]
+        for r in records
+        for f in r["verdicts"].values()
+        if (v := f.get("value")) is not None
+        for c in CRITERIA
+    ]
+    off_language = sum(ctx.locale.script_ratio(x) < 0.5 for x in reasons)
     out: dict[str, Any] = {
         "triplets": len(records),
         "status": dict(sorted(status.items())),
         "pass_rate": round(status["pass"] / len(decided), 4) if decided else None,
         "failures_by_criterion": {c: failures[c] for c in CRITERIA},
         "judge_pass_rate": judge_pass,
+        "reasons_not_in_locale_language": off_language,
         "disagreements": sum(bool(r.get("disagreement")) for r in decided),
         "unanimity": round(sum(not r["disagreement"] for r in decided) / len(decided), 4)
         if decided
