@@ -72,6 +72,7 @@ class Pipeline:
         self.limit = limit
         self.progress = progress or _NoProgress()
         self._pool = pool
+        self._own_pool = pool is None
         self.roles = config.roles.resolved()
 
     # ------------------------------------------------------------------ model pool
@@ -122,8 +123,9 @@ class Pipeline:
             self.rundir.set_status("interrupted")
             raise
         finally:
-            if self._pool is not None:
+            if self._pool is not None and self._own_pool:
                 await self._pool.aclose()
+                self._pool = None
         done = all(
             self.rundir.manifest["stages"].get(s, {}).get("status") == "done" for s in STAGES
         )

@@ -16,8 +16,7 @@ import json
 from collections import Counter, defaultdict
 from typing import Any
 
-from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, language_gate, request, rotate
+from koalign.stages import ParseError, StageContext, call, language_gate, render, request, rotate
 from koalign.text import clean_generation, stable_hash, stable_int
 from koalign.types import Message
 
@@ -104,7 +103,7 @@ def build_attack_prompt(
     previous: dict[str, Any] | None,
 ):
     tac = ctx.locale.tactics
-    return render_chat(
+    return render(
         ctx.locale,
         "attacker",
         seed=seed,
@@ -116,7 +115,7 @@ def build_attack_prompt(
 
 
 def build_judge_prompt(ctx: StageContext, category: str, prompt: str, answer: str, kind: str):
-    return render_chat(
+    return render(
         ctx.locale,
         "harm_judge",
         category=ctx.locale.taxonomy.category(category),
@@ -174,7 +173,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
         ]
         record["refused_by"] = refused
         if not refused and ctx.config.attack.synthesize_refusals:
-            msgs = render_chat(
+            msgs = render(
                 ctx.locale,
                 "refusal_writer",
                 prompt=item["seed_prompt"],

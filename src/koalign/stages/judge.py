@@ -17,8 +17,7 @@ from typing import Any
 from koalign.agreement import fleiss_kappa, pairwise_cohen, percent_agreement
 from koalign.config import CRITERIA
 from koalign.policy import resolved_policy
-from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, request
+from koalign.stages import ParseError, StageContext, call, render, request
 from koalign.stages.attack import load_json
 from koalign.text import stable_hash
 
@@ -68,7 +67,7 @@ def parse(value: Any) -> dict[str, dict[str, Any]]:
 def build_prompt(ctx: StageContext, triplet: dict[str, Any]):
     category = ctx.locale.taxonomy.category(triplet["category"])
     htype = next((t for t in category.types if t.id == triplet.get("type")), None)
-    return render_chat(
+    return render(
         ctx.locale,
         "filter_judge",
         category=category,

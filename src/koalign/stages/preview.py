@@ -5,7 +5,7 @@ from __future__ import annotations
 from koalign.config import RunConfig
 from koalign.errors import LocaleError, did_you_mean
 from koalign.locale import Locale
-from koalign.stages import REQUIRED_TEMPLATES, StageContext, attack, judge, respond, seeds
+from koalign.stages import REQUIRED_TEMPLATES, StageContext, attack, judge, render, respond, seeds
 from koalign.types import Message
 
 
@@ -67,9 +67,7 @@ def render_example(loc: Locale, role: str, category: str) -> tuple[Message, ...]
         tactic = loc.tactics.tactics[0].id if loc.tactics.tactics else None
         return attack.build_attack_prompt(ctx, case, strategy, tactic, None)
     if role == "refusal_writer":
-        from koalign.prompts import render_chat
-
-        return render_chat(loc, "refusal_writer", prompt=policy.benign_prompts[0], category=cat)
+        return render(loc, "refusal_writer", prompt=policy.benign_prompts[0], category=cat)
     if role == "harm_judge":
         return attack.build_judge_prompt(
             ctx, cat.id, example.prompt, "(대상 모델의 응답)", "harmful"

@@ -18,8 +18,7 @@ from typing import Any
 
 from koalign.errors import MissingExtraError
 from koalign.policy import resolved_policy
-from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, language_gate, request
+from koalign.stages import ParseError, StageContext, call, language_gate, render, request
 from koalign.stages.attack import load_json, parse_answer
 from koalign.text import stable_hash
 
@@ -82,7 +81,7 @@ def parse_response_scores(value: Any) -> dict[str, Any]:
 
 def build_responder_prompt(ctx: StageContext, case: dict[str, Any]):
     """The policy system prompt plus the user's prompt."""
-    return render_chat(
+    return render(
         ctx.locale,
         "responder",
         policy=resolved_policy(ctx.locale, case["category"]),
@@ -97,7 +96,7 @@ def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> st
 
 
 def build_query_prompt(ctx: StageContext, case: dict[str, Any]):
-    return render_chat(
+    return render(
         ctx.locale,
         "query_judge",
         prompt=case["prompt"],
@@ -106,7 +105,7 @@ def build_query_prompt(ctx: StageContext, case: dict[str, Any]):
 
 
 def build_response_judge_prompt(ctx: StageContext, case: dict[str, Any], answer: str):
-    return render_chat(
+    return render(
         ctx.locale,
         "response_judge",
         prompt=case["prompt"],

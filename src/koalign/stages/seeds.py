@@ -20,8 +20,7 @@ from pydantic import ValidationError
 
 from koalign.config import Variation
 from koalign.errors import LocaleError
-from koalign.prompts import render_chat
-from koalign.stages import ParseError, StageContext, call, request, rotate
+from koalign.stages import ParseError, StageContext, call, render, request, rotate
 from koalign.text import clean_generation, near_duplicates, nfc, stable_hash, stable_int
 
 NAME = "seeds"
@@ -70,7 +69,7 @@ def build_prompt(ctx: StageContext, item: dict[str, Any]):
     category = tax.category(item["category"])
     if item["kind"] == "benign":
         policy = ctx.locale.policy.policies[category.id]
-        return render_chat(
+        return render(
             ctx.locale,
             "benign_generator",
             category=category,
@@ -90,7 +89,7 @@ def build_prompt(ctx: StageContext, item: dict[str, Any]):
         }
         for s in category.slots_for(htype)
     ]
-    return render_chat(
+    return render(
         ctx.locale,
         "seed_generator",
         category=category,
