@@ -221,6 +221,9 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "float32",
         "--max-model-len",
         "1024",
+        # on the CPU build this is the share of RAM reserved for the KV cache
+        "--gpu-memory-utilization",
+        "0.1",
         "--structured-outputs-config",
         structured,
     ]
