@@ -106,3 +106,14 @@ def test_contacts_json(mini_locale_dir: Path) -> None:
 @pytest.mark.parametrize("cmd", [["locale", "check"], ["taxonomy"], ["contacts"], ["statutes"]])
 def test_help_works(cmd: list[str]) -> None:
     assert koalign(*cmd, "--help").returncode == 0
+
+
+def test_plugin_registration_does_not_hide_builtin_backends() -> None:
+    code = (
+        "from koalign.backends.base import register_backend, backend_names;"
+        "register_backend('myplugin', lambda spec, env: None);"
+        "print(','.join(backend_names()))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    names = res.stdout.strip().split(",")
+    assert {"myplugin", "openai", "hf", "scripted"} <= set(names), res.stderr

@@ -119,9 +119,18 @@ def create_backend(
     return factory(spec, env or {})
 
 
+_BUILTIN_LOADED = False
+
+
 def _load_builtin() -> None:
-    if _REGISTRY:
+    """Register the built-in backends once; a plugin's own registration never hides them, and a
+    plugin registered under a built-in name keeps its registration."""
+    global _BUILTIN_LOADED
+    if _BUILTIN_LOADED:
         return
     from koalign.backends import builtin
 
+    plugins = dict(_REGISTRY)
     builtin.register_all()
+    _REGISTRY.update(plugins)
+    _BUILTIN_LOADED = True

@@ -49,6 +49,9 @@ def _root(
         format="%(message)s",
         handlers=[RichHandler(console=err, show_path=False)],
     )
+    # HTTP clients log every request at INFO: at 100+ requests/s that floods stderr.
+    for name in ("httpx", "httpx2", "httpcore", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 for module in (locale_cmds, backend_cmds, cite_cmds, pipeline_cmds, train_cmds, eval_cmds):
