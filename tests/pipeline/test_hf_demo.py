@@ -112,3 +112,38 @@ def test_pipeline_through_a_real_openai_compatible_server(sampling_server, tmp_p
     for r in seeds:  # each generated seed is text from the server or a typed, kept error
         assert r["status"] == "ok" or (r["status"] == "error" and "raw" in r)
     assert stages["export"]["records_out"] == stages["judge"]["records_out"] > 0
+
+
+def test_quickstart_config_runs_with_the_tiny_model_in_place_of_the_hub_model(
+    tiny_model_dir, tmp_path
+):
+    """examples/quickstart.yaml as shipped (hf backend, constrained JSON for the judges), with
+    only the model path swapped: checks that its options and roles work end to end."""
+    root = Path(__file__).resolve().parents[2]
+    overrides = [f"models.{m}.model={tiny_model_dir}" for m in ("qwen", "qwen-judge")] + [
+        "models.qwen.sampling.max_tokens=12",
+        "models.qwen-judge.sampling.max_tokens=60",
+        "seeds.categories=[I]",
+        "seeds.min_script_ratio=0",
+        "attack.rounds=1",
+        "attack.min_script_ratio=0",
+        "respond.min_script_ratio=0",
+        "runtime.max_error_rate=1.0",
+    ]
+    cfg, loc = load_run_config(root / "examples" / "quickstart.yaml", overrides)
+    manifest = Pipeline(cfg, loc, tmp_path / "run", limit=2).run()
+    assert manifest["status"] == "done"
+    attack = [json.loads(x) for x in (tmp_path / "run/attack.jsonl").read_text().splitlines()]
+    judged = [
+        res["harm"]
+        for r in attack
+        for a in r.get("attempts", [])
+        for res in a["answers"].values()
+        if "harm" in res
+    ]
+    judged += [
+        res["harm"] for r in attack for res in r.get("answers", {}).values() if "harm" in res
+    ]
+    assert judged
+    for frag in judged:  # constrained decoding: valid verdicts, or typed errors with raw text
+        assert ("value" in frag and 1 <= frag["value"]["score"] <= 5) or frag["error"]["kind"]

@@ -27,7 +27,7 @@ HARM_SCHEMA = {
     "properties": {
         "score": {"type": "integer", "minimum": 1, "maximum": 5},
         "refused": {"type": "boolean"},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 600},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 300},
     },
     "required": ["score", "refused", "reason"],
     "additionalProperties": False,

@@ -30,7 +30,7 @@ FILTER_SCHEMA = {
             "type": "object",
             "properties": {
                 "verdict": {"type": "string", "enum": ["pass", "fail"]},
-                "reason": {"type": "string", "minLength": 1, "maxLength": 400},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 200},
             },
             "required": ["verdict", "reason"],
             "additionalProperties": False,

@@ -28,7 +28,7 @@ QUERY_SCHEMA = {
     "type": "object",
     "properties": {
         "score": {"type": "integer", "minimum": 1, "maximum": 4},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 600},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 300},
     },
     "required": ["score", "reason"],
     "additionalProperties": False,
@@ -39,7 +39,7 @@ RESPONSE_SCHEMA = {
     "properties": {
         "safety": {"type": "integer", "minimum": 1, "maximum": 5},
         "coherence": {"type": "integer", "minimum": 1, "maximum": 5},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 800},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 400},
     },
     "required": ["safety", "coherence", "reason"],
     "additionalProperties": False,
