@@ -73,7 +73,8 @@ class RecordLog:
         self._fd: int | None = None
 
     def load(self) -> dict[str, dict[str, Any]]:
-        """Read every complete record (first occurrence of an id wins); cut a torn tail."""
+        """Read every complete record (the last line of an id wins: a retried record is appended
+        again); cut a torn tail."""
         records: dict[str, dict[str, Any]] = {}
         if not self.path.is_file():
             return records
@@ -95,7 +96,7 @@ class RecordLog:
                         hint="only the last line may be torn; remove the file to recompute",
                     ) from None
                 break
-            records.setdefault(rec["id"], rec)
+            records[rec["id"]] = rec
             pos = good_end = nl + 1
         if good_end < len(data):
             with open(self.path, "r+b") as fh:

@@ -47,6 +47,20 @@ class _NoProgress:
         pass
 
 
+# Bad outputs: kept, and reproduced from the cache on a rerun. Any other error is a failed call
+# (rate limit, server, timeout, connection, auth, bad request, backend failure): nothing was
+# cached, so a rerun of the stage computes that record again.
+OUTPUT_ERRORS = frozenset({"parse", "schema", "empty", "language"})
+
+
+def failed_calls(stage: str, record: dict[str, Any]) -> bool:
+    return any(
+        f.get("error", {}).get("kind") not in OUTPUT_ERRORS
+        for f in fragments_of(stage, record)
+        if "error" in f
+    )
+
+
 def fragments_of(stage: str, record: dict[str, Any]) -> list[dict[str, Any]]:
     if stage == "seeds":
         return record.get("calls", [])
@@ -139,7 +153,7 @@ class Pipeline:
         prev = STAGES[index - 1]
         entry = self.rundir.manifest["stages"].get(prev, {})
         path = self.rundir.root / f"{prev}.jsonl"
-        if entry.get("status") != "done" or not path.is_file():
+        if entry.get("status") not in ("done", "partial") or not path.is_file():
             raise KoalignError(
                 f"stage '{prev}' has not finished in this run directory",
                 where=str(self.rundir.root),
@@ -172,7 +186,8 @@ class Pipeline:
         items = module.plan(ctx, inputs) if stage != "seeds" else module.plan(ctx)
         rlog = self.rundir.log(stage)
         existing = rlog.load()
-        todo = [it for it in items if it["id"] not in existing]
+        retry = {i for i, rec in existing.items() if failed_calls(stage, rec)}
+        todo = [it for it in items if it["id"] not in existing or it["id"] in retry]
         self.progress.start(stage, len(items), len(items) - len(todo))
         before = self._stats()
         new: dict[str, dict[str, Any]] = {}
@@ -200,7 +215,7 @@ class Pipeline:
             raise
         finally:
             rlog.close()
-        records = [existing.get(it["id"]) or new[it["id"]] for it in items]
+        records = [new.get(it["id"]) or existing[it["id"]] for it in items]
         outputs_n = errors = 0
         for rec in records:
             frags = fragments_of(stage, rec)
@@ -218,6 +233,11 @@ class Pipeline:
             stage, started, before, len(items), len(module.outputs(records)), errors, report
         )
         summary["model_outputs"] = outputs_n
+        summary["retried_records"] = len(retry)
+        summary["failed_calls"] = sum(failed_calls(stage, r) for r in records)
+        if summary["failed_calls"]:
+            # usable, but the next run of the same command retries the failed calls
+            summary["status"] = "partial"
         summary["error_rate"] = round(rate, 4)
         if rate > self.config.runtime.max_error_rate:
             summary["status"] = "failed"

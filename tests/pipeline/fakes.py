@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 
@@ -41,6 +42,9 @@ def make_fn(spec: ModelSpec):
         CALLS.append((name, role))
         if delay_s:
             time.sleep(delay_s)
+        down = spec.options.get("down_while_exists")
+        if down and os.path.exists(down):
+            raise ConnectionError("the test server is down")  # the model layer types it
         if request.json_schema is not None and rng.random() < bad_share:
             return "죄송합니다, 평가를 할 수 없습니다."  # not JSON: a malformed judge answer
         if spec.options.get("english") and role in ("attacker", "responder"):

@@ -242,3 +242,33 @@ def test_rewrites_not_in_korean_are_language_errors(write_config, tmp_path):
     assert rewrites and all(w["error"]["kind"] == "language" for w in rewrites)
     assert all(w["raw"].startswith("Sure") for w in rewrites)
     assert all(not a["answers"] for r in records for a in r.get("attempts", []))  # never sent on
+
+
+def test_failed_calls_are_retried_on_rerun_bad_outputs_are_not(write_config, tmp_path):
+    flag = tmp_path / "down"
+    flag.touch()
+    down = {
+        "backend": "fn",
+        "model": "resp-2",
+        "max_retries": 0,
+        "options": {"down_while_exists": str(flag)},
+    }
+    config = write_config()
+    overrides = [f"models.resp-2={json.dumps(down)}", "runtime.max_error_rate=1.0"]
+    first = run(config, tmp_path / "run", overrides)
+    failed = first["stages"]["respond"]["failed_calls"]
+    assert failed > 0 and first["stages"]["respond"]["retried_records"] == 0
+    rows = lines(tmp_path / "run/respond.jsonl")
+    kinds = {
+        c["answer"]["error"]["kind"]
+        for r in rows
+        for c in r.get("candidates", [])
+        if c["responder"] == "resp-2" and "error" in c["answer"]
+    }
+    assert kinds == {"other"}
+    flag.unlink()  # the server is back: the same command retries exactly those records
+    second = run(config, tmp_path / "run", overrides)
+    assert second["stages"]["respond"]["retried_records"] == failed
+    assert second["stages"]["respond"]["failed_calls"] == 0
+    ids = [r["id"] for r in lines(tmp_path / "run/respond.jsonl")]
+    assert len(ids) == len(set(ids)) == first["stages"]["respond"]["records_in"]

@@ -146,6 +146,13 @@ def run_pipeline(
     cfg, loc = load_run_config(config, overrides or [], data=data)
     pipeline = Pipeline(cfg, loc, out, limit=limit, progress=RichProgress())
     manifest = pipeline.run(stages)
+    for stage, entry in manifest["stages"].items():
+        if entry.get("failed_calls"):
+            err.print(
+                f"[yellow]warning:[/] {stage}: {entry['failed_calls']} records have failed calls "
+                "(see the call log); rerun the same command to retry them",
+                highlight=False,
+            )
     if json:
         print_json(manifest)
     else:
