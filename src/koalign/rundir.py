@@ -178,7 +178,8 @@ class RunDir:
         return h.hexdigest()
 
     def prepare(self, stage: str, key: str) -> None:
-        """Invalidate ``stage`` (move its file to stale/) when its key changed.
+        """Start (re)computing ``stage``: move its file to stale/ when its config changed, and
+        mark every later stage invalidated.
 
         Records stay usable when only the input changed (e.g. a larger --limit): their ids are
         content hashes of their inputs. A change of config or locale discards them.
@@ -191,8 +192,13 @@ class RunDir:
         if entry is None:
             entry = {"status": "pending", "config_key": config_key}
         entry["key"] = key
-        entry["status"] = "running" if entry.get("status") != "done" else "done"
+        entry["status"] = "running"
         self.manifest["stages"][stage] = entry
+        # later stages were computed from this stage's old output: they must run again (their
+        # records stay usable where their inputs did not change)
+        for later in STAGES[STAGES.index(stage) + 1 :]:
+            if later in self.manifest["stages"]:
+                self.manifest["stages"][later]["status"] = "invalidated"
         self.save()
 
     def is_done(self, stage: str, key: str) -> bool:

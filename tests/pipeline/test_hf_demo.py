@@ -147,3 +147,28 @@ def test_quickstart_config_runs_with_the_tiny_model_in_place_of_the_hub_model(
     assert judged
     for frag in judged:  # constrained decoding: valid verdicts, or typed errors with raw text
         assert ("value" in frag and 1 <= frag["value"]["score"] <= 5) or frag["error"]["kind"]
+
+
+def test_a_stage_rerun_invalidates_later_stages_for_single_stage_commands(write_config, tmp_path):
+    config = write_config()
+    run_dir = tmp_path / "run"
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(DRIVE), *args, str(config), "-o", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert cli("run").returncode == 0
+    assert cli("attack", "--set", "attack.rounds=1").returncode == 0
+    stale = cli("judge")  # respond was computed from the old attack output
+    assert stale.returncode == 1 and "stage 'respond' has not finished" in stale.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert [manifest["stages"][s]["status"] for s in ("seeds", "attack", "respond", "judge")] == [
+        "done",
+        "done",
+        "invalidated",
+        "invalidated",
+    ]
