@@ -301,17 +301,25 @@ def _render(err: dict[str, Any]) -> str:
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at a pydantic error location (for "did you mean")."""
+    import typing
+
     model: Any = RunConfig
+    skip_key = False
     for part in loc:
+        if skip_key:  # the key of a dict of models (e.g. models.<name>)
+            skip_key = False
+            continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
             return []
         ann = field.annotation
-        args = getattr(ann, "__args__", ())
+        args = typing.get_args(ann)
+        skip_key = typing.get_origin(ann) is dict
         model = next((a for a in (ann, *args) if hasattr(a, "model_fields")), None)
         if model is None:
             return []
-    return list(model.model_fields)
+    return [] if skip_key else list(model.model_fields)
 
 
 def validate_against_locale(config: RunConfig, loc: Any) -> None:

@@ -61,3 +61,11 @@ def test_examples_are_valid_configs():
     root = Path(__file__).resolve().parents[2] / "examples"
     for name in ("quickstart.yaml", "vllm.yaml", "hosted.yaml"):
         load_config(root / name)
+
+
+def test_unknown_model_key_gets_did_you_mean(write_config):
+    with pytest.raises(ConfigError) as exc:
+        load_config(write_config(), ["models.judge.max_concurency=4"])
+    assert "models.judge.max_concurency: unknown key (did you mean 'max_concurrency'?)" in (
+        exc.value.render()
+    )
