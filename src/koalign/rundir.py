@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from koalign.config import STAGES, RunConfig
-from koalign.errors import DataError
+from koalign.errors import DataError, KoalignError
 
 
 def dumps(obj: Any) -> str:
@@ -122,6 +122,24 @@ class RecordLog:
             self._fd = None
 
 
+def _lock(root: Path):
+    """Hold an exclusive lock on the run directory for this process's lifetime (released by the
+    OS when the process dies, SIGKILL included), so two runs never append to the same files."""
+    import fcntl
+
+    fh = open(root / ".lock", "a+")  # noqa: SIM115 - kept open as long as the RunDir lives
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise KoalignError(
+            "another koalign process is using this run directory",
+            where=str(root),
+            hint="wait for it to finish (or stop it), then rerun the same command",
+        ) from None
+    return fh
+
+
 class RunDir:
     """A run directory and its manifest."""
 
@@ -130,6 +148,8 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.locale_digest = locale_digest
+        self._lock_fh = None
+        self.lock()
         self.manifest_path = self.root / "manifest.json"
         self.manifest = self._load_manifest()
         self.manifest.update(
@@ -140,6 +160,16 @@ class RunDir:
         self.manifest.setdefault("status", "created")
         self.manifest.setdefault("stages", {})
         self.save()
+
+    def lock(self) -> None:
+        """Take the run directory's lock (idempotent)."""
+        if self._lock_fh is None:
+            self._lock_fh = _lock(self.root)
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
 
     @property
     def cache_path(self) -> Path:

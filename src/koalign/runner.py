@@ -126,6 +126,13 @@ class Pipeline:
         return asyncio.run(self.arun(stages))
 
     async def arun(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+        self.rundir.lock()
+        try:
+            return await self._arun(stages)
+        finally:
+            self.rundir.unlock()
+
+    async def _arun(self, stages: Sequence[str]) -> dict[str, Any]:
         self.rundir.set_status("running")
         try:
             for stage in stages:

@@ -40,3 +40,37 @@ def test_record_log_cuts_a_torn_last_line(tmp_path):
     log.append({"id": "c", "v": 3})
     log.close()
     assert list(RecordLog(tmp_path / "x.jsonl").load()) == ["a", "b", "c"]
+
+
+def test_a_run_directory_is_used_by_one_process_at_a_time(write_config, tmp_path):
+    import subprocess
+    import sys
+
+    import pytest
+
+    from koalign.config import load_config
+    from koalign.errors import KoalignError
+    from koalign.rundir import RunDir
+
+    cfg = load_config(write_config())
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); "
+                "fcntl.flock(fh.fileno(), fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)"
+            ),
+            str(tmp_path / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(KoalignError, match="another koalign process"):
+            RunDir(tmp_path, cfg, locale_digest="x")
+    finally:
+        holder.kill()
+        holder.wait()
+    RunDir(tmp_path, cfg, locale_digest="x")  # free again once the holder is gone
