@@ -18,6 +18,23 @@ from koalign.backends.scripted import ScriptedBackend
 from koalign.types import ChatRequest
 
 CALLS: list[tuple[str, str]] = []
+_PAUSE_COUNT = [0]
+
+
+def _maybe_pause(tag: str) -> None:
+    """``KOALIGN_TEST_PAUSE=stage:n:dir``: on this process's n-th call of ``stage``, write
+    ``dir/stage`` and block, so a test can SIGKILL the process at a known point of a stage."""
+    spec = os.environ.get("KOALIGN_TEST_PAUSE")
+    if not spec:
+        return
+    stage, n, flag_dir = spec.split(":", 2)
+    if not tag.startswith(stage + "/"):
+        return
+    _PAUSE_COUNT[0] += 1
+    if _PAUSE_COUNT[0] == int(n):
+        with open(os.path.join(flag_dir, stage), "w") as fh:
+            fh.write("paused")
+        time.sleep(120)
 
 
 def hangul(rng: random.Random, n: int) -> str:
@@ -40,6 +57,7 @@ def make_fn(spec: ModelSpec):
         rng = random.Random(h)
         role = (request.tag or "").split("/")[-1]
         CALLS.append((name, role))
+        _maybe_pause(request.tag or "")
         if delay_s:
             time.sleep(delay_s)
         down = spec.options.get("down_while_exists")

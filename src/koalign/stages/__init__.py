@@ -111,7 +111,8 @@ async def call(
     ctx: StageContext, model: str, req: ChatRequest, parse: Callable[[str], Any]
 ) -> dict[str, Any]:
     """One model call as a record fragment: ``{"model", "raw", "value"}`` on success, or
-    ``{"model", "raw", "error": {"kind", "message"}}``; the raw text is always kept."""
+    ``{"model", "raw", "error": {"kind", "message"}}``. The raw text is always kept; when the
+    parsed value is exactly the raw text, it is stored once (as ``value``)."""
     assert ctx.caller is not None
     result = await ctx.caller.chat(model, req)
     out: dict[str, Any] = {"model": model, "raw": result.text}
@@ -123,7 +124,15 @@ async def call(
         out["value"] = parse(text)
     except ParseError as exc:
         out["error"] = {"kind": exc.kind, "message": str(exc)}
+        return out
+    if out["value"] == result.text:
+        del out["raw"]
     return out
+
+
+def raw_text(frag: dict[str, Any]) -> str | None:
+    """The model's raw answer of a fragment."""
+    return frag["raw"] if "raw" in frag else frag.get("value")
 
 
 def language_gate(ctx: StageContext, frag: dict[str, Any], min_ratio: float) -> dict[str, Any]:
@@ -133,7 +142,7 @@ def language_gate(ctx: StageContext, frag: dict[str, Any], min_ratio: float) -> 
         return frag
     ratio = ctx.locale.script_ratio(frag["value"])
     if ratio < min_ratio:
-        frag = {k: v for k, v in frag.items() if k != "value"}
+        frag = {"raw": raw_text(frag)} | {k: v for k, v in frag.items() if k != "value"}
         frag["error"] = {
             "kind": "language",
             "message": f"script ratio {ratio:.2f} < {min_ratio} ({ctx.locale.id})",

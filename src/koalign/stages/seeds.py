@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from koalign.config import Variation
 from koalign.errors import LocaleError
-from koalign.stages import ParseError, StageContext, call, render, request, rotate
+from koalign.stages import ParseError, StageContext, call, raw_text, render, request, rotate
 from koalign.text import clean_generation, near_duplicates, nfc, stable_hash, stable_int
 
 NAME = "seeds"
@@ -186,7 +186,7 @@ async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
         model = ctx.roles[role][0]
         req = request(build_prompt(ctx, item), tag=f"{NAME}/{role}")
         frag = await call(ctx, model, req, parse)
-        record.update(model=model, raw=frag["raw"], calls=[frag])
+        record.update(model=model, raw=raw_text(frag), calls=[frag])
         if "error" in frag:
             record.update(status="error", error=frag["error"], prompt=None)
             return record
