@@ -217,8 +217,7 @@ class RunConfig(_Section):
             "export": [],
         }[stage]
         models = {
-            r: [self.models[m].model_dump(mode="json") | {"name": m} for m in roles[r]]
-            for r in used
+            r: [_output_identity(self.models[m]) | {"name": m} for m in roles[r]] for r in used
         }
         return {
             "stage": stage,
@@ -230,6 +229,31 @@ class RunConfig(_Section):
 
 
 _LIST_ROLES = {"targets", "responders", "filter_judges"}
+# ModelSpec fields that change how a run is served, not what the model answers: changing them
+# (e.g. raising max_concurrency mid-run) does not invalidate any stage.
+_SERVING_FIELDS = (
+    "max_concurrency",
+    "rpm",
+    "tpm",
+    "timeout",
+    "max_retries",
+    "api_key_env",
+    "price_in_per_1m",
+    "price_out_per_1m",
+    "retry_backoff",
+    "retry_backoff_max",
+)
+
+
+def _output_identity(spec: ModelSpec) -> dict[str, Any]:
+    data = spec.model_dump(mode="json")
+    for key in _SERVING_FIELDS:
+        data.pop(key, None)
+    options = dict(data.get("options") or {})
+    for key in ("max_batch_size", "batch_wait_ms", "device"):  # hf: batching and placement
+        options.pop(key, None)
+    data["options"] = options
+    return data
 
 
 def _hash(obj: Any) -> str:

@@ -53,6 +53,16 @@ def test_stage_hash_changes_only_for_its_stage(write_config):
     assert a.stage_hash("attack") != b.stage_hash("attack")
     assert a.stage_hash("respond") == b.stage_hash("respond")
     assert a.roles.resolved()["filter_judges"] == ["resp-1", "resp-2", "resp-3"]
+    # serving settings do not change answers: raising concurrency mid-run keeps every stage
+    data["models"]["judge"]["max_concurrency"] = 64
+    data["models"]["judge"]["rpm"] = 600
+    c = RunConfig.model_validate(data)
+    assert [c.stage_hash(s) for s in ("attack", "respond")] == [
+        b.stage_hash("attack"),
+        b.stage_hash("respond"),
+    ]
+    data["models"]["judge"]["sampling"] = {"temperature": 0.5}
+    assert RunConfig.model_validate(data).stage_hash("attack") != b.stage_hash("attack")
 
 
 def test_examples_are_valid_configs():
