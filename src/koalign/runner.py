@@ -180,6 +180,7 @@ class Pipeline:
         if stage == "seeds":  # the plan also depends on --limit
             key += f":{self.limit}"
         if self.rundir.is_done(stage, key):
+            log.info("%s: already done for this config and input; skipped", stage)
             entry = self.rundir.manifest["stages"][stage]
             self.progress.start(stage, entry.get("records_in", 0), entry.get("records_in", 0))
             self.progress.end(stage, entry)
@@ -195,6 +196,14 @@ class Pipeline:
         existing = rlog.load()
         retry = {i for i, rec in existing.items() if failed_calls(stage, rec)}
         todo = [it for it in items if it["id"] not in existing or it["id"] in retry]
+        if len(todo) < len(items):
+            log.info(
+                "%s: resuming, %d of %d records already done (%d with failed calls retried)",
+                stage,
+                len(items) - len(todo),
+                len(items),
+                len(retry),
+            )
         self.progress.start(stage, len(items), len(items) - len(todo))
         before = self._stats()
         new: dict[str, dict[str, Any]] = {}
