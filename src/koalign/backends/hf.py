@@ -47,6 +47,12 @@ OPTIONS = (
 )
 _PROBE = "<<koalign-system-probe>>"
 
+# Loaded weights shared by every hf model of the process that names the same folder, device,
+# dtype, adapter and chat template (e.g. a sampling "writer" and a greedy "judge" on the same
+# model): loaded once, used under one lock, released when the last user closes.
+_SHARED: dict[tuple[str, ...], dict[str, Any]] = {}
+_SHARED_LOCK = threading.Lock()
+
 
 def fingerprint(path: str | None) -> str | None:
     """A content fingerprint of a local model or adapter folder (name, size, head and tail of
@@ -109,9 +115,32 @@ class HFBackend(Backend):
 
     # -- loading -----------------------------------------------------------------------------
 
+    def _shared_key(self) -> tuple[str, ...]:
+        opts = self.spec.options
+        return (
+            self.spec.model,
+            str(opts.get("device", "auto")),
+            str(opts.get("dtype", "auto")),
+            str(self.adapter or ""),
+            str(opts.get("chat_template") or ""),
+        )
+
     def _load(self) -> None:
+        """Load (or reuse) the weights; afterwards ``self._lock`` guards the shared model."""
         if self._model is not None:
             return
+        with _SHARED_LOCK:
+            entry = _SHARED.get(self._shared_key())
+            if entry is None:
+                self._load_weights()
+                entry = {"tok": self._tok, "model": self._model, "device": self._device,
+                         "lock": threading.Lock(), "users": 0}  # fmt: skip
+                _SHARED[self._shared_key()] = entry
+            entry["users"] += 1
+            self._tok, self._model, self._device = entry["tok"], entry["model"], entry["device"]
+            self._lock = entry["lock"]
+
+    def _load_weights(self) -> None:
         torch = require("torch", "hf", feature="the hf backend")
         transformers = require("transformers", "hf", feature="the hf backend")
         device = str(self.spec.options.get("device", "auto"))
@@ -217,8 +246,8 @@ class HFBackend(Backend):
         """Generate for requests that share sampling parameters and schema (blocking)."""
         import time
 
+        self._load()
         with self._lock:
-            self._load()
             torch = require("torch", "hf")
             transformers = require("transformers", "hf")
             start = time.perf_counter()
@@ -298,7 +327,13 @@ class HFBackend(Backend):
         return list(await asyncio.gather(*(batcher.submit(r) for r in requests)))
 
     async def aclose(self) -> None:
-        with self._lock:
+        with _SHARED_LOCK:
+            if self._model is not None:
+                entry = _SHARED.get(self._shared_key())
+                if entry is not None:
+                    entry["users"] -= 1
+                    if entry["users"] <= 0:
+                        del _SHARED[self._shared_key()]
             self._model = self._tok = self._guide = None
         try:
             import torch

@@ -1,0 +1,26 @@
+"""Two hf models naming the same weights share one loaded copy; different dtypes do not."""
+
+from __future__ import annotations
+
+from koalign.backends import ModelPool, ModelSpec
+from koalign.backends.hf import _SHARED
+from koalign.types import ChatRequest, Message, SamplingParams
+
+
+def test_same_weights_load_once_and_are_released_on_close(tiny_model_dir) -> None:
+    base = {"backend": "hf", "model": str(tiny_model_dir), "options": {"device": "cpu"}}
+    specs = {
+        "writer": ModelSpec(**base, sampling=SamplingParams(temperature=1.0, seed=1, max_tokens=4)),
+        "judge": ModelSpec(**base, sampling=SamplingParams(temperature=0, max_tokens=4)),
+        "half": ModelSpec(**{**base, "options": {"device": "cpu", "dtype": "bfloat16"}}),
+    }
+    pool = ModelPool(specs)
+    request = ChatRequest(messages=(Message(role="user", content="안녕하세요"),))
+    for name in specs:
+        assert pool.get(name).generate([request])[0].ok
+    writer, judge, half = (pool.get(n).backend for n in specs)
+    assert writer._model is judge._model
+    assert writer._lock is judge._lock
+    assert half._model is not writer._model
+    pool.close()
+    assert not any(key[0] == str(tiny_model_dir) for key in _SHARED)
