@@ -180,3 +180,11 @@ def test_split_is_by_seed():
     val = [s for s in seeds if export.is_validation(ctx, s)]
     assert 60 < len(val) < 140
     assert val == [s for s in seeds if export.is_validation(ctx, s)]  # deterministic
+
+
+def test_over_refusal_pairs_stay_within_their_share():
+    assert export.kind_sizes(5000, 3000, 10000, 0.1) == (5000, 555)  # harmful short: keep 10%
+    assert export.kind_sizes(20000, 3000, 10000, 0.1) == (9000, 1000)
+    assert export.kind_sizes(20000, 300, 10000, 0.1) == (9700, 300)  # benign short: fill
+    assert export.kind_sizes(14, 15, 1000, 0.1) == (14, 1)
+    assert export.kind_sizes(0, 15, 1000, 0.0) == (0, 0)

@@ -13,7 +13,7 @@ def test_export_loads_with_datasets_and_trains_one_dpo_step(write_config, tmp_pa
     import trl
 
     config = write_config(
-        seeds={"per_type": 4}, export={"system_prompt": True, "validation_share": 0.2}
+        seeds={"per_type": 6}, export={"system_prompt": True, "validation_share": 0.2}
     )
     cfg, loc = load_run_config(config)
     Pipeline(cfg, loc, tmp_path / "run").run()

@@ -43,7 +43,9 @@ def reference(tmp_path_factory, small_locale) -> tuple[Path, dict]:
 
     root = tmp_path_factory.mktemp("ref")
     config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(config_data(str(small_locale))), encoding="utf-8")
+    config.write_text(
+        yaml.safe_dump(config_data(str(small_locale), seeds={"per_type": 4})), encoding="utf-8"
+    )
     return config, run(config, root / "run")
 
 
@@ -68,10 +70,11 @@ def test_run_directory_layout_and_counts_reconcile(reference):
     assert stages["export"]["records_in"] == stages["judge"]["records_out"]
     seeds = lines(run_dir / "seeds.jsonl")
     assert (
-        len(seeds) == stages["seeds"]["records_in"] == 2 * 3 + 2 * 4
-    )  # 2 types x ceil(2*1.5); 2x4 benign
+        len(seeds) == stages["seeds"]["records_in"] == 2 * 6 + 2 * 4
+    )  # 2 types x ceil(4*1.5); 2x4 benign
     per_type = stages["seeds"]["report"]["per_type"]
-    assert per_type["X.insult"]["quota"] == 2 and per_type["X.insult"]["kept"] == 2
+    assert per_type["X.insult"]["quota"] == 4 and per_type["X.insult"]["generated"] == 6
+    assert per_type["X.insult"]["kept"] + per_type["X.insult"]["shortfall"] == 4
     # the mini pack's benign prompts are English: dropped by the Hangul check, and counted
     assert per_type["benign:X"]["language"] == 3
     assert sum(r["kept"] for r in seeds) == stages["seeds"]["records_out"]
@@ -90,7 +93,18 @@ def test_run_directory_layout_and_counts_reconcile(reference):
     assert chosen and all(len(r["candidates"]) == 3 for r in chosen)
     # export rows are TRL conversational
     train = lines(run_dir / "export/train.jsonl") + lines(run_dir / "export/validation.jsonl")
-    assert len(train) == stages["export"]["records_out"] == stages["judge"]["records_out"]
+    assert len(train) == stages["export"]["records_out"] > 0
+    # everything that passed the filter is exported, except over-refusal pairs beyond their share
+    by_kind = stages["export"]["report"]["by_kind"]
+    assert by_kind.get("benign", 0) <= 0.1 / 0.9 * by_kind["harmful"]
+    passed = lines(run_dir / "judge.jsonl")
+    harmful_passed = sum(r["status"] == "pass" and r["kind"] == "harmful" for r in passed)
+    assert (
+        by_kind["harmful"]
+        == harmful_passed
+        == stages["judge"]["records_out"]
+        - sum(r["status"] == "pass" and r["kind"] == "benign" for r in passed)
+    )
     row = train[0]
     assert [m["role"] for m in row["prompt"]] == ["user"]
     assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
@@ -136,7 +150,7 @@ def test_changing_a_stage_config_invalidates_it_and_later_stages_only(reference,
     after = paid_tags()
     assert (run_dir / "seeds.jsonl").read_bytes() == seeds_before
     # the seeds stage was not recomputed: no seed-generator call in this run
-    assert after.count("seeds/seed_generator") == before.count("seeds/seed_generator") == 6
+    assert after.count("seeds/seed_generator") == before.count("seeds/seed_generator") == 12
     assert after.count("seeds/benign_generator") == before.count("seeds/benign_generator") == 2
     assert after.count("attack/attacker") == before.count("attack/attacker")  # round 1 is cached
     assert (run_dir / "attack.jsonl").read_bytes() != attack_before

@@ -2,10 +2,10 @@
 
 Selection: harmful triplets are balanced over the domains by water-filling (each domain gets an
 equal share of the target size; what a small domain cannot fill goes to the others), inside a
-domain in a deterministic shuffled order; over-refusal pairs fill at most
-``over_refusal_share`` of the target the same way. Split: a seed goes to validation when a hash
-of (run seed, seed id) falls below ``validation_share``, so every pair of one seed (and its
-rewrites) stays on one side; neither split is left empty when there are two seeds or more.
+domain in a deterministic shuffled order; over-refusal pairs are at most ``over_refusal_share``
+of the export, balanced the same way. Split: a seed goes to validation when a hash of (run seed,
+seed id) falls below ``validation_share``, so every pair of one seed (and its rewrites) stays on
+one side; neither split is left empty when there are two seeds or more.
 """
 
 from __future__ import annotations
@@ -37,21 +37,47 @@ def water_fill(groups: dict[str, list[Any]], total: int) -> dict[str, int]:
     return take
 
 
+def kind_sizes(n_harmful: int, n_benign: int, target: int, share: float) -> tuple[int, int]:
+    """(harmful, benign) counts: benign pairs are at most ``share`` of the export (also when
+    harmful triplets are short); either kind fills in when the other runs out."""
+    benign_quota = int(target * share)
+    h = min(n_harmful, target - benign_quota)
+    if h < target - benign_quota:  # harmful short: keep the ratio
+        cap = n_benign if share >= 1 else int(h * share / (1 - share))
+        benign_quota = min(benign_quota, cap)
+    b = min(n_benign, benign_quota)
+    h = min(n_harmful, target - b)
+    return h, b
+
+
 def select(ctx: StageContext, triplets: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cfg = ctx.config.export
     seed = ctx.config.seed
-    chosen: list[dict[str, Any]] = []
-    benign_cap = int(cfg.target_size * cfg.over_refusal_share)
-    for kind, budget in (("benign", benign_cap), ("harmful", None)):
-        groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for t in triplets:
-            if t["kind"] == kind:
-                groups[t["domain"]].append(t)
-        for g in groups.values():
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {
+        "harmful": defaultdict(list),
+        "benign": defaultdict(list),
+    }
+    for t in triplets:
+        groups[t["kind"]][t["domain"]].append(t)
+    for by_domain in groups.values():
+        for g in by_domain.values():
             g.sort(key=lambda t: (stable_int(seed, t["id"], "order"), t["id"]))
-        size = budget if budget is not None else cfg.target_size - len(chosen)
-        for g, n in water_fill(groups, size).items():
-            chosen += groups[g][:n]
+    sizes = dict(
+        zip(
+            ("harmful", "benign"),
+            kind_sizes(
+                sum(map(len, groups["harmful"].values())),
+                sum(map(len, groups["benign"].values())),
+                cfg.target_size,
+                cfg.over_refusal_share,
+            ),
+            strict=True,
+        )
+    )
+    chosen: list[dict[str, Any]] = []
+    for kind, by_domain in groups.items():
+        for g, n in water_fill(by_domain, sizes[kind]).items():
+            chosen += by_domain[g][:n]
     return sorted(chosen, key=lambda t: t["id"])
 
 
