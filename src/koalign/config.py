@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from koalign.backends.base import ModelSpec
 from koalign.errors import ConfigError, LocaleError, did_you_mean
+from koalign.locale_schema import Personas as Variation
 
 STAGES = ("seeds", "attack", "respond", "judge", "export")
 CRITERIA = (
@@ -70,14 +71,6 @@ class Roles(_Section):
             "response_judge": [self.response_judge],
             "filter_judges": list(self.filter_judges or self.responders),
         }
-
-
-class Variation(_Section):
-    age_groups: list[str] = Field(default_factory=list, description="Persona age groups.")
-    regions: list[str] = Field(default_factory=list, description="Persona regions.")
-    occupations: list[str] = Field(default_factory=list, description="Persona occupations.")
-    registers: list[str] = Field(default_factory=list, description="Speech registers.")
-    lengths: list[str] = Field(default_factory=list, description="Prompt length instructions.")
 
 
 class SeedsConfig(_Section):

@@ -23,6 +23,7 @@ from koalign.locale_schema import (
     Contacts,
     Law,
     LocaleMeta,
+    Personas,
     Policy,
     Rubric,
     Statutes,
@@ -41,6 +42,7 @@ _FILES: dict[str, type[_Model]] = {
     "rubric.yaml": Rubric,
     "tactics.yaml": Tactics,
 }
+_OPTIONAL_FILES: dict[str, type[_Model]] = {"personas.yaml": Personas}
 KORSET_SPLITS = (
     "1_A_Toxic_Language", "1_B_Sexual_Content", "2_C_Discrimination", "2_D_Bias_and_Hate",
     "3_E_False_Misinformation", "3_F_Prohibited_Advisory", "4_G_Privacy_Violation",
@@ -60,6 +62,7 @@ class Locale(_Model):
     policy: Policy
     rubric: Rubric
     tactics: Tactics
+    personas: Personas = Field(default_factory=Personas)
     prompts: dict[str, str]
     digest: str = Field(description="sha256 over every file of the pack (the policy hash).")
 
@@ -121,10 +124,11 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
     problems: list[str] = []
     parsed: dict[str, Any] = {}
     digest = hashlib.sha256()
-    for fname, model in _FILES.items():
+    for fname, model in (_FILES | _OPTIONAL_FILES).items():
         path = root / fname
         if not path.is_file():
-            problems.append(f"{fname}: file is missing (see docs/locale-format.md)")
+            if fname in _FILES:
+                problems.append(f"{fname}: file is missing (see docs/locale-format.md)")
             continue
         raw = path.read_bytes()
         digest.update(fname.encode() + b"\0" + raw)
@@ -157,6 +161,7 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
         policy=parsed["policy.yaml"],
         rubric=parsed["rubric.yaml"],
         tactics=parsed["tactics.yaml"],
+        personas=parsed.get("personas.yaml", Personas()),
         prompts=prompts,
         digest=digest.hexdigest(),
     )

@@ -260,3 +260,14 @@ class Tactic(_Model):
 class Tactics(_Model):
     strategies: list[Strategy] = Field(min_length=1)
     tactics: list[Tactic] = Field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- personas.yaml
+class Personas(_Model):
+    """Variation axes for seed prompts: who asks, in which register, how long (optional file)."""
+
+    age_groups: list[str] = Field(default_factory=list, description="Persona age groups.")
+    regions: list[str] = Field(default_factory=list, description="Persona regions.")
+    occupations: list[str] = Field(default_factory=list, description="Persona occupations.")
+    registers: list[str] = Field(default_factory=list, description="Speech registers.")
+    lengths: list[str] = Field(default_factory=list, description="Prompt length instructions.")

@@ -7,6 +7,7 @@ string, so a broken template fails before the first model call.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jinja2
@@ -24,6 +25,11 @@ def template_names(loc: Locale) -> list[str]:
     return sorted(loc.prompts)
 
 
+@functools.lru_cache(maxsize=256)
+def _compile(text: str) -> jinja2.Template:
+    return _ENV.from_string(text)
+
+
 def _template(loc: Locale, role: str) -> jinja2.Template:
     text = loc.prompts.get(role)
     if text is None:
@@ -32,7 +38,7 @@ def _template(loc: Locale, role: str) -> jinja2.Template:
             where=f"{loc.path}/prompts",
             hint=f"add prompts/{role}.j2 (templates: {', '.join(sorted(loc.prompts)) or 'none'})",
         )
-    return _ENV.from_string(text)
+    return _compile(text)
 
 
 def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:

@@ -8,6 +8,7 @@ layer appends :func:`schema_instruction` to the last user message. The schema ap
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -97,6 +98,17 @@ def extract_json(text: str) -> tuple[Any, bool]:
     return None, False
 
 
+@functools.lru_cache(maxsize=128)
+def _validator(schema_json: str) -> Any:
+    """A compiled validator per schema (checking the schema itself once)."""
+    import jsonschema
+
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
 def validate_json(text: str | None, schema: dict[str, Any]) -> tuple[Any | None, CallError | None]:
     """Parse ``text`` (extracting JSON from fences or prose when needed) and validate it against
     ``schema``. Returns ``(value, None)`` or ``(None, error)`` with kind empty/parse/schema."""
@@ -109,7 +121,7 @@ def validate_json(text: str | None, schema: dict[str, Any]) -> tuple[Any | None,
         snippet = text.strip()[:80]
         return None, CallError(kind="parse", message=f"no JSON value found in {snippet!r}")
     try:
-        jsonschema.validate(value, schema)
+        _validator(json.dumps(schema, sort_keys=True)).validate(value)
     except jsonschema.ValidationError as exc:
         path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         return None, CallError(

@@ -15,11 +15,7 @@ import random
 from collections import Counter, defaultdict
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
 from koalign.config import Variation
-from koalign.errors import LocaleError
 from koalign.stages import ParseError, StageContext, call, raw_text, render, request, rotate
 from koalign.text import clean_generation, near_duplicates, nfc, stable_hash, stable_int
 
@@ -31,13 +27,7 @@ LABELS = ("질문", "프롬프트", "요청", "사용자 질문", "시드", "Pro
 def variation_lists(ctx: StageContext) -> Variation:
     if ctx.config.seeds.variation is not None:
         return ctx.config.seeds.variation
-    path = ctx.locale.path / "personas.yaml"
-    if not path.is_file():
-        return Variation()
-    try:
-        return Variation.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-    except ValidationError as exc:
-        raise LocaleError(f"invalid personas file: {exc}", where=str(path)) from exc
+    return ctx.locale.personas
 
 
 def pick_variation(v: Variation, key: str, index: int, seed: int) -> dict[str, str | None]:
