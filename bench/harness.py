@@ -1,0 +1,240 @@
+"""Shared parts of the pipeline benchmarks: a deterministic benchmark double, its process, runs.
+
+``PipelineDouble`` is the benchmark double of ``bench/double.py`` (latency, cap, queueing, faults
+unchanged) with three additions that the pipeline benchmarks need:
+
+* answers are a pure function of the request body (the per-request random generator is seeded
+  with a hash of the body), so an interrupted and resumed run can be compared byte for byte with
+  an uninterrupted one; faults and latencies still come from the double's own generator;
+* ``favour`` (0-1): the share of schema answers biased towards the values that keep a record
+  going (highest integer of a range, ``"pass"`` from an enum, ``false`` booleans), so that a
+  long run exports triplets instead of filtering nearly everything out;
+* plain-text answers are 12-24 words drawn from the corpus, so seed prompts are rarely
+  near-duplicates of each other; ``--bodies PATH`` writes every answered request body (JSON
+  lines) for the plain-loop replay, and each request-log line gets ``done_t`` (wall clock when
+  the answer was ready).
+
+Serve it: ``python bench/harness.py --port 0 --cap 64 --latency-mean 0.5 --record log.jsonl``;
+the first stdout line is ``listening on URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from double import CORPUS, Double, DoubleConfig, Instances  # noqa: E402
+
+WORDS = sorted(
+    {w for w in re.split(r"\s+", CORPUS.read_text(encoding="utf-8")) if w and not w.isascii()}
+)
+
+
+def body_key(body: dict[str, Any]) -> str:
+    keep = {k: v for k, v in body.items() if k not in ("stream",)}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class FavourInstances(Instances):
+    """Schema instances biased towards record-keeping values with probability ``favour``."""
+
+    def __init__(self, rng: random.Random, sentences: list[str], favour: float) -> None:
+        super().__init__(rng, sentences)
+        self.favour = favour
+
+    def korean(self, min_len: int = 0, max_len: int | None = None) -> str:
+        text = " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(12, 24)))
+        while len(text) < min_len:
+            text += " " + self.rng.choice(WORDS)
+        return text[:max_len] if max_len is not None else text
+
+    def make(self, schema: Any, root: dict[str, Any] | None = None, depth: int = 0) -> Any:
+        if isinstance(schema, dict) and self.rng.random() < self.favour:
+            if "pass" in (schema.get("enum") or []):
+                return "pass"
+            if schema.get("type") == "integer" and "maximum" in schema:
+                return int(schema["maximum"])
+            if schema.get("type") == "boolean":
+                return False
+        return super().make(schema, root, depth)
+
+
+@dataclass
+class PipelineDouble(Double):
+    favour: float = 0.0
+    bodies: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._bodies = open(self.bodies, "a") if self.bodies else None  # noqa: SIM115
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        entry["done_t"] = time.time()
+        super()._record(entry)
+
+    def _completion(self, body: dict[str, Any], messages: list[Any], schema: Any) -> bytes:
+        key = body_key(body)
+        saved = self.instances
+        self.instances = FavourInstances(
+            random.Random(int(key[:16], 16)), saved.sentences, self.favour
+        )
+        try:
+            out = super()._completion(body, messages, schema)
+        finally:
+            self.instances = saved
+        if self._bodies is not None:
+            self._bodies.write(json.dumps(body, ensure_ascii=False) + "\n")
+            self._bodies.flush()
+        return out
+
+
+def serve_main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="deterministic benchmark double")
+    for name, value in asdict(DoubleConfig()).items():
+        kind = type(value) if value is not None else str
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
+    p.add_argument("--favour", type=float, default=0.0)
+    p.add_argument("--bodies", type=str, default=None)
+    args = vars(p.parse_args(argv))
+    favour, bodies = args.pop("favour"), args.pop("bodies")
+    double = PipelineDouble(DoubleConfig(**args), favour=favour, bodies=bodies)
+
+    async def serve() -> None:
+        await double.start()
+        print(f"listening on {double.base_url}", flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+# ----------------------------------------------------------------------------- processes
+def start_double(**options: Any) -> tuple[subprocess.Popen, str]:
+    """Start the deterministic double in its own process; return (process, base_url)."""
+    cmd = [sys.executable, str(HERE / "harness.py"), "--port", "0"]
+    for k, v in options.items():
+        if v is not None:
+            cmd += ["--" + k.replace("_", "-"), str(v)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline() if proc.stdout else ""
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the double did not start: {line!r}")
+    return proc, line.split("listening on ", 1)[1].strip()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def koalign_cmd(config: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "koalign", "run", str(config), "-o", str(run_dir), *extra]
+
+
+def env() -> dict[str, str]:
+    e = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def write_config(template: Path, dest: Path, base_url: str, **overrides: Any) -> Path:
+    """Copy a bench config, pointing every model at ``base_url`` and applying overrides
+    (dotted keys)."""
+    import yaml
+
+    data = yaml.safe_load(template.read_text(encoding="utf-8"))
+    for spec in data["models"].values():
+        spec["base_url"] = base_url
+    for dotted, value in overrides.items():
+        node = data
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    dest.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return dest
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def manifest(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def reconcile(run_dir: Path) -> dict[str, Any]:
+    """Check the manifest's counts stage by stage against the files; return the problems."""
+    m = manifest(run_dir)
+    problems: list[str] = []
+    counts: dict[str, Any] = {}
+    prev_out = None
+    for stage in ("seeds", "attack", "respond", "judge"):
+        entry = m["stages"].get(stage, {})
+        path = run_dir / f"{stage}.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        ids = [json.loads(x)["id"] for x in lines]
+        counts[stage] = {
+            "status": entry.get("status"),
+            "records_in": entry.get("records_in"),
+            "records_out": entry.get("records_out"),
+            "lines": len(lines),
+            "failed_calls": entry.get("failed_calls"),
+            "errors": entry.get("errors"),
+        }
+        if len(ids) != len(set(ids)):
+            problems.append(f"{stage}: duplicate ids")
+        if entry.get("status") != "done":
+            problems.append(f"{stage}: status {entry.get('status')}")
+        if prev_out is not None and entry.get("records_in") is None:
+            problems.append(f"{stage}: no records_in")
+        prev_out = entry.get("records_out")
+    exp = m["stages"].get("export", {})
+    counts["export"] = {"records_in": exp.get("records_in"), "records_out": exp.get("records_out")}
+    return {"counts": counts, "problems": problems, "status": m.get("status")}
+
+
+if __name__ == "__main__":
+    serve_main()
