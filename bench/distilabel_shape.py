@@ -11,11 +11,14 @@ the benchmark double answers with a valid instance); step 3 keeps rows whose ver
 Prints one JSON line.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import time
+
+from distilabel.models.llms import OpenAILLM
+from distilabel.pipeline import Pipeline
+from distilabel.steps import LoadDataFromDicts, StepInput, step
+from distilabel.steps.tasks import TextGeneration
 
 SCHEMA = {
     "type": "object",
@@ -31,12 +34,20 @@ JUDGE = (
 )
 
 
-def main() -> None:
-    from distilabel.models.llms import OpenAILLM
-    from distilabel.pipeline import Pipeline
-    from distilabel.steps import LoadDataFromDicts, StepInput, step
-    from distilabel.steps.tasks import TextGeneration
+@step(inputs=["judgement"], outputs=["verdict"])
+def KeepPassing(inputs: StepInput):
+    kept = []
+    for row in inputs:
+        try:
+            verdict = json.loads(row["judgement"] or "")["verdict"]
+        except (ValueError, KeyError, TypeError):
+            verdict = None
+        if verdict == "pass":
+            kept.append({**row, "verdict": verdict})
+    yield kept
 
+
+def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base-url", required=True)
     p.add_argument("--seeds", required=True)
@@ -44,18 +55,6 @@ def main() -> None:
     args = p.parse_args()
     with open(args.seeds, encoding="utf-8") as fh:
         rows = [json.loads(x) for x in fh if x.strip()]
-
-    @step(inputs=["judgement"], outputs=["verdict"])
-    def KeepPassing(inputs: StepInput):
-        kept = []
-        for row in inputs:
-            try:
-                verdict = json.loads(row["judgement"] or "")["verdict"]
-            except (ValueError, KeyError, TypeError):
-                verdict = None
-            if verdict == "pass":
-                kept.append({**row, "verdict": verdict})
-        yield kept
 
     def llm(model: str, temperature: float) -> OpenAILLM:
         return OpenAILLM(
