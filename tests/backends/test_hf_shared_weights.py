@@ -15,6 +15,8 @@ def test_same_weights_load_once_and_are_released_on_close(tiny_model_dir) -> Non
         "half": ModelSpec(**{**base, "options": {"device": "cpu", "dtype": "bfloat16"}}),
     }
     pool = ModelPool(specs)
+    key = (str(tiny_model_dir), "cpu", "auto", "", "")
+    users_before = _SHARED.get(key, {}).get("users", 0)  # other tests may hold this model
     request = ChatRequest(messages=(Message(role="user", content="안녕하세요"),))
     for name in specs:
         assert pool.get(name).generate([request])[0].ok
@@ -22,5 +24,7 @@ def test_same_weights_load_once_and_are_released_on_close(tiny_model_dir) -> Non
     assert writer._model is judge._model
     assert writer._lock is judge._lock
     assert half._model is not writer._model
+    assert _SHARED[key]["users"] == users_before + 2
     pool.close()
-    assert not any(key[0] == str(tiny_model_dir) for key in _SHARED)
+    assert _SHARED.get(key, {}).get("users", 0) == users_before
+    assert (str(tiny_model_dir), "cpu", "bfloat16", "", "") not in _SHARED
