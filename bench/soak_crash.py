@@ -2,7 +2,8 @@
 
 One deterministic benchmark double (``bench/harness.py``, request log on) serves everything.
 First an uninterrupted reference run; then ``--runs`` runs, each in a fresh directory: start
-``koalign run``, SIGKILL it after a random delay in (0, reference wall time), rerun the same
+``koalign run``, SIGKILL it after a random delay in (0, 0.7 x reference wall time: a run
+can be faster than the reference, and a finished run cannot be killed), rerun the same
 command to completion. Checks per run:
 
 * every final output (stage files, disagreements, export files, dataset card) is
@@ -77,6 +78,7 @@ def soak(
     favour: float = 0.8,
     seed: int = 0,
     config: Path = HERE / "pipeline.yaml",
+    kill_window: float = 0.7,
 ) -> dict:
     rng = random.Random(seed)
     log_path = work / "requests.jsonl"
@@ -105,7 +107,7 @@ def soak(
         for i in range(runs):
             run_dir = work / f"run{i}"
             cmd = harness.koalign_cmd(cfg, run_dir, "--limit", str(seeds))
-            delay = rng.uniform(0.05, ref_wall * 0.95)
+            delay = rng.uniform(0.05, ref_wall * kill_window)
             start = time.time()
             p = subprocess.Popen(
                 cmd, env=harness.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
