@@ -29,7 +29,8 @@ def free_port() -> int:
 class FaultServer:
     """A chat-completions server that plays a scripted list of faults, one per request in
     arrival order, then answers normally. Actions: ``ok``, ``429`` / ``429:<retry-after>``,
-    ``500``, ``400``, ``slow:<seconds>`` (then ok), ``malformed`` (200 with a broken JSON body),
+    ``500``, ``400``, ``slow:<seconds>`` (then ok), ``malformed`` (200 with a broken JSON body), ``cut_utf8`` (200, body cut inside a
+    UTF-8 character),
     ``truncated`` (a body shorter than its Content-Length). A normal answer echoes the last
     user message's first line, so each result can be matched to its request."""
 
@@ -83,8 +84,10 @@ class FaultServer:
             h.end_headers()
             h.wfile.write(payload)
             return
-        if name == "malformed":
+        if name in ("malformed", "cut_utf8"):
             payload = b'{"id": "x", "choices": [ {"message": '
+            if name == "cut_utf8":  # a body cut inside a multi-byte Korean character
+                payload = '{"id": "x", "choices": [{"message": {"content": "가나'.encode()[:-1]
             h.send_response(200)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(payload)))

@@ -22,7 +22,7 @@ def spec(base_url: str, **kw) -> ModelSpec:
 
 
 def test_every_fault_kind_is_retried_and_nothing_is_lost_or_counted_twice(fault_server, tmp_path):
-    script = ["429:0", "500", "malformed", "truncated", "slow:3", "429:0", "500", "500"]
+    script = ["429:0", "500", "malformed", "truncated", "slow:3", "cut_utf8", "429:0", "500"]
     with fault_server(script) as srv:
         pool = ModelPool({"m": spec(srv.base_url, max_concurrency=8)}, cache_path=tmp_path / "c.db")
         llm = pool.get("m")
@@ -52,6 +52,7 @@ def test_exhausted_retries_become_typed_errors(fault_server):
         (["429:0"] * 3, "rate_limit", 3, 429),
         (["slow:0.8"] * 3, "timeout", 3, None),
         (["malformed"] * 3, "server", 3, None),
+        (["cut_utf8"] * 3, "server", 3, None),
         (["400"], "bad_request", 1, 400),  # other 4xx: no retry
     ]
     for script, kind, attempts, status in cases:

@@ -70,7 +70,9 @@ def classify_exception(exc: BaseException) -> CallError:
     if isinstance(exc, openai.APIConnectionError | http.TransportError):
         cause = exc.__cause__ or exc
         return CallError(kind="connection", message=f"connection failed: {_short(str(cause))}")
-    if isinstance(exc, json.JSONDecodeError | openai.APIResponseValidationError):
+    if isinstance(
+        exc, json.JSONDecodeError | UnicodeDecodeError | openai.APIResponseValidationError
+    ):
         return CallError(kind="server", message=f"malformed response body: {_short(str(exc))}")
     return CallError(kind="other", message=f"{type(exc).__name__}: {_short(str(exc))}")
 
