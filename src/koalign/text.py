@@ -88,20 +88,26 @@ def near_duplicates(
     # LSH retrieves candidates at a slightly lower threshold (better recall; datasketch also needs
     # at least two bands, so it is capped at 0.9); the exact Jaccard check decides.
     lsh = MinHashLSH(threshold=min(0.9, max(0.1, threshold - 0.1)), num_perm=num_perm)
-    sets: list[set[str]] = []
+    # One set of permutations for every sketch (building them is the costly part of MinHash()).
+    template = MinHash(num_perm=num_perm, seed=seed)
+    kept_sets: dict[int, set[str]] = {}  # only kept texts can be matched later
     out: list[int | None] = []
     for i, text in enumerate(texts):
         sh = shingles(text, ngram)
-        sets.append(sh)
-        mh = MinHash(num_perm=num_perm, seed=seed)
-        for s in sorted(sh):
-            mh.update(s.encode("utf-8"))
+        mh = MinHash(
+            num_perm=num_perm,
+            seed=seed,
+            permutations=template.permutations,
+            scheme=template.scheme,
+        )
+        mh.update_batch([s.encode("utf-8") for s in sorted(sh)])
         dup = None
         for key in sorted(lsh.query(mh), key=int):
-            if jaccard(sh, sets[int(key)]) >= threshold:
+            if jaccard(sh, kept_sets[int(key)]) >= threshold:
                 dup = int(key)
                 break
         out.append(dup)
         if dup is None:
+            kept_sets[i] = sh
             lsh.insert(str(i), mh)
     return out
