@@ -222,6 +222,21 @@ class LLM:
             self.stats.errors += 1
         if self.cache is not None:
             err = result.error
+            # the answer is stored before the call is logged: a kill in between must not leave
+            # a paid answer uncached (it would be paid again on resume)
+            if err is None:
+                self.cache.put(
+                    key,
+                    self.name,
+                    self.backend.name,
+                    CachedResponse(
+                        text=result.text,
+                        finish_reason=result.finish_reason,
+                        tokens_in=result.tokens_in,
+                        tokens_out=result.tokens_out,
+                        latency_s=result.latency_s,
+                    ),
+                )
             self.cache.log(
                 CallRecord(
                     model=self.name,
@@ -237,19 +252,6 @@ class LLM:
                     tag=request.tag,
                 )
             )
-            if err is None:
-                self.cache.put(
-                    key,
-                    self.name,
-                    self.backend.name,
-                    CachedResponse(
-                        text=result.text,
-                        finish_reason=result.finish_reason,
-                        tokens_in=result.tokens_in,
-                        tokens_out=result.tokens_out,
-                        latency_s=result.latency_s,
-                    ),
-                )
         return result
 
     async def _call_backend(self, request: ChatRequest) -> tuple[ChatResult, int]:
