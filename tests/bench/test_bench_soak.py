@@ -53,7 +53,7 @@ def test_bench_double_answers_are_a_function_of_the_request(tmp_path):
 
 
 def test_crash_soak_small(tmp_path):
-    res = soak_crash.soak(tmp_path, runs=2, seeds=40, latency_mean=0.02, seed=3)
+    res = soak_crash.soak(tmp_path, runs=2, seeds=30, latency_mean=0.02, seed=3)
     assert res["killed_runs"] >= 1, res
     assert res["all_resumed"], res
     assert res["all_identical"], res["runs"]
@@ -66,7 +66,7 @@ def test_crash_soak_small(tmp_path):
 @pytest.fixture(scope="module")
 def fault_soak(tmp_path_factory):
     work = tmp_path_factory.mktemp("faults")
-    return soak_faults.soak(work, runs=1, seeds=40, rate=0.2, latency_mean=0.02, timeout=1.0)
+    return soak_faults.soak(work, runs=1, seeds=30, rate=0.2, latency_mean=0.02, timeout=0.5)
 
 
 def test_fault_soak_small_completes_and_accounts_for_every_fault(fault_soak):
