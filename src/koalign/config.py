@@ -168,6 +168,15 @@ class RuntimeConfig(_Section):
         0.2, ge=0, le=1, description="A stage fails when bad outputs / model outputs exceed this."
     )
     fsync: bool = Field(True, description="fsync every record line (crash safety).")
+    stage_retries: int = Field(
+        2,
+        ge=0,
+        description="Extra passes within a stage over records whose calls failed transiently "
+        "(rate limit, server, timeout, connection) after the model layer's own retries.",
+    )
+    stage_retry_wait_s: float = Field(
+        10.0, ge=0, description="Seconds before the first extra pass; the n-th pass waits n times this."
+    )
 
 
 class RunConfig(_Section):

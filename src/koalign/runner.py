@@ -51,6 +51,9 @@ class _NoProgress:
 # (rate limit, server, timeout, connection, auth, bad request, backend failure): nothing was
 # cached, so a rerun of the stage computes that record again.
 OUTPUT_ERRORS = frozenset({"parse", "schema", "empty", "language"})
+# Failed calls that may succeed a little later: retried within the stage, and a stage left with
+# them stops the run (later stages would otherwise work on incomplete input).
+TRANSIENT_ERRORS = frozenset({"rate_limit", "server", "timeout", "connection"})
 
 
 def failed_calls(stage: str, record: dict[str, Any]) -> bool:
@@ -59,6 +62,18 @@ def failed_calls(stage: str, record: dict[str, Any]) -> bool:
         for f in fragments_of(stage, record)
         if "error" in f
     )
+
+
+def transient_failures(stage: str, record: dict[str, Any]) -> bool:
+    return any(
+        f.get("error", {}).get("kind") in TRANSIENT_ERRORS
+        for f in fragments_of(stage, record)
+        if "error" in f
+    )
+
+
+def _bad(stage: str, record: dict[str, Any]) -> int:
+    return sum("error" in f for f in fragments_of(stage, record))
 
 
 def fragments_of(stage: str, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -136,7 +151,16 @@ class Pipeline:
         self.rundir.set_status("running")
         try:
             for stage in stages:
-                await self.run_stage(stage)
+                summary = await self.run_stage(stage)
+                if summary.get("transient_failures"):
+                    log.warning(
+                        "%s: %d records still have calls that failed (rate limit, server, "
+                        "timeout, connection); later stages were not run. Rerun the same command "
+                        "to retry them: finished records and answered calls are kept.",
+                        stage,
+                        summary["transient_failures"],
+                    )
+                    break
         except KoalignError:
             self.rundir.set_status("failed")
             raise
@@ -165,6 +189,13 @@ class Pipeline:
                 f"stage '{prev}' has not finished in this run directory",
                 where=str(self.rundir.root),
                 hint=f"run `koalign {prev}` (or `koalign run`) first",
+            )
+        if entry.get("transient_failures"):
+            raise KoalignError(
+                f"stage '{prev}' has {entry['transient_failures']} records whose calls failed "
+                "(rate limit, server, timeout, connection)",
+                where=str(self.rundir.root),
+                hint=f"rerun `koalign {prev}` (or `koalign run`) to retry them first",
             )
         data = path.read_bytes()
         records = [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
@@ -214,21 +245,44 @@ class Pipeline:
             nonlocal bad
             async with sem:
                 rec = await module.process(ctx, item)
-            rlog.append(rec)
+            rlog.append(rec)  # a retried record is appended again; the last line wins
+            old = new.get(item["id"])
+            bad += _bad(stage, rec) - (_bad(stage, old) if old is not None else 0)
             new[item["id"]] = rec
-            bad += sum("error" in f for f in fragments_of(stage, rec))
             self.progress.update(
                 stage, len(items) - len(todo) + len(new), self._delta(before) | {"errors": bad}
             )
 
-        tasks = [asyncio.ensure_future(one(it)) for it in todo]
+        async def run_all(batch: list[dict[str, Any]]) -> None:
+            tasks = [asyncio.ensure_future(one(it)) for it in batch]
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+        runtime = self.config.runtime
         try:
-            await asyncio.gather(*tasks)
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            await run_all(todo)
+            # Records whose calls failed transiently get more passes before the stage-wide
+            # decisions; their answered calls come from the cache.
+            for attempt in range(runtime.stage_retries):
+                again = [it for it in todo if transient_failures(stage, new[it["id"]])]
+                if not again:
+                    break
+                wait = runtime.stage_retry_wait_s * (attempt + 1)
+                log.info(
+                    "%s: %d records had failed calls; retry pass %d/%d in %.0f s",
+                    stage,
+                    len(again),
+                    attempt + 1,
+                    runtime.stage_retries,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                await run_all(again)
         finally:
             rlog.close()
         records = [new.get(it["id"]) or existing[it["id"]] for it in items]
@@ -251,6 +305,7 @@ class Pipeline:
         summary["model_outputs"] = outputs_n
         summary["retried_records"] = len(retry)
         summary["failed_calls"] = sum(failed_calls(stage, r) for r in records)
+        summary["transient_failures"] = sum(transient_failures(stage, r) for r in records)
         if summary["failed_calls"]:
             # usable, but the next run of the same command retries the failed calls
             summary["status"] = "partial"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -50,6 +51,14 @@ def stable_hash(*parts: Any, n: int = 16) -> str:
         h.update(repr(p).encode("utf-8"))
         h.update(b"\x1f")
     return h.hexdigest()[:n]
+
+
+def record_digest(record: Any, n: int = 16) -> str:
+    """Digest of a whole JSON record (key order does not matter). A downstream stage derives its
+    item ids from it, so any change in an upstream record makes a new item instead of leaving a
+    stale copy in place."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
 def stable_int(*parts: Any) -> int:

@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from koalign.stages import ParseError, StageContext, call, language_gate, render, request, rotate
-from koalign.text import clean_generation, stable_hash, stable_int
+from koalign.text import clean_generation, record_digest, stable_hash, stable_int
 from koalign.types import Message
 
 NAME = "attack"
@@ -131,7 +131,7 @@ def build_judge_prompt(ctx: StageContext, category: str, prompt: str, answer: st
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {
-            "id": "a-" + stable_hash(s["id"], s["prompt"], s["kind"]),
+            "id": "a-" + record_digest(s),
             "seed_id": s["id"],
             "kind": s["kind"],
             "domain": s["domain"],

@@ -19,7 +19,7 @@ from koalign.config import CRITERIA
 from koalign.policy import resolved_policy
 from koalign.stages import ParseError, StageContext, call, render, request
 from koalign.stages.attack import load_json
-from koalign.text import stable_hash
+from koalign.text import record_digest
 
 NAME = "judge"
 FILTER_SCHEMA = {
@@ -92,11 +92,7 @@ def reduce(verdicts: list[dict[str, dict[str, Any]]], rule: str) -> dict[str, bo
 
 # ----------------------------------------------------------------------------- plan/process
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        t
-        | {"id": "t-" + stable_hash(t["case_id"], t["prompt"], t["rejected"], t["chosen"]["text"])}
-        for t in inputs
-    ]
+    return [t | {"id": "t-" + record_digest(t)} for t in inputs]
 
 
 async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:

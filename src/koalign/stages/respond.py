@@ -20,7 +20,7 @@ from koalign.errors import MissingExtraError
 from koalign.policy import resolved_policy
 from koalign.stages import ParseError, StageContext, call, language_gate, render, request
 from koalign.stages.attack import load_json, parse_answer
-from koalign.text import stable_hash
+from koalign.text import record_digest
 
 NAME = "respond"
 QUERY_SCHEMA = {
@@ -129,10 +129,7 @@ def check_citations(ctx: StageContext, text: str, category: str) -> dict[str, An
 
 # ----------------------------------------------------------------------------- plan/process
 def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        c | {"id": "r-" + stable_hash(c["id"], c["prompt"], c["category"], c["kind"])}
-        for c in inputs
-    ]
+    return [c | {"id": "r-" + record_digest(c)} for c in inputs]
 
 
 async def _candidate(ctx: StageContext, responder: str, case: dict[str, Any]) -> dict[str, Any]:
