@@ -82,10 +82,5 @@ def test_fault_soak_small_completes_and_accounts_for_every_fault(fault_soak):
     assert not any(run["invocations"][-1]["failed_calls"].values()), run
 
 
-@pytest.mark.xfail(
-    reason="a record retried in one stage keeps stale copies in the next stage's record, whose id "
-    "does not cover every copied field (see docs/benchmarks.md, fault soak)",
-    strict=False,
-)
 def test_fault_soak_small_outputs_equal_a_fault_free_run(fault_soak):
     assert fault_soak["all_identical"], fault_soak["runs"][0]["different_files"]
