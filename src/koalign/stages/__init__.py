@@ -8,7 +8,6 @@ order). Prompt building and output parsing are pure functions in each module.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,37 +29,12 @@ REQUIRED_TEMPLATES = (
 )
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(text: str):
-    from koalign.prompts import _ENV
-
-    return _ENV.from_string(text)
-
-
 def render(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
-    """:func:`koalign.prompts.render_chat` with compiled templates cached (a stage renders the
-    same few templates thousands of times; compiling one costs ~10 ms). Same output, same
-    errors: it falls back to ``render_chat`` for anything unusual."""
-    import jinja2
-
+    """Render a role's prompt template (:func:`koalign.prompts.render_chat`; compiled templates
+    are cached there, so a stage rendering thousands of prompts compiles each template once)."""
     from koalign.prompts import render_chat
 
-    text = loc.prompts.get(role)
-    if text is None:
-        return render_chat(loc, role, **context)
-    template = _compiled(text)
-    if "user" not in template.blocks:
-        return render_chat(loc, role, **context)
-    ctx = template.new_context({"locale": loc, **context})
-    try:
-        parts = {name: "".join(fn(ctx)).strip() for name, fn in template.blocks.items()}
-    except jinja2.UndefinedError:
-        return render_chat(loc, role, **context)  # raises the LocaleError naming the template
-    messages = []
-    if parts.get("system"):
-        messages.append(Message(role="system", content=parts["system"]))
-    messages.append(Message(role="user", content=parts["user"]))
-    return tuple(messages)
+    return render_chat(loc, role, **context)
 
 
 class ParseError(ValueError):
