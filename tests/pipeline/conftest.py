@@ -41,66 +41,15 @@ def write_config(tmp_path: Path, small_locale: Path):
 
 
 @pytest.fixture(scope="module")
-def sampling_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def sampling_server(tiny_model_dir: Path, tmp_path_factory, start_model_server, transformers_exe):
     """`transformers serve` on a copy of the tiny model that samples (the server ignores the
-    request's temperature; a greedy random model mostly emits newlines). Yields (url, model)."""
+    request's temperature; a greedy random model mostly emits newlines). Returns (url, model)."""
     import json
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
 
-    import httpx
-
-    exe = shutil.which("transformers", path=str(Path(sys.executable).parent))
-    if exe is None:
-        pytest.skip("the `transformers` CLI is not installed (pip install 'koalign[serve]')")
     model = tmp_path_factory.mktemp("served") / "tiny"
     shutil.copytree(tiny_model_dir, model)
     gen = json.loads((model / "generation_config.json").read_text())
     gen.update(do_sample=True, temperature=1.0, top_k=0)
     (model / "generation_config.json").write_text(json.dumps(gen))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = model.parent / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                exe,
-                "serve",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--device",
-                "cpu",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not start: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1", str(model)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+    cmd = [transformers_exe, "serve", str(model), "--host", "127.0.0.1", "--port", "{port}"]
+    return start_model_server([*cmd, "--device", "cpu"]), str(model)
