@@ -23,6 +23,12 @@ LimitOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the manifest as JSON to stdout.")]
 
 
+# manifest field -> short column label (the table fits an 80-column terminal)
+SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
+                   "cache_hits": "cached", "tokens_in": "tok in", "tokens_out": "tok out",
+                   "errors": "errors", "seconds": "seconds"}  # fmt: skip
+
+
 class RichProgress:
     """Progress bars on stderr: done/total, ETA, calls, cache hits, tokens, errors."""
 
@@ -61,32 +67,9 @@ class RichProgress:
             self._bar.stop()
             self._bar = None
         table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
-        for col in (
-            "records_in",
-            "records_out",
-            "calls",
-            "cache_hits",
-            "tokens_in",
-            "tokens_out",
-            "errors",
-            "seconds",
-        ):
-            table.add_column(col, justify="right")
-        table.add_row(
-            *(
-                str(summary.get(c, ""))
-                for c in (
-                    "records_in",
-                    "records_out",
-                    "calls",
-                    "cache_hits",
-                    "tokens_in",
-                    "tokens_out",
-                    "errors",
-                    "seconds",
-                )
-            )
-        )
+        for label in SUMMARY_COLUMNS.values():
+            table.add_column(label, justify="right")
+        table.add_row(*(str(summary.get(c, "")) for c in SUMMARY_COLUMNS))
         err.print(table)
         for line in highlights(stage, summary.get("report", {})):
             err.print(f"  {line}", markup=False, highlight=False)
