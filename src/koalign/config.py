@@ -175,7 +175,9 @@ class RuntimeConfig(_Section):
         "(rate limit, server, timeout, connection) after the model layer's own retries.",
     )
     stage_retry_wait_s: float = Field(
-        10.0, ge=0, description="Seconds before the first extra pass; the n-th pass waits n times this."
+        10.0,
+        ge=0,
+        description="Seconds before the first extra pass; the n-th pass waits n times this.",
     )
 
 
