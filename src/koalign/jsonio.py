@@ -1,0 +1,210 @@
+"""JSON and JSONL in one place: canonical JSON, digests, stable ids, and crash-safe files.
+
+Every file koalign writes goes through :func:`write_text_atomic` or :func:`write_jsonl_atomic`:
+the content goes to a temporary file in the same folder, is flushed and fsynced, then renamed
+over the target. A failure at any point (disk full, read-only folder, a kill) leaves either the
+old file or the new one, never a half-written file, and the temporary file is removed on every
+error the process survives.
+
+Text that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud83d"`` decoded from a
+model's JSON) is written as a JSON ``\\uXXXX`` escape, so a line always stays valid UTF-8 and
+reads back to the same Python string; deciding whether such text is usable data is the caller's
+job (see :func:`koalign.text.unencodable`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from koalign.errors import DataError
+
+__all__ = [
+    "canonical_json",
+    "digest",
+    "dumps_line",
+    "iter_jsonl",
+    "read_jsonl",
+    "read_text",
+    "stable_hash",
+    "stable_int",
+    "write_jsonl_atomic",
+    "write_text_atomic",
+]
+
+
+# ----------------------------------------------------------------------------- canonical JSON
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, non-ASCII text kept as is.
+
+    The one serialisation behind cache keys, record digests, stage hashes and JSONL lines.
+    Raises ``TypeError`` for values JSON cannot hold.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _utf8(text: str) -> bytes:
+    # Lone surrogates can only occur inside JSON strings: written as \\uXXXX escapes they are
+    # valid JSON, valid UTF-8, and decode back to the same string.
+    return text.encode("utf-8", "backslashreplace")
+
+
+def digest(obj: Any, n: int | None = None) -> str:
+    """sha256 hex digest of ``canonical_json(obj)`` (first ``n`` hex digits when given)."""
+    h = hashlib.sha256(_utf8(canonical_json(obj))).hexdigest()
+    return h if n is None else h[:n]
+
+
+def stable_hash(*parts: Any, n: int = 16) -> str:
+    """Short hex digest of ``repr`` of each part (deterministic across runs and machines).
+
+    Record ids are built from it: the algorithm must not change, or resumed runs would not find
+    their records.
+    """
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(repr(p).encode("utf-8", "backslashreplace"))
+        h.update(b"\x1f")
+    return h.hexdigest()[:n]
+
+
+def stable_int(*parts: Any) -> int:
+    """A deterministic 60-bit integer from ``parts`` (for seeded choices and rotations)."""
+    return int(stable_hash(*parts, n=15), 16)
+
+
+def dumps_line(obj: Any) -> bytes:
+    """One JSONL line (canonical JSON plus ``\\n``) as UTF-8 bytes; never raises on text."""
+    return _utf8(canonical_json(obj)) + b"\n"
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem allows it
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, chunks: Iterable[bytes], *, fsync: bool) -> None:
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def write_text_atomic(path: str | Path, text: str | bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``text`` atomically (see the module docstring).
+
+    Raises ``OSError`` (disk full, permission denied ...) with the target unchanged and no
+    temporary file left behind.
+    """
+    data = text if isinstance(text, bytes) else _utf8(text)
+    _write_atomic(Path(path), [data], fsync=fsync)
+
+
+def write_jsonl_atomic(path: str | Path, rows: Iterable[Any], *, fsync: bool = True) -> int:
+    """Replace ``path`` with one canonical JSON line per row, atomically; returns the row count.
+
+    ``rows`` is consumed lazily, so a generator streams without holding every row in memory.
+    """
+    count = 0
+
+    def lines() -> Iterator[bytes]:
+        nonlocal count
+        buf: list[bytes] = []
+        size = 0
+        for row in rows:
+            line = dumps_line(row)
+            buf.append(line)
+            size += len(line)
+            count += 1
+            if size >= 1 << 20:
+                yield b"".join(buf)
+                buf, size = [], 0
+        if buf:
+            yield b"".join(buf)
+
+    _write_atomic(Path(path), lines(), fsync=fsync)
+    return count
+
+
+# ----------------------------------------------------------------------------- reading
+_LEGACY_HINT = (
+    "the file is not UTF-8; if it was saved as CP949/EUC-KR (common for Korean text), convert "
+    "it with `iconv -f cp949 -t utf-8 {name} > {name}.utf8` and use the new file"
+)
+
+
+def read_text(path: str | Path) -> str:
+    """A UTF-8 text file (a leading BOM is dropped); :class:`DataError` naming the file and the
+    byte offset when it is not UTF-8 (with the ``iconv`` fix for CP949/EUC-KR files)."""
+    p = Path(path)
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"not UTF-8 text (byte {exc.start})",
+            where=str(p),
+            hint=_LEGACY_HINT.format(name=p.name),
+        ) from None
+
+
+def iter_jsonl(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` for each line of a JSONL file (1-based line numbers).
+
+    Raises :class:`DataError` with ``file:line`` for a line that is not UTF-8 or not JSON.
+    Blank lines are skipped unless ``skip_blank`` is false (then they are an error).
+    """
+    p = Path(path)
+    with open(p, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(
+                    "line is not UTF-8 text",
+                    where=f"{p}:{number}",
+                    hint=_LEGACY_HINT.format(name=p.name),
+                ) from None
+            if not line.strip():
+                if skip_blank:
+                    continue
+                raise DataError("blank line", where=f"{p}:{number}", hint="remove the blank line")
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"not valid JSON: {exc.msg} (column {exc.colno})",
+                    where=f"{p}:{number}",
+                    hint="each line must hold one JSON value",
+                ) from None
+
+
+def read_jsonl(path: str | Path) -> list[Any]:
+    """Every value of a JSONL file, in order (errors as in :func:`iter_jsonl`)."""
+    return [value for _, value in iter_jsonl(path)]
