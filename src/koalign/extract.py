@@ -65,9 +65,8 @@ def split_reasoning(text: str | None) -> tuple[str | None, str]:
         return "\n"
 
     answer = _BLOCK_RE.sub(keep, text)
-    close = None
-    for close in _CLOSE_RE.finditer(answer):
-        pass
+    closes = list(_CLOSE_RE.finditer(answer))
+    close = closes[-1] if closes else None
     if close is not None:  # a closing tag whose opening tag was in the prompt
         parts.insert(0, answer[: close.start()].strip())
         answer = answer[close.end() :]
@@ -153,9 +152,7 @@ def extract_json(
     fresh = [c for c in cands if _canon(c) not in seen]
     echoed = len(cands) - len(fresh)
     if not fresh:
-        return Extracted(
-            reasoning=reasoning, answer=answer, candidates=len(cands), echoed=echoed
-        )
+        return Extracted(reasoning=reasoning, answer=answer, candidates=len(cands), echoed=echoed)
     if is_valid is not None:
         for value in reversed(fresh):
             if is_valid(value):
