@@ -3,9 +3,13 @@
 Starts the benchmark double (bench/double.py) in a subprocess with a concurrency cap C and a
 mean latency L, sends N requests through koalign's model layer (``ModelPool`` -> ``LLM`` ->
 openai backend, with a fresh SQLite cache and call log), and prints one JSON line: achieved
-requests/s, the ceiling C/L and their ratio (the bar is >= 0.9 at C=64, L=0.5 s).
+requests/s, the ceiling C/L and their ratio (the bar is >= 0.9 at C=64, L=0.5 s), and the
+model layer's CPU cost: user+sys CPU seconds of this process (the double runs in its own
+process) per request, over the timed part (``cpu_ms_per_request``) and over the whole process,
+imports and start-up included (``process_cpu_ms_per_request``).
 
     python bench/bench_backends.py --requests 2048 --cap 64 --latency-mean 0.5
+    python bench/bench_backends.py --requests 4096 --cap 64 --latency-mean 0.05   # CPU cost
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +32,12 @@ from koalign.backends import ModelPool, ModelSpec
 from koalign.types import ChatRequest, Message, SamplingParams
 
 HERE = Path(__file__).resolve().parent
+
+
+def cpu_s() -> float:
+    """User + system CPU seconds of this process so far."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 def start_double(args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
@@ -73,6 +85,7 @@ async def run(base_url: str, args: argparse.Namespace, cache: Path | None) -> di
     reqs = requests(args.requests)
     await llm.agenerate(reqs[:1])  # connect once: client set-up is not part of the measure
     start = time.perf_counter()
+    cpu0 = cpu_s()
     if args.mode == "tasks":
         results = [
             r for rs in await asyncio.gather(*(llm.agenerate([q]) for q in reqs[1:])) for r in rs
@@ -80,9 +93,11 @@ async def run(base_url: str, args: argparse.Namespace, cache: Path | None) -> di
     else:
         results = await llm.agenerate(reqs[1:])
     wall = time.perf_counter() - start
+    cpu = cpu_s() - cpu0
     await pool.aclose()
     return {
         "wall_s": wall,
+        "cpu_s": cpu,
         "n": len(reqs) - 1,
         "errors": sum(not r.ok for r in results),
         "calls": llm.stats.calls,
@@ -133,8 +148,10 @@ def main() -> None:
                 "server_mean_queue_s": round(server["mean_queue_s"], 4),
                 "server_requests": server["requests"],
                 "errors": out["errors"],
+                "cpu_ms_per_request": round(1000 * out["cpu_s"] / out["n"], 3),
+                "process_cpu_ms_per_request": round(1000 * cpu_s() / (out["n"] + 1), 3),
                 "python": platform.python_version(),
-                "cpus": __import__("os").cpu_count(),
+                "cpus": os.cpu_count(),
             }
         )
     )
