@@ -14,7 +14,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ConfigDict, Field, ValidationError
 
 from koalign.errors import LocaleError, did_you_mean
@@ -31,6 +30,7 @@ from koalign.locale_schema import (
     Taxonomy,
     _Model,
 )
+from koalign.yamlio import MAX_BYTES, load_yaml
 
 # ----------------------------------------------------------------------------- the pack
 _FILES: dict[str, type[_Model]] = {
@@ -130,12 +130,15 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
             if fname in _FILES:
                 problems.append(f"{fname}: file is missing (see docs/locale-format.md)")
             continue
+        if path.stat().st_size > MAX_BYTES:  # bounded before reading (see koalign.yamlio)
+            problems.append(f"{fname}: larger than {MAX_BYTES:,} bytes; split or check the file")
+            continue
         raw = path.read_bytes()
         digest.update(fname.encode() + b"\0" + raw)
         try:
-            data = yaml.safe_load(raw.decode("utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            problems.append(f"{fname}: not valid UTF-8 YAML: {exc}")
+            data = load_yaml(raw, where=fname, error=LocaleError)
+        except LocaleError as exc:
+            problems.append(exc.render())
             continue
         try:
             parsed[fname] = model.model_validate(data)

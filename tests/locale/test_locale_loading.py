@@ -160,7 +160,7 @@ def test_missing_file_and_bad_yaml(mini_locale_dir: Path, tmp_path: Path) -> Non
         load_locale(copy)
     problems = info.value.problems
     assert any(p.startswith("tactics.yaml: file is missing") for p in problems)
-    assert any(p.startswith("rubric.yaml: not valid UTF-8 YAML") for p in problems)
+    assert any(p.startswith("rubric.yaml:") and "not valid YAML" in p for p in problems)
 
 
 def test_template_syntax_error_is_reported(mini_locale_dir: Path, tmp_path: Path) -> None:
