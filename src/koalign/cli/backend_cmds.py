@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
 from koalign.cli.common import err, out, print_json
 from koalign.errors import ConfigError, KoalignError
+from koalign.yamlio import load_yaml
 
 JsonArg = Annotated[bool, typer.Option("--json", help="Write JSON to stdout.")]
 DbArg = Annotated[
@@ -57,12 +57,7 @@ def load_models(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """``(specs, problems)`` from the top-level ``models:`` mapping of any YAML file."""
     from koalign.backends.base import ModelSpec
 
-    if not path.is_file():
-        raise ConfigError("config file not found", where=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", where=str(path)) from exc
+    data = load_yaml(path) or {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict) or not models:
         raise ConfigError(

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-import yaml
 from pydantic import ValidationError
 
 from koalign.backends.base import ModelSpec
 from koalign.errors import ConfigError, did_you_mean
 from koalign.types import SamplingParams
+from koalign.yamlio import load_yaml
 
 _SHORTHAND = re.compile(r"^(?P<backend>[a-z][a-z0-9_\-]*):(?P<rest>.+)$")
 
@@ -43,12 +43,7 @@ def load_model_config(path: Path | None) -> dict[str, ModelSpec]:
     """The ``models:`` mapping of a YAML config file (other top-level keys are ignored)."""
     if path is None:
         return {}
-    if not path.is_file():
-        raise ConfigError("config file not found", where=str(path))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", where=str(path)) from exc
+    data = load_yaml(path) or {}
     models = data.get("models") if isinstance(data, dict) else None
     if not isinstance(models, dict):
         raise ConfigError(
@@ -69,8 +64,8 @@ def load_model_config(path: Path | None) -> dict[str, ModelSpec]:
 
 def _scalar(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text, where="--model")
+    except ConfigError:
         return text
 
 
