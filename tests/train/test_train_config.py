@@ -35,6 +35,24 @@ def test_overrides_are_yaml_typed_and_dotted(tmp_path: Path) -> None:
     assert parse_override("dpo_args.output_dir=") == ("dpo_args.output_dir", "")
 
 
+def test_train_config_refuses_duplicate_keys_and_alias_bombs(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(
+        "model: org/base\ndata: [a.jsonl]\ndpo_args:\n  beta: 0.1\n  beta: 0.5\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_train_config(dup)
+    assert exc.value.where == f"{dup}:5"
+    assert "duplicate key 'beta'" in exc.value.message and "line 4" in exc.value.message
+    bomb = tmp_path / "bomb.yaml"
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb.write_text("model: m\ndata: [d.jsonl]\ndpo_args:\n  " + "\n  ".join(levels) + "\n")
+    with pytest.raises(ConfigError, match="alias bomb"):
+        load_train_config(bomb)
+
+
 def test_peft_none_and_default_output() -> None:
     cfg = load_train_config(model="org/Base-7B", data=["x.jsonl"], overrides=["peft=none"])
     assert cfg.peft == "none" and not cfg.use_lora

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,31 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from koalign.errors import ConfigError, did_you_mean
+from koalign.yamlio import load_yaml
 
 Quantization = Literal["auto", "4bit-nf4", "none"]
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML safe loader that reads ``5e-6`` as a float (YAML 1.1 wants ``5.0e-6``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that also reads ``1e-3`` as a number."""
-    return yaml.load(text, Loader=_Loader)
 
 
 #: All attention and MLP projections of Llama-style decoders (the paper's LoRA targets).
@@ -192,9 +169,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         )
     key, raw = text.split("=", 1)
     try:
-        value = load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = load_yaml(raw, where=f"--set {key.strip()}") if raw.strip() else ""
+    except ConfigError:
+        value = raw  # not YAML (e.g. an unquoted regular expression): the text itself
     return key.strip(), value
 
 
@@ -211,12 +188,7 @@ def load_train_config(
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError("config file not found", where=str(p), hint="check the path")
-        try:
-            loaded = load_yaml(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"invalid YAML: {exc}", where=str(p)) from exc
+        loaded = load_yaml(p)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
