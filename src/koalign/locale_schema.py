@@ -109,6 +109,7 @@ class Article(_Model):
     summary: str
     penalty: str | None = None
     effective: date | None = None
+    promulgated: date | None = None
     status: Literal["current", "outdated", "repealed"] = "current"
     replaced_by: str | None = None
     confidence: Confidence
