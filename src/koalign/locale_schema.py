@@ -128,6 +128,7 @@ class Law(_Model):
     name_en: str | None = None
     aliases: list[str] = Field(default_factory=list)
     last_article: int | None = None
+    promulgated: date | None = None
     articles: list[Article] = Field(default_factory=list)
 
     def article(self, number: str) -> Article | None:
