@@ -23,7 +23,9 @@ ARTICLE = re.compile(r"(?:제\s*)?(?<!\d)(\d{1,4})\s*조" + _NOT_ARTICLE + r"(?:
 PARAGRAPH = re.compile(
     r"\s*(?:(?:제\s*)?(?<!\d)(\d{1,3})\s*항(?!목|공|구|변|만)|([\u2460-\u2473]))"
 )
-ITEM = re.compile(r"\s*(?:제\s*)?(?<!\d)(\d{1,3})\s*호(?!선|실|점|텔|기|차|봉)")
+ITEM = re.compile(
+    r"\s*(?:제\s*)?(?<!\d)(\d{1,3})\s*호(?!선|실|점|텔|기|차|봉)(?:\s*의\s*(\d{1,2})(?!\d))?"
+)
 SUBITEM = re.compile(r"\s*[가-하]\s*목")
 PAREN = re.compile(r"\s*\([^()\n]{0,40}\)")
 SEPARATOR = re.compile(r"\s*(?:[,、·ㆍ・/~∼〜\-–]|및|또는|혹은|내지|부터|에서|이나|과|와|나)\s*")
@@ -72,7 +74,7 @@ def parse_element(
     item: str | None = None
     im = ITEM.match(text, end)
     if im:
-        item = str(int(im.group(1)))
+        item = str(int(im.group(1))) + (f"의{int(im.group(2))}" if im.group(2) else "")
         end = im.end()
         sm = SUBITEM.match(text, end)
         if sm:
