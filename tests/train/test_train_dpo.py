@@ -186,3 +186,96 @@ def test_qlora_4bit_dpo_on_cuda(tiny_model_dir: Path, export_dir: Path, tmp_path
     assert (out / "adapter_model.safetensors").is_file()
     model = AutoPeftModelForCausalLM.from_pretrained(out)
     assert sum(1 for k, _ in model.named_parameters() if "lora_" in k) == 2 * 7 * 2
+
+
+# ----------------------------------------------------------------------------- what is trained
+def _long_prompt(i: int) -> dict:
+    row = make_row(i)
+    row["id"] = f"long-{i}"
+    row["prompt"][1]["content"] = "개인정보를 알려 주세요. " * 60
+    return row
+
+
+LENGTHS = {"max_length": 200}
+LOOSE = {"max_truncated_share": 1.0, "max_dropped_share": 0.5}
+
+
+@pytest.mark.parametrize("mode", ["keep_start", "keep_end"])
+def test_check_counts_the_rows_trl_keeps(tiny_model_dir: Path, tmp_path: Path, mode: str) -> None:
+    """TRL itself, given every row, keeps exactly the rows the check says it will train on."""
+    import datasets
+    import trl
+    from transformers import AutoTokenizer
+
+    from koalign.train.data import clean_row, load_rows, resolve_sources
+    from koalign.train.validate import validate_rows
+
+    rows = [make_row(i) for i in range(4)] + [_long_prompt(4), _long_prompt(5)]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    loaded, _ = load_rows(resolve_sources([str(data)]))
+    report = validate_rows(
+        loaded, tok, max_length=200, truncation_mode=mode, max_truncated_share=1.0
+    )
+    args = trl.DPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_length=200,
+        truncation_mode=mode,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        activation_checkpointing=False,
+    )
+    trainer = trl.DPOTrainer(
+        model=str(tiny_model_dir),
+        args=args,
+        train_dataset=datasets.Dataset.from_list([clean_row(r.data) for r in loaded]),
+        processing_class=tok,
+    )
+    assert len(trainer.train_dataset) == report.trained_rows["train"]
+    assert report.trained_rows["train"] == (4 if mode == "keep_start" else 6)
+
+
+def test_card_counts_the_rows_trained_on(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", [make_row(i) for i in range(3)] + [_long_prompt(3)])
+    out = tmp_path / "out"
+    result = train(
+        TrainConfig(
+            model=str(tiny_model_dir),
+            data=[str(data)],
+            output=str(out),
+            peft="none",
+            validation=LOOSE,
+            dpo_args={**FAST, **LENGTHS},
+        )
+    )
+    assert result.report.rows == {"train": 4, "eval": 0}
+    assert result.report.trained_rows == {"train": 3}
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "Rows given: train 4" in card and "Rows trained on: train 3" in card
+    assert f"`{data}:4` `long-3`: prompt_fills_max_length" in card
+    check = json.loads((out / "validation.json").read_text(encoding="utf-8"))
+    assert check["trained_rows"] == {"train": 3}
+    assert [d["id"] for d in check["dropped"]] == ["long-3"]
+
+
+def test_every_row_dropped_is_a_data_error_naming_the_rows(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = write_jsonl(tmp_path / "d.jsonl", [_long_prompt(i) for i in range(2)])
+    out = tmp_path / "never"
+    with pytest.raises(DataError) as exc:
+        train(
+            TrainConfig(
+                model=str(tiny_model_dir),
+                data=[str(data)],
+                output=str(out),
+                peft="none",
+                validation={"max_truncated_share": 1.0, "max_dropped_share": 1.0},
+                dpo_args={**FAST, **LENGTHS},
+            )
+        )
+    text = str(exc.value)
+    assert "no train row would be trained on: all 2 are dropped" in text
+    assert f"{data}:1 [long-0]" in text and f"{data}:2 [long-1]" in text
+    assert exc.value.where == str(data) and not out.exists()

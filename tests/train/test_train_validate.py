@@ -240,3 +240,114 @@ def test_prepare_applies_config_template_and_refuses_nothing_to_train(
         prepare(TrainConfig(model=str(tiny_model_dir), data=[str(tmp_path / "missing")]))
     with pytest.raises(DataError, match=r"no train\.jsonl"):
         prepare(TrainConfig(model=str(tiny_model_dir), data=[str(tmp_path)]))
+
+
+# ----------------------------------------------------------------------------- what is trained
+def _long_prompt_row(i: int, words: int = 60) -> dict[str, Any]:
+    row = make_row(i)
+    row["prompt"][1]["content"] = "개인정보를 알려 주세요. " * words
+    return row
+
+
+def test_nfc_and_nfd_korean_pair_is_identical(tiny_tokenizer, tmp_path: Path) -> None:
+    import unicodedata
+
+    row = make_row(0)
+    text = row["chosen"][0]["content"]
+    row["chosen"][0]["content"] = unicodedata.normalize("NFC", text)
+    row["rejected"][0]["content"] = unicodedata.normalize("NFD", text) + "  "
+    assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
+    standard = {
+        "prompt": "질문:",
+        "chosen": unicodedata.normalize("NFC", "안 됩니다"),
+        "rejected": unicodedata.normalize("NFD", "안  됩니다"),
+    }
+    for rows in (
+        [make_row(1), row],
+        [{"prompt": "질문:", "chosen": "네", "rejected": "아니요"}, standard],
+    ):
+        report = _check(tiny_tokenizer, tmp_path, rows)
+        assert report.problem_counts == {"identical_pair": 1}, report.summary()
+        assert report.problems[0].location.endswith("d.jsonl:2")
+        assert "NFKC" in report.problems[0].message
+
+
+def test_pair_identical_after_the_chat_template_is_refused(tiny_tokenizer, tmp_path: Path) -> None:
+    # A template that keeps only the first 8 characters of an answer: two different answers
+    # with the same start become the same tokens, which no text comparison sees.
+    clipped = CHATML_TEMPLATE.replace(
+        "message['content'] + '<|im_end|>'",
+        "(message['content'][:8] if message['role'] == 'assistant' else message['content'])"
+        " + '<|im_end|>'",
+    )
+    row = make_row(0)
+    row["chosen"][0]["content"] = "그 요청은 도와드릴 수 없습니다."
+    row["rejected"][0]["content"] = "그 요청은 도와드릴게요. 방법은"
+    report = _check(_with_template(tiny_tokenizer, clipped), tmp_path, [make_row(1), row])
+    assert report.problem_counts == {"identical_pair": 1}, report.summary()
+    assert "same tokens after the chat template" in report.problems[0].message
+
+
+def test_rows_whose_prompt_fills_max_length_are_counted_and_named(
+    tiny_tokenizer, tmp_path: Path
+) -> None:
+    rows = [make_row(i) for i in range(3)] + [_long_prompt_row(3)]
+    rows[3]["id"] = "long-1"
+    lengths = {"max_length": 200, "max_truncated_share": 1.0}
+    loose = _check(tiny_tokenizer, tmp_path, rows, **lengths, max_dropped_share=0.5)
+    assert loose.ok, loose.summary()
+    assert loose.rows == {"train": 4, "eval": 0}
+    assert loose.trained_rows == {"train": 3} and loose.dropped_share == {"train": 0.25}
+    (dropped,) = loose.dropped
+    assert dropped.kind == "prompt_fills_max_length" and dropped.id == "long-1"
+    assert dropped.location.endswith("d.jsonl:4") and dropped.split == "train"
+    assert "rows TRL will train on: train 3 (1 dropped)" in loose.summary()
+
+    strict = _check(tiny_tokenizer, tmp_path, rows, **lengths, max_dropped_share=0.1)
+    assert not strict.ok
+    (error,) = strict.errors
+    assert "1 of 4 train rows (25.0%) would not be trained on" in error
+    assert "d.jsonl:4 [long-1]" in error and "dpo_args" not in error
+
+    # keep_end keeps the answer and cuts the prompt: TRL drops nothing.
+    kept = _check(
+        tiny_tokenizer,
+        tmp_path,
+        rows,
+        **lengths,
+        truncation_mode="keep_end",
+        max_dropped_share=0,
+    )
+    assert kept.ok and kept.trained_rows == {"train": 4} and kept.dropped == []
+
+
+def test_every_row_dropped_is_a_data_error_not_a_config_error(
+    tiny_tokenizer, tmp_path: Path
+) -> None:
+    rows = [_long_prompt_row(i) for i in range(3)]
+    report = _check(
+        tiny_tokenizer, tmp_path, rows, max_length=100, max_dropped_share=1.0, max_truncated_share=1
+    )
+    assert not report.ok and report.trained_rows == {"train": 0}
+    (error,) = report.errors
+    assert error.startswith("no train row would be trained on: all 3 are dropped")
+    assert "prompt_fills_max_length 3" in error
+
+
+def test_pair_identical_once_truncated_teaches_nothing(tiny_tokenizer, tmp_path: Path) -> None:
+    row = make_row(0)
+    shared = "이 요청에 대해 먼저 관련 법령을 설명하겠습니다. " * 20
+    row["chosen"][0]["content"] = shared + "따라서 도와드릴 수 없습니다."
+    row["rejected"][0]["content"] = shared + "방법은 다음과 같습니다."
+    report = _check(
+        tiny_tokenizer,
+        tmp_path,
+        [make_row(1), row],
+        max_length=300,
+        max_dropped_share=0.5,
+        max_truncated_share=1.0,
+    )
+    assert report.ok, report.summary()
+    assert [p.kind for p in report.dropped] == ["identical_after_truncation"]
+    assert report.trained_rows == {"train": 1}
+    assert report.truncated_rows == 1 and report.sequence_tokens.min < 300

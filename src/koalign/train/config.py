@@ -58,6 +58,17 @@ class ValidationSettings(BaseModel):
         le=1,
         description="Refuse to train when a larger share of rows is longer than dpo_args.max_length.",
     )
+    max_dropped_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Refuse to train when a larger share of a split's rows would not be trained on: "
+            "rows whose templated prompt alone fills dpo_args.max_length (TRL drops them) and "
+            "rows whose chosen and rejected are the same tokens once cut to max_length. A split "
+            "with no row left is always refused."
+        ),
+    )
     allow_prompt_mismatch: bool = Field(
         False,
         description=(
@@ -218,9 +229,12 @@ def validate_config(data: dict[str, Any], *, where: str = "config") -> TrainConf
             ]
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
-                fields = {"peft": LoraSettings, "validation": ValidationSettings}.get(
-                    parts[0] if len(parts) > 1 else "", TrainConfig
-                ).model_fields
+                sections: dict[str, type[BaseModel]] = {
+                    "peft": LoraSettings,
+                    "validation": ValidationSettings,
+                }
+                model = sections.get(parts[0] if len(parts) > 1 else "", TrainConfig)
+                fields = model.model_fields
                 msg = "unknown key" + did_you_mean(parts[-1], fields)
             loc = ".".join(parts)
             problems.append(f"{loc}: {msg}" if loc else msg)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,12 +63,16 @@ class RowProblem(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    location: str
-    id: str | None = None
-    kind: str
-    message: str
+    location: str = Field(description="file:line (or file:row N for parquet).")
+    id: str | None = Field(None, description="The row's id, when it has one.")
+    split: Literal["train", "eval"] | None = Field(
+        None, description="The split the row belongs to (None when it could not be read)."
+    )
+    kind: str = Field(description="Short machine-readable reason, e.g. identical_pair.")
+    message: str = Field(description="What is wrong and how to fix it.")
 
     def render(self) -> str:
+        """``location [id]: kind: message``."""
         ident = f" [{self.id}]" if self.id else ""
         return f"{self.location}{ident}: {self.kind}: {self.message}"
 
@@ -83,7 +88,9 @@ def sha256_file(path: Path) -> str:
 def resolve_sources(data: list[str], eval_data: list[str] | None = None) -> DataSources:
     """Expand export directories and files into a list of data files with their hashes."""
     sources = DataSources()
-    for spec, split in [(p, "train") for p in data] + [(p, "eval") for p in eval_data or []]:
+    pairs: list[tuple[str, Literal["train", "eval"]]] = [(p, "train") for p in data]
+    pairs += [(p, "eval") for p in eval_data or []]
+    for spec, split in pairs:
         path = Path(spec)
         if path.is_dir():
             train = _first_existing(path, ("train.jsonl", "train.parquet"))
@@ -120,7 +127,7 @@ def _first_existing(folder: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def _data_file(path: Path, split: str) -> DataFile:
+def _data_file(path: Path, split: Literal["train", "eval"]) -> DataFile:
     return DataFile(path=str(path), split=split, sha256=sha256_file(path))
 
 
@@ -205,8 +212,8 @@ def check_row(data: dict[str, Any]) -> list[tuple[str, str]]:
                 )
             elif not value.strip():
                 out.append(("empty_turn", f"{key} is empty"))
-        if not out and data["chosen"].strip() == data["rejected"].strip():
-            out.append(("identical_pair", "chosen and rejected are the same text"))
+        if not out and same_text(data["chosen"], data["rejected"]):
+            out.append(("identical_pair", _IDENTICAL))
         return out
     if fmt == "unknown":
         return [
@@ -236,9 +243,26 @@ def check_row(data: dict[str, Any]) -> list[tuple[str, str]]:
             out.append(
                 ("role_order", f"{key} must be exactly one assistant message, got roles {got}")
             )
-    if not out and data["chosen"][0]["content"].strip() == data["rejected"][0]["content"].strip():
-        out.append(("identical_pair", "chosen and rejected are the same text"))
+    if not out and same_text(data["chosen"][0]["content"], data["rejected"][0]["content"]):
+        out.append(("identical_pair", _IDENTICAL))
     return out
+
+
+_IDENTICAL = (
+    "chosen and rejected are the same text after Unicode normalisation (NFKC) and whitespace "
+    "folding; the pair teaches nothing"
+)
+
+
+def normalized_text(text: str) -> str:
+    """``text`` as the pair check compares it: Unicode NFKC (so NFC and NFD Hangul, full-width
+    and half-width forms are one text), whitespace runs folded to one space, ends stripped."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two answers are the same text once normalised (:func:`normalized_text`)."""
+    return normalized_text(a) == normalized_text(b)
 
 
 def _check_messages(key: str, value: Any) -> list[tuple[str, str]]:

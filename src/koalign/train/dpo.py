@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import ConfigError, DataError, did_you_mean, require
-from koalign.train.config import TrainConfig
+from koalign.train.config import LoraSettings, TrainConfig
 from koalign.train.data import DataSources, clean_row, load_rows, resolve_sources
 from koalign.train.validate import ValidationReport, stop_token_ids, validate_rows
 
@@ -213,6 +213,8 @@ def prepare(cfg: TrainConfig, *, tokenizer: Any = None) -> Prepared:
         max_truncated_share=cfg.validation.max_truncated_share,
         allow_prompt_mismatch=cfg.validation.allow_prompt_mismatch,
         load_problems=load_problems,
+        truncation_mode=str(args.get("truncation_mode") or "keep_start"),
+        max_dropped_share=cfg.validation.max_dropped_share,
     )
     prepared = Prepared(
         config=cfg,
@@ -223,7 +225,12 @@ def prepare(cfg: TrainConfig, *, tokenizer: Any = None) -> Prepared:
         report=report,
     )
     if report.ok:
+        # What TRL would drop (or could not learn from) is left out here, so the rows handed
+        # to TRL are exactly the rows the report and the model card count as trained.
+        dropped = {p.location for p in report.dropped}
         for row in rows:
+            if row.location in dropped:
+                continue
             clean = clean_row(row.data, merge_system=merge_system)
             (prepared.train_rows if row.split == "train" else prepared.eval_rows).append(clean)
     return prepared
@@ -231,10 +238,10 @@ def prepare(cfg: TrainConfig, *, tokenizer: Any = None) -> Prepared:
 
 def lora_config(cfg: TrainConfig):
     """The ``peft.LoraConfig`` for ``cfg.peft`` (None for full fine-tuning)."""
-    if not cfg.use_lora:
+    p = cfg.peft
+    if not isinstance(p, LoraSettings):
         return None
     peft = require("peft", "train", feature="LoRA training")
-    p = cfg.peft
     return peft.LoraConfig(
         r=p.r,
         lora_alpha=p.alpha,
@@ -303,6 +310,7 @@ def train(config: TrainConfig) -> TrainResult:
         raise ConfigError(
             f"trl.DPOTrainer refused the configuration: {exc}", where=_key_named(prep.dpo_args, exc)
         ) from exc
+    _confirm_trained_rows(prep, trainer, config)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint or None)
 
     merged = config.merge and config.use_lora
@@ -317,7 +325,7 @@ def train(config: TrainConfig) -> TrainResult:
     trainer.accelerator.wait_for_everyone()
     del trainer
     gc.collect()
-    if main_process and merged:
+    if main_process and merged and adapter_dir is not None:
         merge_adapter(config, adapter_dir, out, cuda=prep.cuda)
     if main_process:
         tokenizer.save_pretrained(str(out))
@@ -336,6 +344,34 @@ def train(config: TrainConfig) -> TrainResult:
         files=files,
         report=prep.report,
     )
+
+
+def _confirm_trained_rows(prep: Prepared, trainer: Any, config: TrainConfig) -> None:
+    """Compare the rows TRL kept with the check's count; the report then holds TRL's count.
+
+    Raises:
+        DataError: when TRL kept no training row.
+    """
+    kept = {"train": len(trainer.train_dataset)}
+    if trainer.eval_dataset is not None and hasattr(trainer.eval_dataset, "__len__"):
+        kept["eval"] = len(trainer.eval_dataset)
+    expected = {"train": len(prep.train_rows), "eval": len(prep.eval_rows)}
+    for split, n in kept.items():
+        if n != expected[split]:
+            log.warning(
+                "TRL kept %d %s rows where the dataset check expected %d; the model card "
+                "reports TRL's count",
+                n,
+                split,
+                expected[split],
+            )
+            prep.report.trained_rows[split] = n
+    if kept["train"] == 0:
+        raise DataError(
+            "TRL kept no training row",
+            where=", ".join(config.data),
+            hint="run `koalign train --check-only` to see which rows are dropped and why",
+        )
 
 
 def merge_adapter(cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool) -> None:

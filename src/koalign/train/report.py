@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from koalign.errors import require
+from koalign.train.config import LoraSettings
 
 if TYPE_CHECKING:
     from koalign.train.dpo import Prepared
@@ -139,10 +140,10 @@ def model_card(prep: Prepared, parts: dict[str, list[dict[str, Any]]], *, merged
         + (["lora"] if cfg.use_lora else []),
     }
     a = prep.dpo_args
-    settings = {
+    settings: dict[str, Any] = {
         "method": method,
         "quantization": prep.quantization,
-        "peft": cfg.peft if cfg.peft == "none" else cfg.peft.model_dump(),
+        "peft": cfg.peft.model_dump() if isinstance(cfg.peft, LoraSettings) else cfg.peft,
         "system_prompt": cfg.system_prompt,
         **{
             k: a.get(k)
@@ -152,6 +153,7 @@ def model_card(prep: Prepared, parts: dict[str, list[dict[str, Any]]], *, merged
                 "num_train_epochs",
                 "max_steps",
                 "max_length",
+                "truncation_mode",
                 "per_device_train_batch_size",
                 "gradient_accumulation_steps",
                 "lr_scheduler_type",
@@ -179,13 +181,28 @@ def model_card(prep: Prepared, parts: dict[str, list[dict[str, Any]]], *, merged
     if prep.sources.cards:
         lines += ["", "Dataset card(s):", ""]
         lines += [f"- `{p}` sha256 `{h}`" for p, h in prep.sources.cards.items()]
+    trained = rep.trained_rows or rep.rows
     lines += [
         "",
-        f"Rows used: {', '.join(f'{k} {v}' for k, v in rep.rows.items())} ({rep.format} format). "
-        f"Sequence tokens: mean {rep.sequence_tokens.mean}, p95 {rep.sequence_tokens.p95:g}, "
-        f"max {rep.sequence_tokens.max}; {rep.truncated_rows} rows ({rep.truncated_share:.1%}) "
-        f"longer than max_length {rep.max_length}.",
+        f"Rows given: {', '.join(f'{k} {v}' for k, v in rep.rows.items() if v)} "
+        f"({rep.format} format). Rows trained on: "
+        f"{', '.join(f'{k} {v}' for k, v in trained.items())}"
+        + (f" ({len(rep.dropped)} left out, listed below)" if rep.dropped else "")
+        + f". Sequence tokens: mean {rep.sequence_tokens.mean}, p95 "
+        f"{rep.sequence_tokens.p95:g}, max {rep.sequence_tokens.max}; {rep.truncated_rows} rows "
+        f"({rep.truncated_share:.1%}) longer than max_length {rep.max_length} "
+        f"(truncation_mode {rep.truncation_mode}).",
         "",
+    ]
+    if rep.dropped:
+        lines += ["Rows left out (TRL would drop them or could not learn from them):", ""]
+        lines += [
+            f"- `{p.location}`{f' `{p.id}`' if p.id else ''}: {p.kind}" for p in rep.dropped[:50]
+        ]
+        if len(rep.dropped) > 50:
+            lines.append(f"- ... and {len(rep.dropped) - 50} more (see `{VALIDATION_FILE}`)")
+        lines.append("")
+    lines += [
         "## Settings",
         "",
         "```yaml",
