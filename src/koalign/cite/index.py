@@ -260,11 +260,26 @@ class CitationIndex:
             return _Judgement("nonexistent", confidence=confidence, reason="article 0")
         if law.text_usable:
             return self._judge_text(law, entry, article, paragraph, item)
+        repealed = self._repealed(law)
+        if repealed is not None:
+            return _Judgement(
+                "outdated", confidence=confidence, reason=f"the Act was repealed ({repealed})"
+            )
         if law.registry is None:
             return _Judgement(
-                "unverified", reason="the statute corpus holds a repeal notice for this Act"
+                "unverified", reason="the statute corpus holds no checkable text of this Act"
             )
         return self._judge_registry(law, entry, main, paragraph, item)
+
+    def _repealed(self, law: KnownLaw) -> date | None:
+        """The date a recent repeal notice took effect (an Act repealed, not a stale file)."""
+        facts = law.facts
+        if facts is None or "repeal_notice" not in facts.flags or law.registry is not None:
+            return None
+        if facts.promulgated is None or facts.promulgated < OLD_TEXT_BEFORE:
+            return None
+        when = facts.effective or facts.promulgated
+        return when if when <= self.today else None
 
     def _judge_text(
         self,

@@ -256,7 +256,7 @@ def parse_law(path: Path) -> LawText:
         raise KoalignError("header has no 제목", where=str(path))
     main, _, suppl = body.partition("\n## 부칙")
     articles = _parse_articles(main)
-    repeal = "0" in articles or (len(articles) <= 1 and "이를 폐지한다" in main)
+    repeal = "0" in articles or (len(articles) <= 1 and "폐지한다" in main)
     promulgated, effective = _iso(meta.get("공포일자")), _iso(meta.get("시행일자"))
     _date_articles(articles, suppl, promulgated, effective)
     return LawText(
@@ -430,13 +430,18 @@ def _git_commit(root: Path) -> str | None:
 
 
 def build_index(
-    root: Path, *, label: str | None = None, built: date | None = None
+    root: Path,
+    *,
+    label: str | None = None,
+    built: date | None = None,
+    keep: list[LawText] | None = None,
 ) -> dict[str, Any]:
     """Parse every statute under ``root`` into an index object (see statute_index's format).
 
     ``source`` records the snapshot: files read, a sha256 over their paths and bytes, the
     latest 공포일자 in them (``snapshot_date``), the git commit when ``root`` is a clone, and
-    ``label`` (free text, e.g. the upstream repository and commit).
+    ``label`` (free text, e.g. the upstream repository and commit). The parsed laws are
+    appended to ``keep`` when it is given (for cross-checks that need the text).
     """
     sha = hashlib.sha256()
     laws: list[LawText] = []
@@ -445,6 +450,8 @@ def build_index(
         sha.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
         laws.append(parse_law(path))
     laws.sort(key=lambda law: law.name)
+    if keep is not None:
+        keep.extend(laws)
     latest = max((law.promulgated for law in laws if law.promulgated), default=None)
     source: dict[str, Any] = {
         "files": len(laws),

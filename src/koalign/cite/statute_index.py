@@ -251,6 +251,7 @@ def save_index(data: dict[str, Any], path: Path) -> int:
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     blob = gzip.compress(raw.encode("utf-8"), compresslevel=9, mtime=0)
     write_text_atomic(path, blob)
+    path.chmod(0o644)  # package data: readable by everyone, like the YAML files beside it
     return len(blob)
 
 

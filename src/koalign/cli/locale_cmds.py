@@ -1,7 +1,9 @@
-"""Locale-pack commands: locale check, taxonomy, policy show, statutes, contacts."""
+"""Locale-pack commands: locale check, taxonomy, policy show, statutes (browse, build, check),
+contacts."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -106,6 +108,76 @@ def contacts_json(loc: Locale) -> list[dict[str, Any]]:
     return rows
 
 
+def _index_report(loc: Locale, max_age_days: int) -> tuple[str, list[str], list[str], list[str]]:
+    """The statute-index line of `locale check`, with errors, warnings and notes."""
+    from datetime import date
+
+    from koalign.cite import load_statute_index
+    from koalign.cite.crosscheck import check_against_index
+
+    index = load_statute_index(loc)
+    if index is None:
+        return (
+            "statute index: none (citations are checked against the hand registry only)",
+            [],
+            [
+                "statute_index.json.gz: the pack has no statute index; build one with "
+                "`koalign statutes build --from DIR`"
+            ],
+            [],
+        )
+    src = index.source
+    snapshot = index.snapshot
+    age = (date.today() - snapshot).days if snapshot else None
+    articles = sum(len(law.raw_articles) for law in index.laws)
+    label = f", {src['label']}" if src.get("label") else ""
+    line = (
+        f"statute index: {len(index.laws)} Acts / {articles} articles, corpus of {snapshot}"
+        f"{label}; built {index.built}; {age} days old"
+    )
+    warnings = []
+    if age is not None and age > max_age_days:
+        warnings.append(
+            f"statute_index.json.gz: the statute corpus is {age} days old (latest text of "
+            f"{snapshot}); rebuild it from a fresh legalize-kr clone"
+        )
+    errors, notes = [], []
+    for f in check_against_index(loc.statutes, index):
+        if f.level == "error":
+            errors.append(f.render())
+        else:
+            notes.append(f.render())
+    return line, errors, warnings, notes
+
+
+def _build_summary(
+    data: dict[str, Any], target: Path, size: int, previous: Any | None
+) -> dict[str, Any]:
+    from koalign.cite.statute_index import StatuteIndex
+
+    new = StatuteIndex(data)
+    summary: dict[str, Any] = {
+        "path": str(target),
+        "bytes": size,
+        "source": data["source"],
+        "built": data["built"],
+        "not_checkable": [law.name for law in new.laws if not law.checkable],
+    }
+    if previous is not None:
+        old = {law.name: law for law in previous.laws}
+        cur = {law.name: law for law in new.laws}
+        summary["changes"] = {
+            "added": len(cur.keys() - old.keys()),
+            "removed": len(old.keys() - cur.keys()),
+            "amended": sum(
+                1
+                for name in cur.keys() & old.keys()
+                if (cur[name].promulgated or 0) != (old[name].promulgated or 0)
+            ),
+        }
+    return summary
+
+
 def register(app: typer.Typer) -> None:
     locale_app = typer.Typer(help="Check and inspect locale packs.", no_args_is_help=True)
     policy_app = typer.Typer(help="Show the safe-response policy.", no_args_is_help=True)
@@ -133,8 +205,25 @@ def register(app: typer.Typer) -> None:
         tax = loc.taxonomy
         articles = sum(len(x.articles) for x in loc.statutes.laws)
         warnings = locale_warnings(loc, max_age_days=max_age_days)
+        try:
+            index_line, index_errors, index_warnings, notes = _index_report(loc, max_age_days)
+        except KoalignError as exc:
+            err.print(f"[bold red]locale check failed:[/] {exc.render()}", highlight=False)
+            raise typer.Exit(1) from None
+        warnings += index_warnings
+        for note in notes:
+            err.print(f"note: {note}", highlight=False, markup=False)
         for warning in warnings:
             err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=False)
+        if index_errors:
+            err.print(
+                f"[bold red]locale check failed:[/] {len(index_errors)} registry entries "
+                "contradict the statute index",
+                highlight=False,
+            )
+            for problem in index_errors:
+                err.print(f"  - {problem}", markup=False, highlight=False)
+            raise typer.Exit(1)
         if strict and warnings:
             err.print(f"[bold red]locale check failed:[/] {len(warnings)} warnings under --strict")
             raise typer.Exit(1)
@@ -146,6 +235,7 @@ def register(app: typer.Typer) -> None:
             f"{len(loc.prompts)} prompt templates; digest {loc.digest[:12]}",
             highlight=False,
         )
+        out.print(index_line, highlight=False)
 
     @app.command("taxonomy")
     def taxonomy(locale: LocaleArg = "ko", json: JsonArg = False) -> None:
@@ -196,13 +286,22 @@ def register(app: typer.Typer) -> None:
         for ex in view["examples"]:
             out.print(f"  Q: {ex['prompt']}\n  A: {ex['answer']}\n", markup=False)
 
-    @app.command("statutes")
+    statutes_app = typer.Typer(
+        help="Browse the statute registry; build and check the statute index.",
+        invoke_without_command=True,
+    )
+    app.add_typer(statutes_app, name="statutes")
+
+    @statutes_app.callback()
     def statutes(
+        ctx: typer.Context,
         law: Annotated[str | None, typer.Option("--law", help="Law id, name or alias.")] = None,
         locale: LocaleArg = "ko",
         json: JsonArg = False,
     ) -> None:
-        """Browse the statute registry."""
+        """Browse the statute registry (without a subcommand)."""
+        if ctx.invoked_subcommand is not None:
+            return
         loc = load_locale(locale)
         rows = statutes_json(loc, law)
         if json:
@@ -214,6 +313,104 @@ def register(app: typer.Typer) -> None:
                 table.add_row(row["name"], a["article"], a["title"] or "", a["summary"],
                               a["status"], a["confidence"])  # fmt: skip
         out.print(table)
+
+    @statutes_app.command("build")
+    def statutes_build(
+        source: Annotated[
+            Path,
+            typer.Option(
+                "--from",
+                help="A legalize-kr clone (or ../shared/data/statutes): kr/<law>/법률.md files.",
+            ),
+        ],
+        locale: LocaleArg = "ko",
+        output: Annotated[
+            Path | None,
+            typer.Option("--out", help="Where to write (default: the locale's statute index)."),
+        ] = None,
+        label: Annotated[
+            str | None,
+            typer.Option(help="Free text recorded as the source, e.g. 'legalize-kr@7460e2a'."),
+        ] = None,
+        json: JsonArg = False,
+    ) -> None:
+        """Derive the statute index (facts, no text) from the Markdown text of every Act."""
+        from koalign.cite.statute_build import build_index
+        from koalign.cite.statute_index import INDEX_FILE, StatuteIndex, save_index
+        from koalign.locale import locale_dir
+
+        try:
+            target = output or locale_dir(locale) / INDEX_FILE
+            err.print(f"reading statutes under {source} ...", highlight=False)
+            data = build_index(source, label=label)
+            previous = StatuteIndex.load(target) if target.is_file() else None
+            size = save_index(data, target)
+        except KoalignError as exc:
+            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+            raise typer.Exit(1) from None
+        summary = _build_summary(data, target, size, previous)
+        if json:
+            print_json(summary)
+            return
+        src = summary["source"]
+        out.print(
+            f"[green]ok[/] {target}: {src['files']} Acts, {src['articles']} articles, corpus of "
+            f"{src['snapshot_date']}, {size / 1e6:.2f} MB",
+            highlight=False,
+        )
+        if summary["not_checkable"]:
+            out.print(
+                f"{len(summary['not_checkable'])} files hold no checkable text (repeal notice "
+                f"or no articles): {', '.join(summary['not_checkable'])}",
+                highlight=False,
+            )
+        if previous is not None:
+            ch = summary["changes"]
+            out.print(
+                f"against the previous index: {ch['added']} Acts added, {ch['removed']} removed, "
+                f"{ch['amended']} with a newer text",
+                highlight=False,
+            )
+
+    @statutes_app.command("check")
+    def statutes_check(
+        source: Annotated[
+            Path,
+            typer.Option("--from", help="A legalize-kr clone (or ../shared/data/statutes)."),
+        ],
+        locale: LocaleArg = "ko",
+        json: JsonArg = False,
+    ) -> None:
+        """Cross-check the registry against the statute text: articles, deletions, penalties.
+
+        Exit status 1 when a registry entry contradicts the text (level 'error'); entries that
+        follow an amendment newer than the corpus are reported as 'newer', not as errors.
+        """
+        from koalign.cite.crosscheck import check_against_text, summarise
+
+        try:
+            loc = load_locale(locale)
+            findings = check_against_text(loc.statutes, source)
+        except KoalignError as exc:
+            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+            raise typer.Exit(1) from None
+        counts = summarise(findings)
+        if json:
+            print_json({"counts": counts, "findings": [f.to_dict() for f in findings]})
+        else:
+            table = Table("level", "law", "article", "finding")
+            for f in findings:
+                style = {"error": "red", "newer": "cyan", "info": "dim"}[f.level]
+                table.add_row(f"[{style}]{f.level}[/]", f.law_id, f.article or "", f.message)
+            if findings:
+                out.print(table)
+            out.print(
+                f"{counts['error']} errors, {counts['newer']} newer than the corpus, "
+                f"{counts['info']} not checkable",
+                highlight=False,
+            )
+        if counts["error"]:
+            raise typer.Exit(1)
 
     @app.command("contacts")
     def contacts(locale: LocaleArg = "ko", json: JsonArg = False) -> None:
