@@ -112,7 +112,9 @@ def _art_facts(
             shape = f"{art.paragraphs} paragraphs" if art.paragraphs else "one paragraph"
             message = f"paragraph {p} not in the text of {facts.promulgated} ({shape})"
             if newer:
-                message += f"; the registry follows the amendment of {newer} (newer than the corpus)"
+                message += (
+                    f"; the registry follows the amendment of {newer} (newer than the corpus)"
+                )
             out.append(Finding(level, law.id, entry.article, message))
         elif n in art.deleted_paragraphs:
             out.append(
@@ -156,16 +158,19 @@ def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding
                     f"{facts.promulgated} (newer than the corpus)",
                 )
             )
-        if law.last_article is not None and law.last_article != facts.last_article:
-            if not _newer(law, None, facts.promulgated):
-                out.append(
-                    Finding(
-                        "error",
-                        law.id,
-                        None,
-                        f"last_article {law.last_article}, the text ends at 제{facts.last_article}조",
-                    )
+        if (
+            law.last_article is not None
+            and law.last_article != facts.last_article
+            and not _newer(law, None, facts.promulgated)
+        ):
+            out.append(
+                Finding(
+                    "error",
+                    law.id,
+                    None,
+                    f"last_article {law.last_article}, the text ends at 제{facts.last_article}조",
                 )
+            )
         for entry in law.articles:
             if entry.status != "current":
                 continue
@@ -176,7 +181,9 @@ def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding
 
 # ----------------------------------------------------------------------------- penalties
 _YEARS = re.compile(r"(\d+)\s*(년|개월)\s*(이하|이상)")
-_MONEY = re.compile(r"((?:\d+\s*억\s*)?(?:\d+\s*천\s*)?(?:\d+\s*백\s*)?(?:\d+)?)\s*만?\s*원\s*(이하|이상)")
+_MONEY = re.compile(
+    r"((?:\d+\s*억\s*)?(?:\d+\s*천\s*)?(?:\d+\s*백\s*)?(?:\d+)?)\s*만?\s*원\s*(이하|이상)"
+)
 _LIFE = re.compile(r"무기|사형")
 _REFS = re.compile(r"(\d+)조(?:의(\d+))?")
 
@@ -239,9 +246,8 @@ def check_penalties(law: Law, text: LawText) -> list[Finding]:
         newer = _newer(law, entry, text.promulgated)
         own = text.articles.get(entry.article)
         found = sorted(penalty_terms(own.text)) if own else []
-        message = (
-            f"penalty '{entry.penalty}': {', '.join(missing)} not in the statute text"
-            + (f" (the article states {', '.join(found)})" if found else "")
+        message = f"penalty '{entry.penalty}': {', '.join(missing)} not in the statute text" + (
+            f" (the article states {', '.join(found)})" if found else ""
         )
         if newer:
             message += f"; the registry follows the amendment of {newer} (newer than the corpus)"
