@@ -17,11 +17,12 @@ from koalign.cli import (
     pipeline_cmds,
     train_cmds,
 )
-from koalign.cli.common import err
-from koalign.errors import KoalignError, LocaleError
+from koalign.cli.common import KoalignGroup, err, print_error
+from koalign.errors import KoalignError
 
 app = typer.Typer(
     name="koalign",
+    cls=KoalignGroup,
     help="Culturally coherent Korean alignment data, DPO training and evaluation for LLMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -62,13 +63,8 @@ def main() -> None:
     """Console entry point: runs the app and turns koalign errors into messages and exit code 1."""
     try:
         app()
-    except LocaleError as exc:
-        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
-        for problem in exc.problems:
-            err.print(f"  - {problem}", highlight=False, markup=False)
-        sys.exit(1)
-    except KoalignError as exc:
-        err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+    except KoalignError as exc:  # a LocaleError's problems follow, one per line
+        print_error(exc)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]; rerun the same command to resume")
