@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from koalign.cli.common import err, out, print_jsonl
+from koalign.cli.common import err, out, print_error, print_jsonl
 from koalign.errors import KoalignError
 
 _STATUS_STYLE = {
@@ -140,9 +140,7 @@ def register(app: typer.Typer) -> None:
                 index.relevant_laws(cat)  # validates the category before reading input
             rows, _fmt = read_inputs(file)
         except KoalignError as exc:
-            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
-            for line in getattr(exc, "problems", []):
-                err.print(f"  - {line}", highlight=False, markup=False)
+            print_error(exc)
             raise typer.Exit(1) from None
         results: list[tuple[Any, dict[str, Any]]] = []
         unreadable = 0
@@ -150,7 +148,7 @@ def register(app: typer.Typer) -> None:
         for rid, text, problem in rows:
             if problem is not None:
                 unreadable += 1
-                err.print(f"[bold red]error:[/] {problem}", highlight=False, markup=False)
+                print_error(problem)
                 if json_out:
                     print_jsonl({"id": rid, "error": problem})
                 continue

@@ -135,7 +135,7 @@ def _done(summary: dict[str, Any], out: Path, as_json: bool, headline: str) -> N
         print_json(summary)
     else:
         typer.echo(str(out / "summary.json"))
-    err.print(headline, highlight=False)
+    err.print(headline, highlight=False, markup=False)
 
 
 def _pct(x: float | None) -> str:

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
-from koalign.cli.common import err, out, print_json
+from koalign.cli.common import (
+    err,
+    escape,
+    out,
+    print_error,
+    print_json,
+    print_lines,
+    print_warning,
+)
 from koalign.errors import KoalignError, LocaleError, did_you_mean
 from koalign.locale import Locale, load_locale, locale_warnings
 from koalign.policy import resolved_policy
@@ -198,9 +206,8 @@ def register(app: typer.Typer) -> None:
         try:
             loc = load_locale(locale)
         except LocaleError as exc:
-            err.print(f"[bold red]locale check failed:[/] {exc.message}", highlight=False)
-            for problem in exc.problems:
-                err.print(f"  - {problem}", markup=False, highlight=False)
+            print_error(exc.message, label="locale check failed")
+            print_lines(exc.problems)
             raise typer.Exit(1) from None
         tax = loc.taxonomy
         articles = sum(len(x.articles) for x in loc.statutes.laws)
@@ -208,13 +215,13 @@ def register(app: typer.Typer) -> None:
         try:
             index_line, index_errors, index_warnings, notes = _index_report(loc, max_age_days)
         except KoalignError as exc:
-            err.print(f"[bold red]locale check failed:[/] {exc.render()}", highlight=False)
+            print_error(exc, label="locale check failed")
             raise typer.Exit(1) from None
         warnings += index_warnings
         for note in notes:
             err.print(f"note: {note}", highlight=False, markup=False)
         for warning in warnings:
-            err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=False)
+            print_warning(warning)
         if index_errors:
             err.print(
                 f"[bold red]locale check failed:[/] {len(index_errors)} registry entries "
@@ -266,7 +273,10 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(view)
             return
-        out.print(f"[bold]{view['category']} {view['name_ko']}[/] ({view['name_en']})")
+        out.print(
+            f"[bold]{escape(view['category'])} {escape(view['name_ko'])}[/] "
+            f"({escape(view['name_en'])})"
+        )
         for key in ("principles", "applies_when", "does_not_apply", "p1_norms", "p3_kernel",
                     "p3_procedures", "do", "dont"):  # fmt: skip
             out.print(f"\n[bold cyan]{key}[/]")
@@ -346,7 +356,7 @@ def register(app: typer.Typer) -> None:
             previous = StatuteIndex.load(target) if target.is_file() else None
             size = save_index(data, target)
         except KoalignError as exc:
-            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+            print_error(exc)
             raise typer.Exit(1) from None
         summary = _build_summary(data, target, size, previous)
         if json:
@@ -392,7 +402,7 @@ def register(app: typer.Typer) -> None:
             loc = load_locale(locale)
             findings = check_against_text(loc.statutes, source)
         except KoalignError as exc:
-            err.print(f"[bold red]error:[/] {exc.render()}", highlight=False)
+            print_error(exc)
             raise typer.Exit(1) from None
         counts = summarise(findings)
         if json:
