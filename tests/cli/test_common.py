@@ -84,3 +84,11 @@ def test_train_without_model_is_a_clean_error(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError) and "model" in str(result.exception)
+
+
+def test_cite_check_prints_an_error_label_not_markup(tmp_path: Path) -> None:
+    data = tmp_path / "answers[v2].jsonl"
+    data.write_text('{"id": "a", "text": "112에 신고하세요"}\n{"id": oops\n', encoding="utf-8")
+    result = runner.invoke(app, ["cite", "check", str(data)])
+    assert f"error: {data}:2: not valid JSON" in result.stderr
+    assert "[bold red]" not in result.stderr
