@@ -21,11 +21,11 @@ CitationStatus = Literal[
     "verified", "unregistered", "nonexistent", "outdated", "unknown_law", "unverified"
 ]
 ContactStatus = Literal["current", "retired", "unknown"]
-InstitutionStatus = Literal["renamed", "historical"]
+InstitutionStatus = Literal["renamed", "historical", "mentioned"]
 Verdict = Literal[
     "verified", "unregistered", "nonexistent", "outdated", "unknown_law", "unverified",
     "contact_current", "contact_retired", "contact_unknown",
-    "institution_renamed", "institution_historical",
+    "institution_renamed", "institution_historical", "institution_mentioned",
 ]  # fmt: skip
 CITATION_STATUSES: tuple[str, ...] = get_args(CitationStatus)
 CONTACT_STATUSES: tuple[str, ...] = get_args(ContactStatus)
@@ -198,9 +198,10 @@ class ContactVerdict:
 class InstitutionVerdict:
     """A former name of a renamed institution found in a text.
 
-    ``status``: ``renamed`` when the text names the old body as if it existed today,
-    ``historical`` when the sentence marks it as past (a year before the rename, 구/옛/당시,
-    or the current name beside it). ``current_name``: the name since ``renamed_on``.
+    ``status``: ``renamed`` when the text names the old body as one that acts or is contacted
+    today, ``historical`` when the sentence marks it as past (a year before the rename,
+    구/옛/당시, a past-tense verb, or the current name beside it), ``mentioned`` otherwise
+    (see :mod:`koalign.cite.institutions`). ``current_name``: the name since ``renamed_on``.
     """
 
     name: str

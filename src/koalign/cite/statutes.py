@@ -45,6 +45,7 @@ _DECREE = re.compile(r"[" + _CLOSE + r"]?\s*(?:시행령|시행규칙)")
 # Glued after a name, these make a compound that is not a citation of the law.
 _COMPOUND = re.compile(
     r"안|학(?!교)|인(?![데지가])|재판|소원|기관|적(?![용발])|불합치|정신|주의|개정안"
+    r"|제(?!\s*\d)"
 )
 _ANAPHORS = re.compile(r"같은\s*법률?|동\s*법률?|이\s+법률?|본\s*법|같은\s*조|동\s*조")
 _IS_ART_ANAPHOR = re.compile(r"(?:같은|동)\s*조")
@@ -181,6 +182,10 @@ class StatuteScanner:
         found: list[tuple[int, int, str]] = []
         pos = text.find("법")
         while pos >= 0:
+            # "국회 법제사법위원회": a space right before the final 법 splits a generic word off
+            if pos > 0 and text[pos - 1].isspace() and not text.startswith("법률", pos):
+                pos = text.find("법", pos + 1)
+                continue
             ends = [pos + 2, pos + 1] if text.startswith("법률", pos) else [pos + 1]
             for end in ends:
                 got = self._trie.longest_ending(text, end, 0)
