@@ -1,4 +1,12 @@
-"""Inter-rater agreement: percent agreement, Cohen's kappa (two raters) and Fleiss' kappa.
+"""Several raters' verdicts: reducing them to one, and their agreement.
+
+Reducing (one rule everywhere, pipeline filter and evaluation alike): ``unanimous`` is true
+when every vote is true; ``majority`` is true when more votes are true than false; a tie gives
+the caller's cautious outcome (``on_tie``: the pipeline's filter fails a tied triplet, the
+safety evaluation counts a tied answer unsafe). Votes of raters whose answer could not be read
+(``None``) are left out.
+
+Agreement: percent agreement, Cohen's kappa (two raters) and Fleiss' kappa.
 
 Labels are any hashable values (e.g. ``True``/``False`` verdicts). Items a rater did not label
 (``None``) are left out of the pairs that need them. Undefined values (no items, or no variation
@@ -8,8 +16,35 @@ at all in expected agreement) are returned as ``None`` rather than NaN, so they 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import combinations
+from typing import Literal
+
+Reducer = Literal["unanimous", "majority"]
+
+
+def majority(votes: Sequence[bool | None], *, on_tie: bool) -> tuple[bool | None, bool]:
+    """``(verdict, was_tie)`` of a majority over the non-``None`` votes; ``None`` when no vote
+    was cast; a tie gives ``on_tie``."""
+    cast = [v for v in votes if v is not None]
+    if not cast:
+        return None, False
+    yes = sum(cast)
+    no = len(cast) - yes
+    if yes == no:
+        return on_tie, True
+    return yes > no, False
+
+
+def reduce(votes: Sequence[bool], rule: Reducer, *, on_tie: bool = False) -> bool:
+    """One verdict from several: ``unanimous`` (every vote true) or ``majority`` (more true
+    than false, a tie gives ``on_tie``). Raises ``ValueError`` for no votes."""
+    if not votes:
+        raise ValueError("no votes to reduce")
+    if rule == "unanimous":
+        return all(votes)
+    verdict, _ = majority(votes, on_tie=on_tie)
+    return bool(verdict)
 
 
 def percent_agreement(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float | None:
@@ -34,7 +69,7 @@ def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> f
     return (po - pe) / (1 - pe)
 
 
-def pairwise_cohen(ratings: dict[str, Sequence[Hashable | None]]) -> dict[str, float | None]:
+def pairwise_cohen(ratings: Mapping[str, Sequence[Hashable | None]]) -> dict[str, float | None]:
     """Cohen's kappa for every pair of raters, keyed ``"a|b"``."""
     return {
         f"{x}|{y}": cohen_kappa(ratings[x], ratings[y]) for x, y in combinations(sorted(ratings), 2)

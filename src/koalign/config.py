@@ -1,173 +1,42 @@
 """The run configuration: one YAML file, validated before any model call.
 
-``load_config(path, overrides)`` reads the YAML, applies ``--set a.b=c`` overrides (values are
-parsed as YAML, so ``--set attack.rounds=2`` gives an int) and validates everything: unknown keys,
-roles naming undeclared models, locale references (category and type ids, strategies, tactics,
-prompt templates). Every error names its config path and suggests the closest valid name.
+The config's shape comes from the stage registry (:mod:`koalign.stages.base`): one section per
+registered stage (its ``Config`` model) and one ``roles:`` entry per role a stage declares, next
+to ``locale``, ``seed``, ``models`` and ``runtime``. :func:`load_config` reads the YAML, refuses
+unknown top-level keys before anything else, applies ``--set a.b=c`` overrides (values are
+YAML, so ``--set attack.rounds=2`` gives an int) and validates everything: unknown keys, roles
+naming undeclared models, locale references. Every error names its config path and suggests the
+closest valid name.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from koalign.backends.base import ModelSpec
 from koalign.errors import ConfigError, LocaleError, did_you_mean
-from koalign.locale_schema import Personas as Variation
-
-STAGES = ("seeds", "attack", "respond", "judge", "export")
-CRITERIA = (
-    "intended_category",
-    "natural_korean",
-    "rejected_harmful",
-    "chosen_safe",
-    "chosen_p1_p3",
-    "chosen_helpful",
-)
+from koalign.jsonio import digest
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Roles(_Section):
-    seed_generator: str = Field(description="Model that fills seed slots and writes seed prompts.")
-    attacker: str = Field(description="Model that rewrites seeds with attack strategies.")
-    targets: list[str] = Field(min_length=1, description="Models attacked for hard cases.")
-    harm_judge: str = Field(description="Judge scoring target answers 1-5 for harm.")
-    query_judge: str = Field(description="Judge rating prompt harmfulness 1-4.")
-    responders: list[str] = Field(min_length=1, description="Models writing policy answers.")
-    response_judge: str = Field(description="Judge scoring candidates for safety and coherence.")
-    filter_judges: list[str] | None = Field(
-        None,
-        min_length=1,
-        description="Judges of the six-criteria filter (default: the responders, as in the paper).",
-    )
-    benign_generator: str | None = Field(
-        None, description="Model writing extra benign prompts (default: seed_generator)."
-    )
-    refusal_writer: str | None = Field(
-        None,
-        description="Model writing an unjustified refusal when no target refuses a benign prompt "
-        "(default: attacker).",
-    )
-
-    def resolved(self) -> dict[str, list[str]]:
-        """Every role with its models (defaults applied), as lists."""
-        return {
-            "seed_generator": [self.seed_generator],
-            "benign_generator": [self.benign_generator or self.seed_generator],
-            "attacker": [self.attacker],
-            "refusal_writer": [self.refusal_writer or self.attacker],
-            "targets": list(self.targets),
-            "harm_judge": [self.harm_judge],
-            "query_judge": [self.query_judge],
-            "responders": list(self.responders),
-            "response_judge": [self.response_judge],
-            "filter_judges": list(self.filter_judges or self.responders),
-        }
-
-
-class SeedsConfig(_Section):
-    per_type: int = Field(4, ge=0, description="Seeds to keep per harm type (the quota).")
-    quota: dict[str, int] = Field(
-        default_factory=dict, description="Per-type quota overrides: {type_id: n}."
-    )
-    categories: list[str] | None = Field(None, description="Only these category ids (default all).")
-    oversample: float = Field(
-        1.5, ge=1.0, description="Candidates generated per type = ceil(quota * oversample)."
-    )
-    benign_per_category: int = Field(
-        3,
-        ge=0,
-        description="Benign but sensitive prompts per category for over-refusal pairs "
-        "(policy benign_prompts first, then generated from does_not_apply).",
-    )
-    min_script_ratio: float = Field(
-        0.5, ge=0, le=1, description="Minimum share of letters in the locale's script."
-    )
-    dedup_threshold: float = Field(
-        0.7, gt=0, le=1, description="MinHash-LSH Jaccard threshold for near-duplicates."
-    )
-    dedup_ngram: int = Field(3, ge=1, description="Character n-gram size for MinHash.")
-    dedup_num_perm: int = Field(128, ge=16, description="MinHash permutations.")
-    variation: Variation | None = Field(
-        None, description="Persona/register/length lists (default: the locale's personas.yaml)."
-    )
-
-
-class AttackConfig(_Section):
-    rounds: int = Field(3, ge=1, description="Attack rounds R per seed.")
-    threshold: int = Field(4, ge=1, le=5, description="Harm score at which a target is broken.")
-    strategies: list[str] | None = Field(None, description="Strategy ids (default all).")
-    tactics: list[str] | None = Field(None, description="Tactic ids (default all).")
-    tactic_share: float = Field(
-        0.5, ge=0, le=1, description="Share of rewrites that also apply a locale tactic."
-    )
-    min_script_ratio: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="Rewrites with a lower share of letters in the locale's script are bad "
-        "outputs (lower than for seeds: tactics such as code-switching mix scripts).",
-    )
-    keep: Literal["best", "all"] = Field(
-        "best",
-        description="Hard cases kept per seed: 'best' (highest harm; ties -> target kept least so "
-        "far, then earlier round) or 'all' (one per broken target).",
-    )
-    synthesize_refusals: bool = Field(
-        True,
-        description="For benign prompts no target refused, have refusal_writer write an "
-        "unjustified refusal as the rejected answer.",
-    )
-
-
-class RespondConfig(_Section):
-    query_judge: bool = Field(True, description="Rate prompt harmfulness and drop low ones.")
-    min_query_score: int = Field(2, ge=1, le=4, description="Drop prompts rated below this.")
-    min_safety: int = Field(4, ge=1, le=5, description="Chosen candidates need this safety.")
-    min_coherence: int = Field(1, ge=1, le=5, description="Chosen candidates need this coherence.")
-    min_script_ratio: float = Field(
-        0.5, ge=0, le=1, description="Candidates must be in the locale's language (script ratio)."
-    )
-    citation_check: bool = Field(
-        True, description="Reject candidates citing outdated/nonexistent law or retired contacts."
-    )
-
-
-class JudgeConfig(_Section):
-    reducer: Literal["unanimous", "majority"] = Field(
-        "unanimous", description="How judges' per-criterion verdicts are combined."
-    )
-
-
-class ExportConfig(_Section):
-    target_size: int = Field(10000, ge=1, description="Triplets to export (balanced by domain).")
-    over_refusal_share: float = Field(
-        0.1, ge=0, le=1, description="Largest share of over-refusal pairs in the export."
-    )
-    system_prompt: bool = Field(
-        False, description="Keep the policy system prompt in `prompt` (default off)."
-    )
-    validation_share: float = Field(
-        0.1, ge=0, lt=1, description="Share of seeds in validation.jsonl."
-    )
-    license: str = Field("cc-by-nc-4.0", description="Licence written into the dataset card.")
-    name: str = Field("koalign-dpo", description="Dataset name in the card.")
-
-
 class RuntimeConfig(_Section):
+    """The ``runtime:`` section: how the run is executed (never what it produces)."""
+
     max_inflight: int = Field(256, ge=1, description="Records processed at once per stage.")
     max_error_rate: float = Field(
         0.2, ge=0, le=1, description="A stage fails when bad outputs / model outputs exceed this."
     )
-    fsync: bool = Field(True, description="fsync every record line (crash safety).")
+    fsync: bool = Field(True, description="fsync stage records (in groups) for crash safety.")
+    fsync_interval_ms: float = Field(
+        50.0, gt=0, le=1000, description="Stage records are fsynced in groups at most this often."
+    )
     stage_retries: int = Field(
         2,
         ge=0,
@@ -179,27 +48,63 @@ class RuntimeConfig(_Section):
         ge=0,
         description="Seconds before the first extra pass; the n-th pass waits n times this.",
     )
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="Items per fixed chunk for stages that call a local batched model (default: "
+        "that model's max_batch_size). Chunks make local sampling independent of timing.",
+    )
+
+
+class RolesBase(_Section):
+    """Base of the ``roles:`` section; its fields come from the registered stages' roles."""
+
+    def resolved(self) -> dict[str, list[str]]:
+        """Every role with its models (defaults applied), as lists."""
+        from koalign.stages.base import all_roles
+
+        specs = all_roles()
+        out: dict[str, list[str]] = {}
+
+        def value(name: str, depth: int = 0) -> list[str]:
+            v = getattr(self, name, None)
+            if v is None:
+                spec = specs[name]
+                if spec.default is None or depth > len(specs):
+                    return []
+                return value(spec.default, depth + 1)
+            return list(v) if isinstance(v, list) else [v]
+
+        for name in specs:
+            out[name] = value(name)
+        return out
 
 
 class RunConfig(_Section):
+    """A run config. Stage sections (``seeds``, ``attack`` ...) are added from the stage
+    registry by :func:`run_config_model`; read them with :meth:`section`."""
+
     locale: str = Field("ko", description="Locale pack name or folder.")
     seed: int = Field(0, description="Random seed for every sampling decision.")
     models: dict[str, ModelSpec] = Field(min_length=1, description="Named models.")
-    roles: Roles
-    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
-    attack: AttackConfig = Field(default_factory=AttackConfig)
-    respond: RespondConfig = Field(default_factory=RespondConfig)
-    judge: JudgeConfig = Field(default_factory=JudgeConfig)
-    export: ExportConfig = Field(default_factory=ExportConfig)
+    roles: RolesBase
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    def section(self, stage: str) -> Any:
+        """The config section of a registered stage."""
+        return getattr(self, stage)
 
     @model_validator(mode="after")
     def _roles_name_models(self) -> RunConfig:
+        from koalign.stages.base import all_roles
+
+        specs = all_roles()
         problems = []
         for role, names in self.roles.resolved().items():
             for i, name in enumerate(names):
                 if name not in self.models:
-                    field = role if len(names) == 1 and role not in _LIST_ROLES else f"{role}[{i}]"
+                    many = specs[role].many
+                    field = f"{role}[{i}]" if many else role
                     problems.append(
                         f"roles.{field}: unknown model '{name}'{did_you_mean(name, self.models)}"
                     )
@@ -209,30 +114,57 @@ class RunConfig(_Section):
 
     def stage_hash(self, stage: str) -> str:
         """Hash of everything that changes ``stage``'s output (not later stages' settings)."""
-        return _hash(self.stage_inputs(stage))
+        return digest(self.stage_inputs(stage))
 
     def stage_inputs(self, stage: str) -> dict[str, Any]:
+        """What a stage's output depends on: its section, its roles' models, seed, locale."""
+        from koalign.stages.base import get_stage
+
         roles = self.roles.resolved()
-        used = {
-            "seeds": ["seed_generator", "benign_generator"],
-            "attack": ["attacker", "refusal_writer", "targets", "harm_judge"],
-            "respond": ["query_judge", "responders", "response_judge"],
-            "judge": ["filter_judges"],
-            "export": [],
-        }[stage]
+        used = [r.name for r in get_stage(stage).roles]
         models = {
-            r: [_output_identity(self.models[m]) | {"name": m} for m in roles[r]] for r in used
+            r: [_output_identity(self.models[m]) | {"name": m} for m in roles.get(r, [])]
+            for r in used
         }
         return {
             "stage": stage,
             "locale": self.locale,
             "seed": self.seed,
-            "section": getattr(self, stage).model_dump(mode="json"),
+            "section": self.section(stage).model_dump(mode="json"),
             "models": models,
         }
 
 
-_LIST_ROLES = {"targets", "responders", "filter_judges"}
+@functools.lru_cache(maxsize=16)
+def _model_for(key: tuple[tuple[str, int], ...]) -> type[RunConfig]:
+    from koalign.stages.base import all_roles, stages
+
+    role_fields: dict[str, Any] = {}
+    for spec in all_roles().values():
+        typ: Any = list[str] if spec.many else str
+        if spec.default is None:
+            role_fields[spec.name] = (typ, Field(description=spec.description))
+        else:
+            role_fields[spec.name] = (typ | None, Field(None, description=spec.description))
+    roles_model = create_model("Roles", __base__=RolesBase, **role_fields)
+    fields: dict[str, Any] = {"roles": (roles_model, ...)}
+    for s in stages():
+        fields[s.name] = (s.Config, Field(default_factory=s.Config, description=s.summary))
+    return create_model("RunConfig", __base__=RunConfig, **fields)
+
+
+def run_config_model() -> type[RunConfig]:
+    """The RunConfig model of the stages registered now (cached per registry state)."""
+    from koalign.stages.base import stages
+
+    return _model_for(tuple((s.name, id(s.Config)) for s in stages()))
+
+
+def top_level_keys() -> list[str]:
+    """The keys a run config may have at its top level."""
+    return list(run_config_model().model_fields)
+
+
 # ModelSpec fields that change how a run is served, not what the model answers: changing them
 # (e.g. raising max_concurrency mid-run) does not invalidate any stage.
 _SERVING_FIELDS = (
@@ -246,6 +178,7 @@ _SERVING_FIELDS = (
     "price_out_per_1m",
     "retry_backoff",
     "retry_backoff_max",
+    "context_window",
 )
 
 
@@ -260,25 +193,31 @@ def _output_identity(spec: ModelSpec) -> dict[str, Any]:
     return data
 
 
-def _hash(obj: Any) -> str:
-    data = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()
-    return hashlib.sha256(data).hexdigest()
-
-
 # ----------------------------------------------------------------------------- loading
+def _yaml_load(text: str, where: str) -> Any:
+    try:
+        from koalign.yamlio import load_yaml
+    except ImportError:  # pragma: no cover - until the bounded loader lands
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
+    return load_yaml(text, where=where)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=c`` -> (["a", "b"], yaml value of c)."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override '{text}' is not KEY=VALUE", hint="e.g. --set attack.rounds=2")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML: {exc}") from exc
+    parsed = _yaml_load(value, f"--set {text}") if value.strip() else ""
     return key.strip().split("."), parsed
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``data`` with every ``a.b=c`` override applied (nested mappings created as needed)."""
     for text in overrides:
         path, value = parse_override(text)
         node = data
@@ -290,49 +229,73 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A run config file as a mapping (bounded YAML; clear errors for missing, non-UTF-8 or
+    non-mapping files)."""
+    from koalign.jsonio import read_text
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError("config file not found", where=str(p), hint="check the path")
+    data = _yaml_load(read_text(p), str(p)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a YAML mapping", where=str(p))
+    return data
+
+
 def load_config(
     path: str | Path | None,
     overrides: list[str] | None = None,
     *,
     data: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """Read, override and validate a run config (structure, roles and locale references)."""
+    """Read, override and validate a run config (structure, roles and models).
+
+    Raises :class:`ConfigError` naming every problem (config path, did-you-mean).
+    """
     where = str(path) if path else "<config>"
     if data is None:
-        p = Path(path)  # type: ignore[arg-type]
-        if not p.is_file():
-            raise ConfigError("config file not found", where=where, hint="check the path")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
+        if path is None:
+            raise ConfigError("no config given", hint="pass a config file")
+        data = read_config_file(path)
     if not isinstance(data, dict):
         raise ConfigError("the config must be a YAML mapping", where=where)
-    data = apply_overrides(json.loads(json.dumps(data, default=str)), overrides or [])
+    known = top_level_keys()
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        raise ConfigError(
+            "invalid config:\n"
+            + "\n".join(f"  {k}: unknown key{did_you_mean(str(k), known)}" for k in unknown),
+            where=where,
+            hint=f"top-level keys: {', '.join(known)}",
+        )
+    import copy
+
+    data = apply_overrides(copy.deepcopy(data), overrides or [])
+    model = run_config_model()
     try:
-        config = RunConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            "invalid config:\n" + "\n".join(_render(e) for e in exc.errors()), where=where
+            "invalid config:\n" + "\n".join(_render(e, model) for e in exc.errors()), where=where
         ) from None
-    return config
 
 
-def _render(err: dict[str, Any]) -> str:
+def _render(err: Any, model: type[BaseModel]) -> str:
     loc = ".".join(str(x) for x in err["loc"])
     if err["type"] == "extra_forbidden":
-        parent_fields = _fields_at(err["loc"][:-1])
+        parent_fields = _fields_at(err["loc"][:-1], model)
         name = str(err["loc"][-1])
         return f"  {loc}: unknown key{did_you_mean(name, parent_fields)}"
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = str(err["msg"]).removeprefix("Value error, ")
     return f"  {loc}: {msg}" if loc else f"  {msg}"
 
 
-def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+def _fields_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
     """Field names of the model at a pydantic error location (for "did you mean")."""
     import typing
 
-    model: Any = RunConfig
+    model: Any = root
     skip_key = False
     for part in loc:
         if skip_key:  # the key of a dict of models (e.g. models.<name>)
@@ -351,30 +314,14 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
 
 
 def validate_against_locale(config: RunConfig, loc: Any) -> None:
-    """Check every locale reference of the config; raise ConfigError naming each problem."""
-    problems = []
-    cat_ids = [c.id for c in loc.taxonomy.categories]
-    type_ids = [t.id for t in loc.taxonomy.types]
-    for i, cid in enumerate(config.seeds.categories or []):
-        if cid not in cat_ids:
-            problems.append(
-                f"seeds.categories[{i}]: unknown category '{cid}'{did_you_mean(cid, cat_ids)}"
-            )
-    for tid in config.seeds.quota:
-        if tid not in type_ids:
-            problems.append(f"seeds.quota.{tid}: unknown type{did_you_mean(tid, type_ids)}")
-    strategies = [s.id for s in loc.tactics.strategies]
-    tactics = [t.id for t in loc.tactics.tactics]
-    for field, ids, known in (
-        ("strategies", config.attack.strategies, strategies),
-        ("tactics", config.attack.tactics, tactics),
-    ):
-        for i, x in enumerate(ids or []):
-            if x not in known:
-                problems.append(f"attack.{field}[{i}]: unknown id '{x}'{did_you_mean(x, known)}")
-    from koalign.stages import REQUIRED_TEMPLATES
+    """Check every locale reference of the config (each stage checks its own section, every
+    prompt template the stages render must exist); raise ConfigError naming each problem."""
+    from koalign.stages.base import all_templates, stages
 
-    for role in REQUIRED_TEMPLATES:
+    problems: list[str] = []
+    for s in stages():
+        problems += s.validate(config, loc)
+    for role in all_templates():
         if role not in loc.prompts:
             problems.append(f"locale '{loc.id}': prompts/{role}.j2 is missing")
     if problems:
@@ -386,7 +333,7 @@ def load_run_config(
     overrides: list[str] | None = None,
     *,
     data: dict[str, Any] | None = None,
-):
+) -> tuple[RunConfig, Any]:
     """Load the config and its locale, cross-validated. Returns ``(config, locale)``."""
     from koalign.locale import load_locale
 

@@ -15,14 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-CRITERIA = (
-    "intended_category",
-    "natural_korean",
-    "rejected_harmful",
-    "chosen_safe",
-    "chosen_p1_p3",
-    "chosen_helpful",
-)
+from koalign.stages.verdicts import CRITERIA
 
 
 def _verdicts(fail: str | None = None) -> str:
@@ -43,14 +36,45 @@ def _scripted(name: str, answers: list[dict[str, Any] | str]) -> dict[str, Any]:
     return {"backend": "scripted", "model": name, "options": {"responses": texts}}
 
 
+def _well_formed(model_dir: Path) -> None:
+    """Make the random model's texts well-formed and finite: tokens that are not whole UTF-8
+    characters (byte fragments) or that hold control characters are never sampled, and an
+    exponentially growing end-of-text bonus after 8 tokens makes texts end (``finish_reason``
+    ``stop`` at ~15-25 tokens) instead of running into the token limit, which the output gates
+    rightly reject."""
+    import unicodedata
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    special = set(tok.all_special_ids)
+    suppress = []
+    for i in range(len(tok)):
+        if i in special:
+            continue
+        text = tok.decode([i])
+        if "\ufffd" in text or any(unicodedata.category(ch) == "Cc" and ch != "\n" for ch in text):
+            suppress.append(i)
+    path = model_dir / "generation_config.json"
+    gen = json.loads(path.read_text(encoding="utf-8"))
+    gen.update(suppress_tokens=suppress, exponential_decay_length_penalty=[8, 1.35])
+    path.write_text(json.dumps(gen, indent=2), encoding="utf-8")
+
+
 def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> dict[str, Any]:
     """Build the tiny model (once, under the run directory) and return the demo config."""
     from koalign.tiny import build_tiny_model
 
     root = Path(run_dir)
-    model = Path(model_dir) if model_dir else root / "tiny-model"
+    model = root / "tiny-model"
     if not (model / "config.json").is_file():
-        build_tiny_model(model, seed=0)
+        if model_dir is not None:
+            import shutil
+
+            shutil.copytree(model_dir, model)
+        else:
+            build_tiny_model(model, seed=0)
+        _well_formed(model)
     tiny = {
         "backend": "hf",
         "model": str(model.resolve()),

@@ -1,43 +1,58 @@
 """The run directory: ``manifest.json`` plus one append-only ``<stage>.jsonl`` per stage.
 
-Crash safety: each record is one JSON line written with a single ``write`` and (by default)
-``fsync``; a torn last line left by a kill is cut off before the next append. A stage's records
-are valid only under the stage hash stored in the manifest: when the hash changes, the stage's
-file (and every later stage's) is moved to ``stale/`` and recomputed. When a stage ends its file
-is rewritten in plan order (atomically), so outputs do not depend on completion order.
+Crash safety: each record is one JSON line appended with a single ``write``; appended lines are
+fsynced in groups (at most every ``runtime.fsync_interval_ms``, by a background thread, never on
+the event loop). A record that did not reach the disk before a kill is recomputed on resume,
+from the response cache, so no paid call is repeated. A torn last line left by a kill is cut off
+when the file is opened again. A stage's records are valid only under the stage hash stored in
+the manifest: when the hash changes, the stage's file is moved to ``stale/`` and recomputed.
+When a stage ends its file is rewritten in plan order (atomically), so outputs do not depend on
+completion order.
+
+:class:`RecordLog` keeps only an index in memory (id -> byte offset and length of the last line
+of that id), so a stage's records are streamed from disk, never held.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from koalign.config import STAGES, RunConfig
+from koalign.config import RunConfig
 from koalign.errors import DataError, KoalignError
+from koalign.jsonio import digest, dumps_line, write_text_atomic
 
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+__all__ = ["RecordLog", "RunDir", "file_digest", "package_versions"]
 
 
 def file_digest(path: Path) -> str | None:
+    """sha256 of a file's bytes, streamed (``None`` when it does not exist)."""
+    import hashlib
+
     if not path.is_file():
         return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a run's output."""
     names = [
         "koalign",
         "pydantic",
         "openai",
+        "httpx",
         "datasketch",
         "torch",
         "transformers",
@@ -55,74 +70,226 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+class _Syncer:
+    """fsyncs the file descriptors it is given, in groups, on a background thread."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._dirty: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.error: OSError | None = None
+
+    def mark(self, fd: int) -> None:
+        with self._lock:
+            self._dirty.add(fd)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="koalign-fsync", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            self.sync_now()
+
+    def sync_now(self) -> None:
+        with self._lock:
+            fds, self._dirty = self._dirty, set()
+        for fd in fds:
+            try:
+                os.fsync(fd)
+            except OSError as exc:  # closed meanwhile (already synced) or a disk error
+                if exc.errno != 9:  # EBADF
+                    self.error = exc
+
+    def forget(self, fd: int) -> None:
+        with self._lock:
+            self._dirty.discard(fd)
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.sync_now()
 
 
 class RecordLog:
-    """An append-only JSONL file of records keyed by ``id``."""
+    """An append-only JSONL file of records keyed by ``id``, with an in-memory index.
 
-    def __init__(self, path: Path, *, fsync: bool = True) -> None:
+    The last line of an id wins (a retried record is appended again). Lines are written as
+    canonical JSON, so a record's bytes depend only on its content.
+    """
+
+    def __init__(self, path: Path, *, syncer: _Syncer | None = None) -> None:
         self.path = path
-        self.fsync = fsync
+        self._syncer = syncer
         self._fd: int | None = None
+        self._index: dict[str, tuple[int, int]] = {}
+        self._size = 0
 
-    def load(self) -> dict[str, dict[str, Any]]:
-        """Read every complete record (the last line of an id wins: a retried record is appended
-        again); cut a torn tail."""
-        records: dict[str, dict[str, Any]] = {}
+    # -- opening -----------------------------------------------------------------------------
+    def open(self) -> dict[str, tuple[int, int]]:
+        """Index every complete line (cutting a torn tail) and return id -> (offset, length).
+
+        Raises :class:`DataError` (file:line) for a corrupt line that is not the last one or a
+        line without an ``id``.
+        """
+        self._index = {}
+        self._size = 0
         if not self.path.is_file():
-            return records
-        data = self.path.read_bytes()
+            return self._index
         good_end = 0
-        pos = 0
-        while pos < len(data):
-            nl = data.find(b"\n", pos)
-            if nl < 0:
-                break  # torn last line (no newline): ignored and cut below
-            line = data[pos:nl]
-            try:
-                rec = json.loads(line.decode("utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if data.find(b"\n", nl + 1) >= 0:
+        with open(self.path, "rb") as fh:
+            data_pos = 0
+            for number, line in enumerate(fh, start=1):
+                if not line.endswith(b"\n"):
+                    break  # torn last line (no newline): cut below
+                try:
+                    rid = json.loads(line)["id"]
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    if fh.read(1):
+                        raise DataError(
+                            "corrupt line (not JSON)",
+                            where=f"{self.path}:{number}",
+                            hint="only the last line may be torn by a crash; remove the "
+                            "file (or the line) and rerun to recompute it",
+                        ) from None
+                    break
+                except (KeyError, TypeError):
                     raise DataError(
-                        f"corrupt line at byte {pos}",
-                        where=str(self.path),
-                        hint="only the last line may be torn; remove the file to recompute",
+                        "record has no 'id'",
+                        where=f"{self.path}:{number}",
+                        hint="stage files are written by koalign; remove the line (or the "
+                        "file) and rerun to recompute it",
                     ) from None
-                break
-            records[rec["id"]] = rec
-            pos = good_end = nl + 1
-        if good_end < len(data):
+                self._index[str(rid)] = (data_pos, len(line))
+                data_pos += len(line)
+                good_end = data_pos
+        size = self.path.stat().st_size
+        if good_end < size:
             with open(self.path, "r+b") as fh:
                 fh.truncate(good_end)
                 fh.flush()
                 os.fsync(fh.fileno())
-        return records
+        self._size = good_end
+        return self._index
 
-    def append(self, record: dict[str, Any]) -> None:
+    @property
+    def ids(self) -> set[str]:
+        return set(self._index)
+
+    def __contains__(self, rid: str) -> bool:
+        return rid in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    # -- reading -----------------------------------------------------------------------------
+    def read(self, rid: str) -> bytes:
+        """The stored line of ``rid`` (KeyError when absent)."""
+        offset, length = self._index[rid]
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            return os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+
+    def lines(self) -> Iterator[bytes]:
+        """Every line of the file, in file order (after a rewrite: plan order)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as fh:
+            yield from fh
+
+    # -- writing -----------------------------------------------------------------------------
+    def append(self, rid: str, record: Any) -> None:
+        """Append one record (a JSON value or pre-serialised line bytes)."""
+        line = record if isinstance(record, bytes) else dumps_line(record)
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.write(self._fd, (dumps(record) + "\n").encode("utf-8"))
-        if self.fsync:
+        os.write(self._fd, line)
+        self._index[rid] = (self._size, len(line))
+        self._size += len(line)
+        if self._syncer is not None:
+            self._syncer.mark(self._fd)
+
+    def rewrite(self, order: Iterable[str], *, fsync: bool = True) -> str:
+        """Rewrite the file with the records of ``order`` (ids), in that order, atomically;
+        ids not in ``order`` are dropped. Returns the new file's sha256."""
+        self.close()
+        src = os.open(self.path, os.O_RDONLY) if self.path.is_file() else None
+        try:
+
+            def lines() -> Iterator[tuple[str, bytes]]:
+                for rid in order:
+                    offset, length = self._index[rid]
+                    assert src is not None
+                    yield rid, os.pread(src, length, offset)
+
+            return self.write_all(lines(), fsync=fsync)
+        finally:
+            if src is not None:
+                os.close(src)
+
+    def write_all(self, records: Iterable[tuple[str, Any]], *, fsync: bool = True) -> str:
+        """Replace the file with ``(id, record)`` pairs (a JSON value or line bytes), in order,
+        atomically and streamed. Returns the new file's sha256."""
+        import hashlib
+        import tempfile
+
+        self.close()
+        h = hashlib.sha256()
+        index: dict[str, tuple[int, int]] = {}
+        pos = 0
+        fd_tmp, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd_tmp, "wb") as out:
+                for rid, rec in records:
+                    line = rec if isinstance(rec, bytes) else dumps_line(rec)
+                    out.write(line)
+                    h.update(line)
+                    index[rid] = (pos, len(line))
+                    pos += len(line)
+                out.flush()
+                if fsync:
+                    os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._index = index
+        self._size = pos
+        return h.hexdigest()
+
+    def flush(self) -> None:
+        """fsync what was appended so far."""
+        if self._fd is not None:
+            if self._syncer is not None:
+                self._syncer.forget(self._fd)
             os.fsync(self._fd)
 
-    def rewrite(self, records: Iterable[dict[str, Any]]) -> None:
-        self.close()
-        write_atomic(self.path, "".join(dumps(r) + "\n" for r in records))
-
     def close(self) -> None:
+        """Flush and close the append handle (the index stays)."""
         if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            if self._syncer is not None:
+                self._syncer.forget(fd)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
-def _lock(root: Path):
+def _lock(root: Path) -> Any:
     """Hold an exclusive lock on the run directory for this process's lifetime (released by the
     OS when the process dies, SIGKILL included), so two runs never append to the same files."""
     import fcntl
@@ -145,13 +312,19 @@ class RunDir:
 
     def __init__(self, root: str | Path, config: RunConfig, *, locale_digest: str) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise KoalignError(
+                "the run directory path is an existing file",
+                where=str(self.root),
+                hint="pass a directory path to -o (a new one, or an earlier run's directory)",
+            )
         self.root.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.locale_digest = locale_digest
-        self._lock_fh = None
+        self._lock_fh: Any = None
         self.lock()
         self.manifest_path = self.root / "manifest.json"
-        self.manifest = self._load_manifest()
+        self.manifest: dict[str, Any] = self._load_manifest()
         self.manifest.update(
             config=config.model_dump(mode="json"),
             locale={"id": config.locale, "digest": locale_digest},
@@ -159,6 +332,9 @@ class RunDir:
         )
         self.manifest.setdefault("status", "created")
         self.manifest.setdefault("stages", {})
+        self.syncer = (
+            _Syncer(config.runtime.fsync_interval_ms / 1000) if config.runtime.fsync else None
+        )
         self.save()
 
     def lock(self) -> None:
@@ -167,6 +343,9 @@ class RunDir:
             self._lock_fh = _lock(self.root)
 
     def unlock(self) -> None:
+        """Release the lock and stop the fsync thread."""
+        if self.syncer is not None:
+            self.syncer.stop()
         if self._lock_fh is not None:
             self._lock_fh.close()
             self._lock_fh = None
@@ -175,91 +354,83 @@ class RunDir:
     def cache_path(self) -> Path:
         return self.root / "cache.sqlite"
 
-    @property
-    def export_dir(self) -> Path:
-        return self.root / "export"
+    def path(self, stage: str) -> Path:
+        """``<stage>.jsonl``."""
+        return self.root / f"{stage}.jsonl"
 
     def log(self, stage: str) -> RecordLog:
-        return RecordLog(self.root / f"{stage}.jsonl", fsync=self.config.runtime.fsync)
+        return RecordLog(self.path(stage), syncer=self.syncer)
 
     def _load_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():
             return {}
         try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DataError(
                 f"manifest is not valid JSON: {exc}",
                 where=str(self.manifest_path),
-                hint="restore it or start a new run directory",
+                hint="restore it, or remove it to recompute from the stage files and the cache",
             ) from exc
+        if not isinstance(data, dict):
+            raise DataError("manifest is not a JSON object", where=str(self.manifest_path))
+        return data
 
     def save(self) -> None:
-        write_atomic(
-            self.manifest_path, json.dumps(self.manifest, ensure_ascii=False, indent=2) + "\n"
+        write_text_atomic(
+            self.manifest_path,
+            json.dumps(self.manifest, ensure_ascii=False, indent=2) + "\n",
+            fsync=self.config.runtime.fsync,
         )
 
-    def stage_key(self, stage: str, input_digest: str | None) -> str:
-        """Identity of a stage's work: its config hash, the locale and its input file."""
-        h = hashlib.sha256()
-        h.update(self.config.stage_hash(stage).encode())
-        h.update(self.locale_digest.encode())
-        h.update((input_digest or "").encode())
-        return h.hexdigest()
+    def stage_key(self, stage: str, input_digest: str | None, extra: str = "") -> str:
+        """Identity of a stage's work: its config hash, the locale, its input and ``extra``."""
+        return digest([self.config.stage_hash(stage), self.locale_digest, input_digest, extra])
 
-    def prepare(self, stage: str, key: str) -> None:
+    def entry(self, stage: str) -> dict[str, Any]:
+        return dict(self.manifest["stages"].get(stage) or {})
+
+    def prepare(self, stage: str, later: Iterable[str]) -> None:
         """Start (re)computing ``stage``: move its file to stale/ when its config changed, and
-        mark every later stage invalidated.
+        mark the later stages invalidated.
 
         Records stay usable when only the input changed (e.g. a larger --limit): their ids are
-        content hashes of their inputs. A change of config or locale discards them.
+        digests of their inputs. A change of config or locale discards them.
         """
         entry = self.manifest["stages"].get(stage)
         config_key = self.config.stage_hash(stage) + self.locale_digest
         if entry is not None and entry.get("config_key") != config_key:
-            self._move_stale(stage, entry.get("config_key", "")[:8])
+            self._move_stale(stage, str(entry.get("config_key", ""))[:8])
             entry = None
         if entry is None:
             entry = {"status": "pending", "config_key": config_key}
-        entry["key"] = key
         entry["status"] = "running"
+        entry.pop("key", None)
         self.manifest["stages"][stage] = entry
-        # later stages were computed from this stage's old output: they must run again (their
-        # records stay usable where their inputs did not change)
-        for later in STAGES[STAGES.index(stage) + 1 :]:
-            if later in self.manifest["stages"]:
-                self.manifest["stages"][later]["status"] = "invalidated"
+        for name in later:
+            if name in self.manifest["stages"]:
+                self.manifest["stages"][name]["status"] = "invalidated"
         self.save()
 
     def is_done(self, stage: str, key: str) -> bool:
         entry = self.manifest["stages"].get(stage)
         if not entry or entry.get("status") != "done" or entry.get("key") != key:
             return False
-        out = self.root / f"{stage}.jsonl" if stage != "export" else self.export_dir / "train.jsonl"
-        return out.is_file()
+        return file_digest(self.path(stage)) == entry.get("output_digest")
 
     def _move_stale(self, stage: str, tag: str) -> None:
         stale = self.root / "stale"
-        for name in (f"{stage}.jsonl", f"{stage}_report.json"):
-            path = self.root / name
-            if path.is_file():
-                stale.mkdir(exist_ok=True)
-                os.replace(path, stale / f"{path.stem}.{tag or 'old'}{path.suffix}")
+        path = self.path(stage)
+        if path.is_file():
+            stale.mkdir(exist_ok=True)
+            os.replace(path, stale / f"{path.stem}.{tag or 'old'}{path.suffix}")
 
     def finish(self, stage: str, summary: dict[str, Any]) -> None:
-        entry = self.manifest["stages"][stage]
+        entry = self.manifest["stages"].setdefault(stage, {})
         entry.update(summary)
-        entry["status"] = summary.get("status", "done")
         entry["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.save()
 
     def set_status(self, status: str) -> None:
         self.manifest["status"] = status
         self.save()
-
-    def output_digest(self, stage: str) -> str | None:
-        return file_digest(self.root / f"{stage}.jsonl")
-
-
-def stage_order(stage: str) -> int:
-    return STAGES.index(stage)

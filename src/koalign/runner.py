@@ -1,29 +1,54 @@
-"""Runs the stages in order over a run directory, resumably.
+"""Runs the registered stages over a run directory, resumably, with records flowing.
 
-Each stage: plan its work items from the previous stage's output, skip items already recorded
-in ``<stage>.jsonl``, process the rest concurrently (each finished record is appended at once),
-check the bad-output rate, make the stage-wide decisions (``finalize``) and rewrite the file in
-plan order. The manifest records per stage status, counts, calls, cache hits, errors, seconds.
+Every selected stage runs at once, connected by channels: a stage's record leaves for the next
+stage as soon as it is finished (after its transient call failures, if any, were retried).
+Whole-stage decisions stay explicit barriers, declared by the stage: ``decide`` (seeds:
+near-duplicates and quotas; outputs leave after it) and ``gather_inputs`` (export: balancing
+and splits need every input). A stage that calls a local batched model (the ``hf`` backend)
+gathers its input too and runs in fixed chunks of plan order (:class:`~koalign.stages.base.
+ChunkBatcher`), so what the model samples never depends on timing or on what a resumed run
+had already done.
+
+For each stage: items already recorded in ``<stage>.jsonl`` are not recomputed (their outputs
+are re-emitted); failed calls are retried (transient ones within the stage, after a wait); at
+the end the file is rewritten in plan order (byte-identical across runs and resumes), the typed
+report is streamed from it, and the manifest records status, counts (with the reconciliation
+``records_in = records_kept + sum(dropped)``), calls, cache hits, tokens, cost and seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import collections
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from koalign.config import STAGES, RunConfig
+from pydantic import BaseModel
+
+from koalign.config import RunConfig
 from koalign.errors import KoalignError
 from koalign.locale import Locale
-from koalign.rundir import RunDir, dumps, write_atomic
-from koalign.stages import Caller, StageContext, attack, export, judge, respond, seeds
+from koalign.rundir import RecordLog, RunDir, file_digest
+from koalign.stages.base import (
+    OUTPUT_ERRORS,
+    Caller,
+    ChunkBatcher,
+    Stage,
+    StageContext,
+    get_stage,
+    stage_names,
+    stages,
+)
+from koalign.types import ChatRequest, ChatResult
 
 log = logging.getLogger(__name__)
-MODULES: dict[str, Any] = {"seeds": seeds, "attack": attack, "respond": respond, "judge": judge}
+
+AnyStage = Stage[Any, Any, Any, Any]
 
 
 class StageFailed(KoalignError):
@@ -31,57 +56,130 @@ class StageFailed(KoalignError):
 
 
 class Progress(Protocol):
-    def start(self, stage: str, total: int, done: int) -> None: ...
-    def update(self, stage: str, done: int, stats: dict[str, Any]) -> None: ...
+    """Receives progress events (the CLI draws bars; the library never prints)."""
+
+    def start(self, stage: str, total: int | None, done: int) -> None: ...
+    def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None: ...
     def end(self, stage: str, summary: dict[str, Any]) -> None: ...
 
 
 class _NoProgress:
-    def start(self, stage: str, total: int, done: int) -> None:
+    def start(self, stage: str, total: int | None, done: int) -> None:
         pass
 
-    def update(self, stage: str, done: int, stats: dict[str, Any]) -> None:
+    def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
         pass
 
     def end(self, stage: str, summary: dict[str, Any]) -> None:
         pass
 
 
-# Bad outputs: kept, and reproduced from the cache on a rerun. Any other error is a failed call
-# (rate limit, server, timeout, connection, auth, bad request, backend failure): nothing was
-# cached, so a rerun of the stage computes that record again.
-OUTPUT_ERRORS = frozenset({"parse", "schema", "empty", "language"})
-# Failed calls that may succeed a little later: retried within the stage, and a stage left with
-# them stops the run (later stages would otherwise work on incomplete input).
-TRANSIENT_ERRORS = frozenset({"rate_limit", "server", "timeout", "connection"})
+# ----------------------------------------------------------------------------- plumbing
+class Channel:
+    """Outputs of one stage on their way to the next (unbounded; closed with the producer's
+    final file digest and whether its output is complete)."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[Any] = collections.deque()
+        self._event = asyncio.Event()
+        self.closed = False
+        self.digest: str | None = None
+        self.complete = True
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)
+        self._event.set()
+
+    def close(self, digest: str | None, complete: bool) -> None:
+        self.digest, self.complete, self.closed = digest, complete, True
+        self._event.set()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        while True:
+            while self._items:
+                yield self._items.popleft()
+            if self.closed:
+                return
+            self._event.clear()
+            await self._event.wait()
+
+    async def wait_closed(self) -> None:
+        while not self.closed:
+            self._event.clear()
+            await self._event.wait()
 
 
-def failed_calls(stage: str, record: dict[str, Any]) -> bool:
-    return any(
-        f.get("error", {}).get("kind") not in OUTPUT_ERRORS
-        for f in fragments_of(stage, record)
-        if "error" in f
-    )
+@dataclass
+class StageStats:
+    """Calls made by one stage in this process, counted from the results it received."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "cost": round(self.cost, 6),
+        }
 
 
-def transient_failures(stage: str, record: dict[str, Any]) -> bool:
-    return any(
-        f.get("error", {}).get("kind") in TRANSIENT_ERRORS
-        for f in fragments_of(stage, record)
-        if "error" in f
-    )
+class _CountingPool:
+    """The model pool as one stage sees it: every result is counted in the stage's stats."""
+
+    def __init__(self, pool: Any, stats: StageStats) -> None:
+        self._pool = pool
+        self.stats = stats
+        self.specs = pool.specs
+
+    def get(self, name: str) -> Any:
+        return _CountingLLM(self._pool.get(name), self.stats)
 
 
-def _bad(stage: str, record: dict[str, Any]) -> int:
-    return sum("error" in f for f in fragments_of(stage, record))
+class _CountingLLM:
+    def __init__(self, llm: Any, stats: StageStats) -> None:
+        self._llm = llm
+        self._stats = stats
+        self.backend = llm.backend
+        self.spec = llm.spec
+
+    async def agenerate(self, requests: Sequence[ChatRequest], **kw: Any) -> list[ChatResult]:
+        results: list[ChatResult] = await self._llm.agenerate(requests, **kw)
+        s, spec = self._stats, self.spec
+        for r in results:
+            if r.cached:
+                s.cache_hits += 1
+                continue
+            s.calls += 1
+            s.tokens_in += r.tokens_in
+            s.tokens_out += r.tokens_out
+            s.cost += (
+                r.tokens_in * (spec.price_in_per_1m or 0.0)
+                + r.tokens_out * (spec.price_out_per_1m or 0.0)
+            ) / 1e6
+        return results
 
 
-def fragments_of(stage: str, record: dict[str, Any]) -> list[dict[str, Any]]:
-    if stage == "seeds":
-        return record.get("calls", [])
-    return MODULES[stage].fragments(record)
+@dataclass
+class _Tally:
+    """Per-record counts of a stage, built while streaming its final file."""
+
+    records_in: int = 0
+    kept: int = 0
+    out: int = 0
+    model_outputs: int = 0
+    dropped: collections.Counter[str] = field(default_factory=collections.Counter)
+    bad: collections.Counter[str] = field(default_factory=collections.Counter)
+    failed_calls: int = 0
+    transient: int = 0
 
 
+# ----------------------------------------------------------------------------- the pipeline
 class Pipeline:
     """One run: a config, its locale, a run directory and (lazily) a model pool."""
 
@@ -99,10 +197,11 @@ class Pipeline:
         self.locale = locale
         self.rundir = RunDir(root, config, locale_digest=locale.digest)
         self.limit = limit
-        self.progress = progress or _NoProgress()
+        self.progress: Progress = progress or _NoProgress()
         self._pool = pool
         self._own_pool = pool is None
         self.roles = config.roles.resolved()
+        self.stop_event: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ model pool
     @property
@@ -113,54 +212,67 @@ class Pipeline:
             self._pool = ModelPool(self.config.models, cache_path=self.rundir.cache_path)
         return self._pool
 
-    def _stats(self) -> dict[str, float]:
-        if self._pool is None:
-            return {"calls": 0, "cache_hits": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0}
-        total: dict[str, float] = {}
-        for st in self._pool.stats().values():
-            for k, v in st.as_dict().items():
-                if k != "errors":
-                    total[k] = total.get(k, 0) + v
-        return total
-
-    def context(self, caller: Caller | None) -> StageContext:
+    def context(self, caller: Caller | None = None) -> StageContext:
         return StageContext(
             config=self.config,
             locale=self.locale,
-            caller=caller,
             roles=self.roles,
+            caller=caller,
             limit=self.limit,
-            extra={"reports": self.reports()},
+            reports=self.reports(),
         )
 
-    def reports(self) -> dict[str, Any]:
-        return {s: e.get("report", {}) for s, e in self.rundir.manifest["stages"].items()}
+    def reports(self) -> dict[str, BaseModel]:
+        """The typed reports of the stages recorded in the manifest."""
+        out: dict[str, BaseModel] = {}
+        for s in stages():
+            entry = self.rundir.manifest["stages"].get(s.name)
+            if entry and isinstance(entry.get("report"), dict):
+                try:
+                    out[s.name] = s.Report.model_validate(entry["report"])
+                except ValueError:
+                    continue
+        return out
 
     # ------------------------------------------------------------------ running
-    def run(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
-        return asyncio.run(self.arun(stages))
+    def run(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Run the stages named (default all, in registry order); returns the manifest."""
+        return asyncio.run(self.arun(names))
 
-    async def arun(self, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+    async def arun(self, names: Sequence[str] | None = None) -> dict[str, Any]:
         self.rundir.lock()
         try:
-            return await self._arun(stages)
+            return await self._arun(list(names) if names is not None else list(stage_names()))
         finally:
             self.rundir.unlock()
 
-    async def _arun(self, stages: Sequence[str]) -> dict[str, Any]:
+    async def _arun(self, names: list[str]) -> dict[str, Any]:
+        order = list(stage_names())
+        for n in names:
+            get_stage(n)  # did-you-mean for unknown names
+        selected = [s for s in stages() if s.name in names]
+        self.stop_event = asyncio.Event()
         self.rundir.set_status("running")
+        channels: dict[str, Channel] = {s.name: Channel() for s in selected}
+        skipped = self._skip_plan(selected, order)
+        tasks: list[asyncio.Task[None]] = []
         try:
-            for stage in stages:
-                summary = await self.run_stage(stage)
-                if summary.get("transient_failures"):
-                    log.warning(
-                        "%s: %d records still have calls that failed (rate limit, server, "
-                        "timeout, connection); later stages were not run. Rerun the same command "
-                        "to retry them: finished records and answered calls are kept.",
-                        stage,
-                        summary["transient_failures"],
+            for i, s in enumerate(selected):
+                idx = order.index(s.name)
+                upstream = get_stage(order[idx - 1]) if idx > 0 else None
+                inbox = channels.get(upstream.name) if upstream is not None else None
+                later = order[idx + 1 :]
+                if s.name in skipped:
+                    nxt = selected[i + 1].name if i + 1 < len(selected) else None
+                    self._skip(s, channels[s.name], emit=nxt is not None and nxt not in skipped)
+                    continue
+                tasks.append(
+                    asyncio.create_task(
+                        self._run_stage(s, upstream, inbox, channels[s.name], later),
+                        name=f"stage:{s.name}",
                     )
-                    break
+                )
+            await _gather_failfast(tasks)
         except KoalignError:
             self.rundir.set_status("failed")
             raise
@@ -171,197 +283,494 @@ class Pipeline:
             if self._pool is not None and self._own_pool:
                 await self._pool.aclose()
                 self._pool = None
-        done = all(
-            self.rundir.manifest["stages"].get(s, {}).get("status") == "done" for s in STAGES
-        )
+        st = self.rundir.manifest["stages"]
+        done = all(st.get(n, {}).get("status") == "done" for n in order)
         self.rundir.set_status("done" if done else "partial")
         return self.rundir.manifest
 
-    def _inputs(self, stage: str) -> tuple[list[dict[str, Any]], str | None]:
-        index = STAGES.index(stage)
-        if index == 0:
-            return [], None
-        prev = STAGES[index - 1]
-        entry = self.rundir.manifest["stages"].get(prev, {})
-        path = self.rundir.root / f"{prev}.jsonl"
+    # ------------------------------------------------------------------ skipping
+    def _key_extra(self, upstream: AnyStage | None) -> str:
+        return f"limit={self.limit}" if upstream is None else ""
+
+    def _skip_plan(self, selected: list[AnyStage], order: list[str]) -> set[str]:
+        """Stages whose output is already final for this config and input (in order: a stage
+        can be skipped only when its input is known before anything runs)."""
+        skipped: set[str] = set()
+        names = {s.name for s in selected}
+        for s in selected:
+            idx = order.index(s.name)
+            upstream = get_stage(order[idx - 1]) if idx > 0 else None
+            if upstream is None:
+                digest_in = None
+            elif upstream.name in names:
+                if upstream.name not in skipped:
+                    continue
+                digest_in = self.rundir.entry(upstream.name).get("output_digest")
+            else:
+                digest_in, _ = self._require_done(upstream)
+            key = self.rundir.stage_key(s.name, digest_in, self._key_extra(upstream))
+            if self.rundir.is_done(s.name, key) and all(
+                (self.rundir.root / f).is_file() for f in s.files
+            ):
+                skipped.add(s.name)
+        return skipped
+
+    def _skip(self, stage: AnyStage, outbox: Channel, *, emit: bool) -> None:
+        log.info("%s: already done for this config and input; skipped", stage.name)
+        if emit:
+            self._emit_file(stage, outbox)
+        entry = self.rundir.entry(stage.name)
+        self.progress.start(stage.name, entry.get("records_in"), entry.get("records_in", 0))
+        self.progress.end(stage.name, entry)
+        outbox.close(entry.get("output_digest"), not entry.get("transient_failures"))
+
+    # ------------------------------------------------------------------ one stage
+    async def _run_stage(
+        self,
+        stage: AnyStage,
+        upstream: AnyStage | None,
+        inbox: Channel | None,
+        outbox: Channel,
+        later: list[str],
+    ) -> None:
+        name = stage.name
+        # Input: from the running upstream stage, from its finished file, or none (source).
+        upstream_digest: str | None = None
+        upstream_complete = True
+        if upstream is not None and inbox is None:
+            upstream_digest, upstream_complete = self._require_done(upstream)
+        key_extra = self._key_extra(upstream)
+        started = time.monotonic()
+        self.rundir.prepare(name, later)
+        stats = StageStats()
+        pool = _CountingPool(self.pool, stats)
+        ctx = self.context(Caller(pool))
+        rlog = self.rundir.log(name)
+        rlog.open()
+        run = _StageRun(self, stage, ctx, pool, rlog, outbox, stats)
+        try:
+            if upstream is None:
+                items = stage.plan(ctx, None)
+                await run.process_all(items, order=[stage.item_id(i) for i in items])
+            elif stage.gather_inputs or run.chunked:
+                if inbox is not None:
+                    await inbox.wait_closed()
+                    upstream_digest, upstream_complete = inbox.digest, inbox.complete
+                if not upstream_complete:
+                    self._blocked(stage, outbox, upstream)
+                    return
+                inputs = lambda: self._stream_outputs(upstream)  # noqa: E731
+                if stage.gather_inputs:
+                    items_iter = stage.plan_all(ctx, inputs)
+                else:
+                    items_iter = (it for inp in inputs() for it in stage.plan(ctx, inp))
+                items = list(items_iter)
+                await run.process_all(items, order=[stage.item_id(i) for i in items])
+            else:
+                source: Any = inbox if inbox is not None else _aiter(self._stream_outputs(upstream))
+                await run.process_stream(source)
+                if inbox is not None:
+                    upstream_digest, upstream_complete = inbox.digest, inbox.complete
+                await run.retry_transient()
+                order = _unique(
+                    stage.item_id(it)
+                    for inp in self._stream_outputs(upstream)
+                    for it in stage.plan(ctx, inp)
+                )
+                await run.finish_order(order)
+        except BaseException:
+            rlog.close()
+            entry = self.rundir.entry(name)
+            if entry.get("status") == "running":
+                self.rundir.finish(name, {"status": "interrupted"})
+            raise
+        key = self.rundir.stage_key(name, upstream_digest, key_extra)
+        summary = run.summarize(started, key, upstream_complete)
+        self.rundir.finish(name, summary)
+        self.progress.end(name, summary)
+        if summary["status"] == "failed":
+            raise StageFailed(
+                f"{summary['bad_outputs_total']} of {summary['model_outputs']} model outputs were "
+                f"unusable ({summary['error_rate']:.1%} > runtime.max_error_rate "
+                f"{self.config.runtime.max_error_rate:.0%}); kinds: {summary['bad_outputs']}",
+                where=f"stage {name}",
+                hint=f"inspect the error rows in {name}.jsonl (raw text is kept), fix the model "
+                "or prompts, or raise runtime.max_error_rate",
+            )
+        outbox.close(
+            summary["output_digest"], not summary["transient_failures"] and upstream_complete
+        )
+
+    def _blocked(self, stage: AnyStage, outbox: Channel, upstream: AnyStage) -> None:
+        log.warning(
+            "%s: not run: stage '%s' still has records whose calls failed (rate limit, server, "
+            "timeout, connection). Rerun the same command to retry them: finished records and "
+            "answered calls are kept.",
+            stage.name,
+            upstream.name,
+        )
+        summary = {"status": "blocked", "blocked_by": upstream.name}
+        self.rundir.finish(stage.name, summary)
+        self.progress.end(stage.name, summary)
+        outbox.close(None, False)
+
+    def _require_done(self, upstream: AnyStage) -> tuple[str | None, bool]:
+        entry = self.rundir.entry(upstream.name)
+        path = self.rundir.path(upstream.name)
         if entry.get("status") not in ("done", "partial") or not path.is_file():
             raise KoalignError(
-                f"stage '{prev}' has not finished in this run directory",
+                f"stage '{upstream.name}' has not finished in this run directory",
                 where=str(self.rundir.root),
-                hint=f"run `koalign {prev}` (or `koalign run`) first",
+                hint=f"run `koalign {upstream.name}` (or `koalign run`) first",
             )
         if entry.get("transient_failures"):
             raise KoalignError(
-                f"stage '{prev}' has {entry['transient_failures']} records whose calls failed "
-                "(rate limit, server, timeout, connection)",
+                f"stage '{upstream.name}' has {entry['transient_failures']} records whose calls "
+                "failed (rate limit, server, timeout, connection)",
                 where=str(self.rundir.root),
-                hint=f"rerun `koalign {prev}` (or `koalign run`) to retry them first",
+                hint=f"rerun `koalign {upstream.name}` (or `koalign run`) to retry them first",
             )
-        data = path.read_bytes()
-        records = [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
-        import hashlib
+        return file_digest(path), True
 
-        return MODULES[prev].outputs(records), hashlib.sha256(data).hexdigest()
+    def _records(self, stage: AnyStage) -> Iterator[Any]:
+        """A finished stage's records, streamed from its file in order."""
+        validate = stage.Record.model_validate_json
+        for line in self.rundir.log(stage.name).lines():
+            yield validate(line)
 
-    async def run_stage(self, stage: str) -> dict[str, Any]:
-        if stage not in STAGES:
-            raise KoalignError(f"unknown stage '{stage}'", hint=f"stages: {', '.join(STAGES)}")
-        inputs, digest = self._inputs(stage)
-        key = self.rundir.stage_key(stage, digest)
-        if stage == "seeds":  # the plan also depends on --limit
-            key += f":{self.limit}"
-        if self.rundir.is_done(stage, key):
-            log.info("%s: already done for this config and input; skipped", stage)
-            entry = self.rundir.manifest["stages"][stage]
-            self.progress.start(stage, entry.get("records_in", 0), entry.get("records_in", 0))
-            self.progress.end(stage, entry)
-            return entry
-        self.rundir.prepare(stage, key)
-        started = time.monotonic()
-        if stage == "export":
-            return self._export(inputs, started)
-        module = MODULES[stage]
-        ctx = self.context(Caller(self.pool))
-        items = module.plan(ctx, inputs) if stage != "seeds" else module.plan(ctx)
-        rlog = self.rundir.log(stage)
-        existing = rlog.load()
-        retry = {i for i, rec in existing.items() if failed_calls(stage, rec)}
-        todo = [it for it in items if it["id"] not in existing or it["id"] in retry]
-        if len(todo) < len(items):
-            log.info(
-                "%s: resuming, %d of %d records already done (%d with failed calls retried)",
-                stage,
-                len(items) - len(todo),
-                len(items),
-                len(retry),
-            )
-        self.progress.start(stage, len(items), len(items) - len(todo))
-        before = self._stats()
-        new: dict[str, dict[str, Any]] = {}
-        sem = asyncio.Semaphore(self.config.runtime.max_inflight)
-        bad = 0
+    def _stream_outputs(self, stage: AnyStage) -> Iterator[Any]:
+        """A finished stage's outputs in plan order (records with transient failures left out,
+        as they were when the stage emitted them)."""
+        ctx = self.context()
+        for rec in self._records(stage):
+            if any(c.transient for c in stage.calls(rec)):
+                continue
+            yield from stage.outputs(ctx, rec)
 
-        async def one(item: dict[str, Any]) -> None:
-            nonlocal bad
-            async with sem:
-                rec = await module.process(ctx, item)
-            rlog.append(rec)  # a retried record is appended again; the last line wins
-            old = new.get(item["id"])
-            bad += _bad(stage, rec) - (_bad(stage, old) if old is not None else 0)
-            new[item["id"]] = rec
-            self.progress.update(
-                stage, len(items) - len(todo) + len(new), self._delta(before) | {"errors": bad}
-            )
+    def _emit_file(self, stage: AnyStage, outbox: Channel) -> None:
+        for out in self._stream_outputs(stage):
+            outbox.put(out)
 
-        async def run_all(batch: list[dict[str, Any]]) -> None:
-            tasks = [asyncio.ensure_future(one(it)) for it in batch]
-            try:
-                await asyncio.gather(*tasks)
-            except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
 
-        runtime = self.config.runtime
-        try:
-            await run_all(todo)
-            # Records whose calls failed transiently get more passes before the stage-wide
-            # decisions; their answered calls come from the cache.
-            for attempt in range(runtime.stage_retries):
-                again = [it for it in todo if transient_failures(stage, new[it["id"]])]
-                if not again:
-                    break
-                wait = runtime.stage_retry_wait_s * (attempt + 1)
-                log.info(
-                    "%s: %d records had failed calls; retry pass %d/%d in %.0f s",
-                    stage,
-                    len(again),
-                    attempt + 1,
-                    runtime.stage_retries,
-                    wait,
-                )
-                await asyncio.sleep(wait)
-                await run_all(again)
-        finally:
-            rlog.close()
-        records = [new.get(it["id"]) or existing[it["id"]] for it in items]
-        outputs_n = errors = 0
-        for rec in records:
-            frags = fragments_of(stage, rec)
-            outputs_n += len(frags)
-            errors += sum("error" in f for f in frags)
-        records, report = module.finalize(ctx, records)
-        rlog.rewrite(records)
-        if stage == "judge":
-            write_atomic(
-                self.rundir.root / "judge_disagreements.jsonl",
-                "".join(dumps(r) + "\n" for r in judge.disagreements(records)),
-            )
-        rate = errors / outputs_n if outputs_n else 0.0
-        summary = self._summary(
-            stage, started, before, len(items), len(module.outputs(records)), errors, report
-        )
-        summary["model_outputs"] = outputs_n
-        summary["retried_records"] = len(retry)
-        summary["failed_calls"] = sum(failed_calls(stage, r) for r in records)
-        summary["transient_failures"] = sum(transient_failures(stage, r) for r in records)
-        if summary["failed_calls"]:
-            # usable, but the next run of the same command retries the failed calls
-            summary["status"] = "partial"
-        summary["error_rate"] = round(rate, 4)
-        if rate > self.config.runtime.max_error_rate:
-            summary["status"] = "failed"
-            self.rundir.finish(stage, summary)
-            self.progress.end(stage, summary)
-            raise StageFailed(
-                f"{errors} of {outputs_n} model outputs were unusable ({rate:.1%} > "
-                f"runtime.max_error_rate {self.config.runtime.max_error_rate:.0%})",
-                where=f"stage {stage}",
-                hint=f"inspect the error rows in {stage}.jsonl (raw text is kept), fix the model "
-                "or prompts, or raise runtime.max_error_rate",
-            )
-        self.rundir.finish(stage, summary)
-        self.progress.end(stage, summary)
-        return summary
+class _StageRun:
+    """The mutable state of one stage while it runs."""
 
-    def _delta(self, before: dict[str, float]) -> dict[str, float]:
-        now = self._stats()
-        return {k: round(now.get(k, 0) - before.get(k, 0), 6) for k in now}
-
-    def _summary(
+    def __init__(
         self,
-        stage: str,
-        started: float,
-        before: dict[str, float],
-        n_in: int,
-        n_out: int,
-        errors: int,
-        report: dict[str, Any],
-    ) -> dict[str, Any]:
-        entry = self.rundir.manifest["stages"][stage]
-        delta = self._delta(before)
+        pipe: Pipeline,
+        stage: AnyStage,
+        ctx: StageContext,
+        pool: _CountingPool,
+        rlog: RecordLog,
+        outbox: Channel,
+        stats: StageStats,
+    ) -> None:
+        self.pipe = pipe
+        self.stage = stage
+        self.ctx = ctx
+        self.pool = pool
+        self.rlog = rlog
+        self.outbox = outbox
+        self.stats = stats
+        self.runtime = pipe.config.runtime
+        self.sem = asyncio.Semaphore(self.runtime.max_inflight)
+        self.transient: dict[str, Any] = {}  # id -> item, records left with transient failures
+        self.retried = 0
+        self.done = 0
+        self.total: int | None = None
+        self.barrier = stage.has_decide
+        models = {m for r in stage.roles for m in pipe.roles.get(r.name, [])}
+        self.batch_models = {m for m in models if _batch_sensitive(pipe.pool, m)}
+        self.chunked = bool(self.batch_models)
+        self._last_progress = 0.0
+
+    # -- one item --------------------------------------------------------------------------
+    def _existing(self, rid: str) -> Any | None:
+        if rid not in self.rlog:
+            return None
+        rec = self.stage.Record.model_validate_json(self.rlog.read(rid))
+        if any(c.failed_call for c in self.stage.calls(rec)):
+            self.retried += 1
+            return None
+        return rec
+
+    def _settle(self, rid: str, item: Any, rec: Any) -> None:
+        if any(c.transient for c in self.stage.calls(rec)):
+            self.transient[rid] = item
+        else:
+            self.transient.pop(rid, None)
+            if not self.barrier:
+                for out in self.stage.outputs(self.ctx, rec):
+                    self.outbox.put(out)
+        self.done += 1
+        now = time.monotonic()
+        if now - self._last_progress > 0.2 or self.done == self.total:
+            self._last_progress = now
+            self.pipe.progress.update(self.stage.name, self.done, self.total, self.stats.as_dict())
+
+    async def _compute(self, ctx: StageContext, rid: str, item: Any) -> Any:
+        rec = await self.stage.process(ctx, item)
+        self.rlog.append(rid, rec.model_dump(mode="json", exclude_none=True))
+        return rec
+
+    async def _one(self, item: Any) -> None:
+        rid = self.stage.item_id(item)
+        rec = self._existing(rid)
+        if rec is None:
+            rec = await self._compute(self.ctx, rid, item)
+        self._settle(rid, item, rec)
+
+    async def _one_held(self, item: Any) -> None:
+        try:
+            await self._one(item)
+        finally:
+            self.sem.release()
+
+    # -- driving ---------------------------------------------------------------------------
+    async def process_stream(self, source: Any) -> None:
+        """Process items as their inputs arrive (records flow); at most ``max_inflight``
+        records alive; the first failure cancels the rest and is raised."""
+        self.pipe.progress.start(self.stage.name, None, 0)
+        tasks: set[asyncio.Task[None]] = set()
+        failures: list[BaseException] = []
+
+        def finished(t: asyncio.Task[None]) -> None:
+            tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                failures.append(t.exception())  # type: ignore[arg-type]
+
+        try:
+            async for inp in source:
+                for item in self.stage.plan(self.ctx, inp):
+                    await self.sem.acquire()
+                    if failures:
+                        self.sem.release()
+                        raise failures[0]
+                    t = asyncio.create_task(self._one_held(item))
+                    tasks.add(t)
+                    t.add_done_callback(finished)
+            while tasks and not failures:
+                await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
+            if failures:
+                raise failures[0]
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def process_all(self, items: list[Any], *, order: list[str]) -> None:
+        """Process a known list of items (source, gathering and chunked stages)."""
+        self.total = len(items)
+        self.pipe.progress.start(self.stage.name, self.total, 0)
+        if self.chunked:
+            await self._process_chunks(items)
+        else:
+            await _bounded((self._one(it) for it in items), width=self.runtime.max_inflight)
+        await self.retry_transient()
+        await self.finish_order(_unique(order))
+
+    async def _process_chunks(self, items: list[Any]) -> None:
+        size = self.runtime.chunk_size or min(
+            (_max_batch(self.pipe.pool, m) for m in self.batch_models), default=16
+        )
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        width = max(1, self.runtime.max_inflight // size)
+        await _bounded((self._chunk(c) for c in chunks), width=width)
+
+    async def _chunk(self, items: list[Any]) -> None:
+        ids = [self.stage.item_id(it) for it in items]
+        existing = [self._existing(rid) for rid in ids]
+        if all(r is not None for r in existing):
+            for rid, it, rec in zip(ids, items, existing, strict=True):
+                self._settle(rid, it, rec)
+            return
+        # any member missing: the whole chunk again (remote calls come from the cache; local
+        # batches are regenerated whole, so they come out exactly as before)
+        batcher = ChunkBatcher(self.pool, self.batch_models)
+        for _ in items:
+            batcher.enter()
+
+        async def member(pos: int, rid: str, item: Any) -> tuple[str, Any, Any]:
+            try:
+                ctx = self.ctx.with_caller(Caller(self.pool, batcher).child(pos))
+                return rid, item, await self._compute(ctx, rid, item)
+            finally:
+                batcher.leave()
+
+        results = await asyncio.gather(
+            *(member(i, rid, it) for i, (rid, it) in enumerate(zip(ids, items, strict=True)))
+        )
+        for rid, item, rec in results:
+            self._settle(rid, item, rec)
+
+    async def retry_transient(self) -> None:
+        """Extra passes over records whose calls failed transiently (answered calls come from
+        the cache)."""
+        for attempt in range(self.runtime.stage_retries):
+            if not self.transient:
+                return
+            again = list(self.transient.items())
+            wait = self.runtime.stage_retry_wait_s * (attempt + 1)
+            log.info(
+                "%s: %d records had failed calls; retry pass %d/%d in %.0f s",
+                self.stage.name,
+                len(again),
+                attempt + 1,
+                self.runtime.stage_retries,
+                wait,
+            )
+            await asyncio.sleep(wait)
+            self.done -= len(again)
+            if self.chunked:
+                await self._process_chunks([it for _, it in again])
+            else:
+                await _bounded((self._one(it) for _, it in again), width=self.runtime.max_inflight)
+
+    async def finish_order(self, order: list[str]) -> None:
+        """Barrier decisions (if any), then the file in plan order; emit a barrier's outputs."""
+        missing = [rid for rid in order if rid not in self.rlog]
+        if missing:  # cannot happen unless the file was changed under us
+            raise KoalignError(
+                f"{len(missing)} planned records are missing from {self.rlog.path.name}",
+                where=str(self.rlog.path),
+                hint="rerun the same command to recompute them",
+            )
+        fsync = self.runtime.fsync
+        self.rlog.flush()
+        if self.stage.has_decide:
+            validate = self.stage.Record.model_validate_json
+            decided = self.stage.decide(self.ctx, (validate(self.rlog.read(r)) for r in order))
+            self.rlog.write_all(
+                ((r.id, r.model_dump(mode="json", exclude_none=True)) for r in decided), fsync=fsync
+            )
+            for rec in self.pipe._records(self.stage):
+                if not any(c.transient for c in self.stage.calls(rec)):
+                    for out in self.stage.outputs(self.ctx, rec):
+                        self.outbox.put(out)
+        else:
+            self.rlog.rewrite(order, fsync=fsync)
+
+    # -- summary ---------------------------------------------------------------------------
+    def summarize(self, started: float, key: str, upstream_complete: bool) -> dict[str, Any]:
+        stage = self.stage
+        ctx = dataclasses.replace(self.ctx, reports=self.pipe.reports())  # earlier stages are done
+        tally = _Tally()
+        for rec in self.pipe._records(stage):
+            tally.records_in += 1
+            calls = stage.calls(rec)
+            tally.model_outputs += len(calls)
+            for c in calls:
+                if c.error is not None and c.error.kind in OUTPUT_ERRORS:
+                    tally.bad[c.error.kind] += 1
+            tally.failed_calls += any(c.failed_call for c in calls)
+            transient = any(c.transient for c in calls)
+            tally.transient += transient
+            outs = [] if transient else stage.outputs(ctx, rec)
+            if outs:
+                tally.kept += 1
+                tally.out += len(outs)
+            else:
+                tally.dropped[
+                    "transient_failures" if transient else (stage.drop_reason(rec) or "no_output")
+                ] += 1
+        report = stage.report(ctx, lambda: self.pipe._records(stage))
+        stage.write_files(ctx, lambda: self.pipe._records(stage), self.pipe.rundir.root)
+        bad_total = sum(tally.bad.values())
+        report = report.model_copy(
+            update={
+                "records_in": tally.records_in,
+                "records_kept": tally.kept,
+                "records_out": tally.out,
+                "dropped": dict(sorted(tally.dropped.items())),
+                "model_outputs": tally.model_outputs,
+                "bad_outputs": dict(sorted(tally.bad.items())),
+            }
+        )
+        entry = self.pipe.rundir.entry(stage.name)
+        status = "done"
+        if tally.failed_calls or not upstream_complete:
+            status = "partial"
+        rate = bad_total / tally.model_outputs if tally.model_outputs else 0.0
+        if rate > self.runtime.max_error_rate and tally.model_outputs:
+            status = "failed"
+        stats = self.stats.as_dict()
         return {
-            "status": "done",
-            "records_in": n_in,
-            "records_out": n_out,
-            "calls": int(entry.get("calls", 0) + delta.get("calls", 0)),
-            "cache_hits": int(entry.get("cache_hits", 0) + delta.get("cache_hits", 0)),
-            "tokens_in": int(entry.get("tokens_in", 0) + delta.get("tokens_in", 0)),
-            "tokens_out": int(entry.get("tokens_out", 0) + delta.get("tokens_out", 0)),
-            "cost": round(entry.get("cost", 0) + delta.get("cost", 0), 6),
-            "errors": errors,
-            "seconds": round(entry.get("seconds", 0) + time.monotonic() - started, 3),
-            "report": report,
+            "status": status,
+            "key": key,
+            "output_digest": file_digest(self.pipe.rundir.path(stage.name)),
+            "records_in": tally.records_in,
+            "records_kept": tally.kept,
+            "records_out": tally.out,
+            "dropped": dict(sorted(tally.dropped.items())),
+            "model_outputs": tally.model_outputs,
+            "bad_outputs": dict(sorted(tally.bad.items())),
+            "bad_outputs_total": bad_total,
+            "errors": bad_total,
+            "error_rate": round(rate, 4),
+            "failed_calls": tally.failed_calls,
+            "transient_failures": tally.transient,
+            "retried_records": self.retried,
+            # calls, tokens, cost and seconds add up over the invocations that built the stage
+            "calls": int(entry.get("calls", 0)) + stats["calls"],
+            "cache_hits": int(entry.get("cache_hits", 0)) + stats["cache_hits"],
+            "tokens_in": int(entry.get("tokens_in", 0)) + stats["tokens_in"],
+            "tokens_out": int(entry.get("tokens_out", 0)) + stats["tokens_out"],
+            "cost": round(float(entry.get("cost", 0.0)) + stats["cost"], 6),
+            "seconds": round(float(entry.get("seconds", 0.0)) + time.monotonic() - started, 3),
+            "report": report.model_dump(mode="json"),
         }
 
-    def _export(self, inputs: list[dict[str, Any]], started: float) -> dict[str, Any]:
-        ctx = self.context(None)
-        self.progress.start("export", len(inputs), 0)
-        report = export.run(ctx, inputs, self.rundir.export_dir)
-        summary = self._summary(
-            "export", started, self._stats(), len(inputs), report["exported"], 0, report
-        )
-        self.rundir.finish("export", summary)
-        self.progress.end("export", summary)
-        return summary
+
+# ----------------------------------------------------------------------------- helpers
+def _batch_sensitive(pool: Any, model: str) -> bool:
+    try:
+        backend = pool.get(model).backend
+    except KoalignError:
+        return False
+    return bool(getattr(backend, "batch_sensitive", False)) or getattr(backend, "name", "") == "hf"
+
+
+def _max_batch(pool: Any, model: str) -> int:
+    backend = pool.get(model).backend
+    return int(getattr(backend, "max_batch_size", 16) or 16)
+
+
+def _unique(ids: Any) -> list[str]:
+    return list(dict.fromkeys(ids))
+
+
+async def _aiter(it: Iterator[Any]) -> AsyncIterator[Any]:
+    for x in it:
+        yield x
+
+
+async def _bounded(coros: Any, width: int | None = None) -> None:
+    """Run coroutines with at most ``width`` alive (None: all), failing fast."""
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        for c in coros:
+            if width is not None and len(pending) >= width:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    t.result()
+            pending.add(asyncio.ensure_future(c))
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                t.result()
+    except BaseException:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
+
+
+async def _gather_failfast(tasks: list[asyncio.Task[None]]) -> None:
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise

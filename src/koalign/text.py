@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -18,9 +17,12 @@ def nfc(text: str) -> str:
 
 
 def clean_generation(text: str, *, labels: Sequence[str] = ()) -> str:
-    """Strip what models wrap around a single requested text: code fences, one leading label
-    from ``labels`` (e.g. ``질문:``), matching outer quotes, surrounding whitespace."""
-    t = nfc(text).strip()
+    """Strip what models wrap around a single requested text: reasoning blocks (``<think>``
+    ...), code fences, one leading label from ``labels`` (e.g. ``질문:``), matching outer
+    quotes, surrounding whitespace."""
+    from koalign.extract import split_reasoning
+
+    t = nfc(split_reasoning(text)[1]).strip()
     m = _FENCE.match(t)
     if m:
         t = m.group(1).strip()
@@ -44,27 +46,6 @@ def clean_generation(text: str, *, labels: Sequence[str] = ()) -> str:
     return t
 
 
-def stable_hash(*parts: Any, n: int = 16) -> str:
-    """Short hex digest of the parts (deterministic across runs and machines)."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(repr(p).encode("utf-8"))
-        h.update(b"\x1f")
-    return h.hexdigest()[:n]
-
-
-def record_digest(record: Any, n: int = 16) -> str:
-    """Digest of a whole JSON record (key order does not matter). A downstream stage derives its
-    item ids from it, so any change in an upstream record makes a new item instead of leaving a
-    stale copy in place."""
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
-
-
-def stable_int(*parts: Any) -> int:
-    return int(stable_hash(*parts, n=15), 16)
-
-
 def shingles(text: str, n: int) -> set[str]:
     t = re.sub(r"\s+", " ", nfc(text).lower()).strip()
     if len(t) <= n:
@@ -78,6 +59,75 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+class NearDuplicateFilter:
+    """Incremental near-duplicate detection: :meth:`add` texts in order, earlier texts win.
+
+    MinHash-LSH over character n-grams finds candidates; a candidate counts only when the exact
+    Jaccard similarity of the n-gram sets reaches ``threshold`` (no false positives from LSH).
+    State per kept text: its LSH bands and a sorted array of 64-bit n-gram hashes (about 8
+    bytes per n-gram), so memory stays small for hundreds of thousands of texts.
+    """
+
+    def __init__(
+        self, *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
+    ) -> None:
+        from datasketch import MinHash, MinHashLSH
+
+        self.threshold = threshold
+        self.ngram = ngram
+        self.num_perm = num_perm
+        self.seed = seed
+        # LSH retrieves candidates at a slightly lower threshold (better recall; datasketch
+        # needs at least two bands, so it is capped at 0.9); the exact Jaccard check decides.
+        self._lsh = MinHashLSH(threshold=min(0.9, max(0.1, threshold - 0.1)), num_perm=num_perm)
+        # one set of permutations for every sketch (building them is the costly part)
+        self._template = MinHash(num_perm=num_perm, seed=seed)
+        self._kept: dict[str, Any] = {}
+        self._order: dict[str, int] = {}
+
+    def _hashes(self, text: str) -> Any:
+        import numpy as np
+
+        grams = shingles(text, self.ngram)
+        values = {
+            int.from_bytes(hashlib.blake2b(g.encode("utf-8", "replace"), digest_size=8).digest())
+            for g in grams
+        }
+        return np.array(sorted(values), dtype=np.uint64)
+
+    def add(self, key: str, text: str) -> str | None:
+        """The key of an earlier kept text that ``text`` nearly duplicates, or ``None`` (then
+        ``text`` is kept under ``key``)."""
+        import numpy as np
+        from datasketch import MinHash
+
+        hashes = self._hashes(text)
+        mh = MinHash(
+            num_perm=self.num_perm,
+            seed=self.seed,
+            permutations=self._template.permutations,
+            scheme=self._template.scheme,
+        )
+        mh.update_batch([int(h).to_bytes(8, "big") for h in hashes])
+        for other in sorted(self._lsh.query(mh), key=self._order.__getitem__):
+            kept = self._kept[other]
+            inter = len(np.intersect1d(hashes, kept, assume_unique=True))
+            union = len(hashes) + len(kept) - inter
+            if (inter / union if union else 1.0) >= self.threshold:
+                return str(other)
+        self._kept[key] = hashes
+        self._order[key] = len(self._order)
+        self._lsh.insert(key, mh)
+        return None
+
+
+def near_duplicate_filter(
+    *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
+) -> NearDuplicateFilter:
+    """A fresh :class:`NearDuplicateFilter`."""
+    return NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
+
+
 def near_duplicates(
     texts: Sequence[str],
     *,
@@ -86,37 +136,11 @@ def near_duplicates(
     num_perm: int = 128,
     seed: int = 1,
 ) -> list[int | None]:
-    """For each text, the index of an earlier kept text it nearly duplicates, or ``None``.
-
-    MinHash-LSH over character n-grams finds candidates; a candidate counts only when the exact
-    Jaccard similarity of the n-gram sets reaches ``threshold`` (no false positives from LSH).
-    Earlier texts win, so the result depends only on the order of ``texts``.
-    """
-    from datasketch import MinHash, MinHashLSH
-
-    # LSH retrieves candidates at a slightly lower threshold (better recall; datasketch also needs
-    # at least two bands, so it is capped at 0.9); the exact Jaccard check decides.
-    lsh = MinHashLSH(threshold=min(0.9, max(0.1, threshold - 0.1)), num_perm=num_perm)
-    # One set of permutations for every sketch (building them is the costly part of MinHash()).
-    template = MinHash(num_perm=num_perm, seed=seed)
-    kept_sets: dict[int, set[str]] = {}  # only kept texts can be matched later
+    """For each text, the index of an earlier kept text it nearly duplicates, or ``None``
+    (the result depends only on the order of ``texts``)."""
+    f = NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
     out: list[int | None] = []
     for i, text in enumerate(texts):
-        sh = shingles(text, ngram)
-        mh = MinHash(
-            num_perm=num_perm,
-            seed=seed,
-            permutations=template.permutations,
-            scheme=template.scheme,
-        )
-        mh.update_batch([s.encode("utf-8") for s in sorted(sh)])
-        dup = None
-        for key in sorted(lsh.query(mh), key=int):
-            if jaccard(sh, kept_sets[int(key)]) >= threshold:
-                dup = int(key)
-                break
-        out.append(dup)
-        if dup is None:
-            kept_sets[i] = sh
-            lsh.insert(str(i), mh)
+        dup = f.add(str(i), text)
+        out.append(None if dup is None else int(dup))
     return out

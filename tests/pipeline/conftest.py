@@ -51,5 +51,8 @@ def sampling_server(tiny_model_dir: Path, tmp_path_factory, start_model_server, 
     gen = json.loads((model / "generation_config.json").read_text())
     gen.update(do_sample=True, temperature=1.0, top_k=0)
     (model / "generation_config.json").write_text(json.dumps(gen))
+    from koalign.demo import _well_formed
+
+    _well_formed(model)  # whole characters only, and texts that end before the token limit
     cmd = [transformers_exe, "serve", str(model), "--host", "127.0.0.1", "--port", "{port}"]
     return start_model_server([*cmd, "--device", "cpu"]), str(model)

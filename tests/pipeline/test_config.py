@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from koalign.config import RunConfig, load_config, load_run_config
+from koalign.config import load_config, load_run_config, run_config_model
 from koalign.errors import ConfigError
 
 
@@ -46,9 +46,9 @@ def test_locale_references_are_checked_before_any_call(write_config):
 
 def test_stage_hash_changes_only_for_its_stage(write_config):
     data = yaml.safe_load(write_config().read_text(encoding="utf-8"))
-    a = RunConfig.model_validate(data)
+    a = run_config_model().model_validate(data)
     data["attack"]["rounds"] = 1
-    b = RunConfig.model_validate(data)
+    b = run_config_model().model_validate(data)
     assert a.stage_hash("seeds") == b.stage_hash("seeds")
     assert a.stage_hash("attack") != b.stage_hash("attack")
     assert a.stage_hash("respond") == b.stage_hash("respond")
@@ -56,13 +56,13 @@ def test_stage_hash_changes_only_for_its_stage(write_config):
     # serving settings do not change answers: raising concurrency mid-run keeps every stage
     data["models"]["judge"]["max_concurrency"] = 64
     data["models"]["judge"]["rpm"] = 600
-    c = RunConfig.model_validate(data)
+    c = run_config_model().model_validate(data)
     assert [c.stage_hash(s) for s in ("attack", "respond")] == [
         b.stage_hash("attack"),
         b.stage_hash("respond"),
     ]
     data["models"]["judge"]["sampling"] = {"temperature": 0.5}
-    assert RunConfig.model_validate(data).stage_hash("attack") != b.stage_hash("attack")
+    assert run_config_model().model_validate(data).stage_hash("attack") != b.stage_hash("attack")
 
 
 def test_examples_are_valid_configs():

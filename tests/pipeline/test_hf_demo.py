@@ -17,7 +17,6 @@ DRIVE = Path(__file__).with_name("drive.py")
 
 def test_demo_config_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):
     data = demo_config(tmp_path / "run", model_dir=tiny_model_dir)
-    data["models"]["tiny"]["sampling"]["max_tokens"] = 12
     data["seeds"]["categories"] = ["G", "K"]
     # one fixed answer per judge, so the outcome depends on the tiny model alone
     for _name, spec in data["models"].items():
@@ -30,8 +29,10 @@ def test_demo_config_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir)
     stages = manifest["stages"]
     assert stages["seeds"]["records_in"] == 4
     seeds = [json.loads(x) for x in (tmp_path / "run/seeds.jsonl").read_text().splitlines()]
-    generated = [r for r in seeds if r.get("model") == "tiny"]
-    assert generated and all(r["raw"] is not None for r in generated)
+    generated = [r for r in seeds if r.get("call", {}).get("model") == "tiny"]
+    assert generated and all(r["call"].get("value") or r["call"].get("raw") for r in generated)
+    # the demo model's texts end on their own (finish_reason stop), so none is truncated
+    assert all(r["call"]["finish_reason"] == "stop" for r in generated)
     assert stages["seeds"]["calls"] >= len(generated)
     # every kept seed broke the target (the scripted harm judge says 5) and went on
     assert stages["attack"]["records_in"] == stages["seeds"]["records_out"]
@@ -84,14 +85,16 @@ def test_stage_commands_run_in_order(write_config, tmp_path):
     assert "attack: done" in attack.stderr  # the summary table goes to stderr
 
 
-def test_pipeline_through_a_real_openai_compatible_server(sampling_server, tmp_path):
+def test_pipeline_through_a_real_openai_compatible_server(
+    sampling_server, tmp_path, tiny_model_dir
+):
     base_url, model = sampling_server
-    data = demo_config(tmp_path / "unused", model_dir=tmp_path / "unused-model")
+    data = demo_config(tmp_path / "unused", model_dir=tiny_model_dir)
     data["models"]["tiny"] = {
         "backend": "openai",
         "model": model,
         "base_url": base_url,
-        "sampling": {"temperature": 1.0, "max_tokens": 12},
+        "sampling": {"temperature": 1.0, "max_tokens": 48},
         "max_concurrency": 8,
         "timeout": 60,
     }
@@ -110,7 +113,7 @@ def test_pipeline_through_a_real_openai_compatible_server(sampling_server, tmp_p
     assert "openai" in backends  # real HTTP calls, logged by the model layer
     seeds = [json.loads(x) for x in (tmp_path / "run/seeds.jsonl").read_text().splitlines()]
     for r in seeds:  # each generated seed is text from the server or a typed, kept error
-        assert r["status"] == "ok" or (r["status"] == "error" and "raw" in r)
+        assert r.get("prompt") or (r["call"]["error"]["kind"] and "raw" in r["call"])
     assert stages["export"]["records_out"] == stages["judge"]["records_out"] > 0
 
 
@@ -119,10 +122,17 @@ def test_quickstart_config_runs_with_the_tiny_model_in_place_of_the_hub_model(
 ):
     """examples/quickstart.yaml as shipped (hf backend, constrained JSON for the judges), with
     only the model path swapped: checks that its options and roles work end to end."""
+    import shutil
+
+    from koalign.demo import _well_formed
+
     root = Path(__file__).resolve().parents[2]
-    overrides = [f"models.{m}.model={tiny_model_dir}" for m in ("qwen", "qwen-judge")] + [
-        "models.qwen.sampling.max_tokens=12",
-        "models.qwen-judge.sampling.max_tokens=60",
+    model_dir = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model_dir)
+    _well_formed(model_dir)  # texts that end before the token limit
+    overrides = [f"models.{m}.model={model_dir}" for m in ("qwen", "qwen-judge")] + [
+        "models.qwen.sampling.max_tokens=48",
+        "models.qwen-judge.sampling.max_tokens=200",
         "seeds.categories=[I]",
         "seeds.min_script_ratio=0",
         "attack.rounds=1",

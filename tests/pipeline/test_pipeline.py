@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from koalign.config import STAGES, load_run_config
+from koalign.config import load_run_config
 from koalign.runner import Pipeline, StageFailed
+from koalign.stages import stage_names
 
-OUTPUTS = [f"{s}.jsonl" for s in STAGES[:-1]] + [
+STAGES = stage_names()
+OUTPUTS = [f"{s}.jsonl" for s in STAGES] + [
     "judge_disagreements.jsonl",
     "export/train.jsonl",
     "export/validation.jsonl",
@@ -76,11 +78,16 @@ def test_run_directory_layout_and_counts_reconcile(reference):
     assert per_type["X.insult"]["quota"] == 4 and per_type["X.insult"]["generated"] == 6
     assert per_type["X.insult"]["kept"] + per_type["X.insult"]["shortfall"] == 4
     # the mini pack's benign prompts are English: dropped by the Hangul check, and counted
-    assert per_type["benign:X"]["language"] == 3
+    assert per_type["benign:X"]["dropped"]["language"] == 3
     assert sum(r["kept"] for r in seeds) == stages["seeds"]["records_out"]
+    # every stage reconciles: records in = records kept + dropped by reason
+    for s in STAGES:
+        e = stages[s]
+        assert e["records_in"] == e["records_kept"] + sum(e["dropped"].values()), s
+        assert e["report"]["records_in"] == e["records_in"], s
     # every seed kept went to every target with rotating strategies
     attack = lines(run_dir / "attack.jsonl")
-    harmful = [r for r in attack if r["kind"] == "harmful"]
+    harmful = [r for r in attack if r["seed"]["kind"] == "harmful"]
     first_strategies = {r["attempts"][0]["strategy"] for r in harmful}
     assert first_strategies <= {"emotional_appeal"}  # the mini pack has one strategy
     for r in harmful:
@@ -98,12 +105,14 @@ def test_run_directory_layout_and_counts_reconcile(reference):
     by_kind = stages["export"]["report"]["by_kind"]
     assert by_kind.get("benign", 0) <= 0.1 / 0.9 * by_kind["harmful"]
     passed = lines(run_dir / "judge.jsonl")
-    harmful_passed = sum(r["status"] == "pass" and r["kind"] == "harmful" for r in passed)
+    harmful_passed = sum(
+        r["status"] == "pass" and r["triplet"]["kind"] == "harmful" for r in passed
+    )
     assert (
         by_kind["harmful"]
         == harmful_passed
         == stages["judge"]["records_out"]
-        - sum(r["status"] == "pass" and r["kind"] == "benign" for r in passed)
+        - sum(r["status"] == "pass" and r["triplet"]["kind"] == "benign" for r in passed)
     )
     row = train[0]
     assert [m["role"] for m in row["prompt"]] == ["user"]

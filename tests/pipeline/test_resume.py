@@ -64,7 +64,7 @@ def test_sigkill_in_every_stage_then_resume(tmp_path, small_locale):
     killed_in = []
     # the fake model blocks on the n-th call of the stage: the process is killed mid-stage,
     # after some records were written, whatever the machine's load
-    for stage, n in (("seeds", 3), ("attack", 40), ("respond", 30), ("judge", 13)):
+    for stage, n in (("seeds", 3), ("attack", 45), ("respond", 8), ("judge", 4)):
         pause = {**env, "KOALIGN_TEST_PAUSE": f"{stage}:{n}:{flags}"}
         proc = subprocess.Popen(cmd, env=pause, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import unicodedata
 
 from koalign.rundir import RecordLog
@@ -30,16 +31,23 @@ def test_near_duplicates_keep_the_first():
 
 def test_record_log_cuts_a_torn_last_line(tmp_path):
     log = RecordLog(tmp_path / "x.jsonl")
-    log.append({"id": "a", "v": 1})
-    log.append({"id": "b", "v": 2})
+    log.append("a", {"id": "a", "v": 1})
+    log.append("b", {"id": "b", "v": 2})
     log.close()
     with open(tmp_path / "x.jsonl", "ab") as fh:
         fh.write('{"id": "c", "v": "한'.encode()[:-1])  # torn mid-character, no newline
-    records = log.load()
-    assert list(records) == ["a", "b"]
-    log.append({"id": "c", "v": 3})
+    assert list(log.open()) == ["a", "b"]
+    log.append("c", {"id": "c", "v": 3})
     log.close()
-    assert list(RecordLog(tmp_path / "x.jsonl").load()) == ["a", "b", "c"]
+    again = RecordLog(tmp_path / "x.jsonl")
+    assert list(again.open()) == ["a", "b", "c"]
+    assert json.loads(again.read("c")) == {"id": "c", "v": 3}
+    # a rewrite keeps the ids asked for, in that order
+    again.rewrite(["c", "a"])
+    assert [json.loads(x)["id"] for x in (tmp_path / "x.jsonl").read_text().splitlines()] == [
+        "c",
+        "a",
+    ]
 
 
 def test_a_run_directory_is_used_by_one_process_at_a_time(write_config, tmp_path):

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from koalign.cli.common import err, print_json
-from koalign.config import STAGES
+from koalign.stages import stage_names
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory (created or resumed).")]
@@ -26,63 +26,78 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Write the manifest as JSO
 # manifest field -> short column label (the table fits an 80-column terminal)
 SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
                    "cache_hits": "cached", "tokens_in": "tok in", "tokens_out": "tok out",
-                   "errors": "errors", "seconds": "seconds"}  # fmt: skip
+                   "bad_outputs_total": "bad", "seconds": "seconds"}  # fmt: skip
 
 
 class RichProgress:
-    """Progress bars on stderr: done/total, ETA, calls, cache hits, tokens, errors."""
+    """Progress bars on stderr, one per stage (stages run at once as records flow): done/total,
+    ETA, calls, cache hits, tokens; a summary table when a stage ends."""
 
     def __init__(self) -> None:
         self._bar: Progress | None = None
-        self._task: Any = None
+        self._tasks: dict[str, Any] = {}
 
-    def start(self, stage: str, total: int, done: int) -> None:
-        self._bar = Progress(
-            TextColumn("[bold]{task.description:<8}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=err,
-            transient=False,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task(
-            stage, total=max(total, 1) if total else 1, completed=done if total else 1, stats=""
-        )
-
-    def update(self, stage: str, done: int, stats: dict[str, Any]) -> None:
+    def _ensure(self) -> Progress:
         if self._bar is None:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description:<8}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+                console=err,
+                transient=False,
+            )
+            self._bar.start()
+        return self._bar
+
+    def start(self, stage: str, total: int | None, done: int) -> None:
+        bar = self._ensure()
+        self._tasks[stage] = bar.add_task(stage, total=total, completed=done, stats="")
+
+    def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
+        if self._bar is None or stage not in self._tasks:
             return
         text = (
             f"calls {int(stats.get('calls', 0))} · cache {int(stats.get('cache_hits', 0))} · "
-            f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))} · "
-            f"errors {stats.get('errors', 0)}"
+            f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))}"
         )
-        self._bar.update(self._task, completed=done, stats=text)
+        self._bar.update(self._tasks[stage], completed=done, total=total, stats=text)
 
     def end(self, stage: str, summary: dict[str, Any]) -> None:
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self._bar.tasks[0].total)
-            self._bar.stop()
-            self._bar = None
+        bar = self._ensure()
+        task = self._tasks.pop(stage, None)
+        if task is not None:
+            total = summary.get("records_in") or 0
+            bar.update(task, completed=total, total=total)
         table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
         for label in SUMMARY_COLUMNS.values():
             table.add_column(label, justify="right")
         table.add_row(*(str(summary.get(c, "")) for c in SUMMARY_COLUMNS))
-        err.print(table)
-        for line in highlights(stage, summary.get("report", {})):
-            err.print(f"  {line}", markup=False, highlight=False)
+        bar.console.print(table)
+        for line in highlights(stage, summary):
+            bar.console.print(f"  {line}", markup=False, highlight=False)
+        if not self._tasks:
+            bar.stop()
+            self._bar = None
 
 
-def highlights(stage: str, report: dict[str, Any]) -> list[str]:
+def highlights(stage: str, summary: dict[str, Any]) -> list[str]:
     """A few report lines worth showing after a stage."""
+    report = summary.get("report") or {}
+    lines = []
+    if summary.get("dropped"):
+        lines.append(f"dropped: {summary['dropped']}")
+    if summary.get("bad_outputs"):
+        lines.append(f"bad model outputs: {summary['bad_outputs']}")
+    return lines + _stage_lines(stage, report)
+
+
+def _stage_lines(stage: str, report: dict[str, Any]) -> list[str]:
     if stage == "seeds":
-        t = report.get("totals", {})
         return [
             f"kept {report.get('kept_harmful')} harmful + {report.get('kept_benign')} benign; "
-            f"dropped: language {t.get('language', 0)}, duplicate {t.get('duplicate', 0)}, "
-            f"errors {t.get('errors', 0)}; shortfall vs quota {t.get('shortfall', 0)}"
+            f"shortfall vs quota {report.get('shortfall', 0)}"
         ]
     if stage == "attack":
         asr = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_strategy", {}).items())
@@ -153,9 +168,9 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Run every stage (seeds, attack, respond, judge, export); resumes a run directory."""
-        run_pipeline(config, out, STAGES, overrides=set_, limit=limit, json=json)
+        run_pipeline(config, out, stage_names(), overrides=set_, limit=limit, json=json)
 
-    for stage in STAGES:
+    for stage in stage_names():
         _register_stage(app, stage)
 
     @app.command("demo")
@@ -175,7 +190,7 @@ def register(app: typer.Typer) -> None:
             "installation end to end, nothing more."
         )
         data = demo_config(out)
-        run_pipeline(None, out, STAGES, data=data, limit=limit, json=json)
+        run_pipeline(None, out, stage_names(), data=data, limit=limit, json=json)
 
     prompt_app = typer.Typer(help="Inspect the pipeline's prompt templates.", no_args_is_help=True)
     app.add_typer(prompt_app, name="prompt")

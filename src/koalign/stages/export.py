@@ -1,37 +1,108 @@
 """Stage E, ``export``: DPO triplets for TRL, balanced by domain, split by seed, with a card.
 
-Selection: harmful triplets are balanced over the domains by water-filling (each domain gets an
-equal share of the target size; what a small domain cannot fill goes to the others), inside a
-domain in a deterministic shuffled order; over-refusal pairs are at most ``over_refusal_share``
-of the export, balanced the same way. Split: a seed goes to validation when a hash of (run seed,
+A barrier: selection and splits need every triplet that passed the filter. Selection: harmful
+triplets are balanced over the domains by water-filling (each domain gets an equal share of
+the target size; what a small domain cannot fill goes to the others), inside a domain in a
+deterministic shuffled order; over-refusal pairs are at most ``over_refusal_share`` of the
+export, balanced the same way. Split: a seed goes to validation when a hash of (run seed,
 seed id) falls below ``validation_share``, so every pair of one seed (and its rewrites) stays on
 one side; neither split is left empty when there are two seeds or more.
+
+``export.jsonl`` holds one record per passed triplet (its row, or why it was not exported);
+``export/`` holds the TRL files (``train.jsonl``, ``validation.jsonl``, ``standard/``) and the
+dataset card. Both are streamed: memory does not grow with the number of triplets.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from koalign.rundir import dumps, write_atomic
-from koalign.stages import StageContext
-from koalign.stages.respond import system_prompt
-from koalign.text import stable_int
+from pydantic import BaseModel, ConfigDict, Field
+
+from koalign.jsonio import stable_int, write_jsonl_atomic, write_text_atomic
+from koalign.stages.base import Frozen, Stage, StageContext, StageReport
+from koalign.stages.judge import JudgedTriplet
+from koalign.stages.respond import Triplet, system_prompt
 
 NAME = "export"
+FILES = (
+    "export/train.jsonl",
+    "export/validation.jsonl",
+    "export/standard/train.jsonl",
+    "export/standard/validation.jsonl",
+    "export/README.md",
+)
 
 
-def water_fill(groups: dict[str, list[Any]], total: int) -> dict[str, int]:
-    """How many items to take from each group to reach ``total`` as evenly as possible."""
+class ExportConfig(BaseModel):
+    """The ``export:`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_size: int = Field(10000, ge=1, description="Triplets to export (balanced by domain).")
+    over_refusal_share: float = Field(
+        0.1, ge=0, le=1, description="Largest share of over-refusal pairs in the export."
+    )
+    system_prompt: bool = Field(
+        False, description="Keep the policy system prompt in `prompt` (default off)."
+    )
+    validation_share: float = Field(
+        0.1, ge=0, lt=1, description="Share of seeds in validation.jsonl."
+    )
+    license: str = Field("cc-by-nc-4.0", description="Licence written into the dataset card.")
+    name: str = Field("koalign-dpo", description="Dataset name in the card.")
+
+
+class ExportItem(Frozen):
+    id: str
+    triplet: Triplet
+    split: Literal["train", "validation"] | None = None
+    drop: str | None = None
+
+
+class ExportRecord(Frozen):
+    """One line of export.jsonl: a passed triplet and where it went."""
+
+    id: str = Field(description="The judged triplet's id.")
+    split: Literal["train", "validation"] | None = Field(
+        None, description="None when not exported."
+    )
+    drop: str | None = Field(None, description="Why the triplet was not exported.")
+    row: dict[str, Any] | None = Field(None, description="The TRL conversational row.")
+    standard: dict[str, Any] | None = Field(None, description="The same row as plain strings.")
+
+
+class ExportReport(StageReport):
+    """Report of the export stage (record unit: triplets in, rows out)."""
+
+    available: int = 0
+    exported: int = 0
+    target_size: int = 0
+    splits: dict[str, int] = Field(default_factory=dict)
+    by_kind: dict[str, int] = Field(default_factory=dict)
+    by_domain: dict[str, int] = Field(default_factory=dict)
+    by_category: dict[str, int] = Field(default_factory=dict)
+    by_type: dict[str, int] = Field(default_factory=dict)
+    by_strategy: dict[str, int] = Field(default_factory=dict)
+    by_tactic: dict[str, int] = Field(default_factory=dict)
+    by_target: dict[str, int] = Field(default_factory=dict)
+    by_responder: dict[str, int] = Field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- selection
+def water_fill(groups: dict[str, int], total: int) -> dict[str, int]:
+    """How many items to take from each group (group -> size) to reach ``total`` as evenly as
+    possible."""
     take = dict.fromkeys(groups, 0)
-    left = min(total, sum(len(v) for v in groups.values()))
+    left = min(total, sum(groups.values()))
     while left > 0:
-        open_groups = sorted(g for g in groups if take[g] < len(groups[g]))
+        open_groups = sorted(g for g in groups if take[g] < groups[g])
         share, extra = divmod(left, len(open_groups))
         for i, g in enumerate(open_groups):
-            add = min(share + (i < extra), len(groups[g]) - take[g])
+            add = min(share + (i < extra), groups[g] - take[g])
             take[g] += add
             left -= add
     return take
@@ -50,48 +121,17 @@ def kind_sizes(n_harmful: int, n_benign: int, target: int, share: float) -> tupl
     return h, b
 
 
-def select(ctx: StageContext, triplets: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    cfg = ctx.config.export
-    seed = ctx.config.seed
-    groups: dict[str, dict[str, list[dict[str, Any]]]] = {
-        "harmful": defaultdict(list),
-        "benign": defaultdict(list),
-    }
-    for t in triplets:
-        groups[t["kind"]][t["domain"]].append(t)
-    for by_domain in groups.values():
-        for g in by_domain.values():
-            g.sort(key=lambda t: (stable_int(seed, t["id"], "order"), t["id"]))
-    sizes = dict(
-        zip(
-            ("harmful", "benign"),
-            kind_sizes(
-                sum(map(len, groups["harmful"].values())),
-                sum(map(len, groups["benign"].values())),
-                cfg.target_size,
-                cfg.over_refusal_share,
-            ),
-            strict=True,
-        )
-    )
-    chosen: list[dict[str, Any]] = []
-    for kind, by_domain in groups.items():
-        for g, n in water_fill(by_domain, sizes[kind]).items():
-            chosen += by_domain[g][:n]
-    return sorted(chosen, key=lambda t: t["id"])
-
-
 def is_validation(ctx: StageContext, seed_id: str) -> bool:
-    share = ctx.config.export.validation_share
+    share = ctx.section(NAME).validation_share
     return (stable_int(ctx.config.seed, seed_id, "split") % 1_000_000) / 1_000_000 < share
 
 
-def validation_seeds(ctx: StageContext, seed_ids: list[str]) -> set[str]:
+def validation_seeds(ctx: StageContext, seed_ids: set[str]) -> set[str]:
     """Seeds of the validation split. With a positive share and at least two seeds, both splits
     get at least one seed (the one with the smallest split hash), so neither file is empty."""
-    seeds = sorted(set(seed_ids))
+    seeds = sorted(seed_ids)
     val = {s for s in seeds if is_validation(ctx, s)}
-    if ctx.config.export.validation_share > 0 and len(seeds) >= 2:
+    if ctx.section(NAME).validation_share > 0 and len(seeds) >= 2:
         by_hash = sorted(seeds, key=lambda s: stable_int(ctx.config.seed, s, "split"))
         if not val:
             val = {by_hash[0]}
@@ -100,98 +140,183 @@ def validation_seeds(ctx: StageContext, seed_ids: list[str]) -> set[str]:
     return val
 
 
-def conversational(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
+def select(ctx: StageContext, keys: Sequence[tuple[str, str, str, str]]) -> dict[str, str | None]:
+    """``keys``: (id, kind, domain, seed_id) of every triplet. Returns id -> None (selected) or
+    the reason it was not."""
+    cfg: ExportConfig = ctx.section(NAME)
+    seed = ctx.config.seed
+    groups: dict[str, dict[str, list[str]]] = {
+        "harmful": defaultdict(list),
+        "benign": defaultdict(list),
+    }
+    for tid, kind, domain, _ in keys:
+        groups[kind][domain].append(tid)
+    for by_domain in groups.values():
+        for g in by_domain.values():
+            g.sort(key=lambda t: (stable_int(seed, t, "order"), t))
+    n_h = sum(map(len, groups["harmful"].values()))
+    n_b = sum(map(len, groups["benign"].values()))
+    h, b = kind_sizes(n_h, n_b, cfg.target_size, cfg.over_refusal_share)
+    out: dict[str, str | None] = {}
+    for kind, size in (("harmful", h), ("benign", b)):
+        by_domain = groups[kind]
+        take = water_fill({d: len(v) for d, v in by_domain.items()}, size)
+        # a benign pair left out is always over its share (the share caps benign pairs)
+        reason = "over_refusal_share" if kind == "benign" else "over_target_size"
+        for d, ids in by_domain.items():
+            for i, tid in enumerate(ids):
+                if i < take[d]:
+                    out[tid] = None
+                else:
+                    out[tid] = reason
+    return out
+
+
+# ----------------------------------------------------------------------------- rows
+def conversational(ctx: StageContext, t: Triplet) -> dict[str, Any]:
     prompt = []
-    if ctx.config.export.system_prompt:
-        sp = system_prompt(ctx, t["category"], t["kind"])
+    if ctx.section(NAME).system_prompt:
+        sp = system_prompt(ctx, t.category, t.kind)
         if sp:
             prompt.append({"role": "system", "content": sp})
-    prompt.append({"role": "user", "content": t["prompt"]})
+    prompt.append({"role": "user", "content": t.prompt})
     return {
         "prompt": prompt,
-        "chosen": [{"role": "assistant", "content": t["chosen"]["text"]}],
-        "rejected": [{"role": "assistant", "content": t["rejected"]}],
+        "chosen": [{"role": "assistant", "content": t.chosen.text}],
+        "rejected": [{"role": "assistant", "content": t.rejected}],
         **metadata(t),
     }
 
 
-def standard(ctx: StageContext, t: dict[str, Any]) -> dict[str, Any]:
-    prompt = t["prompt"]
-    if ctx.config.export.system_prompt:
-        sp = system_prompt(ctx, t["category"], t["kind"])
+def standard(ctx: StageContext, t: Triplet) -> dict[str, Any]:
+    prompt = t.prompt
+    if ctx.section(NAME).system_prompt:
+        sp = system_prompt(ctx, t.category, t.kind)
         prompt = f"{sp}\n\n{prompt}" if sp else prompt
+    return {"prompt": prompt, "chosen": t.chosen.text, "rejected": t.rejected, **metadata(t)}
+
+
+def metadata(t: Triplet) -> dict[str, Any]:
     return {
-        "prompt": prompt,
-        "chosen": t["chosen"]["text"],
-        "rejected": t["rejected"],
-        **metadata(t),
+        "id": t.id,
+        "seed_id": t.seed_id,
+        "kind": t.kind,
+        "domain": t.domain,
+        "category": t.category,
+        "type": t.type or "",
+        "strategy": t.strategy or "",
+        "tactic": t.tactic or "",
+        "target": t.target,
+        "responder": t.chosen.responder,
     }
 
 
-def metadata(t: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": t["id"],
-        "seed_id": t["seed_id"],
-        "kind": t["kind"],
-        "domain": t["domain"],
-        "category": t["category"],
-        "type": t["type"] or "",
-        "strategy": t["strategy"] or "",
-        "tactic": t["tactic"] or "",
-        "target": t["target"],
-        "responder": t["chosen"]["responder"],
-    }
+# ----------------------------------------------------------------------------- the stage
+class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
+    """Stage E (gathers its whole input: balancing and splits)."""
 
+    name = NAME
+    Config = ExportConfig
+    Record = ExportRecord
+    Output = ExportRecord
+    Report = ExportReport
+    files = FILES
+    gather_inputs = True
+    summary = "TRL-ready DPO data, balanced over the 5 domains, split by seed, with a card"
 
-def run(ctx: StageContext, triplets: list[dict[str, Any]], out_dir: Path) -> dict[str, Any]:
-    """Write the export files; return the report."""
-    selected = select(ctx, triplets)
-    splits: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
-    val_seeds = validation_seeds(ctx, [t["seed_id"] for t in selected])
-    for t in selected:
-        splits["validation" if t["seed_id"] in val_seeds else "train"].append(t)
-    (out_dir / "standard").mkdir(parents=True, exist_ok=True)
-    for name, rows in splits.items():
-        write_atomic(
-            out_dir / f"{name}.jsonl", "".join(dumps(conversational(ctx, t)) + "\n" for t in rows)
+    def plan_all(
+        self, ctx: StageContext, inputs: Callable[[], Iterator[JudgedTriplet]]
+    ) -> Iterator[ExportItem]:
+        keys = [(j.id, j.triplet.kind, j.triplet.domain, j.triplet.seed_id) for j in inputs()]
+        decision = select(ctx, keys)
+        val = validation_seeds(ctx, {k[3] for k in keys if decision[k[0]] is None})
+        for j in inputs():
+            drop = decision[j.id]
+            split: Literal["train", "validation"] | None = None
+            if drop is None:
+                split = "validation" if j.triplet.seed_id in val else "train"
+            yield ExportItem(id=j.id, triplet=j.triplet, split=split, drop=drop)
+
+    async def process(self, ctx: StageContext, item: ExportItem) -> ExportRecord:
+        if item.split is None:
+            return ExportRecord(id=item.id, split=None, drop=item.drop)
+        return ExportRecord(
+            id=item.id,
+            split=item.split,
+            row=conversational(ctx, item.triplet),
+            standard=standard(ctx, item.triplet),
         )
-        write_atomic(
-            out_dir / "standard" / f"{name}.jsonl",
-            "".join(dumps(standard(ctx, t)) + "\n" for t in rows),
+
+    def outputs(self, ctx: StageContext, record: ExportRecord) -> list[ExportRecord]:
+        """Exported rows (the end of the pipeline: nothing consumes them but the files)."""
+        return [record] if record.split is not None else []
+
+    def drop_reason(self, record: ExportRecord) -> str | None:
+        return record.drop if record.split is None else None
+
+    def report(
+        self, ctx: StageContext, records: Callable[[], Iterator[ExportRecord]]
+    ) -> ExportReport:
+        tax = ctx.locale.taxonomy
+        names = {d.id: d.name_en for d in tax.domains}
+        tallies: dict[str, Counter[str]] = defaultdict(Counter)
+        splits: Counter[str] = Counter({"train": 0, "validation": 0})
+        available = 0
+        for r in records():
+            available += 1
+            if r.row is None or r.split is None:
+                continue
+            splits[r.split] += 1
+            m = r.row
+            tallies["kind"][m["kind"]] += 1
+            tallies["domain"][f"{m['domain']} {names.get(m['domain'], '')}".strip()] += 1
+            tallies["category"][m["category"]] += 1
+            tallies["type"][m["type"] or f"benign:{m['category']}"] += 1
+            tallies["strategy"][m["strategy"] or "(none: over-refusal)"] += 1
+            tallies["tactic"][m["tactic"] or "(none)"] += 1
+            tallies["target"][m["target"]] += 1
+            tallies["responder"][m["responder"]] += 1
+
+        def t(k: str) -> dict[str, int]:
+            return dict(sorted(tallies[k].items()))
+
+        return ExportReport(
+            available=available,
+            exported=sum(splits.values()),
+            target_size=ctx.section(NAME).target_size,
+            splits=dict(splits),
+            by_kind=t("kind"),
+            by_domain=t("domain"),
+            by_category=t("category"),
+            by_type=t("type"),
+            by_strategy=t("strategy"),
+            by_tactic=t("tactic"),
+            by_target=t("target"),
+            by_responder=t("responder"),
         )
-    report = counts(ctx, selected, splits, len(triplets))
-    from koalign.stages.card import dataset_card
 
-    write_atomic(out_dir / "README.md", dataset_card(ctx, report))
-    return report
+    def write_files(
+        self, ctx: StageContext, records: Callable[[], Iterator[ExportRecord]], root: Path
+    ) -> None:
+        """The TRL files and the dataset card under ``export/``."""
+        from koalign.stages.card import dataset_card
 
-
-def counts(
-    ctx: StageContext, selected: list[dict[str, Any]], splits: dict[str, list], available: int
-) -> dict[str, Any]:
-    tax = ctx.locale.taxonomy
-
-    def tally(key) -> dict[str, int]:
-        return dict(sorted(Counter(key(t) for t in selected).items()))
-
-    return {
-        "available": available,
-        "exported": len(selected),
-        "target_size": ctx.config.export.target_size,
-        "splits": {k: len(v) for k, v in splits.items()},
-        "by_kind": tally(lambda t: t["kind"]),
-        "by_domain": {
-            f"{d} {tax.domains[[x.id for x in tax.domains].index(d)].name_en}": n
-            for d, n in tally(lambda t: t["domain"]).items()
-        },
-        "by_category": tally(lambda t: t["category"]),
-        "by_type": tally(lambda t: t["type"] or f"benign:{t['category']}"),
-        "by_strategy": tally(lambda t: t["strategy"] or "(none: over-refusal)"),
-        "by_tactic": tally(lambda t: t["tactic"] or "(none)"),
-        "by_target": tally(lambda t: t["target"]),
-        "by_responder": tally(lambda t: t["chosen"]["responder"]),
-    }
+        out = root / "export"
+        (out / "standard").mkdir(parents=True, exist_ok=True)
+        fsync = ctx.config.runtime.fsync
+        for split in ("train", "validation"):
+            write_jsonl_atomic(
+                out / f"{split}.jsonl",
+                (r.row for r in records() if r.split == split and r.row is not None),
+                fsync=fsync,
+            )
+            write_jsonl_atomic(
+                out / "standard" / f"{split}.jsonl",
+                (r.standard for r in records() if r.split == split and r.standard is not None),
+                fsync=fsync,
+            )
+        report = self.report(ctx, records)
+        write_text_atomic(out / "README.md", dataset_card(ctx, report), fsync=fsync)
 
 
-def load_rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+STAGE = ExportStage()

@@ -1,215 +1,257 @@
 """Stage D, ``judge``: the filter judges check each triplet on six criteria.
 
-Each judge returns a verdict (pass/fail) and a Korean reason per criterion. The reducer is
-``unanimous`` (every judge passes every criterion, as in the paper) or ``majority`` (more than
-half of the judges pass each criterion). A triplet with an unusable judge answer is
-``undecided``: never passed or failed by default. The report gives the pass rate, failures per
-criterion, each judge's pass rate, pairwise Cohen's kappa and Fleiss' kappa (over all criteria
-and per criterion); triplets on which judges disagree go to ``judge_disagreements.jsonl``.
+Each judge returns a verdict (pass/fail) and a Korean reason per criterion. The reducer
+(:mod:`koalign.agreement`, one documented tie rule) is ``unanimous`` (every judge passes every
+criterion, as in the paper) or ``majority`` (more than half of the judges pass each criterion;
+a tie fails). A triplet with an unusable judge answer is ``undecided``: never passed or failed.
+The report gives the pass rate, failures per criterion, each judge's pass rate, pairwise
+Cohen's kappa and Fleiss' kappa (over all criteria and per criterion); triplets on which judges
+disagree go to ``judge_disagreements.jsonl`` for human review.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal
 
-from koalign.agreement import fleiss_kappa, pairwise_cohen, percent_agreement
-from koalign.config import CRITERIA
+from pydantic import BaseModel, ConfigDict, Field
+
+from koalign.agreement import Reducer, fleiss_kappa, pairwise_cohen, percent_agreement, reduce
+from koalign.gates import check_verdict
+from koalign.jsonio import digest, write_jsonl_atomic
 from koalign.policy import resolved_policy
-from koalign.stages import ParseError, StageContext, call, render, request
-from koalign.stages.attack import load_json
-from koalign.text import record_digest
+from koalign.stages.base import (
+    Call,
+    Frozen,
+    RoleSpec,
+    Stage,
+    StageContext,
+    StageReport,
+    call,
+    request,
+)
+from koalign.stages.respond import Triplet
+from koalign.stages.verdicts import CRITERIA, FILTER_SCHEMA, FilterVerdict, parse_filter
+from koalign.types import Message
 
 NAME = "judge"
-FILTER_SCHEMA = {
-    "title": "filter_judge",
-    "type": "object",
-    "properties": {
-        c: {
-            "type": "object",
-            "properties": {
-                "verdict": {"type": "string", "enum": ["pass", "fail"]},
-                "reason": {"type": "string", "minLength": 1, "maxLength": 200},
-            },
-            "required": ["verdict", "reason"],
-            "additionalProperties": False,
-        }
-        for c in CRITERIA
-    },
-    "required": list(CRITERIA),
-    "additionalProperties": False,
-}
+DISAGREEMENTS = "judge_disagreements.jsonl"
 
 
-def parse(value: Any) -> dict[str, dict[str, Any]]:
-    """``{criterion: {"pass": bool, "reason": str}}`` for all six criteria, or ParseError."""
-    data = load_json(value)
-    if not isinstance(data, dict):
-        raise ParseError("expected a JSON object", kind="schema")
-    out = {}
-    for c in CRITERIA:
-        v = data.get(c)
-        if not isinstance(v, dict):
-            raise ParseError(f"criterion '{c}' is missing", kind="schema")
-        verdict = v.get("verdict")
-        if verdict not in ("pass", "fail"):
-            raise ParseError(
-                f"{c}.verdict must be 'pass' or 'fail', got {verdict!r}", kind="schema"
-            )
-        reason = v.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
-            raise ParseError(f"{c}.reason is missing", kind="schema")
-        out[c] = {"pass": verdict == "pass", "reason": reason.strip()}
-    return out
+class JudgeConfig(BaseModel):
+    """The ``judge:`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reducer: Reducer = Field(
+        "unanimous", description="How judges' per-criterion verdicts are combined."
+    )
 
 
-def build_prompt(ctx: StageContext, triplet: dict[str, Any]):
-    category = ctx.locale.taxonomy.category(triplet["category"])
-    htype = next((t for t in category.types if t.id == triplet.get("type")), None)
-    return render(
-        ctx.locale,
+class JudgeItem(Frozen):
+    id: str
+    triplet: Triplet
+
+
+class JudgedTriplet(Frozen):
+    """One line of judge.jsonl: a triplet and its filter verdicts."""
+
+    id: str = Field(description="'t-' + a digest of the whole triplet.")
+    triplet: Triplet
+    verdicts: dict[str, Call[FilterVerdict]] = Field(description="Judge name -> its verdicts.")
+    decision: dict[str, bool] | None = Field(None, description="Criterion -> reduced verdict.")
+    status: Literal["pass", "fail", "undecided"] = "undecided"
+    disagreement: list[str] = Field(
+        default_factory=list, description="Criteria on which the judges disagree."
+    )
+
+
+class JudgeReport(StageReport):
+    """Report of the judge stage (record unit: triplets)."""
+
+    status: dict[str, int] = Field(default_factory=dict)
+    pass_rate: float | None = None
+    failures_by_criterion: dict[str, int] = Field(default_factory=dict)
+    judge_pass_rate: dict[str, float | None] = Field(default_factory=dict)
+    reasons_not_in_locale_language: int = 0
+    disagreements: int = 0
+    unanimity: float | None = None
+    agreement: dict[str, Any] = Field(default_factory=dict)
+    agreement_by_criterion: dict[str, Any] = Field(default_factory=dict)
+
+
+def build_prompt(ctx: StageContext, t: Triplet) -> tuple[Message, ...]:
+    category = ctx.locale.taxonomy.category(t.category)
+    htype = next((x for x in category.types if x.id == t.type), None)
+    return ctx.render(
         "filter_judge",
         category=category,
         type=htype,
-        kind=triplet["kind"],
-        prompt=triplet["prompt"],
-        rejected=triplet["rejected"],
-        chosen=triplet["chosen"]["text"],
+        kind=t.kind,
+        prompt=t.prompt,
+        rejected=t.rejected,
+        chosen=t.chosen.text,
         policy=resolved_policy(ctx.locale, category.id),
         criteria=CRITERIA,
     )
 
 
-def reduce(verdicts: list[dict[str, dict[str, Any]]], rule: str) -> dict[str, bool]:
-    """Per-criterion decision from every judge's verdicts."""
-    out = {}
-    for c in CRITERIA:
-        passes = sum(v[c]["pass"] for v in verdicts)
-        out[c] = passes == len(verdicts) if rule == "unanimous" else passes * 2 > len(verdicts)
-    return out
+def decide_one(rule: Reducer, verdicts: dict[str, Call[FilterVerdict]]) -> dict[str, Any]:
+    """Decision fields of one triplet from its judges' verdicts."""
+    values = [v.value for v in verdicts.values()]
+    if any(v is None for v in values):
+        return {"status": "undecided", "decision": None, "disagreement": []}
+    decision = {c: reduce([v.passes(c) for v in values if v is not None], rule) for c in CRITERIA}
+    disagreement = [c for c in CRITERIA if len({v.passes(c) for v in values if v is not None}) > 1]
+    status = "pass" if all(decision.values()) else "fail"
+    return {"status": status, "decision": decision, "disagreement": disagreement}
 
 
-# ----------------------------------------------------------------------------- plan/process
-def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [t | {"id": "t-" + record_digest(t)} for t in inputs]
+class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
+    """Stage D: records flow; the agreement statistics are a report over the final file."""
 
-
-async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
-    msgs = build_prompt(ctx, item)
-    judges = ctx.roles["filter_judges"]
-    results = await asyncio.gather(
-        *(
-            call(ctx, j, request(msgs, tag=f"{NAME}/filter_judge", schema=FILTER_SCHEMA), parse)
-            for j in judges
-        )
+    name = NAME
+    Config = JudgeConfig
+    Record = JudgedTriplet
+    Output = JudgedTriplet
+    Report = JudgeReport
+    roles = (
+        RoleSpec(
+            "filter_judges",
+            "Judges of the six-criteria filter (default: the responders, as in the paper).",
+            many=True,
+            default="responders",
+        ),
     )
-    return dict(item) | {"verdicts": dict(zip(judges, results, strict=True))}
+    templates = ("filter_judge",)
+    files = (DISAGREEMENTS,)
+    summary = "three judges check each triplet on six criteria; unanimity by default"
 
+    def plan(self, ctx: StageContext, inp: Triplet | None) -> list[JudgeItem]:
+        assert inp is not None
+        return [JudgeItem(id="t-" + digest(inp.model_dump(mode="json"), n=16), triplet=inp)]
 
-def fragments(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return list(record.get("verdicts", {}).values())
+    async def process(self, ctx: StageContext, item: JudgeItem) -> JudgedTriplet:
+        msgs = build_prompt(ctx, item.triplet)
+        judges = ctx.roles["filter_judges"]
+        caller = ctx.caller
+        assert caller is not None
 
+        async def one(j: str) -> Call[FilterVerdict]:
+            req = request(msgs, tag=f"{NAME}/filter_judge", schema=FILTER_SCHEMA)
+            return check_verdict(await call(ctx, j, req, parse_filter), msgs)
 
-# ----------------------------------------------------------------------------- finalize
-def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dict], dict]:
-    rule = ctx.config.judge.reducer
-    for rec in records:
-        rec.pop("decision", None)
-        frags = list(rec["verdicts"].values())
-        if any("error" in f for f in frags):
-            rec["status"] = "undecided"
-            continue
-        decision = reduce([f["value"] for f in frags], rule)
-        rec["decision"] = decision
-        rec["status"] = "pass" if all(decision.values()) else "fail"
-        rec["disagreement"] = [
-            c for c in CRITERIA if len({f["value"][c]["pass"] for f in frags}) > 1
-        ]
-    return records, report(ctx, records)
+        results = await caller.gather(*(one(j) for j in judges))
+        verdicts = dict(zip(judges, results, strict=True))
+        cfg: JudgeConfig = ctx.section(NAME)
+        return JudgedTriplet(
+            id=item.id,
+            triplet=item.triplet,
+            verdicts=verdicts,
+            **decide_one(cfg.reducer, verdicts),
+        )
 
+    def calls(self, record: JudgedTriplet) -> list[Call[Any]]:
+        return list(record.verdicts.values())
 
-def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
-    judges = ctx.roles["filter_judges"]
-    decided = [r for r in records if r["status"] in ("pass", "fail")]
-    status = Counter(r["status"] for r in records)
-    failures = Counter(c for r in decided for c, ok in r["decision"].items() if not ok)
-    # ratings per judge: one label per (triplet, criterion); None where a judge's answer failed
-    ratings: dict[str, list[bool | None]] = {j: [] for j in judges}
-    per_criterion: dict[str, dict[str, list[bool | None]]] = {
-        c: {j: [] for j in judges} for c in CRITERIA
-    }
-    items: list[list[bool]] = []
-    items_c: dict[str, list[list[bool]]] = {c: [] for c in CRITERIA}
-    for r in records:
-        for c in CRITERIA:
-            labels = []
-            for j in judges:
-                v = r["verdicts"][j].get("value")
-                label = v[c]["pass"] if v is not None else None
-                ratings[j].append(label)
-                per_criterion[c][j].append(label)
-                labels.append(label)
-            if all(x is not None for x in labels):
-                items.append(labels)
-                items_c[c].append(labels)
-    judge_pass = {j: _mean([x for x in ratings[j] if x is not None]) for j in judges}
-    reasons = [
-        v[c]["reason"]
-        for r in records
-        for f in r["verdicts"].values()
-        if (v := f.get("value")) is not None
-        for c in CRITERIA
-    ]
-    off_language = sum(ctx.locale.script_ratio(x) < 0.5 for x in reasons)
-    out: dict[str, Any] = {
-        "triplets": len(records),
-        "status": dict(sorted(status.items())),
-        "pass_rate": round(status["pass"] / len(decided), 4) if decided else None,
-        "failures_by_criterion": {c: failures[c] for c in CRITERIA},
-        "judge_pass_rate": judge_pass,
-        "reasons_not_in_locale_language": off_language,
-        "disagreements": sum(bool(r.get("disagreement")) for r in decided),
-        "unanimity": round(sum(not r["disagreement"] for r in decided) / len(decided), 4)
-        if decided
-        else None,
-        "agreement": {
-            "cohen_pairwise": _round(pairwise_cohen(ratings)),
-            "fleiss": _r(fleiss_kappa(items) if len(judges) > 1 else None),
-            "percent_pairwise": {
-                f"{a}|{b}": _r(percent_agreement(ratings[a], ratings[b]))
-                for i, a in enumerate(sorted(judges))
-                for b in sorted(judges)[i + 1 :]
-            },
-        },
-        "agreement_by_criterion": {
-            c: {
-                "cohen_pairwise": _round(pairwise_cohen(per_criterion[c])),
-                "fleiss": _r(fleiss_kappa(items_c[c]) if len(judges) > 1 else None),
-            }
-            for c in CRITERIA
-        },
-    }
-    return out
+    def outputs(self, ctx: StageContext, record: JudgedTriplet) -> list[JudgedTriplet]:
+        return [record] if record.status == "pass" else []
 
+    def drop_reason(self, record: JudgedTriplet) -> str | None:
+        return None if record.status == "pass" else record.status
 
-def disagreements(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows for human review: triplets on which the judges disagree."""
-    return [
-        {
-            "id": r["id"],
-            "category": r["category"],
-            "kind": r["kind"],
-            "prompt": r["prompt"],
-            "rejected": r["rejected"],
-            "chosen": r["chosen"]["text"],
-            "criteria": r["disagreement"],
-            "decision": r["decision"],
-            "verdicts": {j: f["value"] for j, f in r["verdicts"].items()},
+    def report(
+        self, ctx: StageContext, records: Callable[[], Iterator[JudgedTriplet]]
+    ) -> JudgeReport:
+        judges = ctx.roles["filter_judges"]
+        status: Counter[str] = Counter()
+        failures: Counter[str] = Counter()
+        ratings: dict[str, list[bool | None]] = {j: [] for j in judges}
+        per_criterion: dict[str, dict[str, list[bool | None]]] = {
+            c: {j: [] for j in judges} for c in CRITERIA
         }
-        for r in records
-        if r.get("disagreement")
-    ]
+        items: list[list[bool]] = []
+        items_c: dict[str, list[list[bool]]] = {c: [] for c in CRITERIA}
+        off_language = disagreements = unanimous = decided = 0
+        for r in records():
+            status[r.status] += 1
+            if r.decision is not None:
+                decided += 1
+                failures.update(c for c, ok in r.decision.items() if not ok)
+                disagreements += bool(r.disagreement)
+                unanimous += not r.disagreement
+            for c in CRITERIA:
+                labels: list[bool | None] = []
+                for j in judges:
+                    frag = r.verdicts.get(j)
+                    v = frag.value if frag is not None else None
+                    label = v.passes(c) if v is not None else None
+                    ratings[j].append(label)
+                    per_criterion[c][j].append(label)
+                    labels.append(label)
+                    if v is not None and ctx.locale.script_ratio(getattr(v, c).reason) < 0.5:
+                        off_language += 1
+                if all(x is not None for x in labels):
+                    full = [bool(x) for x in labels]
+                    items.append(full)
+                    items_c[c].append(full)
+        many = len(judges) > 1
+        return JudgeReport(
+            status=dict(sorted(status.items())),
+            pass_rate=_r(status["pass"] / decided) if decided else None,
+            failures_by_criterion={c: failures[c] for c in CRITERIA},
+            judge_pass_rate={j: _mean([x for x in ratings[j] if x is not None]) for j in judges},
+            reasons_not_in_locale_language=off_language,
+            disagreements=disagreements,
+            unanimity=_r(unanimous / decided) if decided else None,
+            agreement={
+                "cohen_pairwise": _round(pairwise_cohen(ratings)),
+                "fleiss": _r(fleiss_kappa(items) if many else None),
+                "percent_pairwise": {
+                    f"{a}|{b}": _r(percent_agreement(ratings[a], ratings[b]))
+                    for i, a in enumerate(sorted(judges))
+                    for b in sorted(judges)[i + 1 :]
+                },
+            },
+            agreement_by_criterion={
+                c: {
+                    "cohen_pairwise": _round(pairwise_cohen(per_criterion[c])),
+                    "fleiss": _r(fleiss_kappa(items_c[c]) if many else None),
+                }
+                for c in CRITERIA
+            },
+        )
+
+    def write_files(
+        self, ctx: StageContext, records: Callable[[], Iterator[JudgedTriplet]], root: Path
+    ) -> None:
+        """judge_disagreements.jsonl: triplets on which the judges disagree."""
+        write_jsonl_atomic(
+            root / DISAGREEMENTS,
+            (disagreement_row(r) for r in records() if r.disagreement and r.decision is not None),
+            fsync=ctx.config.runtime.fsync,
+        )
+
+
+def disagreement_row(r: JudgedTriplet) -> dict[str, Any]:
+    """A row for human review."""
+    t = r.triplet
+    return {
+        "id": r.id,
+        "category": t.category,
+        "kind": t.kind,
+        "prompt": t.prompt,
+        "rejected": t.rejected,
+        "chosen": t.chosen.text,
+        "criteria": r.disagreement,
+        "decision": r.decision,
+        "verdicts": {
+            j: f.value.model_dump(by_alias=True) if f.value is not None else None
+            for j, f in r.verdicts.items()
+        },
+    }
 
 
 def _mean(xs: list[bool]) -> float | None:
@@ -224,5 +266,4 @@ def _round(d: dict[str, float | None]) -> dict[str, float | None]:
     return {k: _r(v) for k, v in d.items()}
 
 
-def outputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "pass"]
+STAGE = JudgeStage()

@@ -1,81 +1,117 @@
-"""Example renderings of the pipeline's prompt templates (``koalign prompt show``)."""
+"""Example renderings of the pipeline's prompt templates (``koalign prompt show``) and the
+longest prompt of each role (the context-window check before a run)."""
 
 from __future__ import annotations
 
-from koalign.config import RunConfig
+from typing import Any
+
 from koalign.errors import LocaleError, did_you_mean
 from koalign.locale import Locale
-from koalign.stages import REQUIRED_TEMPLATES, StageContext, attack, judge, render, respond, seeds
+from koalign.stages import attack, judge, respond, seeds
+from koalign.stages.attack import Case
+from koalign.stages.base import StageContext, all_templates
+from koalign.stages.respond import Chosen, Triplet
 from koalign.types import Message
 
 
-def example_context(loc: Locale) -> StageContext:
-    config = RunConfig.model_validate(
-        {
-            "locale": str(loc.path),
-            "models": {"m": {"backend": "scripted", "model": "m", "options": {"responses": ["-"]}}},
-            "roles": {
-                r: "m"
-                for r in (
-                    "seed_generator",
-                    "attacker",
-                    "harm_judge",
-                    "query_judge",
-                    "response_judge",
-                )
-            }
-            | {"targets": ["m"], "responders": ["m"]},
+def example_context(loc: Locale, config: Any = None) -> StageContext:
+    """A context over ``loc`` with a placeholder model in every role (no call is ever made)."""
+    from koalign.config import load_config
+    from koalign.stages.base import all_roles
+
+    if config is None:
+        roles: dict[str, Any] = {
+            r.name: (["m"] if r.many else "m") for r in all_roles().values() if r.default is None
         }
-    )
-    return StageContext(config=config, locale=loc, caller=None, roles=config.roles.resolved())
-
-
-def render_example(loc: Locale, role: str, category: str) -> tuple[Message, ...]:
-    """Render ``role``'s template for ``category`` with values taken from the locale pack."""
-    if role not in REQUIRED_TEMPLATES:
-        raise LocaleError(
-            f"unknown pipeline role '{role}'{did_you_mean(role, REQUIRED_TEMPLATES)}",
-            hint=f"roles: {', '.join(REQUIRED_TEMPLATES)}",
+        config = load_config(
+            None,
+            data={
+                "locale": str(loc.path),
+                "models": {
+                    "m": {"backend": "scripted", "model": "m", "options": {"responses": ["-"]}}
+                },
+                "roles": roles,
+            },
         )
-    ctx = example_context(loc)
+    return StageContext(config=config, locale=loc, roles=config.roles.resolved())
+
+
+def example_case(ctx: StageContext, category: str, *, answer: str | None = None) -> Triplet:
+    """A triplet of ``category`` built from the policy's first worked example."""
+    loc = ctx.locale
+    cat = loc.taxonomy.category(category)
+    example = loc.policy.policies[cat.id].examples[0]
+    items = seeds.STAGE.plan(ctx, None)
+    harmful = next((i for i in items if i.category == cat.id and i.kind == "harmful"), None)
+    return Triplet(
+        id="example",
+        seed_id=harmful.id if harmful else "s-example",
+        kind="harmful",
+        domain=loc.taxonomy.domain_of(cat.id).id,
+        category=cat.id,
+        type=harmful.type if harmful else cat.types[0].id,
+        prompt=example.prompt,
+        rejected="(대상 모델의 유해한 응답)",
+        target="m",
+        synthetic=False,
+        round=1,
+        strategy=None,
+        tactic=None,
+        harm_score=5,
+        chosen=Chosen(
+            responder="m", text=answer or example.answer, safety=5, coherence=5, reason="-"
+        ),
+    )
+
+
+def render_example(
+    loc: Locale, role: str, category: str, *, ctx: StageContext | None = None
+) -> tuple[Message, ...]:
+    """Render ``role``'s template for ``category`` with values taken from the locale pack."""
+    roles = all_templates()
+    if role not in roles:
+        raise LocaleError(
+            f"unknown pipeline role '{role}'{did_you_mean(role, roles)}",
+            hint=f"roles: {', '.join(roles)}",
+        )
+    ctx = ctx or example_context(loc)
     cat = loc.taxonomy.category(category)
     policy = loc.policy.policies[cat.id]
-    example = policy.examples[0]
-    domain = loc.taxonomy.domain_of(cat.id).id
-    items = seeds.plan(ctx)
-    harmful = next(i for i in items if i["category"] == cat.id and i["kind"] == "harmful")
-    benign = next((i for i in items if i["category"] == cat.id and i.get("neighbour")), None)
-    case = {
-        "id": "example",
-        "seed_id": harmful["id"],
-        "kind": "harmful",
-        "domain": domain,
-        "category": cat.id,
-        "type": harmful["type"],
-        "prompt": example.prompt,
-        "seed_prompt": example.prompt,
-        "rejected": "(대상 모델의 유해한 응답)",
-        "chosen": {"text": example.answer, "responder": "m"},
-    }
+    t = example_case(ctx, cat.id)
+    case = Case(**t.model_dump(exclude={"chosen"}))
+    items = seeds.STAGE.plan(ctx, None)
+    harmful = next(i for i in items if i.category == cat.id and i.kind == "harmful")
     if role == "seed_generator":
         return seeds.build_prompt(ctx, harmful)
     if role == "benign_generator":
-        item = benign or {**harmful, "kind": "benign", "neighbour": policy.does_not_apply[0]}
+        benign = next((i for i in items if i.category == cat.id and i.neighbour), None)
+        item = benign or harmful.model_copy(
+            update={"kind": "benign", "type": None, "neighbour": policy.does_not_apply[0]}
+        )
         return seeds.build_prompt(ctx, item)
     if role == "attacker":
-        strategy, _ = attack.schedule(ctx, harmful["id"], 0)
+        strategy, _ = attack.schedule(ctx, harmful.id, 0)
         tactic = loc.tactics.tactics[0].id if loc.tactics.tactics else None
-        return attack.build_attack_prompt(ctx, case, strategy, tactic, None)
-    if role == "refusal_writer":
-        return render(loc, "refusal_writer", prompt=policy.benign_prompts[0], category=cat)
-    if role == "harm_judge":
-        return attack.build_judge_prompt(
-            ctx, cat.id, example.prompt, "(대상 모델의 응답)", "harmful"
+        seed = seeds.Seed(
+            id=harmful.id,
+            kind="harmful",
+            domain=harmful.domain,
+            category=cat.id,
+            type=harmful.type,
+            index=0,
+            prompt=t.prompt,
+            variation=harmful.variation,
+            source="generated",
         )
+        return attack.build_attack_prompt(ctx, seed, strategy, tactic, None)
+    if role == "refusal_writer":
+        return ctx.render("refusal_writer", prompt=policy.benign_prompts[0], category=cat)
+    if role == "harm_judge":
+        return attack.build_judge_prompt(ctx, cat.id, t.prompt, "(대상 모델의 응답)", "harmful")
     if role == "query_judge":
         return respond.build_query_prompt(ctx, case)
     if role == "responder":
         return respond.build_responder_prompt(ctx, case)
     if role == "response_judge":
-        return respond.build_response_judge_prompt(ctx, case, example.answer)
-    return judge.build_prompt(ctx, case)
+        return respond.build_response_judge_prompt(ctx, case, t.chosen.text)
+    return judge.build_prompt(ctx, t)

@@ -2,282 +2,411 @@
 
 The query judge rates each harmful prompt 1-4 (prompts below ``min_query_score`` are dropped;
 benign over-refusal prompts skip it). Every responder answers under the category's policy
-(system prompt rendered from policy.yaml); the response judge scores each candidate for safety
-and cultural coherence (1-5 each); the citation verifier checks every candidate. At the end of
-the stage, in id order, the best eligible candidate (safety + coherence, at least the configured
-minimums, no citation problem when the check is on) is chosen; ties go to the responder chosen
-least so far, then to the responder listed first (a candidate with higher safety wins between
-equal sums).
+(system prompt rendered from policy.yaml); each answer passes the output gates; the response
+judge scores each candidate for safety and cultural coherence (1-5 each); the citation
+verifier checks every candidate, and a candidate whose citations get a verdict in
+``citation_reject`` is not eligible. The best eligible candidate (highest safety + coherence,
+then highest safety, at least the configured minimums) is chosen. A full tie goes to a seeded
+rotation over the tied responders: each is equally likely, so no responder's style dominates,
+and the choice needs no other record (records flow to the judge stage at once).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import MissingExtraError
+from koalign.gates import GateConfig, check_text, check_verdict
+from koalign.jsonio import digest, stable_int
 from koalign.policy import resolved_policy
-from koalign.stages import ParseError, StageContext, call, language_gate, render, request
-from koalign.stages.attack import load_json, parse_answer
-from koalign.text import record_digest
+from koalign.stages.attack import Case
+from koalign.stages.base import (
+    Call,
+    Frozen,
+    RoleSpec,
+    Stage,
+    StageContext,
+    StageReport,
+    call,
+    request,
+)
+from koalign.stages.verdicts import (
+    QUERY_SCHEMA,
+    RESPONSE_SCHEMA,
+    QueryVerdict,
+    ResponseScores,
+    parse_query,
+    parse_response_scores,
+    parse_text_answer,
+)
+from koalign.types import Message
 
 NAME = "respond"
-QUERY_SCHEMA = {
-    "title": "query_judge",
-    "type": "object",
-    "properties": {
-        "score": {"type": "integer", "minimum": 1, "maximum": 4},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 300},
-    },
-    "required": ["score", "reason"],
-    "additionalProperties": False,
-}
-RESPONSE_SCHEMA = {
-    "title": "response_judge",
-    "type": "object",
-    "properties": {
-        "safety": {"type": "integer", "minimum": 1, "maximum": 5},
-        "coherence": {"type": "integer", "minimum": 1, "maximum": 5},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 400},
-    },
-    "required": ["safety", "coherence", "reason"],
-    "additionalProperties": False,
-}
+DEFAULT_CITATION_REJECT = ("outdated", "nonexistent", "unknown_law", "retired")
+
+
+class RespondConfig(BaseModel):
+    """The ``respond:`` section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query_judge: bool = Field(True, description="Rate prompt harmfulness and drop low ones.")
+    min_query_score: int = Field(2, ge=1, le=4, description="Drop prompts rated below this.")
+    min_safety: int = Field(4, ge=1, le=5, description="Chosen candidates need this safety.")
+    min_coherence: int = Field(1, ge=1, le=5, description="Chosen candidates need this coherence.")
+    min_script_ratio: float = Field(
+        0.5, ge=0, le=1, description="Candidates must be in the locale's language (script ratio)."
+    )
+    citation_check: bool = Field(
+        True, description="Check every candidate's statute and hotline citations."
+    )
+    citation_reject: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CITATION_REJECT),
+        description="Citation verdicts that make a candidate ineligible (see docs/citations.md); "
+        "other verdicts (e.g. unregistered) are kept and counted.",
+    )
+    gates: GateConfig = Field(
+        default_factory=lambda: GateConfig(min_chars=20),
+        description="Output gates for responders' answers.",
+    )
+
+
+# ----------------------------------------------------------------------------- records
+class CitationCheck(Frozen):
+    """The citation verifier on one candidate."""
+
+    ok: bool = Field(description="No verdict of `citation_reject` was found.")
+    verdicts: dict[str, int] = Field(default_factory=dict, description="Verdicts found, counted.")
+    rejected_for: dict[str, int] = Field(
+        default_factory=dict, description="The verdicts that made the candidate ineligible."
+    )
+    report: dict[str, Any] = Field(default_factory=dict, description="The verifier's report.")
+
+
+class Candidate(Frozen):
+    """One responder's answer and what the judge and the verifier said about it."""
+
+    responder: str
+    answer: Call[str]
+    judge: Call[ResponseScores] | None = None
+    citations: CitationCheck | None = None
+
+
+class Chosen(Frozen):
+    """The chosen answer."""
+
+    responder: str
+    text: str
+    safety: int
+    coherence: int
+    reason: str
+
+
+class RespondItem(Frozen):
+    id: str
+    case: Case
+
+
+class RespondRecord(Frozen):
+    """One line of respond.jsonl."""
+
+    id: str = Field(description="'r-' + a digest of the whole case.")
+    case: Case
+    query: Call[QueryVerdict] | None = None
+    candidates: list[Candidate] = Field(default_factory=list)
+    chosen: Chosen | None = None
+    status: Literal["chosen", "dropped_query", "no_candidate", "error"] = "no_candidate"
+    citation_rejected: list[str] = Field(default_factory=list)
+
+
+class Triplet(Frozen):
+    """A prompt with its rejected and chosen answers: the input of the judge stage."""
+
+    id: str = Field(description="The case id.")
+    seed_id: str
+    kind: Literal["harmful", "benign"]
+    domain: str
+    category: str
+    type: str | None = None
+    prompt: str
+    rejected: str
+    target: str
+    synthetic: bool
+    round: int
+    strategy: str | None = None
+    tactic: str | None = None
+    harm_score: int | None = None
+    chosen: Chosen
+
+
+class RespondReport(StageReport):
+    """Report of the respond stage (record unit: cases in, triplets out)."""
+
+    status: dict[str, int] = Field(default_factory=dict)
+    chosen_by_responder: dict[str, int] = Field(default_factory=dict)
+    mean_scores: dict[str, dict[str, float]] = Field(default_factory=dict)
+    citations: dict[str, Any] = Field(default_factory=dict)
+    fanout: dict[str, float] = Field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- pure parts
-def _int_field(data: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    v = data.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ParseError(f"{key} must be an integer {lo}-{hi}, got {v!r}", kind="schema")
-    return v
-
-
-def _reason(data: dict[str, Any]) -> str:
-    v = data.get("reason")
-    if not isinstance(v, str) or not v.strip():
-        raise ParseError("reason is missing", kind="schema")
-    return v.strip()
-
-
-def parse_query(value: Any) -> dict[str, Any]:
-    data = load_json(value)
-    if not isinstance(data, dict):
-        raise ParseError("expected a JSON object", kind="schema")
-    return {"score": _int_field(data, "score", 1, 4), "reason": _reason(data)}
-
-
-def parse_response_scores(value: Any) -> dict[str, Any]:
-    data = load_json(value)
-    if not isinstance(data, dict):
-        raise ParseError("expected a JSON object", kind="schema")
-    return {
-        "safety": _int_field(data, "safety", 1, 5),
-        "coherence": _int_field(data, "coherence", 1, 5),
-        "reason": _reason(data),
-    }
-
-
-def build_responder_prompt(ctx: StageContext, case: dict[str, Any]):
+def build_responder_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]:
     """The policy system prompt plus the user's prompt."""
-    return render(
-        ctx.locale,
+    return ctx.render(
         "responder",
-        policy=resolved_policy(ctx.locale, case["category"]),
-        prompt=case["prompt"],
-        kind=case["kind"],
+        policy=resolved_policy(ctx.locale, case.category),
+        prompt=case.prompt,
+        kind=case.kind,
     )
 
 
 def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> str | None:
-    msgs = build_responder_prompt(ctx, {"category": category, "prompt": "", "kind": kind})
+    """The responder's system prompt of a category (None when the template has none)."""
+    msgs = ctx.render(
+        "responder", policy=resolved_policy(ctx.locale, category), prompt="", kind=kind
+    )
     return msgs[0].content if msgs[0].role == "system" else None
 
 
-def build_query_prompt(ctx: StageContext, case: dict[str, Any]):
-    return render(
-        ctx.locale,
-        "query_judge",
-        prompt=case["prompt"],
-        category=ctx.locale.taxonomy.category(case["category"]),
+def build_query_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]:
+    return ctx.render(
+        "query_judge", prompt=case.prompt, category=ctx.locale.taxonomy.category(case.category)
     )
 
 
-def build_response_judge_prompt(ctx: StageContext, case: dict[str, Any], answer: str):
-    return render(
-        ctx.locale,
+def build_response_judge_prompt(ctx: StageContext, case: Case, answer: str) -> tuple[Message, ...]:
+    return ctx.render(
         "response_judge",
-        prompt=case["prompt"],
+        prompt=case.prompt,
         answer=answer,
-        kind=case["kind"],
-        policy=resolved_policy(ctx.locale, case["category"]),
-        rubric=ctx.locale.rubric.categories.get(case["category"], []),
+        kind=case.kind,
+        policy=resolved_policy(ctx.locale, case.category),
+        rubric=ctx.locale.rubric.categories.get(case.category, []),
     )
 
 
-def check_citations(ctx: StageContext, text: str, category: str) -> dict[str, Any] | None:
-    if not ctx.config.respond.citation_check:
+def check_citations(ctx: StageContext, text: str, category: str) -> CitationCheck | None:
+    """The citation verifier on a candidate (None when the check is off)."""
+    cfg: RespondConfig = ctx.section(NAME)
+    if not cfg.citation_check:
         return None
     try:
-        from koalign.cite import check_text
-    except ImportError as exc:
+        from koalign.cite import check_text as cite_text
+    except ImportError as exc:  # pragma: no cover - part of the base install
         raise MissingExtraError("koalign.cite", "all", feature="respond.citation_check") from exc
-    report = check_text(text, ctx.locale, category=category)
-    return {"ok": not report.problems, "problems": len(report.problems), "report": report.to_dict()}
-
-
-# ----------------------------------------------------------------------------- plan/process
-def plan(ctx: StageContext, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c | {"id": "r-" + record_digest(c)} for c in inputs]
-
-
-async def _candidate(ctx: StageContext, responder: str, case: dict[str, Any]) -> dict[str, Any]:
-    req = request(build_responder_prompt(ctx, case), tag=f"{NAME}/responder")
-    answer = await call(ctx, responder, req, parse_answer)
-    answer = language_gate(ctx, answer, ctx.config.respond.min_script_ratio)
-    cand: dict[str, Any] = {"responder": responder, "answer": answer}
-    if "error" in answer:
-        return cand
-    judge_req = request(
-        build_response_judge_prompt(ctx, case, answer["value"]),
-        tag=f"{NAME}/response_judge",
-        schema=RESPONSE_SCHEMA,
-    )
-    cand["judge"] = await call(
-        ctx, ctx.roles["response_judge"][0], judge_req, parse_response_scores
-    )
-    cand["citations"] = check_citations(ctx, answer["value"], case["category"])
-    return cand
-
-
-async def process(ctx: StageContext, item: dict[str, Any]) -> dict[str, Any]:
-    record = dict(item)
-    cfg = ctx.config.respond
-    if item["kind"] == "harmful" and cfg.query_judge:
-        req = request(build_query_prompt(ctx, item), tag=f"{NAME}/query_judge", schema=QUERY_SCHEMA)
-        record["query"] = await call(ctx, ctx.roles["query_judge"][0], req, parse_query)
-        if "error" in record["query"]:
-            return record
-        if record["query"]["value"]["score"] < cfg.min_query_score:
-            return record
-    record["candidates"] = list(
-        await asyncio.gather(*(_candidate(ctx, r, item) for r in ctx.roles["responders"]))
-    )
-    return record
-
-
-def fragments(record: dict[str, Any]) -> list[dict[str, Any]]:
-    out = [record["query"]] if "query" in record else []
-    for c in record.get("candidates", []):
-        out += [c["answer"]] + ([c["judge"]] if "judge" in c else [])
-    return out
-
-
-# ----------------------------------------------------------------------------- finalize
-def rank(cand: dict[str, Any], chosen_count: Counter[str], order: dict[str, int]) -> tuple:
-    """Sort key of an eligible candidate: best safety + coherence, then best safety; a full tie
-    goes to the responder chosen least so far, then to the one listed first."""
-    v = cand["judge"]["value"]
-    return (
-        -(v["safety"] + v["coherence"]),
-        -v["safety"],
-        chosen_count[cand["responder"]],
-        order[cand["responder"]],
+    report = cite_text(text, ctx.locale, category=category)
+    data = report.to_dict()
+    verdicts: Counter[str] = Counter()
+    for c in data.get("citations", []):
+        verdicts[c["status"]] += 1
+    for c in data.get("contacts", []):
+        verdicts[c["status"]] += 1
+    reject = set(cfg.citation_reject)
+    rejected = {k: v for k, v in sorted(verdicts.items()) if k in reject}
+    return CitationCheck(
+        ok=not rejected, verdicts=dict(sorted(verdicts.items())), rejected_for=rejected, report=data
     )
 
 
-def finalize(ctx: StageContext, records: list[dict[str, Any]]) -> tuple[list[dict], dict]:
-    cfg = ctx.config.respond
-    chosen_count: Counter[str] = Counter()
-    order = {r: i for i, r in enumerate(ctx.roles["responders"])}
-    for rec in sorted(records, key=lambda r: r["id"]):
-        rec.pop("chosen", None)
-        rec.pop("rejected_candidates", None)
-        if "query" in rec and "error" in rec["query"]:
-            rec["status"] = "error"
+def choose(ctx: StageContext, record: RespondRecord) -> RespondRecord:
+    """Pick the chosen candidate of one record (see the module docstring)."""
+    cfg: RespondConfig = ctx.section(NAME)
+    if record.query is not None:
+        if not record.query.ok or record.query.value is None:
+            return record.model_copy(update={"status": "error"})
+        if record.query.value.score < cfg.min_query_score:
+            return record.model_copy(update={"status": "dropped_query"})
+    eligible: list[tuple[Candidate, ResponseScores]] = []
+    citation_rejects = []
+    for cand in record.candidates:
+        scores = cand.judge.value if cand.judge is not None and cand.judge.ok else None
+        if scores is None or cand.answer.value is None:
             continue
-        if "query" in rec and rec["query"]["value"]["score"] < cfg.min_query_score:
-            rec["status"] = "dropped_query"
+        if cand.citations is not None and not cand.citations.ok:
+            citation_rejects.append(cand.responder)
             continue
-        eligible, citation_rejects = [], []
-        for cand in rec["candidates"]:
-            scores = cand.get("judge", {}).get("value")
-            if scores is None:
-                continue
-            if cand.get("citations") is not None and not cand["citations"]["ok"]:
-                citation_rejects.append(cand["responder"])
-                continue
-            if scores["safety"] >= cfg.min_safety and scores["coherence"] >= cfg.min_coherence:
-                eligible.append(cand)
-        rec["citation_rejected"] = citation_rejects
-        if not eligible:
-            rec["status"] = "no_candidate"
-            continue
-        best = min(eligible, key=lambda c: rank(c, chosen_count, order))
-        chosen_count[best["responder"]] += 1
-        rec["chosen"] = {
-            "responder": best["responder"],
-            "text": best["answer"]["value"],
-            **best["judge"]["value"],
-        }
-        rec["status"] = "chosen"
-    return records, report(ctx, records)
+        if scores.safety >= cfg.min_safety and scores.coherence >= cfg.min_coherence:
+            eligible.append((cand, scores))
+    update: dict[str, Any] = {"citation_rejected": citation_rejects}
+    if not eligible:
+        failed = all(
+            c.answer.failed_call or (c.judge is not None and c.judge.failed_call)
+            for c in record.candidates
+        ) and bool(record.candidates)
+        return record.model_copy(update=update | {"status": "error" if failed else "no_candidate"})
+    seed = ctx.config.seed
+    best, scores = min(
+        eligible,
+        key=lambda e: (
+            -(e[1].safety + e[1].coherence),
+            -e[1].safety,
+            stable_int(seed, record.id, e[0].responder, "choose"),
+        ),
+    )
+    assert best.answer.value is not None
+    chosen = Chosen(
+        responder=best.responder,
+        text=best.answer.value,
+        safety=scores.safety,
+        coherence=scores.coherence,
+        reason=scores.reason,
+    )
+    return record.model_copy(update=update | {"chosen": chosen, "status": "chosen"})
 
 
-def report(ctx: StageContext, records: list[dict[str, Any]]) -> dict[str, Any]:
-    status = Counter(r["status"] for r in records)
-    chosen = Counter(r["chosen"]["responder"] for r in records if "chosen" in r)
-    checked = flagged = 0
-    for r in records:
-        for c in r.get("candidates", []):
-            if c.get("citations") is not None:
-                checked += 1
-                flagged += not c["citations"]["ok"]
-    means: dict[str, dict[str, float]] = {}
-    for resp in ctx.roles["responders"]:
-        vals = [
-            c["judge"]["value"]
-            for r in records
-            for c in r.get("candidates", [])
-            if c["responder"] == resp and "value" in c.get("judge", {})
+# ----------------------------------------------------------------------------- the stage
+class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
+    """Stage C: records flow (a case's triplet leaves as soon as its candidates are scored)."""
+
+    name = NAME
+    Config = RespondConfig
+    Record = RespondRecord
+    Output = Triplet
+    Report = RespondReport
+    roles = (
+        RoleSpec("query_judge", "Judge rating prompt harmfulness 1-4."),
+        RoleSpec("responders", "Models writing policy answers.", many=True),
+        RoleSpec("response_judge", "Judge scoring candidates for safety and coherence."),
+    )
+    templates = ("query_judge", "responder", "response_judge")
+    summary = "several responders answer under the category's Korean policy; a judge picks chosen"
+
+    def plan(self, ctx: StageContext, inp: Case | None) -> list[RespondItem]:
+        assert inp is not None
+        return [RespondItem(id="r-" + digest(inp.model_dump(mode="json"), n=16), case=inp)]
+
+    async def _candidate(self, ctx: StageContext, responder: str, case: Case) -> Candidate:
+        cfg: RespondConfig = ctx.section(NAME)
+        msgs = build_responder_prompt(ctx, case)
+        answer = await call(
+            ctx, responder, request(msgs, tag=f"{NAME}/responder"), parse_text_answer
+        )
+        answer = check_text(
+            answer,
+            cfg.gates,
+            prompt=msgs,
+            previous=[case.prompt, case.rejected],
+            script_ratio=ctx.locale.script_ratio,
+            min_script_ratio=cfg.min_script_ratio,
+        )
+        if not answer.ok or answer.value is None:
+            return Candidate(responder=responder, answer=answer)
+        jmsgs = build_response_judge_prompt(ctx, case, answer.value)
+        judge_req = request(jmsgs, tag=f"{NAME}/response_judge", schema=RESPONSE_SCHEMA)
+        judge = await call(ctx, ctx.roles["response_judge"][0], judge_req, parse_response_scores)
+        return Candidate(
+            responder=responder,
+            answer=answer,
+            judge=check_verdict(judge, jmsgs),
+            citations=check_citations(ctx, answer.value, case.category),
+        )
+
+    async def process(self, ctx: StageContext, item: RespondItem) -> RespondRecord:
+        case = item.case
+        cfg: RespondConfig = ctx.section(NAME)
+        caller = ctx.caller
+        assert caller is not None
+        query = None
+        if case.kind == "harmful" and cfg.query_judge:
+            msgs = build_query_prompt(ctx, case)
+            req = request(msgs, tag=f"{NAME}/query_judge", schema=QUERY_SCHEMA)
+            query = check_verdict(
+                await call(ctx, ctx.roles["query_judge"][0], req, parse_query), msgs
+            )
+            if not query.ok or query.value is None or query.value.score < cfg.min_query_score:
+                return choose(ctx, RespondRecord(id=item.id, case=case, query=query))
+        candidates = await caller.gather(
+            *(self._candidate(ctx, r, case) for r in ctx.roles["responders"])
+        )
+        record = RespondRecord(id=item.id, case=case, query=query, candidates=candidates)
+        return choose(ctx, record)
+
+    def calls(self, record: RespondRecord) -> list[Call[Any]]:
+        out: list[Call[Any]] = [record.query] if record.query is not None else []
+        for c in record.candidates:
+            out += [c.answer] + ([c.judge] if c.judge is not None else [])
+        return out
+
+    def outputs(self, ctx: StageContext, record: RespondRecord) -> list[Triplet]:
+        if record.chosen is None:
+            return []
+        c = record.case
+        return [
+            Triplet(
+                id=c.id,
+                seed_id=c.seed_id,
+                kind=c.kind,
+                domain=c.domain,
+                category=c.category,
+                type=c.type,
+                prompt=c.prompt,
+                rejected=c.rejected,
+                target=c.target,
+                synthetic=c.synthetic,
+                round=c.round,
+                strategy=c.strategy,
+                tactic=c.tactic,
+                harm_score=c.harm_score,
+                chosen=record.chosen,
+            )
         ]
-        if vals:
-            means[resp] = {
-                k: round(sum(v[k] for v in vals) / len(vals), 3) for k in ("safety", "coherence")
-            }
-    return {
-        "status": dict(sorted(status.items())),
-        "chosen_by_responder": dict(sorted(chosen.items())),
-        "mean_scores": means,
-        "citations": {
-            "candidates_checked": checked,
-            "candidates_flagged": flagged,
-            "prompts_lost": sum(
-                1 for r in records if r["status"] == "no_candidate" and r.get("citation_rejected")
-            ),
-        },
-    }
+
+    def drop_reason(self, record: RespondRecord) -> str | None:
+        if record.chosen is not None:
+            return None
+        if record.status == "no_candidate" and record.citation_rejected:
+            return "citations"
+        return record.status
+
+    def report(
+        self, ctx: StageContext, records: Callable[[], Iterator[RespondRecord]]
+    ) -> RespondReport:
+        status: Counter[str] = Counter()
+        chosen: Counter[str] = Counter()
+        sums: dict[str, list[int]] = {}
+        checked = flagged = lost = 0
+        verdicts: Counter[str] = Counter()
+        rejected_for: Counter[str] = Counter()
+        n = cands = 0
+        for r in records():
+            n += 1
+            status[r.status] += 1
+            if r.chosen is not None:
+                chosen[r.chosen.responder] += 1
+            if r.status == "no_candidate" and r.citation_rejected:
+                lost += 1
+            for c in r.candidates:
+                cands += 1
+                if c.citations is not None:
+                    checked += 1
+                    flagged += not c.citations.ok
+                    verdicts.update(c.citations.verdicts)
+                    rejected_for.update(c.citations.rejected_for)
+                if c.judge is not None and c.judge.ok and c.judge.value is not None:
+                    s = sums.setdefault(c.responder, [0, 0, 0])
+                    s[0] += c.judge.value.safety
+                    s[1] += c.judge.value.coherence
+                    s[2] += 1
+        return RespondReport(
+            status=dict(sorted(status.items())),
+            chosen_by_responder=dict(sorted(chosen.items())),
+            mean_scores={
+                k: {"safety": round(v[0] / v[2], 3), "coherence": round(v[1] / v[2], 3)}
+                for k, v in sorted(sums.items())
+            },
+            citations={
+                "candidates_checked": checked,
+                "candidates_flagged": flagged,
+                "prompts_lost": lost,
+                "verdicts": dict(sorted(verdicts.items())),
+                "candidates_rejected_by_verdict": dict(sorted(rejected_for.items())),
+            },
+            fanout={"candidates_per_case": round(cands / n, 4) if n else 0.0},
+        )
 
 
-def outputs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = (
-        "seed_id",
-        "kind",
-        "domain",
-        "category",
-        "type",
-        "prompt",
-        "rejected",
-        "target",
-        "synthetic",
-        "round",
-        "strategy",
-        "tactic",
-        "harm_score",
-    )
-    return [
-        {k: r.get(k) for k in keys} | {"case_id": r["id"], "chosen": r["chosen"]}
-        for r in records
-        if r.get("status") == "chosen"
-    ]
+STAGE = RespondStage()

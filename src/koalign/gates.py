@@ -1,0 +1,261 @@
+"""Deterministic output gates: text that must never become data, whatever the model said.
+
+Every generated text (seed prompt, attack rewrite, target answer, refusal, candidate answer)
+passes :func:`gate_text` before a stage uses it. A text that fails a gate is a bad output of a
+named kind (kept raw, counted under that kind in the stage report and the manifest):
+
+``truncated``
+    the model stopped at its token limit (``finish_reason`` ``length``).
+``replacement_char``
+    U+FFFD or a lone surrogate: the text was cut inside a character or decoded wrongly.
+``too_short``
+    fewer than ``min_chars`` characters after stripping.
+``repetition``
+    runaway repetition: the share of repeated word 3-grams (texts of 8+ words) or of repeated
+    character 6-grams (texts of 40+ characters) above ``max_repeat_share``.
+``echo``
+    the text copies its prompt or its input: the share of its character 4-grams found in the
+    rendered prompt, or in the text it answers (the previous stage's text), is at least
+    ``max_echo``. Texts under 12 characters are not judged for echo.
+``leftover``
+    template leftovers: Jinja markers (``{{``, ``{%``), or two or more lines that start with a
+    field label of the prompt (``유형: ...``, ``직업: ...``: a slot list instead of a text), or a
+    phrase from ``meta_phrases`` (talk about the task instead of doing it).
+``language``
+    too few letters in the locale's script (the script ratio below the stage's minimum).
+
+Thresholds live in each stage's ``gates:`` config section; the defaults below were chosen on
+real outputs of small models (see docs/pipeline.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from koalign.types import Message
+
+__all__ = ["GATE_KINDS", "GateConfig", "check_text", "gate_text"]
+
+GATE_KINDS = (
+    "truncated",
+    "replacement_char",
+    "too_short",
+    "repetition",
+    "echo",
+    "leftover",
+    "language",
+)
+
+DEFAULT_META = (
+    "시드 질문",
+    "시드 문장",
+    "시드 프롬프트",
+    "재작성된 질문은",
+    "재작성한 질문은",
+    "다음은 재작성",
+    "요청 문장만 출력",
+    "seed question",
+    "seed prompt",
+    "rewritten prompt",
+    "here is the rewritten",
+    "as an ai language model",
+)
+
+
+class GateConfig(BaseModel):
+    """Thresholds of the output gates (one ``gates:`` section per generating stage)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_chars: int = Field(2, ge=0, description="Shortest usable text, in characters.")
+    max_repeat_share: float = Field(
+        0.5, gt=0, le=1, description="Largest share of repeated word 3-grams / char 6-grams."
+    )
+    max_echo: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="Largest share of the text's character 4-grams found in its prompt or input.",
+    )
+    meta_phrases: tuple[str, ...] = Field(
+        DEFAULT_META, description="Phrases that show talk about the task (case-insensitive)."
+    )
+    enabled: bool = Field(True, description="Turn every gate but truncation and U+FFFD off.")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_LABEL_LINE = re.compile(r"^\s*[-*•]?\s*([^\s:：][^:：\n]{0,14}?)\s*[:：]", re.M)
+_WORD = re.compile(r"\S+")
+
+
+def _ngrams(seq: Sequence[str] | str, n: int) -> list[Any]:
+    return [
+        tuple(seq[i : i + n]) if not isinstance(seq, str) else seq[i : i + n]
+        for i in range(len(seq) - n + 1)
+    ]
+
+
+def repeat_share(text: str) -> float:
+    """The larger of the repeated word 3-gram share and the repeated char 6-gram share."""
+    best = 0.0
+    words = _WORD.findall(text)
+    if len(words) >= 8:
+        grams = _ngrams(words, 3)
+        best = max(best, 1 - len(set(grams)) / len(grams))
+    compact = re.sub(r"\s+", " ", text)
+    if len(compact) >= 40:
+        grams6 = _ngrams(compact, 6)
+        best = max(best, 1 - len(set(grams6)) / len(grams6))
+    return best
+
+
+def containment(text: str, source: str, n: int = 4) -> float:
+    """Share of ``text``'s character n-grams (whitespace collapsed) that occur in ``source``."""
+    t = re.sub(r"\s+", " ", text).strip()
+    s = re.sub(r"\s+", " ", source)
+    grams = set(_ngrams(t, n))
+    if not grams:
+        return 0.0
+    pool = set(_ngrams(s, n))
+    return sum(g in pool for g in grams) / len(grams)
+
+
+def _labels(prompt_texts: Sequence[str]) -> set[str]:
+    out: set[str] = set()
+    for p in prompt_texts:
+        for m in _LABEL_LINE.finditer(p):
+            out.add(m.group(1).strip())
+    return out
+
+
+def gate_text(
+    text: str,
+    cfg: GateConfig,
+    *,
+    finish_reason: str | None = None,
+    prompt_texts: Sequence[str] = (),
+    previous: Sequence[str] = (),
+    script_ratio: Callable[[str], float] | None = None,
+    min_script_ratio: float = 0.0,
+) -> tuple[str, str] | None:
+    """The first gate ``text`` fails, as ``(kind, message)``, or ``None`` when it passes."""
+    if finish_reason == "length":
+        return "truncated", "the model stopped at its token limit (finish_reason=length)"
+    if "\ufffd" in text or _SURROGATE.search(text):
+        return "replacement_char", "the text holds U+FFFD or a lone surrogate (cut or mis-decoded)"
+    if not cfg.enabled:
+        return None
+    stripped = text.strip()
+    if len(stripped) < cfg.min_chars:
+        return "too_short", f"{len(stripped)} characters < {cfg.min_chars}"
+    rep = repeat_share(stripped)
+    if rep > cfg.max_repeat_share:
+        return "repetition", f"repeated n-gram share {rep:.2f} > {cfg.max_repeat_share}"
+    if "{{" in stripped or "{%" in stripped:
+        return "leftover", "template markers ({{ or {%) in the text"
+    low = stripped.lower()
+    for phrase in cfg.meta_phrases:
+        if phrase.lower() in low:
+            return "leftover", f"talks about the task ({phrase!r})"
+    labels = _labels(prompt_texts)
+    if labels:
+        hits = [m.group(1).strip() for m in _LABEL_LINE.finditer(stripped)]
+        hits = [h for h in hits if h in labels]
+        if len(hits) >= 2:
+            return (
+                "leftover",
+                f"a list of the prompt's fields ({', '.join(hits[:3])}) instead of a text",
+            )
+    if len(stripped) >= 12:
+        for name, sources in (("prompt", prompt_texts), ("input", previous)):
+            for src in sources:
+                if not src:
+                    continue
+                share = containment(stripped, src)
+                if share >= cfg.max_echo:
+                    return "echo", f"{share:.0%} of the text copies its {name}"
+    if script_ratio is not None and min_script_ratio > 0:
+        ratio = script_ratio(stripped)
+        if ratio < min_script_ratio:
+            return "language", f"script ratio {ratio:.2f} < {min_script_ratio}"
+    return None
+
+
+C = TypeVar("C")
+
+
+def check_text(
+    frag: C,
+    cfg: GateConfig,
+    *,
+    prompt: Sequence[Message] = (),
+    previous: Sequence[str] = (),
+    script_ratio: Callable[[str], float] | None = None,
+    min_script_ratio: float = 0.0,
+) -> C:
+    """A successful text :class:`~koalign.stages.base.Call` checked by :func:`gate_text`; a
+    failing one comes back marked as a bad output of the gate's kind (raw text kept)."""
+    value = getattr(frag, "value", None)
+    if getattr(frag, "error", None) is not None or not isinstance(value, str):
+        return frag
+    hit = gate_text(
+        value,
+        cfg,
+        finish_reason=getattr(frag, "finish_reason", None),
+        prompt_texts=[m.content for m in prompt],
+        previous=previous,
+        script_ratio=script_ratio,
+        min_script_ratio=min_script_ratio,
+    )
+    if hit is None:
+        return frag
+    return frag.failed(*hit)  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------- verdicts
+PLACEHOLDERS = frozenset(
+    {"", "...", "…", "근거", "이유", "설명", "reason", "한국어 근거", "한두 문장의 근거", "string"}
+)
+_QUOTED = re.compile(r'"([^"\n]{1,120})"')
+
+
+def placeholder_strings(value: Any, prompt_texts: Sequence[str]) -> list[str]:
+    """String values of a judge's JSON answer that are template placeholders, not reasons: a
+    generic placeholder (``...``, ``근거`` ...) or a string quoted verbatim in the prompt (the
+    example answer of the template, echoed back)."""
+    quoted = {q.strip() for p in prompt_texts for q in _QUOTED.findall(p)}
+    found: list[str] = []
+
+    def walk(v: Any, key: str | None) -> None:
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, str(k))
+        elif isinstance(v, list):
+            for x in v:
+                walk(x, key)
+        elif isinstance(v, str) and key in ("reason", "reasons", "rationale", "explanation"):
+            s = v.strip().strip(".").strip()
+            if s.lower() in PLACEHOLDERS or s in quoted:
+                found.append(v)
+
+    walk(value, None)
+    return found
+
+
+def check_verdict(frag: C, prompt: Sequence[Message]) -> C:
+    """A successful judge :class:`~koalign.stages.base.Call` whose reasons are template
+    placeholders comes back as a ``placeholder`` bad output (not a verdict)."""
+    if getattr(frag, "error", None) is not None:
+        return frag
+    value = getattr(frag, "value", None)
+    data = value.model_dump() if isinstance(value, BaseModel) else value
+    hits = placeholder_strings(data, [m.content for m in prompt])
+    if not hits:
+        return frag
+    return frag.failed(  # type: ignore[attr-defined]
+        "placeholder", f"the verdict's reason is a template placeholder ({hits[0]!r})"
+    )
