@@ -6,10 +6,12 @@ It answers ``POST /v1/chat/completions`` (plus ``GET /v1/models``, ``GET /health
 * latency: each request takes a lognormal time with the given mean (``--latency-mean``) and
   shape (``--latency-sigma``, the sigma of the underlying normal; 0 = constant);
 * capacity: at most ``--cap`` requests are served at once; the rest queue (FIFO);
-* faults, each at its own rate: ``--fault-429`` (429 with ``Retry-After``, immediate),
+* faults, each at its own rate: ``--fault-429`` (429 with ``Retry-After`` in seconds, or as an
+  HTTP date with ``--retry-after-format date``, immediate),
   ``--fault-500`` (immediate), ``--fault-timeout`` (the request hangs for ``--timeout-hang``
   seconds), ``--fault-malformed`` (200 with a broken JSON body), ``--fault-truncated`` (a body
-  cut short of its Content-Length, then the connection closes);
+  cut short of its Content-Length, then the connection closes); ``--script 429,500,ok`` plays
+  the listed faults (or ``ok``) for the first requests in arrival order before the rates apply;
 * answers: when the request asks for a JSON schema it returns a valid instance of it,
   otherwise Korean sentences from ``src/koalign/data/corpus_ko.txt``. A schema is detected, in
   this order, from ``response_format`` (``json_schema`` -> its schema; ``json_object`` -> an
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import email.utils
 import hashlib
 import json
 import math
@@ -70,6 +73,8 @@ class DoubleConfig:
     fault_malformed: float = 0.0
     fault_truncated: float = 0.0
     retry_after: float = 1.0
+    retry_after_format: str = "seconds"
+    script: str = ""
     timeout_hang: float = 30.0
     seed: int = 0
     record: str | None = None
@@ -174,6 +179,7 @@ class Double:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._record_file = open(self.config.record, "a") if self.config.record else None  # noqa: SIM115
         self._ids = 0
+        self._script = [f.strip() for f in self.config.script.split(",") if f.strip()]
 
     @property
     def base_url(self) -> str:
@@ -280,6 +286,9 @@ class Double:
         return True
 
     def _fault(self) -> str | None:
+        if self._script:
+            fault = self._script.pop(0)
+            return None if fault == "ok" else fault
         c = self.config
         r = self.rng.random()
         for name, rate in zip(
@@ -321,7 +330,12 @@ class Double:
             entry.update(status=429, queue_s=0.0, latency_s=0.0)
             self._record(entry)
             payload = b'{"error":{"message":"rate limited (double)","type":"rate_limit"}}'
-            await self._send(writer, 429, payload, {"Retry-After": f"{self.config.retry_after:g}"})
+            if self.config.retry_after_format == "date":
+                when = time.time() + self.config.retry_after
+                value = email.utils.formatdate(when, usegmt=True)
+            else:
+                value = f"{self.config.retry_after:g}"
+            await self._send(writer, 429, payload, {"Retry-After": value})
             return True
         if fault == "500":
             entry.update(status=500, queue_s=0.0, latency_s=0.0)

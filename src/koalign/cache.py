@@ -2,69 +2,117 @@
 
 Two tables live in the same database:
 
-* ``responses``: one row per successful model call, keyed by :func:`cache_key` (a sha256 of the
+* ``responses``: one row per model answer, keyed by :func:`cache_key` (a sha256 of the
   canonical JSON of the backend identity, the messages, the output-affecting sampling
-  parameters, the JSON schema and the sample index). The raw text is stored; parsing happens
-  after the cache, so fixing a parser never pays for a call again. Failed calls are never
-  stored here, so a rerun retries them.
+  parameters, the JSON schema and the sample index). The raw content is stored as the model
+  returned it (reasoning blocks included), with the server's separate reasoning field, the
+  finish reason and token counts; reading it (reasoning, truncation, JSON) happens after the
+  cache, so fixing a reader never pays for a call again. An answer cut at ``max_tokens`` is
+  stored too (``finish_reason = 'length'``) and read back as truncated, never as a success.
+  Failed calls (transport errors, HTTP errors) are never stored here, so a rerun retries them.
 * ``calls``: one row per logical call, cache hits and errors included: timestamp, model name,
-  backend, tokens, latency, cost, error kind, attempts, cache hit, tag.
+  backend, tokens, latency, cost, finish reason, error kind, attempts, cache hit, tag.
 
-The connection is opened in autocommit mode with a busy timeout, so many asyncio tasks of one
-process (they share the connection behind a lock) and several processes (each with its own
-connection) can read and write one file at the same time.
+Writes go through one writer thread that commits whatever is queued in one transaction (a
+group commit), so the event loop never waits on SQLite and a burst of answers costs one commit.
+:meth:`Cache.aput` returns only once its row is committed: an answer is durable before the
+caller can use it (WAL with ``synchronous=NORMAL``: a committed row survives a killed process;
+a power loss may lose the last commits). Reads use their own connection. Several processes may
+share one file (each opens its own connections; SQLite's busy timeout serialises writers).
+
+Text that UTF-8 cannot encode (a lone surrogate such as ``"\\ud83d"`` decoded from a server's
+JSON) is stored losslessly as a BLOB of its ``surrogatepass`` encoding and read back as the same
+Python string; judging whether such text is usable data is the caller's job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-import json
+import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from koalign.errors import KoalignError
+from koalign.jsonio import canonical_json
 
-SCHEMA_VERSION = 1
+__all__ = ["Cache", "CachedResponse", "CallRecord", "KeyBuilder", "cache_key", "canonical_json"]
 
-_DDL = [
-    """CREATE TABLE IF NOT EXISTS responses (
-        key TEXT PRIMARY KEY,
-        model TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        text TEXT,
-        finish_reason TEXT,
-        tokens_in INTEGER NOT NULL DEFAULT 0,
-        tokens_out INTEGER NOT NULL DEFAULT 0,
-        latency_s REAL NOT NULL DEFAULT 0,
-        created REAL NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS calls (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        ts REAL NOT NULL,
-        model TEXT NOT NULL,
-        backend TEXT NOT NULL,
-        key TEXT,
-        tokens_in INTEGER NOT NULL DEFAULT 0,
-        tokens_out INTEGER NOT NULL DEFAULT 0,
-        latency_s REAL NOT NULL DEFAULT 0,
-        cost REAL NOT NULL DEFAULT 0,
-        error_kind TEXT,
-        error_message TEXT,
-        attempts INTEGER NOT NULL DEFAULT 1,
-        cache_hit INTEGER NOT NULL DEFAULT 0,
-        tag TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS calls_model ON calls(model)",
-]
+SCHEMA_VERSION = 2
+
+_RESPONSES = """CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    text TEXT,
+    finish_reason TEXT,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    latency_s REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    reasoning TEXT
+)"""
+_CALLS = """CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    model TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    key TEXT,
+    tokens_in INTEGER NOT NULL DEFAULT 0,
+    tokens_out INTEGER NOT NULL DEFAULT 0,
+    latency_s REAL NOT NULL DEFAULT 0,
+    cost REAL NOT NULL DEFAULT 0,
+    error_kind TEXT,
+    error_message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    cache_hit INTEGER NOT NULL DEFAULT 0,
+    tag TEXT,
+    finish_reason TEXT
+)"""
+# version 1 -> 2: the server's reasoning field and the call's finish reason
+_MIGRATIONS = {
+    1: [
+        "ALTER TABLE responses ADD COLUMN reasoning TEXT",
+        "ALTER TABLE calls ADD COLUMN finish_reason TEXT",
+    ]
+}
+
+_INSERT_RESPONSE = (
+    "INSERT OR IGNORE INTO responses (key, model, backend, text, finish_reason, tokens_in, "
+    "tokens_out, latency_s, created, reasoning) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+_INSERT_CALL = (
+    "INSERT INTO calls (ts, model, backend, key, tokens_in, tokens_out, latency_s, cost, "
+    "error_kind, error_message, attempts, cache_hit, tag, finish_reason) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, UTF-8 text kept as is."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _db_text(text: str | None) -> str | bytes | None:
+    """``text`` as SQLite can store it: unchanged, or a BLOB when it holds lone surrogates."""
+    if text is None or text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _py_text(value: str | bytes | None) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogatepass")
+    return value
+
+
+def _canon_bytes(obj: Any) -> bytes:
+    return canonical_json(obj).encode("utf-8", "backslashreplace")
 
 
 def cache_key(
@@ -74,7 +122,9 @@ def cache_key(
     schema: dict[str, Any] | None,
     sample_index: int,
 ) -> str:
-    """The cache key of one call. ``sampling`` should hold only parameters that are set."""
+    """The cache key of one call: sha256 hex of the canonical JSON of ``{"identity",
+    "messages", "sampling", "schema", "sample_index"}``. ``sampling`` should hold only the
+    parameters that are set. Lone surrogates are hashed as ``\\uXXXX`` escapes."""
     payload = {
         "identity": identity,
         "messages": messages,
@@ -82,21 +132,71 @@ def cache_key(
         "schema": schema,
         "sample_index": sample_index,
     }
-    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_canon_bytes(payload)).hexdigest()
 
 
-@dataclass(frozen=True)
+class KeyBuilder:
+    """Computes :func:`cache_key` fast for one backend identity (the identity is serialised
+    once; messages go through orjson, whose string encoding equals ``canonical_json``'s).
+
+    ``key(messages, sampling, schema, sample_index)`` takes ``(role, content)`` pairs and
+    returns exactly ``cache_key(identity, [{"role", "content"}...], sampling, schema, ...)``.
+    """
+
+    def __init__(self, identity: dict[str, Any]) -> None:
+        self._head = b'{"identity":' + _canon_bytes(identity) + b',"messages":'
+        self._schemas: dict[int, tuple[Any, bytes]] = {}
+
+    def _schema(self, schema: dict[str, Any] | None) -> bytes:
+        if schema is None:
+            return b"null"
+        hit = self._schemas.get(id(schema))
+        if hit is not None and hit[0] is schema:
+            return hit[1]
+        blob = _canon_bytes(schema)
+        if len(self._schemas) >= 256:
+            self._schemas.clear()
+        self._schemas[id(schema)] = (schema, blob)  # the reference keeps id() unique
+        return blob
+
+    def key(
+        self,
+        messages: list[tuple[str, str]],
+        sampling: dict[str, Any],
+        schema: dict[str, Any] | None,
+        sample_index: int,
+    ) -> str:
+        """The cache key (see :func:`cache_key`)."""
+        try:
+            msgs = orjson.dumps([{"content": c, "role": r} for r, c in messages])
+        except TypeError:  # a lone surrogate: the slow path escapes it
+            msgs = _canon_bytes([{"content": c, "role": r} for r, c in messages])
+        h = hashlib.sha256(self._head)
+        h.update(msgs)
+        h.update(b',"sample_index":%d,"sampling":' % sample_index)
+        h.update(_canon_bytes(sampling) if sampling else b"{}")
+        h.update(b',"schema":')
+        h.update(self._schema(schema))
+        h.update(b"}")
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
 class CachedResponse:
+    """One stored answer: the raw content (``text``, reasoning blocks included), the server's
+    separate reasoning field, finish reason, prompt / completion tokens and seconds taken."""
+
     text: str | None
     finish_reason: str | None
     tokens_in: int
     tokens_out: int
     latency_s: float
+    reasoning: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallRecord:
-    """One row of the call log."""
+    """One row of the call log (tokens; latency in seconds; cost in the spec's currency)."""
 
     model: str
     backend: str
@@ -110,23 +210,72 @@ class CallRecord:
     attempts: int = 1
     cache_hit: bool = False
     tag: str | None = None
+    finish_reason: str | None = None
+
+
+def _response_row(key: str, model: str, backend: str, r: CachedResponse) -> tuple[Any, ...]:
+    return (
+        key,
+        model,
+        backend,
+        _db_text(r.text),
+        r.finish_reason,
+        r.tokens_in,
+        r.tokens_out,
+        r.latency_s,
+        time.time(),
+        _db_text(r.reasoning),
+    )
+
+
+def _call_row(r: CallRecord) -> tuple[Any, ...]:
+    return (
+        time.time(),
+        r.model,
+        r.backend,
+        r.key,
+        r.tokens_in,
+        r.tokens_out,
+        r.latency_s,
+        r.cost,
+        r.error_kind,
+        _db_text(r.error_message),
+        r.attempts,
+        int(r.cache_hit),
+        _db_text(r.tag),
+        r.finish_reason,
+    )
+
+
+# A queued write: (sql, params) pairs, and what to call once committed (or failed).
+_Write = tuple[list[tuple[str, tuple[Any, ...]]], Callable[[BaseException | None], None] | None]
 
 
 class Cache:
-    """A response cache and call log in one SQLite file. Thread-safe; share one per process."""
+    """A response cache and call log in one SQLite file. Thread-safe; share one per process.
+
+    Raises :class:`~koalign.errors.KoalignError` when the file cannot be opened, is corrupt, or
+    was written by a newer koalign; a write that fails later (disk full, read-only file) raises
+    it from :meth:`aput`, :meth:`put`, :meth:`log` or :meth:`flush`.
+    """
 
     def __init__(self, path: str | Path, *, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._timeout_s = timeout_s
+        self._wlock = threading.Lock()  # guards the writer connection
+        self._rlock = threading.Lock()  # guards the reader connection
+        self._cv = threading.Condition()
+        self._queue: list[_Write] = []
+        self._pending = 0  # writes queued or being committed
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
         try:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            self._conn = self._connect()
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
+            self._rconn = self._connect()
         except sqlite3.DatabaseError as exc:
             raise KoalignError(
                 f"cannot open the cache database: {exc}",
@@ -134,93 +283,202 @@ class Cache:
                 hint="point cache_path at a writable file, or delete a corrupt one",
             ) from exc
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path), timeout=self._timeout_s, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
     def _migrate(self) -> None:
-        with self._lock:
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise KoalignError(
-                    f"cache schema version {version} is newer than this koalign ({SCHEMA_VERSION})",
-                    where=str(self.path),
-                    hint="upgrade koalign or use another cache file",
-                )
+        with self._wlock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for ddl in _DDL:
-                    self._conn.execute(ddl)
+                version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise KoalignError(
+                        f"cache schema version {version} is newer than this koalign "
+                        f"({SCHEMA_VERSION})",
+                        where=str(self.path),
+                        hint="upgrade koalign or use another cache file",
+                    )
+                if version == 0:
+                    self._conn.execute(_RESPONSES)
+                    self._conn.execute(_CALLS)
+                else:
+                    for v in range(version, SCHEMA_VERSION):
+                        for ddl in _MIGRATIONS[v]:
+                            self._conn.execute(ddl)
+                self._conn.execute("CREATE INDEX IF NOT EXISTS calls_model ON calls(model)")
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
 
+    def _error(self, exc: BaseException) -> KoalignError:
+        return KoalignError(
+            f"cannot write the cache database: {exc}",
+            where=str(self.path),
+            hint="free disk space or make the file writable, then rerun (finished answers "
+            "are kept)",
+        )
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _enqueue(self, write: _Write) -> None:
+        with self._cv:
+            if self._closing:
+                raise KoalignError("the cache is closed", where=str(self.path))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._writer, name="koalign-cache-writer", daemon=True
+                )
+                self._thread.start()
+            self._queue.append(write)
+            self._pending += 1
+            self._cv.notify_all()
+
+    def _writer(self) -> None:
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                batch, self._queue = self._queue, []
+                if not batch and self._closing:
+                    return
+            failure: BaseException | None = None
+            with self._wlock:
+                try:
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statements, _ in batch:
+                            for sql, params in statements:
+                                self._conn.execute(sql, params)
+                        self._conn.execute("COMMIT")
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                except sqlite3.Error as exc:
+                    failure = self._error(exc)
+            for _, done in batch:
+                if done is not None:
+                    done(failure)
+            with self._cv:
+                if failure is not None and self._failure is None:
+                    self._failure = failure
+                self._pending -= len(batch)
+                self._cv.notify_all()
+
+    def _raise_failure(self) -> None:
+        with self._cv:
+            failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    async def aput(
+        self,
+        key: str,
+        model: str,
+        backend: str,
+        response: CachedResponse,
+        record: CallRecord | None = None,
+    ) -> None:
+        """Store an answer (and its call-log row) and return once both are committed.
+
+        The first stored answer for a key wins. Raises :class:`KoalignError` when the write
+        fails.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def done(exc: BaseException | None) -> None:
+            def settle() -> None:
+                if not fut.done():
+                    if exc is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(exc)
+
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(settle)
+
+        statements = [(_INSERT_RESPONSE, _response_row(key, model, backend, response))]
+        if record is not None:
+            statements.append((_INSERT_CALL, _call_row(record)))
+        self._enqueue((statements, done))
+        await fut
+
+    def log_soon(self, record: CallRecord) -> None:
+        """Queue a call-log row without waiting for its commit (:meth:`flush` waits)."""
+        self._enqueue(([(_INSERT_CALL, _call_row(record))], None))
+
+    def flush(self) -> None:
+        """Wait until every queued write is committed; raises a write failure seen meanwhile."""
+        with self._cv:
+            while self._pending:
+                self._cv.wait()
+        self._raise_failure()
+
     # -- responses ---------------------------------------------------------------------------
 
     def get(self, key: str) -> CachedResponse | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT text, finish_reason, tokens_in, tokens_out, latency_s "
+        """The stored answer for ``key``, or ``None``."""
+        with self._rlock:
+            row = self._rconn.execute(
+                "SELECT text, finish_reason, tokens_in, tokens_out, latency_s, reasoning "
                 "FROM responses WHERE key = ?",
                 (key,),
             ).fetchone()
-        return CachedResponse(*row) if row else None
+        if row is None:
+            return None
+        text, finish, t_in, t_out, latency, reasoning = row
+        return CachedResponse(_py_text(text), finish, t_in, t_out, latency, _py_text(reasoning))
 
     def put(self, key: str, model: str, backend: str, response: CachedResponse) -> None:
-        """Store a successful response. The first stored answer for a key wins."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO responses (key, model, backend, text, finish_reason, "
-                "tokens_in, tokens_out, latency_s, created) VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    key,
-                    model,
-                    backend,
-                    response.text,
-                    response.finish_reason,
-                    response.tokens_in,
-                    response.tokens_out,
-                    response.latency_s,
-                    time.time(),
-                ),
-            )
+        """Store an answer now (synchronously). The first stored answer for a key wins."""
+        self._execute(_INSERT_RESPONSE, _response_row(key, model, backend, response))
+
+    def delete(self, key: str) -> bool:
+        """Remove the stored answer for ``key``; returns whether there was one."""
+        self.flush()
+        with self._wlock:
+            return self._conn.execute("DELETE FROM responses WHERE key = ?", (key,)).rowcount > 0
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        with self._wlock:
+            try:
+                self._conn.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     # -- call log ----------------------------------------------------------------------------
 
     def log(self, record: CallRecord) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO calls (ts, model, backend, key, tokens_in, tokens_out, latency_s, "
-                "cost, error_kind, error_message, attempts, cache_hit, tag) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    time.time(),
-                    record.model,
-                    record.backend,
-                    record.key,
-                    record.tokens_in,
-                    record.tokens_out,
-                    record.latency_s,
-                    record.cost,
-                    record.error_kind,
-                    record.error_message,
-                    record.attempts,
-                    int(record.cache_hit),
-                    record.tag,
-                ),
-            )
+        """Append a call-log row now (synchronously)."""
+        self._execute(_INSERT_CALL, _call_row(record))
 
     def stats(self) -> dict[str, Any]:
-        """Per-model totals from the call log, plus the number of cached responses."""
-        with self._lock:
-            rows = self._conn.execute(
+        """Per-model totals from the call log, plus the number of cached responses.
+
+        ``{"path", "cached_responses", "models": [{"model", "backend", "calls", "cache_hits",
+        "tokens_in", "tokens_out", "cost", "errors", "truncated", "retries",
+        "mean_latency_s"}]}``; tokens and cost count calls, not cache hits.
+        """
+        self.flush()
+        with self._rlock:
+            rows = self._rconn.execute(
                 "SELECT model, backend, "
                 "SUM(cache_hit = 0), SUM(cache_hit), "
                 "SUM(CASE WHEN cache_hit = 0 THEN tokens_in ELSE 0 END), "
                 "SUM(CASE WHEN cache_hit = 0 THEN tokens_out ELSE 0 END), "
                 "SUM(cost), SUM(error_kind IS NOT NULL), SUM(attempts - 1), "
-                "AVG(CASE WHEN cache_hit = 0 AND error_kind IS NULL THEN latency_s END) "
+                "AVG(CASE WHEN cache_hit = 0 AND error_kind IS NULL THEN latency_s END), "
+                "SUM(finish_reason = 'length') "
                 "FROM calls GROUP BY model, backend ORDER BY model"
             ).fetchall()
-            cached = self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            cached = self._rconn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         models = [
             {
                 "model": r[0],
@@ -231,6 +489,7 @@ class Cache:
                 "tokens_out": r[5] or 0,
                 "cost": round(r[6] or 0.0, 6),
                 "errors": r[7] or 0,
+                "truncated": r[10] or 0,
                 "retries": r[8] or 0,
                 "mean_latency_s": round(r[9], 4) if r[9] is not None else None,
             }
@@ -239,15 +498,21 @@ class Cache:
         return {"path": str(self.path), "cached_responses": cached, "models": models}
 
     def calls(self) -> list[dict[str, Any]]:
-        """Every row of the call log, oldest first."""
-        with self._lock:
-            cur = self._conn.execute("SELECT * FROM calls ORDER BY id")
+        """Every row of the call log, oldest first (column name -> value)."""
+        self.flush()
+        with self._rlock:
+            cur = self._rconn.execute("SELECT * FROM calls ORDER BY id")
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            rows = cur.fetchall()
+        return [
+            {n: _py_text(v) if isinstance(v, bytes) else v for n, v in zip(names, row, strict=True)}
+            for row in rows
+        ]
 
     def clear(self) -> dict[str, int]:
         """Delete every cached response and call-log row; returns how many were deleted."""
-        with self._lock:
+        self.flush()
+        with self._wlock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 n_resp = self._conn.execute("DELETE FROM responses").rowcount
@@ -260,8 +525,17 @@ class Cache:
         return {"responses": n_resp, "calls": n_calls}
 
     def close(self) -> None:
-        with self._lock:
+        """Commit what is queued, stop the writer thread and close the connections."""
+        with self._cv:
+            if self._closing:
+                return
+            self._closing = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        with self._wlock, self._rlock:
             self._conn.close()
+            self._rconn.close()
 
     def __enter__(self) -> Cache:
         return self

@@ -23,6 +23,7 @@ JSON
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -47,6 +48,13 @@ _BLOCK_RE = re.compile(
 )
 _OPEN_RE = re.compile("|".join(re.escape(o) for o, _ in _BLOCKS), re.I)
 _CLOSE_RE = re.compile("|".join(re.escape(c) for _, c in _BLOCKS), re.I)
+_BRACKET_RE = re.compile(r"\[/?think\]", re.I)
+
+
+def _may_hold_reasoning(text: str) -> bool:
+    """A cheap test that is true for every text holding a reasoning tag (most answers hold
+    none: plain Korean prose or JSON)."""
+    return "<" in text or "\u25c1" in text or ("[" in text and _BRACKET_RE.search(text) is not None)
 
 
 def split_reasoning(text: str | None) -> tuple[str | None, str]:
@@ -58,6 +66,8 @@ def split_reasoning(text: str | None) -> tuple[str | None, str]:
     """
     if not text:
         return None, ""
+    if not _may_hold_reasoning(text):
+        return None, text.strip()
     parts: list[str] = []
 
     def keep(m: re.Match[str]) -> str:
@@ -109,6 +119,15 @@ def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+@functools.lru_cache(maxsize=512)
+def _prompt_values(text: str) -> frozenset[str]:
+    """The canonical JSON of every JSON value in one prompt text (cached: many requests share a
+    system prompt)."""
+    if "{" not in text and "[" not in text:
+        return frozenset()
+    return frozenset(_canon(v) for v in json_candidates(text))
+
+
 @dataclass(frozen=True)
 class Extracted:
     """What :func:`extract_json` found.
@@ -148,7 +167,9 @@ def extract_json(
         return Extracted(reasoning=reasoning, answer=answer)
     cands = json_candidates(answer)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    seen = {_canon(v) for p in prompts for v in json_candidates(p)} if prompts else set()
+    seen: set[str] = set()
+    for p in prompts:
+        seen.update(_prompt_values(p))
     fresh = [c for c in cands if _canon(c) not in seen]
     echoed = len(cands) - len(fresh)
     if not fresh:

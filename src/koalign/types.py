@@ -41,12 +41,16 @@ class SamplingParams(BaseModel):
         return SamplingParams(**data)
 
 
+TruncationPolicy = Literal["retry", "drop"]
+
+
 class ChatRequest(BaseModel):
     """One request to a chat model.
 
     ``sample_index`` distinguishes repeated samples of the same prompt (it is part of the cache
     key, so sample 0 and sample 1 are cached separately). ``tag`` names the caller (e.g. a stage)
-    for the call log and is not part of the cache key.
+    for the call log and ``on_truncation`` says what to do with an answer cut at ``max_tokens``
+    (see :class:`ChatResult`); neither is part of the cache key.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,6 +62,11 @@ class ChatRequest(BaseModel):
     )
     sample_index: int = Field(0, ge=0)
     tag: str | None = None
+    on_truncation: TruncationPolicy = Field(
+        "retry",
+        description="An answer cut at max_tokens: 'retry' once with twice the budget (capped by "
+        "the model's context window), then report 'truncated'; 'drop': report 'truncated' at once.",
+    )
 
 
 ErrorKind = Literal[
@@ -69,7 +78,8 @@ ErrorKind = Literal[
     "auth",
     "parse",  # the answer is not valid JSON when a schema was asked for
     "schema",  # valid JSON that does not satisfy the schema
-    "empty",  # the model returned no text
+    "empty",  # the model returned no answer (null, "", whitespace, or only reasoning)
+    "truncated",  # the answer was cut at max_tokens (finish_reason "length"); text kept
     "other",
 ]
 
@@ -89,9 +99,19 @@ class CallError(BaseModel):
 
 
 class ChatResult(BaseModel):
-    """The outcome of one :class:`ChatRequest`. ``text`` is the raw answer, kept even when
-    parsing against the schema failed; ``parsed`` is set only when a schema was given and the
-    answer satisfied it."""
+    """The outcome of one :class:`ChatRequest`.
+
+    ``text`` is the answer only: reasoning (``<think>`` blocks and their variants, see
+    :func:`koalign.extract.split_reasoning`, or a ``reasoning_content`` / ``reasoning`` field of
+    the server's message) is moved to ``reasoning``. ``raw`` holds the content exactly as the
+    model returned it when it differs from ``text`` (``None`` otherwise; see :attr:`raw_text`);
+    the cache and call log keep it too. ``text`` is kept when the answer failed: a ``parse`` or
+    ``schema`` error, or ``truncated`` (cut at ``max_tokens``, never a success). ``parsed`` is
+    set only when a schema was given and the answer satisfied it. ``finish_reason`` is the
+    server's (``stop``, ``length``, ...); ``tokens_in`` / ``tokens_out`` count prompt and
+    completion tokens of every call made for this result (retries with a larger budget and
+    JSON repairs included); ``latency_s`` is wall seconds spent in the backend.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,7 +123,17 @@ class ChatResult(BaseModel):
     latency_s: float = 0.0
     cached: bool = False
     error: CallError | None = None
+    reasoning: str | None = Field(None, description="Reasoning text set apart from the answer.")
+    raw: str | None = Field(
+        None, description="The content as returned, when it differs from `text`."
+    )
 
     @property
     def ok(self) -> bool:
+        """True when the request succeeded (no ``error``)."""
         return self.error is None
+
+    @property
+    def raw_text(self) -> str | None:
+        """The content exactly as the model returned it (reasoning blocks included)."""
+        return self.raw if self.raw is not None else self.text

@@ -15,15 +15,27 @@ import pytest
 
 
 class FaultServer:
-    """A chat-completions server that plays a scripted list of faults, one per request in
-    arrival order, then answers normally. Actions: ``ok``, ``429`` / ``429:<retry-after>``,
-    ``500``, ``400``, ``slow:<seconds>`` (then ok), ``malformed`` (200 with a broken JSON body), ``cut_utf8`` (200, body cut inside a
-    UTF-8 character),
-    ``truncated`` (a body shorter than its Content-Length). A normal answer echoes the last
-    user message's first line, so each result can be matched to its request."""
+    """A chat-completions server on 127.0.0.1 that plays a scripted list of actions, one per
+    request in arrival order, then answers normally.
 
-    def __init__(self, script: list[str] | None = None) -> None:
+    String actions: ``ok``, ``429`` / ``429:<retry-after>``, ``500``, ``400``,
+    ``slow:<seconds>`` (then ok), ``malformed`` (200 with a broken JSON body), ``cut_utf8``
+    (200, body cut inside a UTF-8 character), ``truncated`` (a body shorter than its
+    Content-Length). A normal answer echoes the last user message's first line, so each result
+    can be matched to its request.
+
+    Dict actions answer the way real servers do: ``{"content": ..., "reasoning_content": ...,
+    "reasoning": ..., "finish_reason": "stop", "usage": {...}}`` builds a completion (a key left
+    out is left out of the message; ``content`` may be ``None``); ``{"body": str}`` sends that
+    exact body (e.g. JSON with a ``\\ud83d`` escape); ``{"status": 429, "headers": {...}}``
+    sends an error status with those headers. ``GET /v1/models`` lists ``models`` (entries as
+    given) and counts in ``model_list_requests``.
+    """
+
+    def __init__(self, script: list | None = None, models: list[dict] | None = None) -> None:
         self.script = list(script or [])
+        self.models = list(models or [])
+        self.model_list_requests = 0
         self.lock = threading.Lock()
         self.log: list[dict] = []
         outer = self
@@ -33,6 +45,16 @@ class FaultServer:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                with outer.lock:
+                    outer.model_list_requests += 1
+                payload = json.dumps({"object": "list", "data": outer.models}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -57,7 +79,49 @@ class FaultServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def respond(self, h: BaseHTTPRequestHandler, action: str, body: dict) -> None:
+    def reply(self, h: BaseHTTPRequestHandler, action: dict, body: dict) -> None:
+        """Answer with a dict action (see the class docstring)."""
+        status = int(action.get("status", 200))
+        if "body" in action:
+            payload = action["body"].encode("utf-8")
+        elif status >= 400:
+            payload = json.dumps({"error": {"message": f"scripted {status}"}}).encode()
+        else:
+            message = {"role": "assistant"}
+            for key in ("content", "reasoning_content", "reasoning"):
+                if key in action:
+                    message[key] = action[key]
+            usage = action.get("usage", {"prompt_tokens": 7, "completion_tokens": 3})
+            payload = json.dumps(
+                {
+                    "id": "chatcmpl-r",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": action.get("finish_reason", "stop"),
+                        }
+                    ],
+                    "usage": usage,
+                },
+                ensure_ascii=False,
+            ).encode("utf-8")
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        for key, value in (action.get("headers") or {}).items():
+            h.send_header(key, value)
+        h.send_header("Content-Length", str(len(payload)))
+        h.end_headers()
+        h.wfile.write(payload)
+
+    def respond(self, h: BaseHTTPRequestHandler, action: str | dict, body: dict) -> None:
+        """Answer one request with ``action``."""
+        if isinstance(action, dict):
+            self.reply(h, action, body)
+            return
         name, _, arg = action.partition(":")
         if name == "slow":
             time.sleep(float(arg))

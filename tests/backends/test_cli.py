@@ -20,9 +20,15 @@ runner = CliRunner()
 
 
 def test_models_check_reports_ok_errors_and_json_support(fault_server, tiny_model_dir, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    models = [{"id": "echo", "object": "model", "max_model_len": 32768}]
     with (
         Double(DoubleConfig(cap=4, latency_mean=0.01)).running() as d,
-        fault_server() as echo,
+        fault_server(models=models) as echo,
     ):
         config = {
             "run": {"ignored": True},
@@ -39,7 +45,7 @@ def test_models_check_reports_ok_errors_and_json_support(fault_server, tiny_mode
                 "dead": {
                     "backend": "openai",
                     "model": "x",
-                    "base_url": "http://127.0.0.1:9/v1",
+                    "base_url": dead,
                     "max_retries": 0,
                     "timeout": 2,
                 },
@@ -57,7 +63,21 @@ def test_models_check_reports_ok_errors_and_json_support(fault_server, tiny_mode
     assert rows["local"]["ok"] and rows["local"]["json"] is True  # constrained decoding
     assert not rows["typo"]["ok"] and "did you mean 'openai'" in rows["typo"]["error"]
     assert not rows["dead"]["ok"] and rows["dead"]["error"].startswith("connection:")
+    assert f"cannot connect to {dead}" in rows["dead"]["error"] and rows["dead"]["address"] == dead
     assert not rows["bad"]["ok"] and "max_concurrency" in rows["bad"]["error"]
+    # windows: from the server's model list, from the hf config, unknown for the double
+    assert (rows["echo"]["window"], rows["local"]["window"], rows["double"]["window"]) == (
+        32768,
+        2048,
+        None,
+    )
+    # the long probe: half the window (at most 4,096 tokens), 2,048 when unknown
+    local, echo_probe = rows["local"]["long_probe"], rows["echo"]["long_probe"]
+    assert local["ok"] and local["exact"] and local["prompt_tokens"] == local["counted"]
+    assert 1000 <= local["counted"] <= 1024
+    assert echo_probe["ok"] and not echo_probe["exact"] and 4000 <= echo_probe["counted"] <= 4096
+    assert echo_probe["estimate_ratio"] == round(echo_probe["counted"] / 7, 3)  # usage says 7
+    assert 2000 <= rows["double"]["long_probe"]["counted"] <= 2048
 
 
 def test_cache_stats_and_clear(tmp_path):
@@ -85,6 +105,42 @@ def test_cache_stats_and_clear(tmp_path):
     assert cleared.exit_code == 0 and "3 responses" in cleared.stdout
     again = json.loads(runner.invoke(app, ["cache", "stats", "--db", str(db), "--json"]).stdout)
     assert again["models"] == [] and again["cached_responses"] == 0
+
+
+def test_cache_stats_never_cuts_model_names(tmp_path):
+    db = tmp_path / "cache.sqlite"
+    names = [f"demo-scripted-judge-number-{n}-with-a-long-name" for n in ("one", "two")]
+    specs = {
+        n: ModelSpec(backend="scripted", model="s", options={"responses": ["답"]}) for n in names
+    }
+    pool = ModelPool(specs, cache_path=db)
+    for n in names:
+        pool.get(n).generate([ChatRequest(messages=(Message(role="user", content=n),))])
+    pool.close()
+    table = runner.invoke(app, ["cache", "stats", "--db", str(db)], terminal_width=80)
+    assert table.exit_code == 0, table.output
+    for n in names:
+        assert n in table.stdout
+
+
+def test_models_check_measures_role_prompts_against_the_window(tiny_model_dir):
+    import asyncio
+
+    from koalign.backends.fit import RolePrompt
+    from koalign.cli.backend_cmds import check_model
+
+    spec = ModelSpec(backend="hf", model=str(tiny_model_dir), sampling={"max_tokens": 100})
+    short = RolePrompt("judge", (Message(role="user", content="판정"),), label="A")
+    long = RolePrompt("responder", (Message(role="user", content="정책 " * 1500),), max_tokens=512)
+    row = asyncio.run(check_model("local", spec, [short, long]))
+    fits = {f["role"]: f for f in row["roles"]}
+    assert fits["judge"]["fits"] is True and fits["judge"]["max_tokens"] == 100
+    assert fits["judge"]["window"] == 2048 and fits["judge"]["exact"]
+    assert fits["responder"]["fits"] is False and fits["responder"]["prompt_tokens"] > 1600
+    assert (
+        "> 2,048 window" in fits["responder"]["message"]
+        and "few_shot: 0" in fits["responder"]["message"]
+    )
 
 
 def test_cache_stats_on_a_missing_file_says_so(tmp_path):

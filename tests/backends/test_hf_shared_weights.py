@@ -17,9 +17,14 @@ def test_same_weights_load_once_and_are_released_on_close(tiny_model_dir) -> Non
     pool = ModelPool(specs)
     key = (str(tiny_model_dir), "cpu", "auto", "", "")
     users_before = _SHARED.get(key, {}).get("users", 0)  # other tests may hold this model
-    request = ChatRequest(messages=(Message(role="user", content="안녕하세요"),))
+    request = ChatRequest(
+        messages=(Message(role="user", content="안녕하세요"),),
+        sampling=SamplingParams(max_tokens=4),
+        on_truncation="drop",
+    )
     for name in specs:
-        assert pool.get(name).generate([request])[0].ok
+        [result] = pool.get(name).generate([request])
+        assert result.ok or result.error.kind in ("truncated", "empty")  # a random model
     writer, judge, half = (pool.get(n).backend for n in specs)
     assert writer._model is judge._model
     assert writer._lock is judge._lock

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from koalign.backends import ModelPool, ModelSpec
 from koalign.backends.structured import (
-    extract_json,
+    normalise_integers,
     schema_from_text,
     schema_instruction,
     validate_json,
     with_schema_contract,
 )
+from koalign.extract import extract_json, split_reasoning
 from koalign.types import ChatRequest, Message
 
 SCHEMA = {
@@ -19,12 +20,48 @@ SCHEMA = {
 }
 
 
-def test_extract_json_from_fences_and_prose():
-    assert extract_json('{"a": 1}') == ({"a": 1}, True)
-    assert extract_json('판정입니다:\n```json\n{"a": [1, 2]}\n```\n이상.') == ({"a": [1, 2]}, True)
-    assert extract_json('결과는 {"a": "값"} 입니다. {"b": 2}') == ({"a": "값"}, True)
-    assert extract_json("[1, 2] 끝") == ([1, 2], True)
-    assert extract_json("JSON이 없습니다 {깨진") == (None, False)
+def test_extract_json_from_fences_and_prose_the_last_value_wins():
+    def value(text, **kw):
+        found = extract_json(text, **kw)
+        return found.value, found.found
+
+    assert value('{"a": 1}') == ({"a": 1}, True)
+    assert value('판정입니다:\n```json\n{"a": [1, 2]}\n```\n이상.') == ({"a": [1, 2]}, True)
+    assert value('초안 {"a": "값"} 수정: {"b": 2}') == ({"b": 2}, True)
+    assert value("[1, 2] 끝") == ([1, 2], True)
+    assert value("JSON이 없습니다 {깨진") == (None, False)
+    # the last value that satisfies the schema, never one copied from the prompt
+    ok = lambda v: v.get("b") == 2  # noqa: E731
+    assert value('{"b": 2} 그리고 {"c": 3}', is_valid=ok) == ({"b": 2}, True)
+    assert value('예: {"b": 2}', is_valid=ok, prompt='예: {"b": 2}') == (None, False)
+
+
+def test_split_reasoning_variants():
+    assert split_reasoning("<think>a</think>b") == ("a", "b")
+    assert split_reasoning("그냥 답") == (None, "그냥 답")
+    assert split_reasoning("생각</think>답") == ("생각", "답")  # opened in the prompt
+    assert split_reasoning("<think>끝나지 않음") == ("끝나지 않음", "")
+    assert split_reasoning("[THINK]r[/THINK]ans") == ("r", "ans")
+    assert split_reasoning("◁think▷r◁/think▷ans") == ("r", "ans")
+    assert split_reasoning('[{"a": 1}]') == (None, '[{"a": 1}]')
+
+
+def test_integral_floats_are_normalised_only_where_the_schema_wants_integers():
+    schema = {
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer"},
+            "ratio": {"type": "number"},
+            "items": {"type": "array", "items": {"$ref": "#/$defs/n"}},
+            "maybe": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        },
+        "$defs": {"n": {"type": ["integer", "null"]}},
+    }
+    value = {"score": 4.0, "ratio": 2.0, "items": [1.0, 2.5, None], "maybe": 3.0, "x": 1.0}
+    out = normalise_integers(value, schema)
+    assert out == {"score": 4, "ratio": 2.0, "items": [1, 2.5, None], "maybe": 3, "x": 1.0}
+    assert [type(out[k]) for k in ("score", "ratio", "maybe", "x")] == [int, float, int, float]
+    assert type(out["items"][0]) is int and value["score"] == 4.0  # the input is untouched
 
 
 def test_validate_json_types_its_errors():
@@ -37,6 +74,8 @@ def test_validate_json_types_its_errors():
     _, schema = validate_json('{"verdict": "maybe", "score": 3}', SCHEMA)
     assert (empty.kind, parse.kind, schema.kind) == ("empty", "parse", "schema")
     assert "verdict" in schema.message
+    draft = '<think>{"verdict": "fail", "score": 1}</think>{"verdict": "pass", "score": 5.0}'
+    assert validate_json(draft, SCHEMA) == ({"verdict": "pass", "score": 5}, None)
 
 
 def test_schema_contract_round_trips_and_is_added_once():

@@ -3,6 +3,7 @@
 from koalign.backends.base import (
     Backend,
     ModelSpec,
+    backend_class,
     backend_names,
     create_backend,
     register_backend,
@@ -15,6 +16,7 @@ __all__ = [
     "CallStats",
     "ModelPool",
     "ModelSpec",
+    "backend_class",
     "backend_names",
     "create_backend",
     "register_backend",

@@ -28,7 +28,26 @@ def _hf(spec: ModelSpec, env: dict[str, str]) -> Backend:
     return HFBackend(spec, env=env)
 
 
+def _scripted_class() -> type[Backend]:
+    from koalign.backends.scripted import ScriptedBackend
+
+    return ScriptedBackend
+
+
+def _openai_class() -> type[Backend]:
+    from koalign.backends.openai_compat import OpenAIBackend
+
+    return OpenAIBackend
+
+
+def _hf_class() -> type[Backend]:
+    from koalign.backends.hf import HFBackend  # imports neither torch nor transformers
+
+    return HFBackend
+
+
 def register_all() -> None:
-    register_backend("scripted", _scripted)
-    register_backend("openai", _openai)
-    register_backend("hf", _hf)
+    """Register scripted, openai and hf."""
+    register_backend("scripted", _scripted, cls=_scripted_class)
+    register_backend("openai", _openai, cls=_openai_class)
+    register_backend("hf", _hf, cls=_hf_class)

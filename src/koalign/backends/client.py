@@ -1,5 +1,5 @@
 """The model layer every stage uses: named models wrapped with caching, logging, retries,
-rate limits and structured-output validation.
+rate limits, reasoning, truncation and structured-output handling.
 
 Usage::
 
@@ -15,12 +15,24 @@ enforced per model across all of them. Each request goes through these steps:
 2. the cache is asked (key: backend identity, messages, sampling, schema, sample index); a hit
    returns ``cached=True`` and counts as a cache hit, not a call;
 3. otherwise the RPM/TPM limiters and the concurrency cap are passed and the backend is called;
-   rate-limit, server, timeout and connection errors are retried with jittered exponential
-   backoff (Retry-After wins) up to ``max_retries`` times;
-4. the call is logged; a success is cached (an error is not, so a rerun retries it);
-5. with a schema, the text is parsed after the cache (JSON is extracted from code fences or
-   prose) and validated; a failure triggers up to ``json_repairs`` repair requests, then
-   becomes a ``parse``/``schema`` error with the raw text kept.
+   rate-limit, server and timeout errors are retried with jittered exponential backoff (a
+   server's Retry-After wins, up to :data:`~koalign.backends.limits.RETRY_AFTER_MAX_S`) up to
+   ``max_retries`` times; a connection that cannot be opened is retried only
+   :data:`~koalign.backends.limits.CONNECT_RETRIES` times, quickly;
+4. the raw answer is committed to the cache together with its call-log row (a group commit
+   off the event loop) before the result is handed back; a failed call is logged, not cached;
+5. the answer is read after the cache: reasoning is set apart (``ChatResult.reasoning``); an
+   answer cut at ``max_tokens`` is retried once with twice the budget (``on_truncation:
+   retry``) and otherwise ends as a ``truncated`` error, text kept; an answer with no text is
+   an ``empty`` error;
+6. with a schema, the JSON value is chosen by :func:`koalign.extract.extract_json` (never one
+   echoed from the prompt) and validated; a failure triggers up to ``json_repairs`` repair
+   requests, then becomes a ``parse``/``schema`` error with the raw text kept.
+
+With ``fixed_batch=True`` and a batch-sensitive backend (``hf``), a list is one unit: when any
+member misses the cache the backend generates the whole list, in order, alone, and every answer
+is cached; follow-up calls (larger budgets, repairs) are fixed units too. So a resumed run
+computes exactly what an uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -36,25 +48,43 @@ from pathlib import Path
 from typing import Any
 
 from koalign.backends.base import Backend, ModelSpec, create_backend
-from koalign.backends.limits import RETRYABLE_KINDS, RateLimiter, backoff_delay, estimate_tokens
+from koalign.backends.limits import (
+    CONNECT_BACKOFF_S,
+    CONNECT_RETRIES,
+    RETRYABLE_KINDS,
+    RateLimiter,
+    backoff_delay,
+    estimate_prompt_tokens,
+    estimate_tokens,
+)
 from koalign.backends.structured import repair_messages, validate_json, with_schema_contract
-from koalign.cache import Cache, CachedResponse, CallRecord, cache_key
+from koalign.cache import Cache, CachedResponse, CallRecord, KeyBuilder
 from koalign.errors import BackendError, KoalignError, did_you_mean
-from koalign.types import CallError, ChatRequest, ChatResult
+from koalign.extract import split_reasoning
+from koalign.types import CallError, ChatRequest, ChatResult, Message, SamplingParams
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LLM", "CallStats", "ModelPool", "validate_json"]
+__all__ = ["LLM", "MAX_RETRY_TOKENS", "CallStats", "ModelPool", "validate_json"]
+
+MAX_RETRY_TOKENS = 32768
+"""The largest answer budget a truncation retry asks for. The retry budget is ``max_tokens x
+2``, at most the model's context window minus the prompt's tokens (when the window is known),
+and at most this."""
 
 
 @dataclass
 class CallStats:
     """Counters for one model in this process.
 
-    ``calls``: requests sent to the backend (each once, whatever the outcome; repair requests
-    included); ``retries``: extra attempts after retryable errors; ``cache_hits``: requests
-    answered from the cache; ``errors``: results handed back with an error; ``repairs``: JSON
-    repair requests; tokens and cost count backend calls only.
+    ``calls``: requests sent to the backend (each once, whatever the outcome; truncation retries
+    and repair requests included); ``retries``: extra attempts after retryable errors;
+    ``cache_hits``: requests answered from the cache; ``errors``: results handed back with an
+    error; ``repairs``: JSON repair requests; ``truncated``: answers cut at ``max_tokens``
+    (cached ones included); ``truncation_retries``: requests re-sent with a larger budget;
+    ``recomputed``: cached members of a fixed batch generated again with their unit;
+    ``nondeterministic``: of those, how many came out different from the cached answer (the
+    cached one is kept). Tokens and cost count backend calls only.
     """
 
     calls: int = 0
@@ -65,13 +95,43 @@ class CallStats:
     cost: float = 0.0
     retries: int = 0
     repairs: int = 0
+    truncated: int = 0
+    truncation_retries: int = 0
+    recomputed: int = 0
+    nondeterministic: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The counters as a plain mapping."""
         return asdict(self)
 
 
+class _Job:
+    """One request as sent: merged sampling, schema contract, cache key and prompt texts."""
+
+    __slots__ = ("key", "origin", "prompt", "req", "retried")
+
+    def __init__(self, req: ChatRequest, origin: ChatRequest, key: str) -> None:
+        self.req = req
+        self.origin = origin
+        self.key = key
+        self.prompt = tuple(m.content for m in req.messages if m.role != "assistant")
+        self.retried = False
+
+
+def _combine(first: ChatResult, last: ChatResult) -> ChatResult:
+    """``last`` with the tokens and latency of ``first`` added (and cached only if both were)."""
+    return last.model_copy(
+        update={
+            "tokens_in": first.tokens_in + last.tokens_in,
+            "tokens_out": first.tokens_out + last.tokens_out,
+            "latency_s": first.latency_s + last.latency_s,
+            "cached": first.cached and last.cached,
+        }
+    )
+
+
 class LLM:
-    """A named model: a backend plus the call policy around it."""
+    """A named model: a backend plus the call policy around it (see the module docstring)."""
 
     def __init__(
         self, name: str, spec: ModelSpec, backend: Backend, *, cache: Cache | None = None
@@ -81,97 +141,308 @@ class LLM:
         self.backend = backend
         self.cache = cache
         self.stats = CallStats()
-        self._identity = backend.cache_identity()
+        self._keys = KeyBuilder(backend.cache_identity())
         self._rpm = RateLimiter(spec.rpm) if spec.rpm else None
         self._tpm = RateLimiter(spec.tpm) if spec.tpm else None
         self._sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+        self._samplings: dict[int, tuple[SamplingParams | None, dict[str, Any]]] = {}
+        self._window: int | None = spec.context_window
+        self._window_known = spec.context_window is not None
 
     # -- public ------------------------------------------------------------------------------
 
-    async def agenerate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        """Answer ``requests`` (same length and order). Never raises for a failed request: its
-        result carries a typed ``error``."""
-        prepared = [self._prepare(r) for r in requests]
-        if len(prepared) == 1:
-            return [await self._one(prepared[0])]
-        return list(await asyncio.gather(*(self._one(r) for r in prepared)))
+    @property
+    def batch_sensitive(self) -> bool:
+        """Whether this model's outputs depend on which requests share a batch (``hf``); the
+        engine passes ``fixed_batch=True`` for such models to make resumes deterministic."""
+        return self.backend.batch_sensitive
 
-    def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+    async def agenerate(
+        self, requests: Sequence[ChatRequest], *, fixed_batch: bool = False
+    ) -> list[ChatResult]:
+        """Answer ``requests``: a list of the same length and order.
+
+        Never raises for a failed request: its result carries a typed ``error`` (see
+        :class:`~koalign.types.ChatResult`). Raises :class:`~koalign.errors.KoalignError` for
+        misuse or an environment fault (a model that cannot be loaded, a cache that cannot be
+        written).
+
+        ``fixed_batch``: for a batch-sensitive backend, treat the list as one unit: when any
+        member misses the cache, the backend generates the whole list (in list order, split
+        into sub-batches of its ``max_batch_size`` that share sampling and schema) without
+        merging it with other concurrent requests, and every answer is cached; when all hit,
+        nothing is computed. Members already cached keep their cached answer. For other
+        backends it changes nothing.
+        """
+        jobs = [self._prepare(r) for r in requests]
+        if fixed_batch and self.backend.batch_sensitive and len(jobs) > 0:
+            return await self._process(jobs, fixed=True)
+        if len(jobs) == 1:
+            return await self._process(jobs, fixed=False)
+        done = await asyncio.gather(*(self._process([j], fixed=False) for j in jobs))
+        return [r for rs in done for r in rs]
+
+    def generate(
+        self, requests: Sequence[ChatRequest], *, fixed_batch: bool = False
+    ) -> list[ChatResult]:
         """Synchronous convenience over :meth:`agenerate` (not from inside a running loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.agenerate(requests))
+
+            async def run() -> list[ChatResult]:
+                try:
+                    return await self.agenerate(requests, fixed_batch=fixed_batch)
+                finally:
+                    await self.backend.arelease()
+
+            return asyncio.run(run())
         raise BackendError(
             "LLM.generate() was called inside a running event loop",
             where=f"model '{self.name}'",
             hint="use `await llm.agenerate(requests)` in async code",
         )
 
-    # -- steps -------------------------------------------------------------------------------
+    async def context_window(self) -> int | None:
+        """Tokens the model holds, prompt and answer together: the spec's ``context_window``,
+        else what the backend reads (an OpenAI-compatible server's model list: vLLM's
+        ``max_model_len``, others' ``context_length`` / ``context_window``; an hf model's
+        config: ``max_position_embeddings`` / the tokenizer's ``model_max_length``), else
+        ``None``. Looked up once per model."""
+        if not self._window_known:
+            self._window = await self.backend.acontext_window()
+            self._window_known = True
+        return self._window
 
-    def _prepare(self, request: ChatRequest) -> ChatRequest:
+    def count_tokens(
+        self, messages: Sequence[Message], *, json_schema: dict[str, Any] | None = None
+    ) -> int:
+        """Prompt tokens of ``messages`` as sent to this model (with ``json_schema``, the schema
+        contract the layer appends is counted too).
+
+        Exact where the backend can tokenise (``hf``: the model's tokenizer and chat template,
+        loading the tokenizer on first use; ``openai`` with ``options.tokenizer``); otherwise a
+        conservative estimate (:func:`~koalign.backends.limits.estimate_prompt_tokens`: 2
+        tokens per Hangul or other non-ASCII character, 1 per 3 ASCII characters, 8 per
+        message). :attr:`counts_tokens_exactly` tells which.
+        """
+        msgs = tuple(messages)
+        if json_schema is not None:
+            msgs = with_schema_contract(msgs, json_schema)
+        exact = self.backend.count_tokens(msgs)
+        if exact is not None:
+            return exact
+        return estimate_prompt_tokens([m.content for m in msgs])
+
+    @property
+    def counts_tokens_exactly(self) -> bool:
+        """Whether :meth:`count_tokens` uses the model's own tokenizer (else: an estimate)."""
+        return self.backend.counts_tokens_exactly()
+
+    # -- preparing ---------------------------------------------------------------------------
+
+    def _sampling_dict(self, sampling: SamplingParams | None) -> dict[str, Any]:
+        hit = self._samplings.get(id(sampling))
+        if hit is not None and hit[0] is sampling:
+            return hit[1]
+        data = sampling.model_dump(exclude_none=True) if sampling is not None else {}
+        if "stop" in data:
+            data["stop"] = list(data["stop"])
+        if len(self._samplings) >= 256:
+            self._samplings.clear()
+        self._samplings[id(sampling)] = (sampling, data)  # the reference keeps id() unique
+        return data
+
+    def _job(self, req: ChatRequest, origin: ChatRequest) -> _Job:
+        key = self._keys.key(
+            [(m.role, m.content) for m in req.messages],
+            self._sampling_dict(req.sampling),
+            req.json_schema,
+            req.sample_index,
+        )
+        return _Job(req, origin, key)
+
+    def _prepare(self, request: ChatRequest) -> _Job:
         update: dict[str, Any] = {"sampling": self.spec.sampling.merged(request.sampling)}
         if request.json_schema is not None:
             update["messages"] = with_schema_contract(request.messages, request.json_schema)
-        return request.model_copy(update=update)
+        return self._job(request.model_copy(update=update), request)
 
-    async def _one(self, request: ChatRequest) -> ChatResult:
-        result = await self._call(request)
-        schema = request.json_schema
-        if schema is None or result.error is not None:
-            return result
-        parsed, error = validate_json(result.text, schema)
-        total_in, total_out, latency = result.tokens_in, result.tokens_out, result.latency_s
-        cached = result.cached
-        repairs = 0
-        while error is not None and error.kind != "other" and repairs < self.spec.json_repairs:
-            repairs += 1
-            self.stats.repairs += 1
-            log.debug("model %s: JSON repair %d after %s", self.name, repairs, error.message)
-            fixed = request.model_copy(
-                update={
-                    "messages": repair_messages(request.messages, result.text, error, schema),
-                    "sampling": request.sampling,
-                }
+    # -- reading an answer -------------------------------------------------------------------
+
+    def _read(
+        self,
+        text: str | None,
+        field: str | None,
+        finish: str | None,
+        tokens_in: int,
+        tokens_out: int,
+        latency: float,
+        cached: bool,
+        max_tokens: int | None,
+    ) -> ChatResult:
+        """A result from a raw answer: reasoning apart, truncation and emptiness typed."""
+        answer = text
+        reasoning = field
+        if text and self.spec.reasoning != "no":
+            found, rest = split_reasoning(text)
+            if found is not None:
+                answer = rest
+                reasoning = f"{field}\n\n{found}" if field else found
+            elif self.spec.reasoning == "yes" and field is None:
+                answer, reasoning = "", text.strip()  # reasoning that never reached an answer
+        error = None
+        if finish == "length":
+            budget = f"max_tokens={max_tokens}" if max_tokens else "the token limit"
+            error = CallError(kind="truncated", message=f"the answer was cut at {budget}")
+        elif answer is None or not answer.strip():
+            what = "only reasoning" if reasoning else "no text"
+            error = CallError(kind="empty", message=f"the model returned {what}")
+        return ChatResult(
+            text=answer,
+            reasoning=reasoning or None,
+            raw=text if answer != text else None,
+            finish_reason=finish,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_s=latency,
+            cached=cached,
+            error=error,
+        )
+
+    def _from_cache(self, job: _Job, hit: CachedResponse) -> ChatResult:
+        self.stats.cache_hits += 1
+        if self.cache is not None:
+            self.cache.log_soon(
+                CallRecord(
+                    model=self.name,
+                    backend=self.backend.name,
+                    key=job.key,
+                    tokens_in=hit.tokens_in,
+                    tokens_out=hit.tokens_out,
+                    cache_hit=True,
+                    tag=job.origin.tag,
+                    finish_reason=hit.finish_reason,
+                )
             )
-            result = await self._call(fixed)
-            total_in += result.tokens_in
-            total_out += result.tokens_out
-            latency += result.latency_s
-            cached = cached and result.cached
-            if result.error is not None:
-                break
-            parsed, error = validate_json(result.text, schema)
-        if result.error is not None:
-            error = result.error
-        elif error is not None:
-            error = error.model_copy(update={"attempts": repairs + 1})
-            self.stats.errors += 1
-        return result.model_copy(
-            update={
-                "parsed": parsed if error is None else None,
-                "error": error,
-                "tokens_in": total_in,
-                "tokens_out": total_out,
-                "latency_s": latency,
-                "cached": cached,
-            }
+        return self._read(
+            hit.text,
+            hit.reasoning,
+            hit.finish_reason,
+            hit.tokens_in,
+            hit.tokens_out,
+            0.0,
+            True,
+            job.req.sampling.max_tokens if job.req.sampling else None,
         )
 
-    def _key(self, request: ChatRequest) -> str:
-        sampling = request.sampling.model_dump(exclude_none=True) if request.sampling else {}
-        if "stop" in sampling:
-            sampling["stop"] = list(sampling["stop"])
-        return cache_key(
-            self._identity,
-            [m.model_dump() for m in request.messages],
-            sampling,
-            request.json_schema,
-            request.sample_index,
+    async def _store(self, job: _Job, result: ChatResult, attempts: int) -> ChatResult:
+        """Count a backend answer, commit it (an answer) or log it (a failure), and read it."""
+        self.stats.calls += 1
+        self.stats.tokens_in += result.tokens_in
+        self.stats.tokens_out += result.tokens_out
+        cost = self._cost(result.tokens_in, result.tokens_out)
+        self.stats.cost += cost
+        err = result.error
+        record = CallRecord(
+            model=self.name,
+            backend=self.backend.name,
+            key=job.key,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            latency_s=result.latency_s,
+            cost=cost,
+            error_kind=err.kind if err else None,
+            error_message=err.message if err else None,
+            attempts=attempts,
+            tag=job.origin.tag,
+            finish_reason=result.finish_reason,
         )
+        if err is not None:
+            if self.cache is not None:
+                self.cache.log_soon(record)
+            return result
+        if self.cache is not None:
+            response = CachedResponse(
+                text=result.text,
+                finish_reason=result.finish_reason,
+                tokens_in=result.tokens_in,
+                tokens_out=result.tokens_out,
+                latency_s=result.latency_s,
+                reasoning=result.reasoning,
+            )
+            await self.cache.aput(job.key, self.name, self.backend.name, response, record)
+        return self._read(
+            result.text,
+            result.reasoning,
+            result.finish_reason,
+            result.tokens_in,
+            result.tokens_out,
+            result.latency_s,
+            False,
+            job.req.sampling.max_tokens if job.req.sampling else None,
+        )
+
+    # -- calling -----------------------------------------------------------------------------
+
+    async def _call(self, job: _Job) -> ChatResult:
+        """One request through cache, limits, backend and retries (no follow-ups)."""
+        if self.cache is not None:
+            hit = self.cache.get(job.key)
+            if hit is not None:
+                return self._from_cache(job, hit)
+        result, attempts = await self._call_backend(job.req)
+        return await self._store(job, result, attempts)
+
+    async def _call_fixed(self, jobs: list[_Job]) -> list[ChatResult]:
+        """A fixed unit: all from the cache, or the whole list generated together."""
+        hits = [self.cache.get(j.key) if self.cache is not None else None for j in jobs]
+        if all(h is not None for h in hits):
+            return [self._from_cache(j, h) for j, h in zip(jobs, hits, strict=True) if h]
+        start = time.perf_counter()
+        try:
+            raws = await self.backend.agenerate_fixed([j.req for j in jobs])
+        except KoalignError:
+            raise
+        except Exception as exc:  # a backend bug must not lose the caller's other work
+            log.exception("model %s: backend raised", self.name)
+            err = CallError(kind="other", message=f"{type(exc).__name__}: {exc}")
+            raws = [ChatResult(error=err) for _ in jobs]
+        elapsed = time.perf_counter() - start
+        out: list[ChatResult | None] = [None] * len(jobs)
+        stores = []
+        for i, (job, hit, raw) in enumerate(zip(jobs, hits, raws, strict=True)):
+            if not raw.latency_s:
+                raw = raw.model_copy(update={"latency_s": elapsed})
+            if hit is not None:
+                self.stats.recomputed += 1
+                if raw.error is None and (raw.text, raw.finish_reason) != (
+                    hit.text,
+                    hit.finish_reason,
+                ):
+                    self.stats.nondeterministic += 1
+                    log.warning(
+                        "model %s: a fixed batch regenerated a cached answer differently; "
+                        "the cached answer is kept",
+                        self.name,
+                    )
+                out[i] = self._from_cache(job, hit)
+            else:
+                stores.append((i, self._store(job, raw, 1)))
+        for (i, _), result in zip(
+            stores, await asyncio.gather(*(s for _, s in stores)), strict=True
+        ):
+            out[i] = result
+        return [r for r in out if r is not None]
+
+    async def _calls(self, jobs: list[_Job], fixed: bool) -> list[ChatResult]:
+        if fixed:
+            return await self._call_fixed(jobs)
+        if len(jobs) == 1:
+            return [await self._call(jobs[0])]
+        return list(await asyncio.gather(*(self._call(j) for j in jobs)))
 
     def _sem(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -186,77 +457,10 @@ class LLM:
             + tokens_out * (self.spec.price_out_per_1m or 0.0)
         ) / 1e6
 
-    async def _call(self, request: ChatRequest) -> ChatResult:
-        """One request through cache, limits, backend and retries (no JSON handling)."""
-        key = self._key(request)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.stats.cache_hits += 1
-                self.cache.log(
-                    CallRecord(
-                        model=self.name,
-                        backend=self.backend.name,
-                        key=key,
-                        tokens_in=hit.tokens_in,
-                        tokens_out=hit.tokens_out,
-                        cache_hit=True,
-                        tag=request.tag,
-                    )
-                )
-                return ChatResult(
-                    text=hit.text,
-                    finish_reason=hit.finish_reason,
-                    tokens_in=hit.tokens_in,
-                    tokens_out=hit.tokens_out,
-                    latency_s=0.0,
-                    cached=True,
-                )
-        result, attempts = await self._call_backend(request)
-        self.stats.calls += 1
-        self.stats.tokens_in += result.tokens_in
-        self.stats.tokens_out += result.tokens_out
-        cost = self._cost(result.tokens_in, result.tokens_out)
-        self.stats.cost += cost
-        if result.error is not None:
-            self.stats.errors += 1
-        if self.cache is not None:
-            err = result.error
-            # the answer is stored before the call is logged: a kill in between must not leave
-            # a paid answer uncached (it would be paid again on resume)
-            if err is None:
-                self.cache.put(
-                    key,
-                    self.name,
-                    self.backend.name,
-                    CachedResponse(
-                        text=result.text,
-                        finish_reason=result.finish_reason,
-                        tokens_in=result.tokens_in,
-                        tokens_out=result.tokens_out,
-                        latency_s=result.latency_s,
-                    ),
-                )
-            self.cache.log(
-                CallRecord(
-                    model=self.name,
-                    backend=self.backend.name,
-                    key=key,
-                    tokens_in=result.tokens_in,
-                    tokens_out=result.tokens_out,
-                    latency_s=result.latency_s,
-                    cost=cost,
-                    error_kind=err.kind if err else None,
-                    error_message=err.message if err else None,
-                    attempts=attempts,
-                    tag=request.tag,
-                )
-            )
-        return result
-
     async def _call_backend(self, request: ChatRequest) -> tuple[ChatResult, int]:
         spec = self.spec
         attempts = 0
+        connect_failures = 0
         while True:
             attempts += 1
             estimate = 0
@@ -264,7 +468,9 @@ class LLM:
                 await self._rpm.acquire(1)
             if self._tpm is not None:
                 chars = sum(len(m.content) for m in request.messages)
-                estimate = estimate_tokens(chars, request.sampling.max_tokens)
+                estimate = estimate_tokens(
+                    chars, request.sampling.max_tokens if request.sampling else None
+                )
                 await self._tpm.acquire(estimate)
             async with self._sem():
                 start = time.perf_counter()
@@ -281,16 +487,33 @@ class LLM:
             if self._tpm is not None:
                 used = result.tokens_in + result.tokens_out if result.error is None else 0
                 self._tpm.refund(estimate - used)
-            if not result.latency_s:
-                result = result.model_copy(update={"latency_s": elapsed})
             error = result.error
-            if error is not None and error.kind in RETRYABLE_KINDS and attempts <= spec.max_retries:
+            if error is None:
+                if not result.latency_s:
+                    result = result.model_copy(update={"latency_s": elapsed})
+                return result, attempts
+            delay = None
+            if error.kind == "connection":
+                if connect_failures < CONNECT_RETRIES and attempts <= spec.max_retries:
+                    delay = CONNECT_BACKOFF_S * 2**connect_failures
+                connect_failures += 1
+            elif error.kind in RETRYABLE_KINDS and attempts <= spec.max_retries:
                 delay = backoff_delay(
                     attempts,
                     base=spec.retry_backoff,
                     cap=spec.retry_backoff_max,
                     retry_after=error.retry_after,
                 )
+                if error.retry_after is not None and error.retry_after > spec.retry_backoff_max:
+                    log.warning(
+                        "model %s: the server asked to wait %.1f s (Retry-After), more than "
+                        "retry_backoff_max=%g s; waiting %.1f s",
+                        self.name,
+                        error.retry_after,
+                        spec.retry_backoff_max,
+                        delay,
+                    )
+            if delay is not None:
                 self.stats.retries += 1
                 log.info(
                     "model %s: %s (%s); retry %d/%d in %.2fs",
@@ -303,15 +526,120 @@ class LLM:
                 )
                 await asyncio.sleep(delay)
                 continue
-            if error is not None:
-                result = result.model_copy(
-                    update={"error": error.model_copy(update={"attempts": attempts})}
+            message = error.message
+            if error.kind == "connection":
+                message = f"model '{self.name}': {message}"
+            error = error.model_copy(update={"attempts": attempts, "message": message})
+            return result.model_copy(update={"error": error, "latency_s": elapsed}), attempts
+
+    # -- follow-ups: truncation and JSON -----------------------------------------------------
+
+    async def _retry_budget(self, job: _Job, result: ChatResult) -> int | None:
+        """The larger ``max_tokens`` for a truncated answer, or ``None`` when it cannot grow."""
+        sampling = job.req.sampling
+        current = (
+            (sampling.max_tokens if sampling else None)
+            or self.backend.default_max_tokens()
+            or result.tokens_out
+        )
+        if not current:
+            return None
+        cap = MAX_RETRY_TOKENS
+        window = await self.context_window()
+        if window is not None:
+            prompt = result.tokens_in or self.count_tokens(job.req.messages)
+            cap = min(cap, window - prompt)
+        budget = min(2 * current, cap)
+        return budget if budget > current else None
+
+    async def _complete(self, jobs: list[_Job], fixed: bool) -> list[ChatResult]:
+        """Calls with the truncation policy applied (one retry with a larger budget)."""
+        results = await self._calls(jobs, fixed)
+        retry: list[tuple[int, _Job]] = []
+        for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            if result.error is None or result.error.kind != "truncated":
+                continue
+            self.stats.truncated += 1
+            if job.origin.on_truncation != "retry" or job.retried:
+                continue
+            budget = await self._retry_budget(job, result)
+            if budget is None:
+                continue
+            assert job.req.sampling is not None  # merged with the spec's defaults
+            sampling = job.req.sampling.model_copy(update={"max_tokens": budget})
+            bigger = self._job(job.req.model_copy(update={"sampling": sampling}), job.origin)
+            bigger.retried = True
+            retry.append((i, bigger))
+        if retry:
+            self.stats.truncation_retries += len(retry)
+            again = await self._complete([j for _, j in retry], fixed)
+            for (i, _), result in zip(retry, again, strict=True):
+                results[i] = _combine(results[i], result)
+        return results
+
+    async def _json(
+        self, jobs: list[_Job], results: list[ChatResult], fixed: bool
+    ) -> list[ChatResult]:
+        """Parse, validate and repair the answers of requests that carry a schema."""
+        current = list(jobs)
+        repairs = 0
+        while True:
+            failing: list[tuple[int, CallError]] = []
+            for i, (job, result) in enumerate(zip(current, results, strict=True)):
+                schema = job.req.json_schema
+                if schema is None or result.error is not None or result.parsed is not None:
+                    continue
+                parsed, error = validate_json(result.text, schema, prompt=job.prompt)
+                if error is None:
+                    results[i] = result.model_copy(update={"parsed": parsed})
+                else:
+                    failing.append((i, error))
+            repairable = [(i, e) for i, e in failing if e.kind in ("parse", "schema")]
+            final = (
+                failing
+                if repairs >= self.spec.json_repairs
+                else [(i, e) for i, e in failing if e.kind not in ("parse", "schema")]
+            )
+            for i, error in final:
+                results[i] = results[i].model_copy(
+                    update={"error": error.model_copy(update={"attempts": repairs + 1})}
                 )
-            return result, attempts
+            if repairs >= self.spec.json_repairs or not repairable:
+                return results
+            repairs += 1
+            self.stats.repairs += len(repairable)
+            fixes = []
+            for i, error in repairable:
+                job = current[i]
+                schema = job.req.json_schema
+                assert schema is not None
+                log.debug("model %s: JSON repair %d after %s", self.name, repairs, error.message)
+                messages = repair_messages(job.req.messages, results[i].text, error, schema)
+                fixes.append(
+                    self._job(job.req.model_copy(update={"messages": messages}), job.origin)
+                )
+            fixed_results = await self._complete(fixes, fixed)
+            for (i, _), job, result in zip(repairable, fixes, fixed_results, strict=True):
+                current[i] = job
+                results[i] = _combine(results[i], result)
+
+    async def _process(self, jobs: list[_Job], fixed: bool) -> list[ChatResult]:
+        results = await self._complete(jobs, fixed)
+        if any(j.req.json_schema is not None for j in jobs):
+            results = await self._json(jobs, results, fixed)
+        for r in results:
+            if r.error is not None:
+                self.stats.errors += 1
+        return results
 
 
 class ModelPool:
-    """The models of one run, created lazily by name, sharing one cache file."""
+    """The models of one run, created lazily by name, sharing one cache file.
+
+    ``specs``: model name -> :class:`ModelSpec`; ``cache_path``: the SQLite cache and call log
+    (``None``: neither); ``env``: where API-key variables are read (default: the process
+    environment).
+    """
 
     def __init__(
         self,
@@ -327,6 +655,9 @@ class ModelPool:
         self._models: dict[str, LLM] = {}
 
     def get(self, name: str) -> LLM:
+        """The model declared as ``name`` (created on first use). Raises
+        :class:`~koalign.errors.BackendError` for an unknown name or a backend that cannot be
+        created (unknown backend, missing API key, missing extra)."""
         if name not in self._models:
             spec = self.specs.get(name)
             if spec is None:
@@ -339,16 +670,22 @@ class ModelPool:
         return self._models[name]
 
     def stats(self) -> dict[str, CallStats]:
+        """Per-model counters of the models used so far."""
         return {name: llm.stats for name, llm in self._models.items()}
 
     async def aclose(self) -> None:
+        """Close every backend and the cache (its queued writes are committed first)."""
         for llm in self._models.values():
             await llm.backend.aclose()
         if self.cache is not None:
-            self.cache.close()
-            self.cache = None
+            cache, self.cache = self.cache, None
+            try:
+                cache.flush()
+            finally:
+                cache.close()
 
     def close(self) -> None:
+        """Synchronous :meth:`aclose` (not from inside a running loop)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:

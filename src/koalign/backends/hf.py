@@ -1,21 +1,30 @@
-"""The ``hf`` backend: a local transformers chat model (a folder or a hub id).
+"""The ``hf`` backend: a local transformers chat model (a folder, a hub id or a GGUF file).
 
 * Batched generation with left padding. Concurrent single-request calls are gathered into
   micro-batches (up to ``max_batch_size`` requests that share sampling parameters and schema);
-  generation runs in a worker thread, so the event loop stays responsive.
+  generation runs in a worker thread, so the event loop stays responsive. Outputs can depend on
+  batch composition (padding, batched kernels), so the backend is ``batch_sensitive``:
+  :meth:`HFBackend.agenerate_fixed` generates a list as one unit, in list order, split into
+  sub-batches of ``max_batch_size`` that share sampling and schema, never merged with other
+  requests.
 * Prompts are rendered with the tokenizer's chat template. A template without a system role
   (Gemma's raises an error or drops it) gets the system prompt folded into the first user turn.
-* Greedy decoding when temperature is 0 or unset; otherwise sampling seeded with
-  ``seed + sample_index`` (reproducible for the same batch composition).
+* Greedy decoding when temperature is 0 or unset; otherwise each request samples with its own
+  generator seeded from the sampling seed and the request's identity
+  (:mod:`koalign.backends.sampling`), so its text does not depend on its batch neighbours' draws.
 * A request with a JSON schema is decoded under that schema with outlines + llguidance
   (``pip install "koalign[structured]"``), without free whitespace.
+* GGUF: ``model: path/to/file.gguf``, or ``model: <folder or hub id>`` with
+  ``options.gguf_file: <name>.gguf``, loads through transformers' GGUF support (dequantised to
+  ``dtype``; needs the ``gguf`` package of ``koalign[hf]``). A GGUF without a chat template needs
+  ``options.chat_template``.
 
 Options (``spec.options``): ``device`` (``auto``/``cpu``/``cuda``/``cuda:1``; auto = CUDA when
 present), ``dtype`` (``auto``/``float32``/``bfloat16``/``float16``; auto = bf16 on CUDA,
 float32 on CPU), ``adapter`` (a PEFT adapter folder loaded on top), ``max_batch_size``
 (default 8), ``batch_wait_ms`` (how long a micro-batch waits for company, default 2),
 ``max_new_tokens`` (default when the request sets no ``max_tokens``, 512), ``chat_template``
-(a Jinja template for tokenizers that ship none).
+(a Jinja template for tokenizers that ship none), ``gguf_file`` (see above).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from koalign.backends.base import Backend, ModelSpec
+from koalign.backends.sampling import RowSampler, row_seed
 from koalign.errors import BackendError, KoalignError, did_you_mean, require
 from koalign.types import CallError, ChatRequest, ChatResult, Message
 
@@ -44,6 +54,7 @@ OPTIONS = (
     "batch_wait_ms",
     "max_new_tokens",
     "chat_template",
+    "gguf_file",
 )
 _PROBE = "<<koalign-system-probe>>"
 
@@ -54,30 +65,56 @@ _SHARED: dict[tuple[str, ...], dict[str, Any]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def _fingerprint_file(h: Any, f: Path) -> None:
+    size = f.stat().st_size
+    h.update(f"{f.name}:{size}".encode())
+    with f.open("rb") as fh:
+        h.update(fh.read(65536))
+        if size > 131072:
+            fh.seek(-65536, 2)
+            h.update(fh.read())
+
+
 def fingerprint(path: str | None) -> str | None:
-    """A content fingerprint of a local model or adapter folder (name, size, head and tail of
-    every file), so a retrained adapter at the same path never hits a stale cache."""
+    """A content fingerprint (16 hex digits) of a local model or adapter folder, or of one
+    model file such as a GGUF (name, size, head and tail of every file), so a retrained model
+    at the same path never hits a stale cache. A hub id is returned as is; ``None`` stays
+    ``None``."""
     if path is None:
         return None
     root = Path(path)
+    h = hashlib.sha256()
+    if root.is_file():
+        _fingerprint_file(h, root)
+        return h.hexdigest()[:16]
     if not root.is_dir():
         return path  # a hub id
-    h = hashlib.sha256()
     for f in sorted(p for p in root.iterdir() if p.is_file()):
-        size = f.stat().st_size
-        h.update(f"{f.name}:{size}".encode())
-        with f.open("rb") as fh:
-            h.update(fh.read(65536))
-            if size > 131072:
-                fh.seek(-65536, 2)
-                h.update(fh.read())
+        _fingerprint_file(h, f)
     return h.hexdigest()[:16]
 
 
+def gguf_source(spec: ModelSpec) -> tuple[str, str | None]:
+    """``(folder or hub id, GGUF file name or None)`` for ``from_pretrained(..., gguf_file=)``:
+    ``options.gguf_file`` names the file inside ``model``; a ``model`` ending in ``.gguf`` is
+    split into its folder and file name."""
+    name = spec.options.get("gguf_file")
+    if name:
+        return spec.model, str(name)
+    if spec.model.lower().endswith(".gguf"):
+        path = Path(spec.model)
+        return str(path.parent), path.name
+    return spec.model, None
+
+
+_MAX_SANE_WINDOW = 10**8  # tokenizers without a limit report ~1e30
+
+
 class HFBackend(Backend):
-    """A local transformers model."""
+    """A local transformers model (see the module docstring)."""
 
     name = "hf"
+    batch_sensitive = True
 
     def __init__(self, spec: ModelSpec, *, env: dict[str, str] | None = None) -> None:
         super().__init__(spec, env=env)
@@ -101,24 +138,39 @@ class HFBackend(Backend):
             weakref.WeakKeyDictionary()
         )
         self._identity: dict[str, Any] | None = None
+        self.source, self.gguf_file = gguf_source(spec)
 
     def cache_identity(self) -> dict[str, Any]:
+        """Backend, model, content fingerprints of the model (folder or GGUF file) and adapter,
+        and dtype."""
         if self._identity is None:
+            weights = self.spec.model
+            if self.gguf_file is not None:
+                weights = str(Path(self.source) / self.gguf_file)
             self._identity = {
                 "backend": self.name,
                 "model": self.spec.model,
-                "model_fp": fingerprint(self.spec.model),
+                "model_fp": fingerprint(weights),
                 "adapter": fingerprint(self.adapter),
                 "dtype": self.spec.options.get("dtype", "auto"),
             }
+            if self.spec.options.get("gguf_file"):
+                self._identity["gguf_file"] = self.gguf_file
         return self._identity
+
+    def default_max_tokens(self) -> int:
+        """``options.max_new_tokens`` (512 when unset)."""
+        return int(self.spec.options.get("max_new_tokens", 512))
 
     # -- loading -----------------------------------------------------------------------------
 
     def _shared_key(self) -> tuple[str, ...]:
         opts = self.spec.options
+        model = self.spec.model
+        if opts.get("gguf_file"):
+            model = f"{model}::{opts['gguf_file']}"
         return (
-            self.spec.model,
+            model,
             str(opts.get("device", "auto")),
             str(opts.get("dtype", "auto")),
             str(self.adapter or ""),
@@ -140,6 +192,52 @@ class HFBackend(Backend):
             self._tok, self._model, self._device = entry["tok"], entry["model"], entry["device"]
             self._lock = entry["lock"]
 
+    def _from_pretrained_kw(self) -> dict[str, Any]:
+        if self.gguf_file is None:
+            return {}
+        require("gguf", "hf", feature="loading a GGUF model")
+        return {"gguf_file": self.gguf_file}
+
+    def _loading_error(self, exc: Exception) -> BackendError:
+        what = f"{self.source}/{self.gguf_file}" if self.gguf_file else self.source
+        return BackendError(
+            f"cannot load the model {what}: {exc}",
+            where=f"model '{self.spec.model}'",
+            hint="give a local model folder or GGUF file, or a hub id that is cached or reachable",
+        )
+
+    def _make_tokenizer(self) -> Any:
+        transformers = require("transformers", "hf", feature="the hf backend")
+        try:
+            tok = transformers.AutoTokenizer.from_pretrained(
+                self.source, **self._from_pretrained_kw()
+            )
+        except (OSError, ValueError) as exc:
+            raise self._loading_error(exc) from exc
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if self.spec.options.get("chat_template"):
+            tok.chat_template = self.spec.options["chat_template"]
+        if not getattr(tok, "chat_template", None):
+            raise BackendError(
+                "the tokenizer has no chat template",
+                where=f"model '{self.spec.model}'",
+                hint="use a chat/instruct model or set options.chat_template",
+            )
+        return tok
+
+    def _load_tokenizer(self) -> None:
+        """Load the tokenizer alone (for counting tokens), or reuse the loaded one."""
+        if self._tok is not None:
+            return
+        with _SHARED_LOCK:
+            entry = _SHARED.get(self._shared_key())
+            if entry is not None:
+                self._tok = entry["tok"]
+            elif self._tok is None:
+                self._tok = self._make_tokenizer()
+
     def _load_weights(self) -> None:
         torch = require("torch", "hf", feature="the hf backend")
         transformers = require("transformers", "hf", feature="the hf backend")
@@ -160,15 +258,13 @@ class HFBackend(Backend):
                     where=f"model '{self.spec.model}'.options.dtype",
                     hint="use auto, float32, bfloat16 or float16",
                 )
+        tok = self._tok if self._tok is not None else self._make_tokenizer()
         try:
-            tok = transformers.AutoTokenizer.from_pretrained(self.spec.model)
-            model = transformers.AutoModelForCausalLM.from_pretrained(self.spec.model, dtype=dtype)
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                self.source, dtype=dtype, **self._from_pretrained_kw()
+            )
         except (OSError, ValueError) as exc:
-            raise BackendError(
-                f"cannot load the model: {exc}",
-                where=f"model '{self.spec.model}'",
-                hint="give a local model folder, or a hub id that is cached or reachable",
-            ) from exc
+            raise self._loading_error(exc) from exc
         if self.adapter:
             peft = require("peft", "eval", feature="loading a PEFT adapter")
             try:
@@ -179,17 +275,6 @@ class HFBackend(Backend):
                     where=f"model '{self.spec.model}'.options.adapter",
                     hint="point adapter at a folder written by PEFT (adapter_config.json)",
                 ) from exc
-        tok.padding_side = "left"
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        if self.spec.options.get("chat_template"):
-            tok.chat_template = self.spec.options["chat_template"]
-        if not getattr(tok, "chat_template", None):
-            raise BackendError(
-                "the tokenizer has no chat template",
-                where=f"model '{self.spec.model}'",
-                hint="use a chat/instruct model or set options.chat_template",
-            )
         model.to(device)
         model.eval()
         self._tok, self._model, self._device = tok, model, device
@@ -215,7 +300,8 @@ class HFBackend(Backend):
         return _PROBE in text
 
     def render(self, messages: Sequence[Message]) -> str:
-        """The prompt text for ``messages`` (the system prompt folded in when needed)."""
+        """The prompt text for ``messages`` (the system prompt folded in when needed); the
+        tokenizer must be loaded."""
         if self._fold_system is None:
             self._fold_system = not self._template_has_system()
         msgs = [{"role": m.role, "content": m.content} for m in messages]
@@ -243,7 +329,8 @@ class HFBackend(Backend):
     # -- generation --------------------------------------------------------------------------
 
     def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
-        """Generate for requests that share sampling parameters and schema (blocking)."""
+        """Generate for requests that share sampling parameters and schema (blocking; one
+        ``model.generate`` call, rows in the given order)."""
         import time
 
         self._load()
@@ -258,25 +345,22 @@ class HFBackend(Backend):
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(self._device) for k, v in enc.items()}
             temperature = s.temperature if s else None
-            do_sample = bool(temperature)
             kwargs: dict[str, Any] = {
                 "max_new_tokens": (s.max_tokens if s and s.max_tokens else None)
-                or int(self.spec.options.get("max_new_tokens", 512)),
-                "do_sample": do_sample,
+                or self.default_max_tokens(),
+                # sampling is done by RowSampler on top of greedy decoding
+                "do_sample": False,
+                "temperature": None,
+                "top_p": None,
+                "top_k": None,
                 "pad_token_id": tok.pad_token_id,
             }
-            if do_sample:
-                kwargs["temperature"] = temperature
-                if s.top_p is not None:
-                    kwargs["top_p"] = s.top_p
-                torch.manual_seed((s.seed or 0) + first.sample_index)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
             if s and s.stop:
                 kwargs.update(stop_strings=list(s.stop), tokenizer=tok)
+            processors = []
             if first.json_schema is not None:
                 try:
-                    processor = self._schema_processor(first.json_schema)
+                    processors.append(self._schema_processor(first.json_schema))
                 except KoalignError:
                     raise
                 except Exception as exc:
@@ -284,13 +368,20 @@ class HFBackend(Backend):
                         kind="bad_request", message=f"schema not supported by llguidance: {exc}"
                     )
                     return [ChatResult(error=error) for _ in requests]
-                kwargs["logits_processor"] = transformers.LogitsProcessorList([processor])
+            if temperature:
+                seeds = [row_seed(s.seed if s else None, r) for r in requests]
+                top_p = s.top_p if s else None
+                processors.append(RowSampler(seeds, temperature, top_p, enc["input_ids"].device))
+            if processors:
+                kwargs["logits_processor"] = transformers.LogitsProcessorList(processors)
             with torch.inference_mode():
                 out = self._model.generate(**enc, **kwargs)
             latency = time.perf_counter() - start
         return self._decode(requests, enc, out, latency)
 
-    def _decode(self, requests: Sequence[ChatRequest], enc: Any, out: Any, latency: float):
+    def _decode(
+        self, requests: Sequence[ChatRequest], enc: Any, out: Any, latency: float
+    ) -> list[ChatResult]:
         eos = self._eos_ids()
         width = enc["input_ids"].shape[1]
         results = []
@@ -320,11 +411,76 @@ class HFBackend(Backend):
         return results
 
     async def agenerate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Answer ``requests``, gathered with other concurrent requests into micro-batches."""
         loop = asyncio.get_running_loop()
         batcher = self._batchers.get(loop)
         if batcher is None:
             batcher = self._batchers[loop] = _Batcher(self, loop)
         return list(await asyncio.gather(*(batcher.submit(r) for r in requests)))
+
+    async def agenerate_fixed(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """Answer ``requests`` as one unit: grouped by sampling and schema in order of first
+        appearance, each group cut into sub-batches of ``max_batch_size`` in list order,
+        generated one after the other in a worker thread, never merged with other requests."""
+        out: list[ChatResult | None] = [None] * len(requests)
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            bad = _unencodable(request)
+            if bad is not None:
+                out[i] = bad
+            else:
+                groups.setdefault(_group_key(request), []).append(i)
+        for members in groups.values():
+            for k in range(0, len(members), self.max_batch_size):
+                chunk = members[k : k + self.max_batch_size]
+                results = await asyncio.to_thread(self.generate_batch, [requests[i] for i in chunk])
+                for i, result in zip(chunk, results, strict=True):
+                    out[i] = result
+        return [r for r in out if r is not None]
+
+    # -- model facts -------------------------------------------------------------------------
+
+    def _context_window(self) -> int | None:
+        values = []
+        try:
+            if self._model is not None:
+                config = self._model.config
+            else:
+                transformers = require("transformers", "hf", feature="the hf backend")
+                config = transformers.AutoConfig.from_pretrained(
+                    self.source, **self._from_pretrained_kw()
+                )
+        except (OSError, ValueError) as exc:
+            log.info("model %s: no config to read the window from (%s)", self.spec.model, exc)
+            config = None
+        for cfg in (config, getattr(config, "text_config", None)):
+            value = getattr(cfg, "max_position_embeddings", None)
+            if isinstance(value, int) and value > 0:
+                values.append(value)
+                break
+        limit = getattr(self._tok, "model_max_length", None)
+        if isinstance(limit, int) and 0 < limit < _MAX_SANE_WINDOW:
+            values.append(limit)
+        return min(values) if values else None
+
+    async def acontext_window(self) -> int | None:
+        """The smaller of the model config's ``max_position_embeddings`` and the tokenizer's
+        ``model_max_length`` (when it states one), or ``None``. Reads the config file (or the
+        GGUF header) when the weights are not loaded."""
+        return await asyncio.to_thread(self._context_window)
+
+    def counts_tokens_exactly(self) -> bool:
+        """Always: the model's own tokenizer counts."""
+        return True
+
+    def count_tokens(self, messages: Sequence[Message]) -> int:
+        """Prompt tokens of ``messages`` rendered with the chat template (as generation sees
+        them). Loads the tokenizer on first use; waits while a generation on the same weights
+        runs."""
+        self._load_tokenizer()
+        with self._lock:
+            text = self.render(messages)
+            return len(self._tok(text, add_special_tokens=False)["input_ids"])
 
     async def aclose(self) -> None:
         with _SHARED_LOCK:
@@ -345,16 +501,30 @@ class HFBackend(Backend):
 
 
 def _group_key(request: ChatRequest) -> str:
+    """Requests that may share one ``generate`` call: same sampling parameters and schema (each
+    row samples with its own seed, so the sample index does not matter)."""
     s = request.sampling
-    sampled = bool(s and s.temperature)
     return json.dumps(
-        [
-            s.model_dump(mode="json") if s else None,
-            request.json_schema,
-            request.sample_index if sampled else None,
-        ],
-        sort_keys=True,
+        [s.model_dump(mode="json") if s else None, request.json_schema], sort_keys=True
     )
+
+
+def _unencodable(request: ChatRequest) -> ChatResult | None:
+    """A ``bad_request`` result for a prompt that UTF-8 cannot encode (a lone surrogate), which
+    no tokenizer accepts; ``None`` for a usable prompt."""
+    for m in request.messages:
+        try:
+            m.content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = m.content[exc.start : exc.end]
+            return ChatResult(
+                error=CallError(
+                    kind="bad_request",
+                    message=f"the {m.role} message holds text UTF-8 cannot encode "
+                    f"({bad.encode('unicode_escape').decode()})",
+                )
+            )
+    return None
 
 
 class _Batcher:
@@ -367,7 +537,12 @@ class _Batcher:
         self.task: asyncio.Task[None] | None = None
 
     def submit(self, request: ChatRequest) -> asyncio.Future[ChatResult]:
+        """Queue ``request``; the future resolves with its result."""
         fut: asyncio.Future[ChatResult] = self.loop.create_future()
+        bad = _unencodable(request)
+        if bad is not None:
+            fut.set_result(bad)
+            return fut
         self.pending.append((request, fut))
         if self.task is None or self.task.done():
             self.task = self.loop.create_task(self._run())
@@ -377,7 +552,8 @@ class _Batcher:
         while self.pending:
             await asyncio.sleep(self.backend.batch_wait_s)
             key = _group_key(self.pending[0][0])
-            batch, rest = [], []
+            batch: list[tuple[ChatRequest, asyncio.Future[ChatResult]]] = []
+            rest: list[tuple[ChatRequest, asyncio.Future[ChatResult]]] = []
             for item in self.pending:
                 if len(batch) < self.backend.max_batch_size and _group_key(item[0]) == key:
                     batch.append(item)

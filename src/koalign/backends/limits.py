@@ -1,13 +1,26 @@
-"""Client-side rate limits (requests and tokens per minute) and retry backoff."""
+"""Client-side rate limits (requests and tokens per minute), retry backoff and token estimates."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import threading
 import time
+from collections.abc import Sequence
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "server", "timeout", "connection"})
+
+RETRY_AFTER_MAX_S = 300.0
+"""The longest wait a server's Retry-After can impose between two attempts, in seconds. A
+Retry-After above ``retry_backoff_max`` is honoured (and logged) up to this cap."""
+
+CONNECT_RETRIES = 2
+"""Retries for a connection that cannot be opened (refused, unknown host): a server that is not
+there fails within about a second instead of after the whole backoff schedule."""
+
+CONNECT_BACKOFF_S = 0.25
+"""Base seconds between connection retries (doubling, no jitter): 0.25 s then 0.5 s."""
 
 
 class RateLimiter:
@@ -42,12 +55,14 @@ class RateLimiter:
             return wait
 
     async def acquire(self, n: float = 1.0) -> float:
+        """Reserve ``n`` units and sleep until they are covered; returns the seconds waited."""
         wait = self.reserve(n)
         if wait > 0:
             await asyncio.sleep(wait)
         return wait
 
     def refund(self, n: float) -> None:
+        """Give back ``n`` units (a negative ``n`` charges more)."""
         with self._lock:
             self._refill(time.monotonic())
             self._level = min(self.capacity, self._level + n)
@@ -58,11 +73,12 @@ def backoff_delay(
 ) -> float:
     """Seconds to wait before retry number ``attempt`` (1-based).
 
-    A server's Retry-After wins (capped at ``cap``); otherwise exponential backoff
-    ``base * 2**(attempt-1)`` with +-50 % jitter, capped at ``cap``.
+    A server's Retry-After wins: it is honoured even above ``cap``, up to
+    :data:`RETRY_AFTER_MAX_S` (the caller logs when it exceeds ``cap``). Otherwise exponential
+    backoff ``base * 2**(attempt-1)`` with +-50 % jitter, at most ``cap``.
     """
     if retry_after is not None and retry_after >= 0:
-        return min(retry_after, cap)
+        return min(retry_after, RETRY_AFTER_MAX_S)
     raw = min(cap, base * 2 ** (attempt - 1))
     return raw * random.uniform(0.5, 1.5)
 
@@ -71,3 +87,32 @@ def estimate_tokens(text_chars: int, max_tokens: int | None) -> int:
     """A rough upper estimate of the tokens a request consumes (for the TPM limiter):
     one token per two characters of prompt (Korean tokenises densely) plus the answer budget."""
     return text_chars // 2 + 1 + (max_tokens or 512)
+
+
+# Tokens per character class for :func:`estimate_text_tokens` (see its docstring).
+HANGUL_TOKENS = 2.0
+OTHER_NON_ASCII_TOKENS = 2.0
+ASCII_CHARS_PER_TOKEN = 3.0
+MESSAGE_OVERHEAD_TOKENS = 8
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A conservative token count for ``text`` when the model's tokenizer is not at hand.
+
+    Hangul (syllables and jamo) and other non-ASCII characters count :data:`HANGUL_TOKENS` (2)
+    tokens each, ASCII characters one token per :data:`ASCII_CHARS_PER_TOKEN` (3). Korean costs
+    about 2 tokens per character for an English-centric tokenizer (SmolLM2, measured in
+    docs/backends.md) and less for multilingual ones, so the estimate errs on the side of "does
+    not fit".
+    """
+    n_ascii = len(text) if text.isascii() else len(text.encode("ascii", "ignore"))
+    other = len(text) - n_ascii
+    return math.ceil(other * HANGUL_TOKENS + n_ascii / ASCII_CHARS_PER_TOKEN)
+
+
+def estimate_prompt_tokens(contents: Sequence[str]) -> int:
+    """:func:`estimate_text_tokens` over a chat's message contents, plus
+    :data:`MESSAGE_OVERHEAD_TOKENS` per message and once more for the answer's header (the chat
+    template's role markers)."""
+    total = sum(estimate_text_tokens(c) for c in contents)
+    return total + MESSAGE_OVERHEAD_TOKENS * (len(contents) + 1)

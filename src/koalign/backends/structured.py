@@ -1,6 +1,7 @@
-"""Structured (JSON-schema) output: the prompt contract, extraction, validation and repair.
+"""Structured (JSON-schema) output: the prompt contract, validation and repair.
 
-Pure functions, no model calls. The contract: when a request carries a JSON schema, the model
+Pure functions, no model calls. Which JSON value an answer means is decided by the one shared
+rule, :func:`koalign.extract.extract_json`. The contract: when a request carries a JSON schema, the model
 layer appends :func:`schema_instruction` to the last user message. The schema appears between
 ``<json_schema>`` and ``</json_schema>`` tags, so any server (and the benchmark double in
 ``bench/``) can recognise a schema request without ``response_format``.
@@ -8,16 +9,15 @@ layer appends :func:`schema_instruction` to the last user message. The schema ap
 
 from __future__ import annotations
 
-import functools
 import json
-import re
+from collections.abc import Sequence
 from typing import Any
 
+from koalign.extract import extract_json
 from koalign.types import CallError, Message
 
 SCHEMA_OPEN = "<json_schema>"
 SCHEMA_CLOSE = "</json_schema>"
-_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 
 
 def schema_instruction(schema: dict[str, Any]) -> str:
@@ -72,61 +72,133 @@ def repair_messages(
     )
 
 
-def _candidates(text: str) -> list[str]:
-    """Substrings of ``text`` that may hold the intended JSON value, most likely first."""
-    out = [text.strip()]
-    out += [m.group(1).strip() for m in _FENCE.finditer(text)]
-    return out
-
-
-def extract_json(text: str) -> tuple[Any, bool]:
-    """Parse JSON from a model answer: the whole text, a code fence, or the first JSON object or
-    array embedded in prose. Returns ``(value, found)``."""
-    for cand in _candidates(text):
-        try:
-            return json.loads(cand), True
-        except json.JSONDecodeError:
-            pass
-    decoder = json.JSONDecoder()
-    for i, ch in enumerate(text):
-        if ch in "{[":
-            try:
-                value, _ = decoder.raw_decode(text, i)
-            except json.JSONDecodeError:
+def normalise_integers(value: Any, schema: Any, root: Any = None) -> Any:
+    """``value`` with every integral float (``4.0``) that the schema wants as an integer turned
+    into an ``int``, so that ``{"score": 4.0}`` satisfies ``{"type": "integer"}`` the same way in
+    the model layer and in the stages. Follows ``properties``, ``items``, ``prefixItems``,
+    ``additionalProperties``, ``anyOf`` / ``oneOf`` / ``allOf`` and local ``$ref``; other values
+    are returned unchanged (a new container only where something changed)."""
+    root = schema if root is None else root
+    if not isinstance(schema, dict):
+        return value
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return normalise_integers(value, target, root)
+    if isinstance(value, float):
+        kind = schema.get("type")
+        wants_int = kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+        if wants_int and "number" not in (kind if isinstance(kind, list) else [kind]):
+            return int(value) if value.is_integer() else value
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key) or ():
+            value = normalise_integers(value, sub, root)
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        out = None
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if sub is None:
                 continue
-            return value, True
-    return None, False
+            nv = normalise_integers(v, sub, root)
+            if nv is not v:
+                out = dict(value) if out is None else out
+                out[k] = nv
+        return value if out is None else out
+    if isinstance(value, list):
+        prefix = schema.get("prefixItems") or []
+        items = schema.get("items")
+        changed = False
+        new = []
+        for i, v in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else items
+            nv = normalise_integers(v, sub, root) if isinstance(sub, dict) else v
+            changed = changed or nv is not v
+            new.append(nv)
+        return new if changed else value
+    return value
 
 
-@functools.lru_cache(maxsize=128)
-def _validator(schema_json: str) -> Any:
-    """A compiled validator per schema (checking the schema itself once)."""
-    import jsonschema
+class SchemaCheck:
+    """A compiled JSON-schema check: ``is_valid(value)`` after :func:`normalise_integers`, and
+    ``error(value)`` naming where it fails. Build with :func:`schema_check` (cached)."""
 
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
+    def __init__(self, schema: dict[str, Any]) -> None:
+        import jsonschema
+
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        self.schema = schema
+        self._validator = cls(schema)
+
+    def normalise(self, value: Any) -> Any:
+        """``value`` with integral floats turned into ints where the schema wants integers."""
+        return normalise_integers(value, self.schema)
+
+    def is_valid(self, value: Any) -> bool:
+        """Whether ``value`` (normalised) satisfies the schema."""
+        return bool(self._validator.is_valid(self.normalise(value)))
+
+    def error(self, value: Any) -> str | None:
+        """Why ``value`` (normalised) fails the schema, or ``None`` when it satisfies it."""
+        import jsonschema
+
+        try:
+            self._validator.validate(self.normalise(value))
+        except jsonschema.ValidationError as exc:
+            path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+            return f"JSON does not match the schema at {path}: {exc.message}"
+        return None
 
 
-def validate_json(text: str | None, schema: dict[str, Any]) -> tuple[Any | None, CallError | None]:
-    """Parse ``text`` (extracting JSON from fences or prose when needed) and validate it against
-    ``schema``. Returns ``(value, None)`` or ``(None, error)`` with kind empty/parse/schema."""
+_CHECKS: dict[int, tuple[dict[str, Any], SchemaCheck]] = {}
+
+
+def schema_check(schema: dict[str, Any]) -> SchemaCheck:
+    """The compiled :class:`SchemaCheck` of ``schema``, cached by object identity (a schema
+    must not be mutated after its first use). Raises ``jsonschema.SchemaError`` for an invalid
+    schema."""
+    hit = _CHECKS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    check = SchemaCheck(schema)
+    if len(_CHECKS) >= 256:
+        _CHECKS.clear()
+    _CHECKS[id(schema)] = (schema, check)  # the reference keeps id() unique
+    return check
+
+
+def validate_json(
+    text: str | None, schema: dict[str, Any], *, prompt: Sequence[str] | str = ()
+) -> tuple[Any | None, CallError | None]:
+    """Read the JSON value an answer means and validate it against ``schema``.
+
+    The value is chosen by :func:`koalign.extract.extract_json` (reasoning removed; of the
+    complete JSON values in the answer that are not copies of one in ``prompt``, the last that
+    satisfies the schema), with integral floats normalised to ints where the schema wants
+    integers. Returns ``(value, None)``, or ``(None, error)`` with kind ``empty`` (no text),
+    ``parse`` (no JSON value, or only values echoed from the prompt), ``schema`` (JSON that does
+    not satisfy the schema, the last candidate's reason given) or ``other`` (an invalid schema).
+    """
     import jsonschema
 
     if text is None or not text.strip():
         return None, CallError(kind="empty", message="the model returned no text")
-    value, found = extract_json(text)
-    if not found:
-        snippet = text.strip()[:80]
-        return None, CallError(kind="parse", message=f"no JSON value found in {snippet!r}")
     try:
-        _validator(json.dumps(schema, sort_keys=True)).validate(value)
-    except jsonschema.ValidationError as exc:
-        path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        return None, CallError(
-            kind="schema", message=f"JSON does not match the schema at {path}: {exc.message}"
-        )
+        check = schema_check(schema)
     except jsonschema.SchemaError as exc:
         return None, CallError(kind="other", message=f"the JSON schema is invalid: {exc.message}")
-    return value, None
+    found = extract_json(text, is_valid=check.is_valid, prompt=prompt)
+    if not found.found:
+        snippet = " ".join(found.answer.split())[:80]
+        if found.echoed:
+            message = f"the only JSON in the answer is copied from the prompt: {snippet!r}"
+        else:
+            message = f"no JSON value found in {snippet!r}"
+        return None, CallError(kind="parse", message=message)
+    if not found.valid:
+        return None, CallError(kind="schema", message=check.error(found.value) or "invalid")
+    return check.normalise(found.value), None
