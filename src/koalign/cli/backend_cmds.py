@@ -77,44 +77,131 @@ def load_models(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return specs, problems
 
 
-async def check_model(name: str, spec: Any) -> dict[str, Any]:
-    """Send one tiny plain request and one JSON-schema request to a model."""
+LONG_PROBE_MAX = 4096
+"""Tokens of the long probe: half the model's window, at most this; 2,048 when the window is
+unknown (koalign's role prompts run to several thousand tokens)."""
+
+
+def _probe_text(llm: Any, tokens: int) -> str:
+    """Korean text (the bundled corpus, repeated) of about ``tokens`` prompt tokens for ``llm``."""
+    from koalign.tiny import korean_corpus
+    from koalign.types import Message
+
+    corpus = " ".join(line.strip() for line in korean_corpus().splitlines() if line.strip())
+    text = corpus
+    while llm.count_tokens((Message(role="user", content=text),)) < tokens:
+        text += " " + corpus
+    lo, hi = 0, len(text)
+    while lo < hi:  # the longest prefix within the budget
+        mid = (lo + hi + 1) // 2
+        if llm.count_tokens((Message(role="user", content=text[:mid]),)) <= tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
+def _answered(result: Any) -> tuple[bool, str | None]:
+    """Whether a probe reached the model (a cut or empty answer still did), and a note."""
+    if result.error is None:
+        return True, None
+    if result.error.kind in ("truncated", "empty"):
+        return True, f"answered ({result.error.kind}: {result.error.message})"
+    return False, f"{result.error.kind}: {result.error.message}"
+
+
+async def check_model(name: str, spec: Any, roles: Any = ()) -> dict[str, Any]:
+    """Probe one model and return a JSON-ready row.
+
+    Sends a short Korean request (16 tokens; a cut or empty answer still counts as reachable),
+    a JSON-schema request (no repairs), reads the context window, sends a long Korean prompt
+    (half the window, at most :data:`LONG_PROBE_MAX` tokens; 2,048 when the window is unknown;
+    1 answer token) and, for each :class:`~koalign.backends.fit.RolePrompt` in ``roles``,
+    checks that the role's prompt plus its ``max_tokens`` fits the window. Row keys: ``model,
+    backend, id, address, ok, error, note, latency_s, tokens_in, tokens_out, json,
+    json_error, window, long_probe, roles``. Never raises for a model's failure.
+    """
     from koalign.backends import ModelPool
+    from koalign.backends.fit import check_fit
     from koalign.types import ChatRequest, Message, SamplingParams
 
-    row: dict[str, Any] = {"model": name, "backend": spec.backend, "id": spec.model}
+    row: dict[str, Any] = {
+        "model": name,
+        "backend": spec.backend,
+        "id": spec.model,
+        "address": spec.base_url,
+        "json": None,
+        "window": None,
+        "long_probe": None,
+        "roles": [],
+    }
     spec = spec.model_copy(update={"json_repairs": 0, "max_retries": min(spec.max_retries, 1)})
     pool = ModelPool({name: spec}, cache_path=None)
     try:
         llm = pool.get(name)
+        if row["address"] is None and spec.backend == "openai":
+            row["address"] = getattr(llm.backend, "base_url", None)
         plain = ChatRequest(
             messages=(Message(role="user", content="안녕하세요. 한 단어로 답해 주세요."),),
             sampling=SamplingParams(max_tokens=16, temperature=0.0),
             tag="models-check",
+            on_truncation="drop",
         )
         start = time.perf_counter()
         [result] = await llm.agenerate([plain])
         row["latency_s"] = round(time.perf_counter() - start, 3)
-        if result.error is not None:
-            row.update(ok=False, error=f"{result.error.kind}: {result.error.message}", json=None)
+        ok, note = _answered(result)
+        if not ok:
+            row.update(ok=False, error=note)
             return row
-        row.update(ok=True, error=None, tokens_in=result.tokens_in, tokens_out=result.tokens_out)
+        row.update(ok=True, error=None, note=note, tokens_in=result.tokens_in)
+        row["tokens_out"] = result.tokens_out
         schema_req = ChatRequest(
             messages=(Message(role="user", content="지금 응답할 수 있나요? JSON으로 답하세요."),),
             sampling=SamplingParams(max_tokens=32, temperature=0.0),
             json_schema=CHECK_SCHEMA,
             tag="models-check",
+            on_truncation="drop",
         )
         try:
             [structured] = await llm.agenerate([schema_req])
+            row["json"] = structured.error is None
+            if structured.error is not None:
+                row["json_error"] = f"{structured.error.kind}: {structured.error.message}"
         except KoalignError as exc:  # e.g. the structured-output extra is not installed
             row.update(json=False, json_error=exc.render())
-            return row
-        row["json"] = structured.error is None
-        if structured.error is not None:
-            row["json_error"] = f"{structured.error.kind}: {structured.error.message}"
+        window = await llm.context_window()
+        row["window"] = window
+        size = min(window // 2, LONG_PROBE_MAX) if window else 2048
+        text = _probe_text(llm, size)
+        estimate = llm.count_tokens((Message(role="user", content=text),))
+        [long] = await llm.agenerate(
+            [
+                ChatRequest(
+                    messages=(Message(role="user", content=text),),
+                    sampling=SamplingParams(max_tokens=1, temperature=0.0),
+                    tag="models-check",
+                    on_truncation="drop",
+                )
+            ]
+        )
+        accepted, long_note = _answered(long)
+        probe: dict[str, Any] = {
+            "prompt_tokens": long.tokens_in or None,
+            "counted": estimate,
+            "exact": llm.counts_tokens_exactly,
+            "ok": accepted,
+            "error": None if accepted else long_note,
+        }
+        if accepted and long.tokens_in and not llm.counts_tokens_exactly:
+            probe["estimate_ratio"] = round(estimate / long.tokens_in, 3)
+        row["long_probe"] = probe
+        if not accepted:
+            row.update(ok=False, error=f"a {estimate}-token prompt failed: {long_note}")
+        for role in roles:
+            row["roles"].append((await check_fit(llm, role)).as_dict())
     except KoalignError as exc:
-        row.update(ok=False, error=exc.render(), json=None)
+        row.update(ok=False, error=exc.render())
     finally:
         await pool.aclose()
     return row
@@ -138,19 +225,13 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(stats)
             return
-        table = Table(
-            "model",
-            "backend",
-            "calls",
-            "hits",
-            "tokens in",
-            "tokens out",
-            "cost",
-            "errors",
-            "retries",
-            "mean latency (s)",
-            title=str(path),
-        )
+        table = Table(title=str(path))
+        width = max((len(m["model"]) for m in stats["models"]), default=5)
+        table.add_column("model", no_wrap=True, min_width=width)  # names are never cut
+        for name in ("backend", "calls", "hits", "tokens in", "tokens out", "cost", "errors"):
+            table.add_column(name)
+        for name in ("truncated", "retries", "mean latency (s)"):
+            table.add_column(name)
         for m in stats["models"]:
             lat = m["mean_latency_s"]
             table.add_row(
@@ -162,6 +243,7 @@ def register(app: typer.Typer) -> None:
                 str(m["tokens_out"]),
                 f"{m['cost']:.4f}",
                 str(m["errors"]),
+                str(m["truncated"]),
                 str(m["retries"]),
                 f"{lat:.3f}" if lat is not None else "-",
             )
@@ -186,14 +268,19 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path, typer.Argument(help="Any YAML file with a top-level models:.")],
         json: JsonArg = False,
     ) -> None:
-        """Send one tiny request to every model: ok or the exact error, latency, JSON output."""
+        """Probe every model: reachable or the exact error (with its address), latency, JSON
+        output, context window, a long Korean prompt, and whether each role's prompt fits."""
         specs, problems = load_models(config)
+        roles = role_prompts(config, specs)
 
         async def run_all() -> list[dict[str, Any]]:
             rows = []
             for name, spec in specs.items():
-                err.print(f"checking {name} ({spec.backend}: {spec.model}) ...", highlight=False)
-                rows.append(await check_model(name, spec))
+                where = f" at {spec.base_url}" if spec.base_url else ""
+                err.print(
+                    f"checking {name} ({spec.backend}: {spec.model}{where}) ...", highlight=False
+                )
+                rows.append(await check_model(name, spec, roles.get(name, ())))
             return rows
 
         rows = asyncio.run(run_all())
@@ -201,21 +288,56 @@ def register(app: typer.Typer) -> None:
             {"model": name, "backend": None, "id": None, "ok": False, "error": text, "json": None}
             for name, text in problems.items()
         ]
+        fits = [f for r in rows for f in r.get("roles") or []]
         if json:
             print_json(rows)
         else:
-            table = Table("model", "backend", "status", "latency (s)", "JSON schema")
-            for r in rows:
-                status = "[green]ok[/]" if r["ok"] else f"[red]{escape(r['error'])}[/]"
-                if r.get("json") is None:
-                    js = "-"
-                elif r["json"]:
-                    js = "[green]yes[/]"
-                else:
-                    js = f"[yellow]no[/] ({escape(r.get('json_error', ''))})"
-                table.add_row(
-                    r["model"], r["backend"] or "-", status, str(r.get("latency_s", "-")), js
-                )
-            out.print(table)
-        if not all(r["ok"] for r in rows):
+            out.print(_models_table(rows))
+            for f in fits:
+                colour = {True: "green", False: "red", None: "yellow"}[f["fits"]]
+                out.print(f"[{colour}]{escape(f['message'])}[/]")
+        if not all(r["ok"] for r in rows) or any(f["fits"] is False for f in fits):
             raise typer.Exit(1)
+
+
+def role_prompts(config: Path, specs: dict[str, Any]) -> dict[str, list[Any]]:
+    """Model name -> the :class:`~koalign.backends.fit.RolePrompt` s ``models check`` measures
+    against that model's window. The pipeline engine supplies the longest rendered prompt of
+    each role of a run config; a file with only ``models:`` has none."""
+    return {}
+
+
+def _models_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(
+        "model", "backend", "status", "latency (s)", "JSON schema", "window", "long prompt"
+    )
+    for r in rows:
+        status = "[green]ok[/]" if r["ok"] else f"[red]{escape(r['error'])}[/]"
+        if r["ok"] and r.get("note"):
+            status += f" [yellow]{escape(r['note'])}[/]"
+        if r.get("json") is None:
+            js = "-"
+        elif r["json"]:
+            js = "[green]yes[/]"
+        else:
+            js = f"[yellow]no[/] ({escape(r.get('json_error', ''))})"
+        probe = r.get("long_probe")
+        if probe is None:
+            long = "-"
+        elif probe["ok"]:
+            long = f"[green]{probe['prompt_tokens'] or probe['counted']} tokens ok[/]"
+            if probe.get("estimate_ratio") is not None and probe["estimate_ratio"] < 1:
+                long += " [yellow](the token estimate under-counts: set options.tokenizer)[/]"
+        else:
+            long = f"[red]{escape(probe['error'] or '')}[/]"
+        window = r.get("window")
+        table.add_row(
+            r["model"],
+            r["backend"] or "-",
+            status,
+            str(r.get("latency_s", "-")),
+            js,
+            f"{window:,}" if window else "unknown",
+            long,
+        )
+    return table
