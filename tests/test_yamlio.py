@@ -177,3 +177,25 @@ def test_locale_files_use_the_same_reader(
     assert any(p.startswith("tactics.yaml:") and fragment in p for p in info.value.problems), (
         info.value.problems
     )
+
+
+def test_overrides_use_the_same_dialect_and_refuse_replacing_values() -> None:
+    from koalign.yamlio import apply_overrides, parse_override
+
+    assert parse_override("dpo_args.learning_rate=1e-3") == ("dpo_args.learning_rate", 0.001)
+    assert parse_override("a.b=") == ("a.b", "")
+    assert parse_override("t={% if x %}y{% endif %}") == ("t", "{% if x %}y{% endif %}")
+    data = {"peft": "none", "runtime": {"max_error_rate": 0.1}, "model": "m"}
+    apply_overrides(data, ["peft.r=8", "runtime.max_error_rate=5e-2", "x.y.z=[1, 2]"])
+    assert data == {
+        "peft": {"r": 8},
+        "runtime": {"max_error_rate": 0.05},
+        "model": "m",
+        "x": {"y": {"z": [1, 2]}},
+    }
+    with pytest.raises(ConfigError, match="model is 'm', not a mapping"):
+        apply_overrides(data, ["model.name=x"])
+    with pytest.raises(ConfigError, match="has no '='"):
+        apply_overrides(data, ["novalue"])
+    with pytest.raises(ConfigError, match="duplicate key"):
+        load_yaml("{a: 1, a: 2}", where="--set x")

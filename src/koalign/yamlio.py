@@ -276,3 +276,67 @@ def _check_duplicate_keys(
                 hint="remove or rename one of the two",
             )
         seen[key] = line
+
+
+# ----------------------------------------------------------------------------- --set overrides
+def parse_override(text: str, *, error: type[KoalignError] = ConfigError) -> tuple[str, Any]:
+    """Split one ``--set`` override ``a.b.c=VALUE`` into ``("a.b.c", value)``.
+
+    The value is read by :func:`load_yaml` (same dialect as the files: ``2`` is an int,
+    ``1e-3`` a float, ``[a, b]`` a list, an empty value ``""``); a value that is not valid YAML
+    (an unquoted Jinja template, a regular expression with ``: ``) is kept as the text itself.
+
+    Raises:
+        ``error`` (default :class:`~koalign.errors.ConfigError`) when ``=`` or the key is
+        missing.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        what = "has no '='" if not sep else "has no key before '='"
+        raise error(f"override {text!r} {what}", where="--set", hint="write KEY=VALUE, e.g. a.b=2")
+    if not raw.strip():
+        return key, ""
+    try:
+        return key, load_yaml(raw, where=f"--set {key}", error=error)
+    except KoalignError:
+        return key, raw
+
+
+def set_dotted(
+    data: dict[str, Any], key: str, value: Any, *, error: type[KoalignError] = ConfigError
+) -> None:
+    """Set ``data["a"]["b"]["c"] = value`` for ``key = "a.b.c"``, creating mappings on the way.
+
+    A missing key, ``null`` or the word ``none`` on the way (e.g. ``peft: none``) becomes a new
+    mapping; any other value on the way is an error, never silently replaced.
+
+    Raises:
+        ``error`` naming the key when a part is empty or a value on the way is not a mapping.
+    """
+    parts = key.split(".")
+    if not all(parts):
+        raise error(f"bad key {key!r}", where="--set", hint="use dotted keys like a.b.c")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if child is not None and child != "none":
+                where = ".".join(parts[: i + 1])
+                raise error(
+                    f"cannot set {key!r}: {where} is {child!r}, not a mapping", where="--set"
+                )
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str] | None, *, error: type[KoalignError] = ConfigError
+) -> dict[str, Any]:
+    """Apply ``--set`` overrides in order (later ones win) to ``data`` in place; return it."""
+    for text in overrides or []:
+        key, value = parse_override(text, error=error)
+        set_dotted(data, key, value, error=error)
+    return data

@@ -13,7 +13,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from koalign.errors import ConfigError, did_you_mean
-from koalign.yamlio import load_yaml
+from koalign.yamlio import apply_overrides, load_yaml
+from koalign.yamlio import parse_override as parse_override  # re-exported
+from koalign.yamlio import set_dotted as set_dotted  # re-exported
 
 Quantization = Literal["auto", "4bit-nf4", "none"]
 
@@ -150,42 +152,6 @@ class TrainConfig(BaseModel):
         return Path("outputs") / f"{name}-dpo"
 
 
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data[a][b][c] = value`` for ``key = "a.b.c"``, creating dicts on the way."""
-    parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(
-            f"bad key {key!r}", where="--set", hint="use dotted keys like dpo_args.beta"
-        )
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if not isinstance(child, dict):
-            if child is not None and not (part == "peft" and child == "none"):
-                where = ".".join(parts[: i + 1])
-                raise ConfigError(
-                    f"cannot set {key!r}: {where} is {child!r}, not a mapping", where="--set"
-                )
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``key=value``; the value is read as YAML (``2`` is an int, ``[a, b]`` a list)."""
-    if "=" not in text:
-        raise ConfigError(
-            f"override {text!r} has no '='", where="--set", hint="write --set dpo_args.beta=0.2"
-        )
-    key, raw = text.split("=", 1)
-    try:
-        value = load_yaml(raw, where=f"--set {key.strip()}") if raw.strip() else ""
-    except ConfigError:
-        value = raw  # not YAML (e.g. an unquoted regular expression): the text itself
-    return key.strip(), value
-
-
 def load_train_config(
     path: str | Path | None = None,
     *,
@@ -208,9 +174,7 @@ def load_train_config(
     for key, value in fields.items():
         if value is not None and value != []:
             data[key] = value
-    for text in overrides or []:
-        key, value = parse_override(text)
-        set_dotted(data, key, value)
+    apply_overrides(data, overrides)
     return validate_config(data, where=str(path) if path else "config")
 
 
