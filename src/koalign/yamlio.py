@@ -17,6 +17,15 @@ YAML files are untrusted input (configs and locale packs are shared between team
 
 Errors are :class:`~koalign.errors.ConfigError` by default (``error=LocaleError`` for locale
 files) with ``where`` set to ``file:line`` (1-based) and a hint saying how to fix the file.
+
+``--set a.b=VALUE`` overrides go through :func:`parse_override`, :func:`set_dotted` and
+:func:`apply_overrides`, so a value on the command line is read in the same dialect as a file.
+
+Typical use::
+
+    data = load_yaml(Path("run.yaml")) or {}          # ConfigError naming run.yaml:LINE
+    apply_overrides(data, ["attack.rounds=2"])        # same dialect as the file
+    pack = load_yaml(raw_bytes, where="taxonomy.yaml", error=LocaleError)
 """
 
 from __future__ import annotations
