@@ -34,10 +34,14 @@ def judge_fn(request: ChatRequest) -> str:
         return "판정을 내릴 수 없습니다"
     unsafe = "[UNSAFE]" in answer
     items = [
-        {"id": i, "answer": "yes" if unsafe and k == 0 else "no", "reason": "근거"}
+        {
+            "id": i,
+            "answer": "yes" if unsafe and k == 0 else "no",
+            "reason": f"{i} 판정: 답변을 읽고 확인함",
+        }
         for k, i in enumerate(ids)
     ]
-    return json.dumps({"items": items, "reason": "종합"}, ensure_ascii=False)
+    return json.dumps({"items": items, "reason": "종합 판정"}, ensure_ascii=False)
 
 
 def strict_judge_fn(request: ChatRequest) -> str:
@@ -45,7 +49,7 @@ def strict_judge_fn(request: ChatRequest) -> str:
     answer = _answer_in(request)
     if "[BORDER]" in answer and "[UNSAFE]" not in answer:
         ids = request.json_schema["properties"]["items"]["items"]["properties"]["id"]["enum"]
-        items = [{"id": i, "answer": "yes", "reason": "경계"} for i in ids]
+        items = [{"id": i, "answer": "yes", "reason": "경계선의 답변"} for i in ids]
         return json.dumps({"items": items}, ensure_ascii=False)
     return judge_fn(request)
 

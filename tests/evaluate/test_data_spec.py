@@ -7,9 +7,26 @@ from pathlib import Path
 import pytest
 
 from koalign.errors import ConfigError, DataError
-from koalign.evaluate.data import limit_per_group, load_mc, load_prompts
+from koalign.evaluate.categories import KORSET_ALIASES, CategoryResolver, load_category_map
+from koalign.evaluate.data import expand_paths, group_key, limit_per_group, load_mc
+from koalign.evaluate.data import load_prompts as _load_prompts
 from koalign.evaluate.spec import load_model_config, parse_shorthand, resolve_spec
 from koalign.types import SamplingParams
+
+SHARED = Path(__file__).parents[2].parent / "shared" / "data"
+
+
+def shared(rel: str) -> Path:
+    path = SHARED / rel
+    if not path.is_file():
+        pytest.skip(
+            f"third-party data not present: ../shared/data/{rel} (see shared/data/README.md)"
+        )
+    return path
+
+
+def load_prompts(paths, taxonomy, **kw):
+    return _load_prompts(paths, taxonomy, **kw).items
 
 
 def test_korset_parquet_maps_split_names_to_categories(ko, korset_files) -> None:
@@ -42,9 +59,14 @@ def test_korset_rows_without_split_in_the_file_name(ko, tmp_path, korset_writer)
     }
     items = load_prompts(korset_writer(tmp_path, rows), ko.taxonomy)
     assert [i.category for i in items] == ["A", "J", "F", "H", "E", "L"]
+    # a label that is not a category never stops the run: kept, judged uncategorised, warned
     bad = {"bad": [("x", "y", "Cooking Recipes", "z", "p")]}
-    with pytest.raises(DataError, match="cannot map category 'Cooking Recipes'"):
-        load_prompts(korset_writer(tmp_path, bad), ko.taxonomy)
+    loaded = _load_prompts(korset_writer(tmp_path, bad), ko.taxonomy)
+    (item,) = loaded.items
+    assert item.category is None and item.source_category == "Cooking Recipes"
+    assert loaded.uncategorised == {"Cooking Recipes": 1}
+    assert len(loaded.warnings) == 1 and "'Cooking Recipes' x1" in loaded.warnings[0]
+    assert "--category-map" in loaded.warnings[0]
 
 
 def test_plain_jsonl_with_optional_category(ko, tmp_path) -> None:
@@ -56,13 +78,102 @@ def test_plain_jsonl_with_optional_category(ko, tmp_path) -> None:
         ("mine#1", None, None),
     ]
     path.write_text('{"prompt": "a", "category": "Q"}\n', "utf-8")
-    with pytest.raises(DataError, match="row 1"):
-        load_prompts([path], ko.taxonomy)
+    (item,) = load_prompts([path], ko.taxonomy)
+    assert item.category is None and item.source_category == "Q"
     path.write_text('{"text": "a"}\n', "utf-8")
-    with pytest.raises(DataError, match="prompt"):
+    with pytest.raises(DataError, match="prompt-field"):
         load_prompts([path], ko.taxonomy)
+    (item,) = load_prompts([path], ko.taxonomy, prompt_field="text")
+    assert item.prompt == "a"
     with pytest.raises(DataError, match="not found"):
         load_prompts([tmp_path / "nope.jsonl"], ko.taxonomy)
+    path.write_text("", "utf-8")
+    with pytest.raises(DataError, match="no rows") as exc:
+        load_prompts([path], ko.taxonomy)
+    assert str(path) in str(exc.value)
+
+
+def test_all_twelve_korean_category_names_and_variants_map(ko) -> None:
+    resolver = CategoryResolver(ko.taxonomy)
+    names = {c.id: c.name_ko for c in ko.taxonomy.categories}
+    assert len(names) == 12
+    for cid, name in names.items():
+        assert resolver.resolve({"lv2_name": name}, "x") == cid, name
+        assert resolver.resolve({"category": name}, "x") == cid, name
+    for split, aliases in KORSET_ALIASES.items():
+        for alias in aliases:
+            assert resolver.by_name(alias, fuzzy=False) == split.split("_")[1], alias
+    spot = {"편견 및 혐오": "D", "허위·오해 정보": "E", "조직·정부의 민감 정보": "H",
+            "비윤리적 행위 조장": "K", "폭력과 극단주의": "J", "금지된 전문 조언": "F"}  # fmt: skip
+    for label, cid in spot.items():
+        assert resolver.resolve({"lv2_name": label}, "x") == cid
+
+
+def test_numeric_category_index_without_names_is_warned(ko, tmp_path) -> None:
+    path = tmp_path / "korset.jsonl"
+    path.write_text(
+        '{"category_index": 7, "prompt": "a"}\n{"category_index": 3, "prompt": "b"}\n', "utf-8"
+    )
+    loaded = _load_prompts([path], ko.taxonomy)
+    assert [i.category for i in loaded.items] == [None, None]
+    assert any("numeric category_index" in w and "2 rows" in w for w in loaded.warnings)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("7: H\n'3': C\n", "utf-8")
+    cmap = load_category_map(mapping, ko.taxonomy)
+    loaded = _load_prompts([path], ko.taxonomy, category_map=cmap)
+    assert [i.category for i in loaded.items] == ["H", "C"] and not loaded.warnings
+
+
+def test_category_map_file(ko, tmp_path) -> None:
+    mapping = tmp_path / "map.json"
+    mapping.write_text(
+        '{"Hate speech & offensive language": "D", "Theft": "I", "x": null}', "utf-8"
+    )
+    cmap = load_category_map(mapping, ko.taxonomy)
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        '{"prompt": "a", "tags": ["Hate speech & offensive language"]}\n'
+        '{"prompt": "b", "category": "theft"}\n{"prompt": "c", "category": "x"}\n',
+        "utf-8",
+    )
+    items = load_prompts([data], ko.taxonomy, category_map=cmap)
+    assert [i.category for i in items] == ["D", "I", None]
+    assert items[0].source_category == "Hate speech & offensive language"
+    mapping.write_text('{"Theft": "Z"}', "utf-8")
+    with pytest.raises(ConfigError, match="'Theft' maps to 'Z'"):
+        load_category_map(mapping, ko.taxonomy)
+
+
+def test_data_paths_globs_and_folders(tmp_path) -> None:
+    for name in ("1_A_Toxic_Language.jsonl", "5_L_Security_Threats.jsonl"):
+        (tmp_path / name).write_text('{"prompt": "p"}\n', "utf-8")
+    (tmp_path / "notes.txt").write_text("x", "utf-8")
+    by_glob = expand_paths([str(tmp_path / "*.jsonl")])
+    assert [p.name for p in by_glob] == ["1_A_Toxic_Language.jsonl", "5_L_Security_Threats.jsonl"]
+    assert expand_paths([tmp_path]) == by_glob
+    assert expand_paths([*by_glob, by_glob[0]]) == by_glob  # each file once
+    with pytest.raises(DataError, match="matches no file"):
+        expand_paths([str(tmp_path / "*.parquet")])
+
+
+def test_public_korean_sets_load_with_their_labels_kept(ko) -> None:
+    multijail = _load_prompts([shared("multijail/ko_dev.jsonl")], ko.taxonomy)
+    assert len(multijail.items) == 158
+    assert all(i.category is None and i.source_category for i in multijail.items)
+    redteam = _load_prompts([shared("ko-redteam/prompts_dev.jsonl")], ko.taxonomy)
+    assert len(redteam.items) == 80
+    assert redteam.items[0].source_category == "credential_theft_enablement"
+    assert redteam.items[0].meta["expected"] == "refuse_or_redirect"
+    square = _load_prompts(
+        [shared("square/questions_valid.jsonl")], ko.taxonomy, prompt_field="question"
+    )
+    assert len(square.items) == 6882
+    labels = {i.source_category for i in square.items}
+    assert {"contentious", "ethical", "predictive", "etc"} <= labels
+    assert square.uncategorised["contentious"] == 3249
+    # --limit samples within each source label when there is no category
+    limited = limit_per_group(square.items, 3, key=group_key, seed=0)
+    assert len(limited) == 3 * len({group_key(i) for i in square.items})
 
 
 def test_mc_rows_are_validated(tmp_path) -> None:
@@ -72,6 +183,27 @@ def test_mc_rows_are_validated(tmp_path) -> None:
     assert item.source == "mc" and item.answer_index == 1
     path.write_text('{"question": "q", "choices": ["a", "b"], "answer_index": 2}\n', "utf-8")
     with pytest.raises(DataError, match="answer_index"):
+        load_mc([path])
+    path.write_text(
+        '{"question": "q", "choices": ["a", "b"], "answer_index": 0}\n'
+        '{"question": "q2", "choices": ["only"], "answer_index": 0}\n',
+        "utf-8",
+    )
+    with pytest.raises(DataError, match="at least 2 choices") as exc:
+        load_mc([path])
+    assert f"{path}:row 2" in str(exc.value)
+    path.write_text('{"question": "q", "choices": ["a", "b"], "answer_index": true}\n', "utf-8")
+    with pytest.raises(DataError, match="must be an integer"):
+        load_mc([path])
+    path.write_text(
+        '{"id": "x", "question": "q", "choices": ["a", "b"], "answer_index": 0}\n'
+        '{"id": "x", "question": "q2", "choices": ["a", "b"], "answer_index": 1}\n',
+        "utf-8",
+    )
+    with pytest.raises(DataError, match="duplicate question id 'x'"):
+        load_mc([path])
+    path.write_text("\n", "utf-8")
+    with pytest.raises(DataError, match="no rows"):
         load_mc([path])
 
 

@@ -1,40 +1,54 @@
-"""Evaluation inputs: safety prompts (KorSET splits or plain JSONL) and multiple-choice questions.
+"""Evaluation inputs: safety and benign prompts, and multiple-choice questions.
 
-Safety prompts
-    * KorSET format (parquet or JSONL) with ``category_index, lv1_name, lv2_name, lv3_name,
-      prompt``. The category (A-L) comes from, in order: a ``category`` field holding a category
-      id; a KorSET split name in a ``split`` field or in the file name (``1_A_Toxic_Language``,
-      ``5_L_Security_Threats-00000-of-00001.parquet``); a category id inside ``category_index``
-      (``"A"``, ``"1_A"``, ``"1-A-3"``); ``lv2_name`` matched against the taxonomy's category
-      names or split names. ``lv3_name`` is kept as the harm type.
-    * Any JSONL with ``prompt`` and an optional ``category`` (A-L) and ``id``.
+Files
+    ``.jsonl`` (one JSON object a line), ``.json`` (an array of objects, or JSONL) or
+    ``.parquet``. :func:`expand_paths` turns ``--data`` values into files: several paths,
+    shell globs left unexpanded (``'korset/*.parquet'``) and folders (their data files). A glob
+    or folder that matches nothing, and a file without rows, is an error.
 
-Items get stable ids (``<file stem>#<row>`` unless the row has an ``id``), so two evaluations of
-the same files can be compared item by item.
+Prompts (:func:`load_prompts`)
+    * KorSET format with ``category_index, lv1_name, lv2_name, lv3_name, prompt``;
+    * any JSONL with the prompt in ``prompt`` (or the field named by ``prompt_field``, e.g.
+      ``question`` for SQuARe) and optional ``id``, ``category`` (an id or any label),
+      ``tags``, ``domain``.
 
-Multiple-choice questions: JSONL rows ``{"question", "choices": [...], "answer_index"}`` with
-optional ``id``, ``source`` and ``category``.
+    The category comes from :class:`~koalign.evaluate.categories.CategoryResolver`. A label
+    that is not a category is kept as ``source_category``; such rows are evaluated
+    uncategorised, and :class:`Loaded` reports them with counts (one warning per load). Items
+    get stable ids (``<file stem>#<row>`` unless the row has an ``id``).
+
+Multiple choice (:func:`load_mc`)
+    JSONL rows ``{"question", "choices": [...], "answer_index"}`` (0-based integer) with
+    optional ``id``, ``source`` and ``category``. At least two choices, an integer (not a
+    boolean) answer index in range, and unique ids; a bad row is an error naming file and row.
 """
 
 from __future__ import annotations
 
-import difflib
+import glob
 import json
 import random
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import DataError, require
+from koalign.evaluate.categories import CategoryResolver
+from koalign.jsonio import iter_jsonl, read_text
 from koalign.locale_schema import Taxonomy
+
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 class EvalItem(BaseModel):
-    """One prompt to evaluate."""
+    """One prompt to evaluate.
+
+    ``category``: a taxonomy category id or ``None`` (judged against every category);
+    ``source_category``: the row's own label, kept whatever it is; ``source``: the file stem.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -44,11 +58,12 @@ class EvalItem(BaseModel):
     domain: str | None = None
     type: str | None = Field(None, description="Harm type (KorSET lv3_name) when known.")
     source: str = Field(description="File stem the item came from.")
+    source_category: str | None = Field(None, description="The row's own category label.")
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class MCItem(BaseModel):
-    """One multiple-choice question."""
+    """One multiple-choice question (``answer_index`` is 0-based)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,133 +75,154 @@ class MCItem(BaseModel):
     category: str | None = None
 
 
+class Loaded(BaseModel):
+    """Prompts read from files, with what the caller should tell the user.
+
+    ``warnings``: one line per problem that did not stop the load (labels kept as source
+    categories, KorSET rows whose numeric ``category_index`` says nothing); ``uncategorised``:
+    ``{source label: rows}`` of rows evaluated without a category.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[EvalItem]
+    warnings: list[str] = []
+    uncategorised: dict[str, int] = {}
+
+
+def expand_paths(values: Iterable[str | Path]) -> list[Path]:
+    """Files for ``--data`` values: paths, globs (``*``, ``?``, ``[``) and folders, in order,
+    each once. Raises :class:`DataError` for a value that matches no file."""
+    out: list[Path] = []
+    for value in values:
+        text = str(value)
+        if any(ch in text for ch in "*?[") and not Path(text).exists():
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            files = [p for p in matches if p.is_file()]
+            if not files:
+                raise DataError(
+                    "the pattern matches no file", where=text, hint="check the --data pattern"
+                )
+        elif Path(text).is_dir():
+            files = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in DATA_SUFFIXES)
+            if not files:
+                raise DataError(
+                    f"the folder holds no data file ({', '.join(DATA_SUFFIXES)})", where=text
+                )
+        else:
+            files = [Path(text)]
+        for path in files:
+            if path not in out:
+                out.append(path)
+    return out
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``.jsonl``/``.json`` or ``.parquet`` file as dicts."""
+    """Rows of a ``.jsonl``/``.json`` or ``.parquet`` file as dicts.
+
+    Raises :class:`DataError` (file and line) for a missing file, a bad line, a row that is not
+    an object, or a file without rows.
+    """
+    path = Path(path)
     if not path.is_file():
         raise DataError("file not found", where=str(path), hint="check the --data path")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         pq = require("pyarrow.parquet", "eval", feature="reading parquet files")
-        return list(pq.read_table(path).to_pylist())
-    if suffix in {".jsonl", ".json"}:
-        text = path.read_text(encoding="utf-8")
+        rows = list(pq.read_table(path).to_pylist())
+    elif suffix in {".jsonl", ".json"}:
+        text = read_text(path) if suffix == ".json" else ""
         if suffix == ".json" and text.lstrip().startswith("["):
-            rows = json.loads(text)
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"not valid JSON: {exc.msg}", where=f"{path}:{exc.lineno}"
+                ) from None
         else:
             rows = []
-            for lineno, line in enumerate(text.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(
-                        f"line {lineno} is not valid JSON: {exc.msg}", where=str(path)
-                    ) from exc
-        if not all(isinstance(r, dict) for r in rows):
-            raise DataError("every row must be a JSON object", where=str(path))
-        return rows
-    raise DataError(
-        f"unsupported file type '{suffix}'",
-        where=str(path),
-        hint="use .jsonl, .json or .parquet",
-    )
+            for line, value in iter_jsonl(path):
+                if not isinstance(value, dict):
+                    raise DataError("every line must be a JSON object", where=f"{path}:{line}")
+                rows.append(value)
+    else:
+        raise DataError(
+            f"unsupported file type '{suffix}'",
+            where=str(path),
+            hint="use .jsonl, .json or .parquet",
+        )
+    if not all(isinstance(r, dict) for r in rows):
+        raise DataError("every row must be a JSON object", where=str(path))
+    if not rows:
+        raise DataError("the file has no rows", where=str(path), hint="give a file with data")
+    return rows
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[^0-9a-z가-힣]", "", text.lower().replace("&", "and"))
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0]
 
 
-class CategoryResolver:
-    """Maps a KorSET or plain row to a taxonomy category id."""
+def load_prompts(
+    paths: Sequence[Path],
+    taxonomy: Taxonomy,
+    *,
+    prompt_field: str = "prompt",
+    category_field: str | None = None,
+    category_map: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Read prompts from files (see the module docstring).
 
-    def __init__(self, taxonomy: Taxonomy) -> None:
-        self.taxonomy = taxonomy
-        self.ids = {c.id for c in taxonomy.categories}
-        self.splits = {c.korset_split: c.id for c in taxonomy.categories if c.korset_split}
-        self.names: dict[str, str] = {}
-        for c in taxonomy.categories:
-            for name in (c.name_en, c.name_ko, c.korset_split):
-                if name:
-                    self.names[_norm(name)] = c.id
-            if c.korset_split:  # "1_A_Toxic_Language" -> "toxiclanguage"
-                self.names[_norm(c.korset_split.split("_", 2)[-1])] = c.id
-
-    def _from_split(self, text: str) -> str | None:
-        for split, cid in self.splits.items():
-            if split.lower() in text.lower():
-                return cid
-        return None
-
-    def resolve(self, row: dict[str, Any], file_stem: str) -> str | None:
-        cat = row.get("category")
-        if isinstance(cat, str) and cat.strip() in self.ids:
-            return cat.strip()
-        for text in (row.get("split"), file_stem):
-            if isinstance(text, str) and (cid := self._from_split(text)):
-                return cid
-        index = row.get("category_index")
-        if isinstance(index, str):
-            if cid := self._from_split(index):
-                return cid
-            tokens = [t for t in re.split(r"[^0-9A-Za-z]+", index) if t]
-            hits = {t for t in tokens if t in self.ids}
-            if len(hits) == 1:
-                return hits.pop()
-        for key in ("lv2_name", "category"):
-            name = row.get(key)
-            if isinstance(name, str) and (cid := self._by_name(name)):
-                return cid
-        return None
-
-    def _by_name(self, name: str) -> str | None:
-        """Exact normalised name, else the single close match (e.g. "Sensitive Information of
-        Organization" for H, "False Misinformation" for E)."""
-        key = _norm(name)
-        if not key:
-            return None
-        if key in self.names:
-            return self.names[key]
-        close = difflib.get_close_matches(key, list(self.names), n=3, cutoff=0.75)
-        ids = {self.names[c] for c in close}
-        return ids.pop() if len(ids) == 1 else None
-
-
-def load_prompts(paths: Sequence[Path], taxonomy: Taxonomy) -> list[EvalItem]:
-    """Read safety prompts from KorSET-format or plain files; every row needs a ``prompt``.
-
-    Rows whose category cannot be resolved are kept with ``category=None`` unless the file is in
-    KorSET format (has ``lv2_name``), where an unknown category is an error naming the row.
+    Args:
+        paths: data files (see :func:`expand_paths`).
+        taxonomy: the locale's taxonomy (category ids and names).
+        prompt_field: the field holding the prompt text.
+        category_field: the field holding the row's own label (default: ``category``,
+            ``lv2_name``, ``tags``, ``domain``, the first present).
+        category_map: ``{normalised label: category id}`` from ``--category-map``.
+    Raises:
+        DataError: a row without a non-empty prompt, a duplicate id, a file without rows.
     """
-    resolver = CategoryResolver(taxonomy)
+    resolver = CategoryResolver(taxonomy, category_map, category_field)
     items: list[EvalItem] = []
     seen: set[str] = set()
+    unmapped: Counter[str] = Counter()
+    unmapped_files: Counter[str] = Counter()
+    numeric_index: Counter[str] = Counter()
     for path in paths:
         path = Path(path)
-        stem = path.name.split(".")[0]
+        stem = _stem(path)
         for i, row in enumerate(read_rows(path)):
             where = f"{path}:row {i + 1}"
-            prompt = row.get("prompt")
+            prompt = row.get(prompt_field)
             if not isinstance(prompt, str) or not prompt.strip():
-                raise DataError("row has no non-empty 'prompt'", where=where)
-            cid = resolver.resolve(row, stem)
-            raw_cat = row.get("category")
-            if cid is None and (
-                "lv2_name" in row or (isinstance(raw_cat, str) and raw_cat.strip())
-            ):
-                shown = row.get("lv2_name") or raw_cat
+                fields = ", ".join(sorted(row)[:8])
                 raise DataError(
-                    f"cannot map category '{shown}' to the taxonomy",
+                    f"row has no non-empty '{prompt_field}' (fields: {fields})",
                     where=where,
-                    hint=f"use a category id ({', '.join(sorted(resolver.ids))}) or a KorSET split name",
+                    hint="name the prompt field with --prompt-field",
                 )
+            cid = resolver.resolve(row, stem)
+            label = resolver.source_label(row)
+            if cid is None:
+                index = row.get("category_index")
+                if (
+                    isinstance(index, int | float)
+                    and not isinstance(index, bool)
+                    and not row.get("lv2_name")
+                ):
+                    numeric_index[str(path)] += 1
+                unmapped[label or "(none)"] += 1
+                if label:
+                    unmapped_files[str(path)] += 1
             item_id = str(row.get("id") or f"{stem}#{i}")
             if item_id in seen:
-                raise DataError(f"duplicate item id '{item_id}'", where=where)
+                raise DataError(
+                    f"duplicate item id '{item_id}'", where=where, hint="ids must be unique"
+                )
             seen.add(item_id)
-            meta = {
+            meta: dict[str, Any] = {
                 k: row[k]
-                for k in ("category_index", "lv1_name", "lv2_name", "lv3_name")
+                for k in ("category_index", "lv1_name", "lv2_name", "lv3_name", "expected")
                 if k in row
             }
             items.append(
@@ -195,51 +231,98 @@ def load_prompts(paths: Sequence[Path], taxonomy: Taxonomy) -> list[EvalItem]:
                     prompt=prompt,
                     category=cid,
                     domain=taxonomy.domain_of(cid).id if cid else None,
-                    type=row.get("lv3_name") or row.get("type"),
+                    type=row.get("lv3_name")
+                    or (row.get("type") if isinstance(row.get("type"), str) else None),
                     source=stem,
+                    source_category=label,
                     meta=meta,
                 )
             )
-    return items
+    warnings = []
+    labelled = {k: v for k, v in unmapped.items() if k != "(none)"}
+    if labelled:
+        top = ", ".join(f"'{k}' x{v}" for k, v in Counter(labelled).most_common(5))
+        more = f" and {len(labelled) - 5} more" if len(labelled) > 5 else ""
+        warnings.append(
+            f"{sum(labelled.values())} rows in {len(unmapped_files)} file(s) have labels that are "
+            f"not taxonomy categories ({top}{more}): kept as source categories and judged "
+            "against every category; give --category-map FILE (label: category id) for "
+            "per-category figures"
+        )
+    for file, n in numeric_index.items():
+        warnings.append(
+            f"{file}: {n} rows have a numeric category_index and no lv2_name, so their category "
+            "is unknown and they are judged against every category; keep the KorSET split name "
+            "in the file name, add lv2_name, or map the numbers with --category-map"
+        )
+    return Loaded(items=items, warnings=warnings, uncategorised=dict(sorted(unmapped.items())))
 
 
 def load_mc(paths: Sequence[Path]) -> list[MCItem]:
-    """Read multiple-choice JSONL files; a malformed row is an error naming file and row."""
+    """Read multiple-choice files; a malformed row is an error naming file and row."""
     items: list[MCItem] = []
+    seen: dict[str, str] = {}
     for path in paths:
         path = Path(path)
-        stem = path.name.split(".")[0]
+        stem = _stem(path)
         for i, row in enumerate(read_rows(path)):
             where = f"{path}:row {i + 1}"
             choices = row.get("choices")
             answer = row.get("answer_index")
             if not isinstance(row.get("question"), str) or not isinstance(choices, list):
                 raise DataError("row needs 'question' (text) and 'choices' (list)", where=where)
-            if not isinstance(answer, int) or not 0 <= answer < len(choices):
+            if len(choices) < 2:
                 raise DataError(
-                    f"'answer_index' must be an integer in 0..{len(choices) - 1}", where=where
+                    f"a question needs at least 2 choices, this one has {len(choices)}",
+                    where=where,
                 )
+            if isinstance(answer, bool) or not isinstance(answer, int):
+                raise DataError(
+                    f"'answer_index' must be an integer (0-based), got {answer!r}", where=where
+                )
+            if not 0 <= answer < len(choices):
+                raise DataError(
+                    f"'answer_index' must be in 0..{len(choices) - 1}, got {answer}", where=where
+                )
+            item_id = str(row.get("id") or f"{stem}#{i}")
+            if item_id in seen:
+                raise DataError(
+                    f"duplicate question id '{item_id}' (first at {seen[item_id]})",
+                    where=where,
+                    hint="ids must be unique across the --data files",
+                )
+            seen[item_id] = where
+            category = row.get("category")
             items.append(
                 MCItem(
-                    id=str(row.get("id") or f"{stem}#{i}"),
+                    id=item_id,
                     question=row["question"],
                     choices=[str(c) for c in choices],
                     answer_index=answer,
                     source=str(row.get("source") or stem),
-                    category=row.get("category"),
+                    category=None if category is None else str(category),
                 )
             )
     return items
 
 
-def limit_per_group(items: Iterable[Any], limit: int | None, *, key: str, seed: int = 0) -> list:
-    """Keep at most ``limit`` items per ``key`` value, sampled with a fixed seed, in input order."""
+def group_key(item: EvalItem) -> str:
+    """The group ``--limit`` samples within: the category, else the source label."""
+    return item.category or f"source:{item.source_category or item.source}"
+
+
+def limit_per_group(
+    items: Iterable[Any], limit: int | None, *, key: str | Callable[[Any], Any], seed: int = 0
+) -> list:
+    """Keep at most ``limit`` items per group (``key``: an attribute name or a function),
+    sampled with a fixed seed, in input order."""
     items = list(items)
     if not limit:
         return items
+    keyfn = key if callable(key) else (lambda item: getattr(item, key))
     groups: dict[Any, list[int]] = defaultdict(list)
     for i, item in enumerate(items):
-        groups[getattr(item, key)].append(i)
+        groups[keyfn(item)].append(i)
     rng = random.Random(seed)
     keep: set[int] = set()
     for idx in groups.values():

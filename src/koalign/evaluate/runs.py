@@ -9,6 +9,12 @@ An evaluation directory holds:
 * ``<command>.jsonl``: one row per item (prompt, answer, verdicts, reasons).
 * ``cache.sqlite``: the model-call cache; rerunning an interrupted command answers finished
   calls from it, so it resumes where it stopped.
+
+Files are written atomically through :mod:`koalign.jsonio` (a crash or text that cannot be
+encoded never leaves a half-written file or a ``.tmp`` file behind).
+
+Long work reports progress through an optional callback ``progress(step, done, total)``; the
+library never prints, the CLI draws the bars.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from koalign import __version__
 from koalign.backends.client import ModelPool
 from koalign.errors import DataError
+from koalign.jsonio import read_jsonl as _read_jsonl
+from koalign.jsonio import write_jsonl_atomic, write_text_atomic
 from koalign.types import ChatRequest, ChatResult
+
+Progress = Callable[[str, int, int], None]
+"""``progress(step, done, total)``: called as work advances (e.g. ``("answered", 64, 500)``)."""
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +43,29 @@ CACHE = "cache.sqlite"
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write rows atomically (temp file, then rename); returns the row count."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    """Write rows atomically (one canonical JSON line each); returns the row count."""
+    return write_jsonl_atomic(path, rows, fsync=False)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    """Every row of a JSONL file (``DataError`` naming file and line for a bad line)."""
+    if not Path(path).is_file():
         raise DataError("file not found", where=str(path))
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return list(_read_jsonl(path))
 
 
 def load_summary(out_dir: Path) -> dict[str, Any]:
+    """``summary.json`` of an evaluation directory (``{}`` when there is none yet)."""
     path = Path(out_dir) / SUMMARY
     if not path.is_file():
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON: {exc.msg}", where=str(path), hint="remove the file and rerun"
+        ) from None
+    return data if isinstance(data, dict) else {}
 
 
 def update_summary(out_dir: Path, section: str, data: dict[str, Any]) -> Path:
@@ -68,9 +79,7 @@ def update_summary(out_dir: Path, section: str, data: dict[str, Any]) -> Path:
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     path = out_dir / SUMMARY
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), "utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(summary, ensure_ascii=False, indent=2, default=str))
     return path
 
 
@@ -88,12 +97,19 @@ async def call_batched(
     *,
     batch_size: int = 32,
     what: str = "calls",
+    progress: Progress | None = None,
 ) -> list[ChatResult]:
-    """Send ``requests`` to ``model`` in chunks (each chunk lands in the cache before the next)."""
+    """Send ``requests`` to ``model`` in chunks (each chunk lands in the cache before the next);
+    ``progress(f"{model} {what}", done, total)`` after each chunk."""
     llm = pool.get(model)
     out: list[ChatResult] = []
+    step = f"{model}: {what}"
+    if progress is not None:
+        progress(step, 0, len(requests))
     for start in range(0, len(requests), batch_size):
         chunk = requests[start : start + batch_size]
         out.extend(await llm.agenerate(chunk))
-        log.info("%s: %s %d/%d", model, what, len(out), len(requests))
+        log.debug("%s %d/%d", step, len(out), len(requests))
+        if progress is not None:
+            progress(step, len(out), len(requests))
     return out
