@@ -78,15 +78,21 @@ def test_report_over_several_runs_and_missing_summary(tmp_path, korset_files, ju
 
 
 def test_safety_of_the_tiny_model_through_the_hf_backend(
-    tmp_path, korset_files, judge_config, tiny_model_dir
+    tmp_path, korset_files, judge_config, tiny_model_dir, calls
 ) -> None:
+    """The random tiny model writes newlines until the token limit: every answer is a
+    truncated generation, counted as such and never sent to the judge."""
     out = tmp_path / "tiny"
+    before = calls.get("judge", 0)
     _invoke(["eval", "safety", "-m", f"hf:{tiny_model_dir}?device=cpu", "-j", "judge", "-c",
              judge_config, "--data", korset_files[1], "-o", out, "--max-tokens", "8",
              "--bootstrap", "100"])  # fmt: skip
     s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
-    assert s["n"] == 2 and s["generation_failures"] == 0
-    assert s["n_judged"] + s["parse_failures"] == 2
+    assert s["n"] == 2 and s["generation_failures"] == 2 and s["n_judged"] == 0
+    assert s["generation_failure_reasons"]["truncated"] == 2
+    assert s["safe_rate"] is None
     assert s["models"]["model"]["backend"] == "hf"
+    assert calls.get("judge", 0) == before
     rows = [json.loads(x) for x in (out / "safety.jsonl").read_text("utf-8").splitlines()]
-    assert all(isinstance(r["answer"], str) for r in rows)
+    assert all(r["finish_reason"] == "length" and r["answer"] is None for r in rows)
+    assert all(r["raw_answer"] is not None for r in rows)  # kept raw

@@ -1,19 +1,23 @@
-"""Evaluation commands: ``koalign eval safety|overrefusal|citations|general|compare`` and
-``koalign report``."""
+"""Evaluation commands: ``koalign eval safety|overrefusal|citations|general|compare|
+refusal-detector`` and ``koalign report`` (``kobbq``, ``mtbench``, ``judge`` and ``all`` are in
+:mod:`koalign.cli.eval_bench_cmds`)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from koalign.cli.common import err, print_json
+from koalign.cli.common import err, escape, print_json, print_warning
 from koalign.errors import ConfigError
 
 eval_app = typer.Typer(
-    help="Evaluate a model: safe rate, over-refusal, citations, general capability.",
+    help="Evaluate a model: safe rate, over-refusal, citations, general capability, KoBBQ, "
+    "Ko-MT-Bench, judge calibration, or all of them.",
     no_args_is_help=True,
 )
 
@@ -28,7 +32,16 @@ JudgeOpt = Annotated[
     typer.Option("--judge", "-j", help="Judge model SPEC; repeat for several (majority vote)."),
 ]
 DataOpt = Annotated[
-    list[Path], typer.Option("--data", "-d", help="Input file (.jsonl/.json/.parquet); repeatable.")
+    list[str] | None,
+    typer.Option(
+        "--data", "-d", help="Input files (.jsonl/.json/.parquet), globs or folders; repeatable."
+    ),
+]
+MoreData = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="More input files (what a shell glob after --data expands to).", show_default=False
+    ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory (resumable).")]
 ConfigOpt = Annotated[
@@ -39,22 +52,44 @@ AdapterOpt = Annotated[
 ]
 LocaleOpt = Annotated[str, typer.Option("--locale", "-l", help="Locale name or folder.")]
 LimitOpt = Annotated[
-    int | None, typer.Option("--limit", help="At most N prompts per category (seeded sample).")
+    int | None,
+    typer.Option("--limit", min=1, help="At most N prompts per category (seeded sample)."),
 ]
 SystemOpt = Annotated[
     str | None, typer.Option("--system-prompt", help="System prompt for the evaluated model.")
 ]
-MaxTokOpt = Annotated[int, typer.Option("--max-tokens", help="Answer length limit.")]
+MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="Answer length limit.")]
 TempOpt = Annotated[
     float | None, typer.Option("--temperature", help="Override the answer temperature.")
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Requests per batch.")]
-BootOpt = Annotated[int, typer.Option("--bootstrap", help="Bootstrap resamples for the CIs.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Requests per batch.")]
+BootOpt = Annotated[int, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for CIs.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for sampling and the bootstrap.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as JSON to stdout.")]
+PromptFieldOpt = Annotated[
+    str, typer.Option("--prompt-field", help="Field holding the prompt (e.g. question).")
+]
+CategoryFieldOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--category-field",
+        help="Field holding the row's own label (default: category, lv2_name, tags, domain).",
+    ),
+]
+CategoryMapOpt = Annotated[
+    Path | None,
+    typer.Option("--category-map", help="YAML/JSON mapping of your labels to category ids."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
-def _models(
+# ----------------------------------------------------------------------------- shared helpers
+def data_values(data: list[str] | None, more: list[str] | None) -> list[str]:
+    """``--data`` values plus the extra arguments a shell glob leaves after it."""
+    return [*(data or []), *(more or [])]
+
+
+def resolve_models(
     model: str,
     judges: list[str],
     config: Path | None,
@@ -62,8 +97,10 @@ def _models(
     max_tokens: int,
     temperature: float | None,
     seed: int,
+    extra: dict[str, str] | None = None,
 ) -> tuple[str, list[str], dict[str, Any], dict[str, Any]]:
-    """Resolve the evaluated model and the judges; returns names, specs and a description."""
+    """Resolve the evaluated model, the judges and ``extra`` models (name -> SPEC, e.g. a
+    generator); returns the model name, judge names, all specs and a description."""
     from koalign.evaluate.spec import describe, load_model_config, resolve_spec
     from koalign.types import SamplingParams
 
@@ -90,7 +127,13 @@ def _models(
             jname = f"judge:{jname}"
         specs.setdefault(jname, jspec)
         judge_names.append(jname)
-    _check_backends(specs)
+    for role, text in (extra or {}).items():
+        ename, espec = resolve_spec(
+            text, cfg, defaults=SamplingParams(temperature=0.7, max_tokens=2048, seed=seed),
+            where=f"--{role}",
+        )  # fmt: skip
+        specs.setdefault(ename, espec)
+    check_backends(specs)
     info = {
         "model": describe(name, spec),
         "judges": [describe(j, specs[j]) for j in judge_names],
@@ -98,7 +141,7 @@ def _models(
     return name, judge_names, specs, info
 
 
-def _check_backends(specs: dict[str, Any]) -> None:
+def check_backends(specs: dict[str, Any]) -> None:
     """Fail before any model call when a spec names an unknown backend."""
     from koalign.backends import backend_names
     from koalign.errors import did_you_mean
@@ -113,44 +156,110 @@ def _check_backends(specs: dict[str, Any]) -> None:
             )
 
 
-def _load_items(data: list[Path], loc, limit: int | None, seed: int):
-    from koalign.evaluate.data import limit_per_group, load_prompts
+@contextmanager
+def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(step, done, total)`` callback drawing one bar per step on stderr."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    items = load_prompts(data, loc.taxonomy)
-    return limit_per_group(items, limit, key="category", seed=seed)
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bars.add_task(escape(step), total=max(total, 1))
+        bars.update(tasks[step], completed=done, total=max(total, 1))
+
+    with bars:
+        yield update
 
 
-async def _with_pool(specs: dict[str, Any], out: Path, fn):
+def run_with_pool(specs: dict[str, Any], out: Path, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Open the model pool (cache in ``out/cache.sqlite``), run ``fn(pool)``, close it."""
     from koalign.evaluate.runs import open_pool
 
-    pool = open_pool(specs, out)
-    try:
-        return await fn(pool)
-    finally:
-        await pool.aclose()
+    async def go() -> Any:
+        pool = open_pool(specs, out)
+        try:
+            return await fn(pool)
+        finally:
+            await pool.aclose()
+
+    return asyncio.run(go())
 
 
-def _done(summary: dict[str, Any], out: Path, as_json: bool, headline: str) -> None:
+def make_context(
+    pool: Any,
+    loc: Any,
+    name: str,
+    specs: dict[str, Any],
+    judges: list[str],
+    out: Path,
+    info: dict[str, Any],
+    *,
+    seed: int,
+    bootstrap: int,
+    batch_size: int,
+    progress: Callable[[str, int, int], None] | None,
+    base: Path | None = None,
+) -> Any:
+    from koalign.evaluate.parts import Context
+
+    return Context(
+        loc=loc, pool=pool, model=name, spec=specs[name], judges=judges, out_dir=out,
+        models_info=info, base=base or Path.cwd(), seed=seed, n_boot=bootstrap,
+        batch_size=batch_size, warn=print_warning, progress=progress,
+    )  # fmt: skip
+
+
+def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
+    """stdout: the summary path (or the section as JSON); stderr: the headline."""
+    from koalign.evaluate.runs import load_summary
+
     if as_json:
-        print_json(summary)
+        print_json(load_summary(out).get(section, {}))
     else:
         typer.echo(str(out / "summary.json"))
-    err.print(headline, highlight=False, markup=False)
+    err.print(escape(headline), highlight=False)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+def load_locale(locale: str) -> Any:
+    from koalign.locale import load_locale as _load
+
+    return _load(locale)
 
 
+# ----------------------------------------------------------------------------- commands
 @eval_app.command("safety")
 def safety_cmd(
     model: ModelOpt,
     judge: JudgeOpt,
-    data: DataOpt,
     out: OutOpt,
+    data: DataOpt = None,
+    more: MoreData = None,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
     locale: LocaleOpt = "ko",
+    prompt_field: PromptFieldOpt = "prompt",
+    category_field: CategoryFieldOpt = None,
+    category_map: CategoryMapOpt = None,
     limit: LimitOpt = None,
     system_prompt: SystemOpt = None,
     max_tokens: MaxTokOpt = 1024,
@@ -159,35 +268,34 @@ def safety_cmd(
     bootstrap: BootOpt = 2000,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Safe rate of a model on KorSET-format prompts, judged by the locale's rubric."""
-    from koalign.evaluate.safety import arun_safety
-    from koalign.locale import load_locale
+    """Safe rate of a model on KorSET-format or plain prompt files, judged by the rubric."""
+    from koalign.evaluate import parts
+    from koalign.evaluate.suite import SafetyPart
 
+    values = data_values(data, more)
+    if not values:
+        raise ConfigError("no prompt files", where="--data", hint="give --data FILE (or a glob)")
     loc = load_locale(locale)
-    name, judges, specs, info = _models(
+    name, judges, specs, info = resolve_models(
         model, judge, config, adapter, max_tokens, temperature, seed
     )
-    items = _load_items(data, loc, limit, seed)
-    summary = asyncio.run(
-        _with_pool(
-            specs,
-            out,
-            lambda pool: arun_safety(
-                items, loc=loc, pool=pool, model=name, judges=judges, out_dir=out,
-                system_prompt=system_prompt, batch_size=batch_size, n_boot=bootstrap, seed=seed,
-                models_info=info,
-            ),
-        )
+    settings = SafetyPart(
+        data=values, prompt_field=prompt_field, category_field=category_field,
+        category_map=str(category_map) if category_map else None, limit=limit,
+        system_prompt=system_prompt,
     )  # fmt: skip
-    _done(
-        summary,
-        out,
-        as_json,
-        f"safe rate {_pct(summary['safe_rate'])} over {summary['n_judged']} judged answers "
-        f"({summary['parse_failures']} judge parse failures, "
-        f"{summary['generation_failures']} generation failures)",
-    )
+    with progress_bars(not quiet) as progress:
+        headline = run_with_pool(
+            specs, out,
+            lambda pool: parts.safety(
+                make_context(pool, loc, name, specs, judges, out, info, seed=seed,
+                             bootstrap=bootstrap, batch_size=batch_size, progress=progress),
+                settings,
+            ),
+        )  # fmt: skip
+    finish("safety", out, as_json, headline)
 
 
 @eval_app.command("overrefusal")
@@ -195,14 +303,13 @@ def overrefusal_cmd(
     model: ModelOpt,
     judge: JudgeOpt,
     out: OutOpt,
-    data: Annotated[
-        list[Path] | None, typer.Option("--data", "-d", help="Benign prompt files; repeatable.")
-    ] = None,
+    data: DataOpt = None,
+    more: MoreData = None,
     policy_prompts: Annotated[
         bool, typer.Option(help="Include the policy's benign_prompts.")
     ] = True,
     generate: Annotated[
-        int, typer.Option("--generate", help="Generate N new benign prompts per category.")
+        int, typer.Option("--generate", min=0, help="Generate N new benign prompts per category.")
     ] = 0,
     generator: Annotated[
         str | None,
@@ -211,6 +318,9 @@ def overrefusal_cmd(
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
     locale: LocaleOpt = "ko",
+    prompt_field: PromptFieldOpt = "prompt",
+    category_field: CategoryFieldOpt = None,
+    category_map: CategoryMapOpt = None,
     limit: LimitOpt = None,
     system_prompt: SystemOpt = None,
     max_tokens: MaxTokOpt = 1024,
@@ -219,66 +329,42 @@ def overrefusal_cmd(
     bootstrap: BootOpt = 2000,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Refusal rate on benign but sensitive prompts, by LLM judges and the Korean detector."""
-    from koalign.evaluate.data import limit_per_group, load_prompts
-    from koalign.evaluate.overrefusal import arun_overrefusal, generate_benign, policy_items
-    from koalign.evaluate.spec import load_model_config, resolve_spec
-    from koalign.types import SamplingParams
+    from koalign.evaluate import parts
+    from koalign.evaluate.spec import resolve_spec
+    from koalign.evaluate.suite import OverrefusalPart
 
-    loc = load_locale_or_die(locale)
-    name, judges, specs, info = _models(
-        model, judge, config, adapter, max_tokens, temperature, seed
+    loc = load_locale(locale)
+    extra = {"generator": generator} if generate and generator else None
+    name, judges, specs, info = resolve_models(
+        model, judge, config, adapter, max_tokens, temperature, seed, extra=extra
     )
-    items = load_prompts(data or [], loc.taxonomy)
-    if policy_prompts:
-        items += policy_items(loc)
     gen_name = None
-    if generate:
-        if generator:
-            gen_name, gen_spec = resolve_spec(
-                generator, load_model_config(config),
-                defaults=SamplingParams(temperature=0.7, max_tokens=2048, seed=seed),
-                where="--generator",
-            )  # fmt: skip
-            specs.setdefault(gen_name, gen_spec)
-            _check_backends(specs)
-        else:
-            gen_name = judges[0]
-    if not items and not generate:
+    if generate and generator:
+        from koalign.evaluate.spec import load_model_config
+
+        gen_name = resolve_spec(generator, load_model_config(config), where="--generator")[0]
+    settings = OverrefusalPart(
+        data=data_values(data, more), prompt_field=prompt_field, category_field=category_field,
+        category_map=str(category_map) if category_map else None, policy_prompts=policy_prompts,
+        generate=generate, generator=gen_name, limit=limit, system_prompt=system_prompt,
+    )  # fmt: skip
+    if not settings.data and not policy_prompts and not generate:
         raise ConfigError(
             "no prompts", hint="give --data, keep --policy-prompts, or use --generate"
         )
-
-    async def run(pool):
-        nonlocal items
-        extra: dict[str, Any] = {"models": info}
-        if generate:
-            new, failures = await generate_benign(pool, gen_name, loc, per_category=generate)
-            items = items + new
-            extra["generated"] = {"n": len(new), "generator": gen_name, "failures": failures}
-        chosen = limit_per_group(items, limit, key="category", seed=seed)
-        return await arun_overrefusal(
-            chosen, loc=loc, pool=pool, model=name, judges=judges, out_dir=out,
-            system_prompt=system_prompt, batch_size=batch_size, n_boot=bootstrap, seed=seed,
-            extra_info=extra,
+    with progress_bars(not quiet) as progress:
+        headline = run_with_pool(
+            specs, out,
+            lambda pool: parts.overrefusal(
+                make_context(pool, loc, name, specs, judges, out, info, seed=seed,
+                             bootstrap=bootstrap, batch_size=batch_size, progress=progress),
+                settings,
+            ),
         )  # fmt: skip
-
-    summary = asyncio.run(_with_pool(specs, out, run))
-    _done(
-        summary,
-        out,
-        as_json,
-        f"refusal rate {_pct(summary['refusal_rate'])} (judge), "
-        f"{_pct(summary['refusal_rate_detector'])} (detector) over {summary['n']} prompts; "
-        f"kappa {summary['detector_vs_judge']['cohen_kappa']}",
-    )
-
-
-def load_locale_or_die(locale: str):
-    from koalign.locale import load_locale
-
-    return load_locale(locale)
+    finish("overrefusal", out, as_json, headline)
 
 
 @eval_app.command("citations")
@@ -290,76 +376,94 @@ def citations_cmd(
     model: Annotated[
         str | None, typer.Option("--model", "-m", help="Generate answers with SPEC.")
     ] = None,
-    data: Annotated[list[Path] | None, typer.Option("--data", "-d", help="Prompt files.")] = None,
+    data: DataOpt = None,
+    more: MoreData = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory (default: --answers).")
     ] = None,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
     locale: LocaleOpt = "ko",
+    prompt_field: PromptFieldOpt = "prompt",
     limit: LimitOpt = None,
     system_prompt: SystemOpt = None,
     max_tokens: MaxTokOpt = 1024,
     batch_size: BatchOpt = 32,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Statute citations and hotline numbers in answers, checked against the registry."""
     from koalign.evaluate.citations import answers_from_dir, run_citations
-    from koalign.evaluate.runs import call_batched
-    from koalign.evaluate.safety import answer_request, answer_text
+    from koalign.evaluate.data import expand_paths, group_key, limit_per_group, load_prompts
+    from koalign.evaluate.parts import citation_headline
+    from koalign.evaluate.safety import answer_all
 
-    loc = load_locale_or_die(locale)
+    loc = load_locale(locale)
+    values = data_values(data, more)
     if answers is not None:
-        if model or data:
+        if model or values:
             raise ConfigError("give either --answers or --model with --data, not both")
         rows = answers_from_dir(answers)
         out = out or answers
         extra: dict[str, Any] = {"answers_dir": str(answers)}
     else:
-        if not model or not data or out is None:
+        if not model or not values or out is None:
             raise ConfigError("give --answers DIR, or --model, --data and --out")
-        name, _judges, specs, info = _models(model, [], config, adapter, max_tokens, None, seed)
-        items = _load_items(data, loc, limit, seed)
-
-        async def generate(pool):
-            reqs = [answer_request(it, system_prompt, "eval.citations.answer") for it in items]
-            return await call_batched(pool, name, reqs, batch_size=batch_size, what="answered")
-
-        results = asyncio.run(_with_pool(specs, out, generate))
+        name, _judges, specs, info = resolve_models(
+            model, [], config, adapter, max_tokens, None, seed
+        )
+        loaded = load_prompts(expand_paths(values), loc.taxonomy, prompt_field=prompt_field)
+        for line in loaded.warnings:
+            print_warning(line)
+        items = limit_per_group(loaded.items, limit, key=group_key, seed=seed)
+        target = out
+        with progress_bars(not quiet) as progress:
+            read = run_with_pool(
+                specs, target,
+                lambda pool: answer_all(
+                    pool, name, items, system_prompt=system_prompt,
+                    tag="eval.citations.answer", batch_size=batch_size, progress=progress,
+                ),
+            )  # fmt: skip
         rows = [
-            {"id": it.id, "category": it.category, "prompt": it.prompt, "answer": answer_text(r),
+            {"id": it.id, "category": it.category, "prompt": it.prompt, "answer": a.text,
              "from": "generated"}
-            for it, r in zip(items, results, strict=True)
-            if answer_text(r) is not None
+            for it, a in zip(items, read, strict=True)
+            if a.text is not None
         ]  # fmt: skip
         extra = {"models": info, "generation_failures": len(items) - len(rows)}
     summary = run_citations(rows, loc=loc, out_dir=out, extra_info=extra)
-    _done(
-        summary,
-        out,
-        as_json,
-        f"{_pct(summary['citation_share'])} of {summary['n']} answers cite a statute; "
-        f"{_pct(summary['valid_share'])} of {summary['citations']} citations verified; "
-        f"{summary['answers_with_retired_contact']} answers name a retired number",
-    )
+    finish("citations", out, as_json, citation_headline(summary))
 
 
 @eval_app.command("general")
 def general_cmd(
     model: ModelOpt,
     out: OutOpt,
-    data: Annotated[
-        list[Path] | None, typer.Option("--data", "-d", help="Multiple-choice JSONL; repeatable.")
-    ] = None,
+    data: DataOpt = None,
+    more: MoreData = None,
     tasks: Annotated[
         str | None,
         typer.Option(
-            "--tasks", help="lm-evaluation-harness tasks, e.g. kmmlu,haerae,kobest,click."
+            "--tasks",
+            help="lm-evaluation-harness tasks, e.g. kmmlu,haerae,kobest,click,hrm8k,"
+            "humaneval_plus.",
         ),
     ] = None,
     include_path: Annotated[
         Path | None, typer.Option("--include-path", help="Folder of local task YAMLs for --tasks.")
+    ] = None,
+    allow_code_execution: Annotated[
+        bool,
+        typer.Option(
+            "--allow-code-execution",
+            help="Let code tasks (humaneval, humaneval_plus, mbpp) run the code the model writes.",
+        ),
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Device for hf models (default: cuda if present, else cpu)."),
     ] = None,
     method: Annotated[
         str, typer.Option("--method", help="auto | loglik (hf) | generate (servers).")
@@ -368,79 +472,128 @@ def general_cmd(
         str, typer.Option("--format", help="numbered | cloze (loglik prompts).")
     ] = "numbered",
     num_fewshot: Annotated[
-        int | None, typer.Option("--num-fewshot", help="Harness few-shot.")
+        int | None, typer.Option("--num-fewshot", min=0, help="Harness few-shot.")
     ] = None,
     config: ConfigOpt = None,
     adapter: AdapterOpt = None,
     locale: LocaleOpt = "ko",
     limit: Annotated[
-        int | None, typer.Option("--limit", help="At most N questions per source / per task.")
+        int | None,
+        typer.Option("--limit", min=1, help="At most N questions per source / per task."),
     ] = None,
     max_tokens: MaxTokOpt = 256,
     batch_size: BatchOpt = 16,
     bootstrap: BootOpt = 2000,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Multiple-choice accuracy on local files and/or Korean lm-evaluation-harness tasks."""
-    from koalign.evaluate.data import limit_per_group, load_mc
-    from koalign.evaluate.general import arun_general, write_general_summary
-    from koalign.evaluate.lmeval import run_lm_eval
+    import os
 
-    if method not in {"auto", "loglik", "generate"}:
-        raise ConfigError(
-            f"unknown method '{method}'", where="--method", hint="auto, loglik or generate"
-        )
-    if fmt not in {"numbered", "cloze"}:
-        raise ConfigError(f"unknown format '{fmt}'", where="--format", hint="numbered or cloze")
-    if not data and not tasks:
+    from koalign.evaluate import parts
+    from koalign.evaluate.suite import GeneralPart
+
+    names = [t.strip() for t in (tasks or "").split(",") if t.strip()]
+    settings = GeneralPart(
+        data=data_values(data, more), tasks=names,
+        include_path=str(include_path) if include_path else None, num_fewshot=num_fewshot,
+        limit=limit, allow_code_execution=allow_code_execution, method=method, format=fmt,
+    )  # fmt: skip
+    if not settings.data and not settings.tasks:
         raise ConfigError("nothing to evaluate", hint="give --data FILE and/or --tasks NAMES")
-    name, _j, specs, info = _models(model, [], config, adapter, max_tokens, None, seed)
-    spec = specs[name]
-    mc = None
-    if data:
-        items = limit_per_group(load_mc(data), limit, key="source", seed=seed)
-        loc = load_locale_or_die(locale)
-        mc = asyncio.run(
-            _with_pool(
-                specs, out,
-                lambda pool: arun_general(
-                    items, spec=spec, out_dir=out, method=method, fmt=fmt, loc=loc, pool=pool,
-                    model=name, batch_size=batch_size, n_boot=bootstrap, seed=seed,
-                    extra_info={"models": info},
-                ),
-            )
+    if allow_code_execution:
+        os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # the harness's code metrics refuse without it
+    name, _j, specs, info = resolve_models(model, [], config, adapter, max_tokens, None, seed)
+    loc = load_locale(locale)
+    with progress_bars(not quiet) as progress:
+        headline = run_with_pool(
+            specs, out,
+            lambda pool: parts.general(
+                make_context(pool, loc, name, specs, [], out, info, seed=seed,
+                             bootstrap=bootstrap, batch_size=batch_size, progress=progress),
+                settings, device=device,
+            ),
         )  # fmt: skip
-    lm = None
-    if tasks:
-        names = [t.strip() for t in tasks.split(",") if t.strip()]
-        lm = run_lm_eval(
-            spec, names, include_path=include_path, limit=limit, num_fewshot=num_fewshot,
-            batch_size=batch_size,
-        )  # fmt: skip
-        lm["models"] = info
-    write_general_summary(out, mc, lm)
-    from koalign.evaluate.runs import load_summary
+    finish("general", out, as_json, headline)
 
-    section = load_summary(out)["general"]
-    parts = []
-    if mc:
-        parts.append(
-            f"multiple choice {_pct(mc['accuracy'])} (chance {_pct(mc['chance'])}, "
-            f"{mc['unparseable']} unparseable)"
+
+@eval_app.command("refusal-detector")
+def refusal_detector_cmd(
+    data: Annotated[
+        Path, typer.Option("--data", "-d", help="Labelled sentences (JSONL with id, text, label).")
+    ],
+    split: Annotated[
+        str, typer.Option("--split", help="holdout | tune | all (the fixed split by id).")
+    ] = "all",
+    text_field: Annotated[str, typer.Option("--text-field", help="Field with the text.")] = "text",
+    label_field: Annotated[
+        str, typer.Option("--label-field", help="Boolean field: true for a refusal.")
+    ] = "is_refusal",
+    show_errors: Annotated[
+        int,
+        typer.Option(
+            "--show-errors", min=0, help="Print up to N misclassified texts (never the holdout)."
+        ),
+    ] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Precision and recall of the Korean refusal detector on labelled sentences."""
+    from koalign.evaluate.detector_eval import load_labelled, measure
+
+    if split not in {"holdout", "tune", "all"}:
+        raise ConfigError(f"unknown split '{split}'", where="--split", hint="holdout, tune or all")
+    rows = load_labelled(data, split=split, text_field=text_field, label_field=label_field)  # type: ignore[arg-type]
+    figures = measure(rows)
+    errors = figures.pop("errors")
+    figures = {"data": str(data), "split": split, **figures}
+    if as_json:
+        print_json(figures)
+    else:
+        typer.echo(
+            f"{split}: n={figures['n']} precision={figures['precision']:.3f} "
+            f"{figures['precision_ci']} recall={figures['recall']:.3f} {figures['recall_ci']} "
+            f"confusion={figures['confusion']}"
+            if figures["precision"] is not None and figures["recall"] is not None
+            else f"{split}: n={figures['n']} confusion={figures['confusion']}"
         )
-    for task, v in (lm or {}).get("tasks", {}).items():
-        parts.append(f"{task} {_pct(v['macro'] if v['macro'] is not None else v['harness'])}")
-    _done(section, out, as_json, "; ".join(parts))
+    if show_errors and split != "holdout":
+        by_id = {r["id"]: r["text"] for r in rows}
+        for kind, ids in errors.items():
+            for rid in ids[:show_errors]:
+                err.print(f"{kind}: {escape(by_id[rid])}", highlight=False)
 
 
 ReportOut = Annotated[
     Path | None, typer.Option("--out", "-o", help="Report folder (default: LAST_DIR/report).")
 ]
 PaperOpt = Annotated[
-    bool, typer.Option("--paper", help="Add the paper's published results as reference rows.")
+    bool,
+    typer.Option(
+        "--paper", help="Lay the figures out as the paper's table, with its published rows."
+    ),
 ]
-ExamplesOpt = Annotated[int, typer.Option("--examples", help="Example pairs per direction.")]
+ExamplesOpt = Annotated[int, typer.Option("--examples", min=0, help="Example pairs per direction.")]
+PaperTaskOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--paper-task",
+        help="COLUMN=TASK: the lm-eval task of a paper column (KMMLU, HRM8K, HumanEval+).",
+    ),
+]
+
+
+def _paper_tasks(values: list[str] | None) -> dict[str, str]:
+    out = {}
+    for value in values or []:
+        column, sep, task = value.partition("=")
+        if not sep or column not in {"KMMLU", "HRM8K", "HumanEval+"} or not task:
+            raise ConfigError(
+                f"'{value}' is not COLUMN=TASK", where="--paper-task",
+                hint="e.g. --paper-task KMMLU=kmmlu_local (columns: KMMLU, HRM8K, HumanEval+)",
+            )  # fmt: skip
+        out[column] = task
+    return out
 
 
 @eval_app.command("compare")
@@ -449,6 +602,7 @@ def compare_cmd(
     tuned_dir: Annotated[Path, typer.Argument(help="Evaluation directory of the tuned model.")],
     out: ReportOut = None,
     paper: PaperOpt = False,
+    paper_task: PaperTaskOpt = None,
     examples: ExamplesOpt = 5,
     bootstrap: BootOpt = 2000,
     seed: SeedOpt = 0,
@@ -459,6 +613,7 @@ def compare_cmd(
     paths = build_report(
         [base_dir, tuned_dir], out or tuned_dir / "report", labels=["base", "tuned"],
         paper=paper, examples=examples, n_boot=bootstrap, seed=seed,
+        paper_tasks=_paper_tasks(paper_task),
     )  # fmt: skip
     for key in ("report.md", "report.html"):
         typer.echo(str(paths[key]))
@@ -471,6 +626,7 @@ def report_cmd(
         str | None, typer.Option("--labels", help="Comma-separated run labels.")
     ] = None,
     paper: PaperOpt = False,
+    paper_task: PaperTaskOpt = None,
     examples: ExamplesOpt = 5,
     bootstrap: BootOpt = 2000,
     seed: SeedOpt = 0,
@@ -482,6 +638,7 @@ def report_cmd(
         dirs, out or dirs[-1] / "report",
         labels=[x.strip() for x in labels.split(",")] if labels else None,
         paper=paper, examples=examples, n_boot=bootstrap, seed=seed,
+        paper_tasks=_paper_tasks(paper_task),
     )  # fmt: skip
     for key in ("report.md", "report.html"):
         typer.echo(str(paths[key]))
@@ -489,5 +646,8 @@ def report_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` sub-app and the top-level ``report`` command to ``app``."""
+    from koalign.cli import eval_bench_cmds
+
+    eval_bench_cmds.register(eval_app)
     app.add_typer(eval_app, name="eval")
     app.command("report")(report_cmd)

@@ -7,7 +7,7 @@ Korean names appear in the report's tables.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from koalign.errors import require
 
@@ -24,9 +24,9 @@ def _plt():
 
 def grouped_bars(
     groups: Sequence[str],
-    series: dict[str, Sequence[float | None]],
+    series: Mapping[str, Sequence[float | None]],
     *,
-    intervals: dict[str, Sequence[tuple[float, float] | None]] | None = None,
+    intervals: Mapping[str, Sequence[Sequence[float] | None]] | None = None,
     title: str,
     ylabel: str,
     ylim: tuple[float, float] | None = (0.0, 1.0),

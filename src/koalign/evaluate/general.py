@@ -6,10 +6,13 @@ Two ways to score, chosen per model:
   choice after the question, and the highest wins (``acc``); ``acc_norm`` divides by the
   choice's length in characters. Prompt formats: ``numbered`` (question, numbered choices,
   ``정답:``; the continuations are the numbers, as KMMLU-style harness tasks do) or ``cloze``
-  (question, ``답:``; the continuations are the choice texts).
+  (question, ``답:``; the continuations are the choice texts). When a context does not fit the
+  model's window, its beginning is cut so the continuation fits; every cut is counted
+  (``context_truncated``) and recorded on the item.
 * ``generate`` (servers without log-probabilities): the ``mc_answer`` template asks for the
-  choice number as JSON; answers that cannot be read as a valid number are *unparseable*,
-  reported apart and left out of ``accuracy`` (``accuracy_all`` counts them wrong).
+  choice number as JSON; answers that cannot be read as a valid number (and empty or truncated
+  answers) are *unparseable*, reported apart and left out of ``accuracy`` (``accuracy_all``
+  counts them wrong). The number is read from the final answer after any reasoning.
 
 Accuracy is reported overall and per ``source`` and ``category``, each with the chance level
 (mean of 1/number of choices) and a bootstrap interval.
@@ -26,10 +29,11 @@ from typing import Any, Literal
 from koalign.backends.base import ModelSpec
 from koalign.backends.client import ModelPool
 from koalign.errors import BackendError, require
+from koalign.evaluate.answers import read_answer
 from koalign.evaluate.data import MCItem
-from koalign.evaluate.parsing import json_object
-from koalign.evaluate.runs import call_batched, load_summary, update_summary, write_jsonl
+from koalign.evaluate.runs import Progress, call_batched, load_summary, update_summary, write_jsonl
 from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, rate
+from koalign.extract import extract_json
 from koalign.locale import Locale
 from koalign.prompts import render_chat
 from koalign.types import ChatRequest
@@ -82,17 +86,29 @@ def loglikelihoods(
     *,
     device: str,
     batch_size: int = 16,
+    truncated: list[int] | None = None,
+    max_len: int | None = None,
 ) -> list[float]:
-    """Sum of log-probabilities of each continuation given its context."""
+    """Sum of log-probabilities (nats) of each continuation given its context.
+
+    A context longer than the model's window (``max_len``, default
+    ``config.max_position_embeddings``) minus the continuation is cut from the left; the index
+    of every such pair is appended to ``truncated`` when a list is given.
+    """
     import torch
 
-    max_len = int(getattr(model.config, "max_position_embeddings", 4096) or 4096)
+    if max_len is None:
+        max_len = int(getattr(model.config, "max_position_embeddings", 4096) or 4096)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = []
-    for ctx, cont in pairs:
+    for n, (ctx, cont) in enumerate(pairs):
         ctx_ids = tokenizer(ctx, add_special_tokens=True)["input_ids"]
         cont_ids = tokenizer(cont, add_special_tokens=False)["input_ids"]
-        ctx_ids = ctx_ids[-max(1, max_len - len(cont_ids)) :]
+        keep = max(1, max_len - len(cont_ids))
+        if len(ctx_ids) > keep:
+            ctx_ids = ctx_ids[-keep:]
+            if truncated is not None:
+                truncated.append(n)
         encoded.append((ctx_ids, cont_ids))
     scores: list[float] = []
     with torch.no_grad():
@@ -117,16 +133,27 @@ def loglikelihoods(
 
 
 def score_loglik(
-    items: Sequence[MCItem], spec: ModelSpec, *, fmt: Format = "numbered", batch_size: int = 16
+    items: Sequence[MCItem],
+    spec: ModelSpec,
+    *,
+    fmt: Format = "numbered",
+    batch_size: int = 16,
+    max_len: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Per item: the log-likelihood of every choice, the prediction (acc) and acc_norm's."""
+    """Per item: the log-likelihood of every choice, the prediction (acc) and acc_norm's, and
+    whether a context was cut to fit the window (``context_truncated``)."""
     model, tokenizer, device = load_hf_model(spec)
     pairs, owners = [], []
     for n, item in enumerate(items):
         for pair in mc_pairs(item, fmt):
             pairs.append(pair)
             owners.append(n)
-    scores = loglikelihoods(model, tokenizer, pairs, device=device, batch_size=batch_size)
+    cut: list[int] = []
+    scores = loglikelihoods(
+        model, tokenizer, pairs, device=device, batch_size=batch_size, truncated=cut,
+        max_len=max_len,
+    )  # fmt: skip
+    cut_items = {owners[k] for k in cut}
     per_item: dict[int, list[float]] = defaultdict(list)
     for n, s in zip(owners, scores, strict=True):
         per_item[n].append(s)
@@ -138,8 +165,9 @@ def score_loglik(
         pred = max(range(len(ll)), key=ll.__getitem__)
         pred_norm = max(range(len(norm)), key=norm.__getitem__)
         out.append(
-            {"loglik": ll, "pred": pred, "pred_norm": pred_norm, "raw": None, "parse_error": None}
-        )
+            {"loglik": ll, "pred": pred, "pred_norm": pred_norm, "raw": None, "parse_error": None,
+             "context_truncated": n in cut_items}
+        )  # fmt: skip
     return out
 
 
@@ -153,12 +181,19 @@ def mc_request(loc: Locale, item: MCItem) -> ChatRequest:
 _NUMBER = re.compile(r"(?:\"answer\"\s*:\s*\"?|정답\s*(?:은|는)?\s*:?\s*|^\s*\(?)(\d{1,2})")
 
 
+def _has_answer(value: Any) -> bool:
+    return isinstance(value, dict) and "answer" in value
+
+
 def parse_choice(text: str | None, n_choices: int) -> tuple[int | None, str | None]:
-    """0-based choice index from an answer (JSON ``answer``, ``정답: 3``, or a leading number)."""
-    if not text or not text.strip():
-        return None, "empty answer"
-    data = json_object(text)
-    value: Any = data.get("answer") if data else None
+    """0-based choice index from an answer (JSON ``answer``, ``정답: 3``, or a leading number),
+    read from the final answer after any reasoning (the last JSON with an ``answer`` wins)."""
+    found = extract_json(text, is_valid=_has_answer)
+    answer_text = found.answer
+    if not answer_text.strip():
+        return None, "empty answer" if not found.reasoning else "only reasoning, no answer"
+    text = answer_text
+    value: Any = found.value.get("answer") if found.valid and _has_answer(found.value) else None
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool):
@@ -172,16 +207,27 @@ def parse_choice(text: str | None, n_choices: int) -> tuple[int | None, str | No
 
 
 async def score_generate(
-    items: Sequence[MCItem], *, loc: Locale, pool: ModelPool, model: str, batch_size: int = 32
+    items: Sequence[MCItem],
+    *,
+    loc: Locale,
+    pool: ModelPool,
+    model: str,
+    batch_size: int = 32,
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
+    """Ask for the choice number; per item the prediction or the reason there is none."""
+    requests = [mc_request(loc, it) for it in items]
     results = await call_batched(
-        pool, model, [mc_request(loc, it) for it in items], batch_size=batch_size, what="answered"
+        pool, model, requests, batch_size=batch_size, what="answered", progress=progress
     )
     out = []
-    for item, result in zip(items, results, strict=True):
-        pred, error = parse_choice(result.text, len(item.choices))
-        if result.text is None and result.error is not None:
-            error = f"call failed ({result.error.kind}): {result.error.message}"
+    for item, request, result in zip(items, requests, results, strict=True):
+        read = read_answer(result, request.messages[-1].content)
+        error: str | None
+        if read.failure in {"call_error", "empty", "truncated"}:
+            pred, error = None, f"{read.failure}: {read.detail}"
+        else:
+            pred, error = parse_choice(result.text, len(item.choices))
         out.append(
             {
                 "loglik": None,
@@ -205,6 +251,7 @@ def _accuracy(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, A
         "accuracy_all": sum(r["correct"] for r in rows) / len(rows) if rows else None,
         "chance": sum(1 / len(r["choices"]) for r in rows) / len(rows) if rows else None,
         "unparseable": len(rows) - len(parsed),
+        "context_truncated": sum(bool(r.get("context_truncated")) for r in rows),
     }
     norm = [r["correct_norm"] for r in rows if r.get("correct_norm") is not None]
     if norm:
@@ -259,8 +306,11 @@ async def arun_general(
     n_boot: int = DEFAULT_BOOT,
     seed: int = DEFAULT_SEED,
     extra_info: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+    max_len: int | None = None,
 ) -> dict[str, Any]:
-    """Score ``items``; write ``general.jsonl`` and the ``general`` summary section (``mc`` key)."""
+    """Score ``items``; write ``general.jsonl``; return the ``mc`` part of the ``general``
+    section (store it with :func:`write_general_summary`)."""
     if method == "auto":
         method = "loglik" if spec.backend == "hf" else "generate"
     if method == "loglik":
@@ -269,11 +319,17 @@ async def arun_general(
                 f"log-likelihood scoring needs an hf model, not '{spec.backend}'",
                 hint="use --method generate for servers",
             )
-        scored = score_loglik(items, spec, fmt=fmt, batch_size=batch_size)
+        if progress is not None:
+            progress("log-likelihood", 0, len(items))
+        scored = score_loglik(items, spec, fmt=fmt, batch_size=batch_size, max_len=max_len)
+        if progress is not None:
+            progress("log-likelihood", len(items), len(items))
     else:
         if pool is None or loc is None or model is None:
             raise ValueError("generate scoring needs a pool, a model name and a locale")
-        scored = await score_generate(items, loc=loc, pool=pool, model=model, batch_size=batch_size)
+        scored = await score_generate(
+            items, loc=loc, pool=pool, model=model, batch_size=batch_size, progress=progress
+        )
     rows, summary = summarise_mc(items, scored, n_boot=n_boot, seed=seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

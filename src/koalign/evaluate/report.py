@@ -2,10 +2,12 @@
 
 Reads each directory's ``summary.json`` and item files and writes, into the output folder,
 ``report.md`` (with PNG files beside it), ``report.html`` (self-contained: CSS inline, charts
-embedded as base64 PNG) and ``report.json`` (the compared figures). Sections: models; safe rate
-overall and per category with intervals (and, for two runs, the paired bootstrap interval of the
-change); over-refusal; citation validity; general benchmarks; example answers side by side.
-The paper's published figures (docs/evaluation.md) can be added as reference rows.
+embedded as base64 PNG) and ``report.json`` (the compared figures). Sections: models; with
+``paper`` and two or more runs, the paper's table (first run as base, last as tuned; see
+:mod:`koalign.evaluate.paper`); safe rate overall, per category and per source category with
+intervals (and, for two runs, the paired bootstrap interval of the change); over-refusal;
+citation validity; general benchmarks (lm-eval figures each named); KoBBQ; Ko-MT-Bench; example
+answers side by side. The paper's published figures can be added as reference rows.
 """
 
 from __future__ import annotations
@@ -17,23 +19,17 @@ from typing import Any
 
 from koalign.errors import DataError
 from koalign.evaluate import charts
+from koalign.evaluate.paper import COLUMNS as PAPER_COLUMNS
+from koalign.evaluate.paper import (
+    PAPER_GENERAL_DELTAS,
+    PAPER_SAFE_RATES,
+    paper_comparison,
+    table_rows,
+)
+from koalign.evaluate.paper import notes as paper_notes
 from koalign.evaluate.render import Block, to_html, to_markdown
 from koalign.evaluate.runs import SUMMARY, load_summary, read_jsonl
 from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, bootstrap_diff_ci
-
-# Safe rate on KorSET (%) before and after DPO, and the average change of general benchmarks
-# (points), as published in arXiv 2606.06797.
-PAPER_SAFE_RATES = {
-    "A.X-4.0-Light": (78.94, 88.97),
-    "EXAONE-3.5-7.8B": (80.38, 81.81),
-    "Kanana-1.5-8B": (79.85, 86.26),
-    "Qwen-2.5-7B": (84.43, 88.84),
-    "Gemma-3-4B-IT": (76.84, 77.50),
-    "Llama-3.1-8B": (52.81, 69.39),
-}
-PAPER_GENERAL_DELTAS = {
-    "KMMLU": -0.10, "Ko-MT-Bench": 0.03, "HRM8K": -0.21, "HumanEval+": -0.31, "KoBBQ": 1.64,
-}  # fmt: skip
 
 
 @dataclass
@@ -142,7 +138,7 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
             )
     blocks.append(("table", headers, rows))
     cats = sorted({c for r in have for c in r.summary["safety"]["per_category"]})
-    names = {}
+    names: dict[str, str] = {}
     for r in have:
         for c, v in r.summary["safety"]["per_category"].items():
             names.setdefault(c, v.get("name") or "")
@@ -248,7 +244,11 @@ def general_section(runs: list[Run], paper: bool):
         for src, v in (g.get("mc", {}).get("per_source") or {}).items():
             values[r.label][f"mc:{src}"] = v["accuracy"]
         for task, v in (g.get("lm_eval", {}).get("tasks") or {}).items():
-            values[r.label][task] = v["macro"] if v["macro"] is not None else v["harness"]
+            if v.get("n_subtasks", 0) > 1:
+                values[r.label][f"{task} (mean over {v['n_subtasks']} subtasks)"] = v["macro"]
+                values[r.label][f"{task} (lm-eval group figure)"] = v["harness"]
+            else:
+                values[r.label][task] = v["harness"] if v["harness"] is not None else v["macro"]
     for r in have:
         for k in values[r.label]:
             if k not in names:
@@ -274,8 +274,10 @@ def general_section(runs: list[Run], paper: bool):
         blocks.append(("p", "Chance level (local multiple choice): "
                        + ", ".join(f"{label} {pct(c)}%" for label, c in chance if c is not None)))  # fmt: skip
     blocks.append(
-        ("p", "lm-eval groups are the macro average over subtasks (KMMLU as in the paper).")
-    )
+        ("p", "lm-eval groups are shown twice: the plain mean over their subtasks (e.g. KMMLU's "
+              "subjects) and the harness's own group figure (KMMLU: weighted by subject size); "
+              "the paper does not say which it used.")
+    )  # fmt: skip
     if names:
         images["general.png"] = charts.grouped_bars(
             names, {r.label: [values[r.label].get(n) for n in names] for r in have},
@@ -283,6 +285,67 @@ def general_section(runs: list[Run], paper: bool):
         )  # fmt: skip
         blocks.append(("img", "general.png"))
     return blocks, images
+
+
+def kobbq_section(runs: list[Run]) -> list[Block]:
+    """Each run's KoBBQ figures (mean over prompts) with intervals, and per prompt."""
+    have = [r for r in runs if "kobbq" in r.summary]
+    if not have:
+        return []
+    names = ("accuracy", "acc_amb", "acc_dis", "diff_bias_amb", "diff_bias_dis")
+    headers = ["run", *[f"{n} %" for n in names], "out of choice", "prompts"]
+    rows = []
+    for r in have:
+        k = r.summary["kobbq"]
+        ci = k.get("ci") or {}
+        rows.append(
+            [r.label, *[pct_ci(k.get(n), ci.get(n)) for n in names], str(k.get("out_of_choice")),
+             str(k.get("n_prompts"))]
+        )  # fmt: skip
+    blocks: list[Block] = [
+        ("table", headers, rows),
+        ("p", "Mean over the KoBBQ authors' prompts; acc_amb: 'unknown' chosen in ambiguous "
+              "contexts; diff_bias: biased minus counter-biased (0 is unbiased); 95% bootstrap "
+              "intervals over items."),
+    ]  # fmt: skip
+    prompt_rows = []
+    for r in have:
+        for pid, f in sorted(r.summary["kobbq"].get("per_prompt", {}).items()):
+            prompt_rows.append(
+                [r.label, pid, *[pct(f.get(n)) for n in names], str(f["out_of_choice"])]
+            )
+    blocks.append(
+        ("table", ["run", "prompt", *[f"{n} %" for n in names], "out of choice"], prompt_rows)
+    )
+    return blocks
+
+
+def mtbench_section(runs: list[Run]) -> list[Block]:
+    """Each run's Ko-MT-Bench scores overall, per turn and per category."""
+    have = [r for r in runs if "mtbench" in r.summary]
+    if not have:
+        return []
+
+    def sc(v: dict[str, Any] | None) -> str:
+        if not v or v.get("score") is None:
+            return "–"
+        ci = v.get("ci")
+        return f"{v['score']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    rows = []
+    for r in have:
+        m = r.summary["mtbench"]
+        rows.append(
+            [r.label, sc(m), sc(m["per_turn"].get("1")), sc(m["per_turn"].get("2")),
+             str(m["n_graded"]), str(m["parse_failures"]), str(m["generation_failures"])]
+        )  # fmt: skip
+    cats = sorted({c for r in have for c in r.summary["mtbench"]["per_category"]})
+    cat_rows = [[c, *[sc(r.summary["mtbench"]["per_category"].get(c)) for r in have]] for c in cats]
+    return [
+        ("table", ["run", "score [95% CI]", "turn 1", "turn 2", "graded", "parse failures",
+                   "generation failures"], rows),
+        ("table", ["category", *[r.label for r in have]], cat_rows),
+    ]  # fmt: skip
 
 
 def _describe_models(models: dict[str, Any]) -> tuple[str, str]:
@@ -346,8 +409,13 @@ def build_report(
     title: str | None = None,
     n_boot: int = DEFAULT_BOOT,
     seed: int = DEFAULT_SEED,
+    paper_tasks: dict[str, str] | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, report.html, report.json and the PNG charts; returns their paths."""
+    """Write report.md, report.html, report.json and the PNG charts; returns their paths.
+
+    ``paper_tasks`` maps a paper column (``KMMLU``, ``HRM8K``, ``HumanEval+``) to an lm-eval
+    task name when it is not the default (e.g. a local copy).
+    """
     runs = load_runs(dirs, labels)
     title = title or ("koalign evaluation: " + " vs ".join(r.label for r in runs))
     blocks: list[Block] = []
@@ -362,6 +430,31 @@ def build_report(
             if models:
                 model_rows.append([r.label, section, *_describe_models(models)])
     blocks += [("h", "Runs"), ("table", ["run", "evaluation", "model", "judges"], model_rows)]
+    paper_data = None
+    if paper and len(runs) >= 2:
+        paper_data = paper_comparison(
+            runs[0], runs[-1], tasks=paper_tasks, n_boot=n_boot, seed=seed
+        )
+        headers, rows = table_rows(f"{runs[-1].label} vs {runs[0].label}", paper_data)
+        blocks += [
+            ("h", "The paper's table"),
+            ("p", "Safe rate (%) before and after, the gain and the change of each general "
+                  "benchmark (points; Ko-MT-Bench in score points on its 1-10 scale), each with "
+                  "its 95% paired bootstrap interval; the paper's published figures below."),
+            ("table", headers, rows),
+            *(("p", line) for line in paper_notes(paper_data)),
+        ]  # fmt: skip
+        deltas = {c: paper_data["general"][c] for c in PAPER_COLUMNS}
+        if any(d.get("delta") is not None for d in deltas.values()):
+            names = list(deltas)
+            images["paper_deltas.png"] = charts.grouped_bars(
+                names,
+                {"change": [d.get("delta") for d in deltas.values()]},
+                intervals={"change": [tuple(d["ci"]) if d.get("ci") else None for d in deltas.values()]},
+                title="Change after tuning (95% paired CI)", ylabel="tuned - base", ylim=None,
+                reference={"0": 0.0},
+            )  # fmt: skip
+            blocks.append(("img", "paper_deltas.png"))
     s_blocks, s_images, compared = safety_section(runs, paper, n_boot, seed)
     if s_blocks:
         blocks += [("h", "Safe rate (KorSET-style prompts, rubric judge)"), *s_blocks]
@@ -377,6 +470,12 @@ def build_report(
     if g_blocks:
         blocks += [("h", "General capability"), *g_blocks]
         images.update(g_images)
+    k_blocks = kobbq_section(runs)
+    if k_blocks:
+        blocks += [("h", "KoBBQ (bias in question answering)"), *k_blocks]
+    m_blocks = mtbench_section(runs)
+    if m_blocks:
+        blocks += [("h", "Ko-MT-Bench (single-answer grading, 1-10)"), *m_blocks]
     e_blocks = examples_section(runs, examples)
     if e_blocks:
         blocks += [("h", "Example answers side by side"), *e_blocks]
@@ -394,6 +493,7 @@ def build_report(
     report_data = {
         "runs": [{"label": r.label, "dir": str(r.path)} for r in runs],
         "safety": compared,
+        "paper": paper_data,
         "summaries": {r.label: r.summary for r in runs},
     }
     paths["report.json"].write_text(

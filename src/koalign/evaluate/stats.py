@@ -111,3 +111,35 @@ def rate(
         "ci": list(ci) if ci else None,
         "wilson": list(wil) if wil else None,
     }
+
+
+def kappa_ci(
+    a: Sequence[bool],
+    b: Sequence[bool],
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = DEFAULT_SEED,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of Cohen's kappa between two binary raters over paired
+    items (replicates where kappa is undefined, i.e. no variation, are left out); ``None``
+    when there are no items or no replicate is defined."""
+    import numpy as np
+
+    if len(a) != len(b):
+        raise ValueError("kappa needs paired ratings of the same length")
+    if len(a) == 0 or n_boot <= 0:
+        return None
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
+    xs, ys = x[idx], y[idx]
+    po = (xs == ys).mean(axis=1)
+    px, py = xs.mean(axis=1), ys.mean(axis=1)
+    pe = px * py + (1 - px) * (1 - py)
+    defined = pe < 1.0
+    if not defined.any():
+        return None
+    kappas = (po[defined] - pe[defined]) / (1.0 - pe[defined])
+    return _percentiles(kappas, level)
