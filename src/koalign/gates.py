@@ -30,6 +30,7 @@ real outputs of small models (see docs/pipeline.md).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -113,22 +114,31 @@ def repeat_share(text: str) -> float:
     return best
 
 
+@functools.lru_cache(maxsize=512)
+def _gram_set(source: str, n: int) -> frozenset[str]:
+    """Character n-grams of a text, whitespace collapsed (cached: a stage's prompts share
+    their long system messages)."""
+    return frozenset(_ngrams(re.sub(r"\s+", " ", source), n))
+
+
 def containment(text: str, source: str, n: int = 4) -> float:
     """Share of ``text``'s character n-grams (whitespace collapsed) that occur in ``source``."""
-    t = re.sub(r"\s+", " ", text).strip()
-    s = re.sub(r"\s+", " ", source)
-    grams = set(_ngrams(t, n))
+    grams = set(_ngrams(re.sub(r"\s+", " ", text).strip(), n))
     if not grams:
         return 0.0
-    pool = set(_ngrams(s, n))
+    pool = _gram_set(source, n)
     return sum(g in pool for g in grams) / len(grams)
+
+
+@functools.lru_cache(maxsize=512)
+def _labels_of(text: str) -> frozenset[str]:
+    return frozenset(m.group(1).strip() for m in _LABEL_LINE.finditer(text))
 
 
 def _labels(prompt_texts: Sequence[str]) -> set[str]:
     out: set[str] = set()
     for p in prompt_texts:
-        for m in _LABEL_LINE.finditer(p):
-            out.add(m.group(1).strip())
+        out |= _labels_of(p)
     return out
 
 

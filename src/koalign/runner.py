@@ -144,6 +144,7 @@ class _CountingPool:
 class _CountingLLM:
     def __init__(self, llm: Any, stats: StageStats) -> None:
         self._llm = llm
+        self.wrapped = llm
         self._stats = stats
         self.backend = llm.backend
         self.spec = llm.spec

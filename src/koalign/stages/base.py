@@ -330,24 +330,15 @@ def _request_order(request: ChatRequest) -> str:
 
 
 def _fixed_batch_kwargs(llm: Any) -> dict[str, Any]:
+    """``{"fixed_batch": True}`` when the model layer supports fixed batches."""
     import inspect
 
+    inner = getattr(llm, "wrapped", llm)
     try:
-        params = inspect.signature(llm.agenerate).parameters
+        params = inspect.signature(inner.agenerate).parameters
     except (TypeError, ValueError):
         return {}
     return {"fixed_batch": True} if "fixed_batch" in params else {}
-
-
-def batch_sensitive(pool: Any, model: str) -> bool:
-    """Whether a model's text depends on which requests share its batch (local models)."""
-    spec = pool.specs.get(model)
-    if spec is None:
-        return False
-    from koalign.backends.base import backend_class
-
-    cls = backend_class(spec.backend)
-    return bool(getattr(cls, "batch_sensitive", False))
 
 
 # ----------------------------------------------------------------------------- context
