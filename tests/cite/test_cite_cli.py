@@ -28,8 +28,10 @@ def test_plain_text_json(tmp_path: Path, pack_dir: Path) -> None:
     assert rows[0]["citations"][0]["span"] == [0, 8]
     assert rows[1]["contacts"] == [
         {"number": "1393", "status": "retired", "name": "자살예방상담전화 (구 번호)",
-         "contact_id": "suicide_line_1393", "span": [4, 8], "replacement": "109"}
+         "contact_id": "suicide_line_1393", "span": [4, 8], "replacement": "109",
+         "confidence": "verified"}
     ]  # fmt: skip
+    assert rows[1]["institutions"] == []
 
 
 def test_jsonl_with_ids_and_category(tmp_path: Path, pack_dir: Path) -> None:
@@ -51,6 +53,7 @@ def test_jsonl_with_ids_and_category(tmp_path: Path, pack_dir: Path) -> None:
     assert rows[2]["citations"][0] == {
         "law": "차별금지법", "law_id": None, "article": "3", "paragraph": None, "item": None,
         "status": "unknown_law", "span": [0, 9], "text": "차별금지법 제3조",
+        "reason": "not a Korean Act the index or registry knows",
     }  # fmt: skip
 
 
@@ -65,11 +68,12 @@ def test_stdin(pack_dir: Path) -> None:
 
 def test_table_output(tmp_path: Path, pack_dir: Path) -> None:
     src = tmp_path / "a.txt"
-    src.write_text("동물보호법 제8조, 1393\n", encoding="utf-8")
+    src.write_text("동물보호법 제8조, 상담은 1393\n", encoding="utf-8")
     res = runner.invoke(app, ["cite", "check", str(src), "-l", str(pack_dir)])
     assert res.exit_code == 0, res.output
     assert "outdated" in res.stdout and "retired" in res.stdout
     assert "1 texts: contact_retired 1, outdated 1" in res.stdout
+    assert "1 of 1 texts rejected by the default rule" in res.stdout
 
 
 def test_bad_jsonl_line_is_reported_and_fails(tmp_path: Path, pack_dir: Path) -> None:

@@ -89,14 +89,13 @@ def test_check_text_on_a_loaded_locale(pack_dir: Path) -> None:
 
 
 def test_check_many_keeps_order(index: CitationIndex) -> None:
-    texts = ["형법 제307조", "", "1393", "동물보호법 제8조"]
+    texts = ["형법 제307조", "", "상담 1393", "동물보호법 제8조"]
     reports = index.check_many(texts)
     assert [len(r.citations) for r in reports] == [1, 0, 0, 1]
     assert [len(r.contacts) for r in reports] == [0, 0, 1, 0]
 
 
 def test_empty_and_non_korean_text(index: CitationIndex) -> None:
-    assert index.check("").to_dict() == {"citations": [], "contacts": []}
-    assert index.check("The Criminal Act, article 307, call 911.").to_dict() == {
-        "citations": [], "contacts": [],
-    }  # fmt: skip
+    empty = {"citations": [], "contacts": [], "institutions": []}
+    assert index.check("").to_dict() == empty
+    assert index.check("The Criminal Act, article 307, call 911.").to_dict() == empty

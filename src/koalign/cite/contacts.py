@@ -143,8 +143,11 @@ def find_numbers(text: str, short_keys: frozenset[str]) -> list[Found]:
                 registry_only = True  # reads as a range of years
             if _YEAR_AFTER.match(text, e):
                 continue
-            if m.group("sp") and not _phone_context_before(text, s):
-                registry_only = True  # "1899 0893": a space is a weaker separator
+            if m.group("sp"):  # "1899 0893": a space is a weaker separator
+                if _BAD_AFTER.match(text, e):
+                    continue
+                if not _phone_context_before(text, s):
+                    registry_only = True
         number = m.group(0)
         out.append(Found(number, number_key(number), s, e, registry_only))
         taken.append((s, e))

@@ -43,20 +43,21 @@ class KnownLaw:
 
     @property
     def text_usable(self) -> bool:
-        """The corpus text can judge this law: it is the Act's text (not a repeal notice) and
-        not older than the version the registry was checked against."""
-        if self.facts is None or not self.facts.checkable:
-            return False
-        reg = self.registry.promulgated if self.registry else None
-        return not (reg and self.facts.promulgated and reg > self.facts.promulgated)
+        """The corpus holds the Act's text (not a repeal notice, not an article-less file)."""
+        return self.facts is not None and self.facts.checkable
 
     @property
     def absence_trusted(self) -> bool:
-        """A provision missing from the corpus text really does not exist (see OLD_TEXT_BEFORE)."""
+        """A provision missing from the corpus text really does not exist: the text is not
+        older than the version the registry was checked against, and not a suspected historical
+        version (see OLD_TEXT_BEFORE) unless the registry was checked against that very text."""
         if self.facts is None or self.facts.promulgated is None:
             return False
+        corpus = self.facts.promulgated
         reg = self.registry.promulgated if self.registry else None
-        return self.facts.promulgated >= OLD_TEXT_BEFORE or reg == self.facts.promulgated
+        if reg and reg > corpus:
+            return False
+        return corpus >= OLD_TEXT_BEFORE or reg == corpus
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,26 @@ class CitationIndex:
         when = facts.effective or facts.promulgated
         return when if when <= self.today else None
 
+    def _absent(self, law: KnownLaw, entry: Article | None, what: str) -> _Judgement:
+        """A provision the corpus text lacks: nonexistent, unless the registry follows a newer
+        amendment or the corpus text may be an old version (then nothing is asserted)."""
+        assert law.facts is not None
+        confidence = entry.confidence if entry else None
+        if entry is not None and _newer_than(entry, law.facts.promulgated):
+            return _Judgement(
+                "unverified" if confidence == "unverified" else "verified",
+                confidence=confidence,
+                reason="registry entry newer than the statute corpus",
+            )
+        if not law.absence_trusted:
+            return _Judgement(
+                "unverified",
+                confidence=confidence,
+                reason=f"{what} not in the corpus text of {law.facts.promulgated}, "
+                "which may be older than the Act in force",
+            )
+        return _Judgement("nonexistent", confidence=confidence, reason=f"{what} the statute text")
+
     def _judge_text(
         self,
         law: KnownLaw,
@@ -293,24 +314,15 @@ class CitationIndex:
         confidence = entry.confidence if entry else None
         facts = law.facts.article(article)
         if facts is None:
-            if entry is not None and _newer_than(entry, law.facts.promulgated):
-                return _Judgement(
-                    "unverified" if confidence == "unverified" else "verified",
-                    confidence=confidence,
-                    reason="registry entry newer than the statute corpus",
-                )
-            if not law.absence_trusted:
-                return _Judgement(
-                    "unverified",
-                    confidence=confidence,
-                    reason=f"not in the corpus text of {law.facts.promulgated} (may be stale)",
-                )
             last = law.facts.last_article
-            return _Judgement(
-                "nonexistent",
-                confidence=confidence,
-                reason=f"no 제{_art(article)} in the statute text (last article 제{last}조)",
-            )
+            judged = self._absent(law, entry, f"no 제{_art(article)} in")
+            if judged.status == "nonexistent":
+                return _Judgement(
+                    "nonexistent",
+                    confidence=confidence,
+                    reason=f"no 제{_art(article)} in the statute text (last article 제{last}조)",
+                )
+            return judged
         if facts.deleted and self._in_force(facts, facts.deleted):
             return _Judgement(
                 "outdated", confidence=confidence, reason=f"article deleted {facts.deleted}"
@@ -318,12 +330,9 @@ class CitationIndex:
         p = int(paragraph) if paragraph else None
         if p is not None:
             if not facts.has_paragraph(p):
-                if entry is not None and _newer_than(entry, law.facts.promulgated):
-                    return _Judgement(
-                        "verified" if confidence != "unverified" else "unverified",
-                        confidence=confidence,
-                        reason="registry entry newer than the statute corpus",
-                    )
+                judged = self._absent(law, entry, f"paragraph {p} not in")
+                if judged.status != "nonexistent":
+                    return judged
                 shape = f"{facts.paragraphs} paragraphs" if facts.paragraphs else "one paragraph"
                 return _Judgement(
                     "nonexistent",
@@ -341,11 +350,8 @@ class CitationIndex:
             key = item_key(item)
             if not any(key in g for g in groups):
                 where = f"paragraph {p}" if p else f"제{_art(article)}"
-                return _Judgement(
-                    "nonexistent",
-                    confidence=confidence,
-                    reason=f"item {item} not in {where} of the statute text",
-                )
+                judged = self._absent(law, entry, f"item {item} not in {where} of")
+                return judged
             deleted = next(
                 (
                     when
@@ -446,9 +452,9 @@ def _art(article: str) -> str:
     return f"{main}조" + (f"의{branch}" if branch else "")
 
 
-def _newer_than(entry: Article, snapshot: date | None) -> bool:
-    when = entry.promulgated or entry.effective
-    return bool(snapshot and when and when > snapshot)
+def _newer_than(entry: Article, corpus: date | None) -> bool:
+    """The entry follows an amendment promulgated after the corpus text of its law."""
+    return bool(corpus and entry.promulgated and entry.promulgated > corpus)
 
 
 _INDEXES: OrderedDict[tuple[str, str], CitationIndex] = OrderedDict()

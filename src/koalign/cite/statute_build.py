@@ -193,6 +193,7 @@ class Supplementary:
     own: bool  # False for a 부칙 of another law that amended this one
     main: date | None
     exceptions: dict[str, date]
+    proviso: bool = False  # the 시행일 clause has a "다만" (exceptions, read or not)
 
 
 def _parse_supplementary(header: re.Match[str], body: str) -> Supplementary | None:
@@ -217,7 +218,7 @@ def _parse_supplementary(header: re.Match[str], body: str) -> Supplementary | No
             continue
         for number in _articles_named(part):
             exceptions[number] = when
-    return Supplementary(promulgated, header.group(1) is None, main, exceptions)
+    return Supplementary(promulgated, header.group(1) is None, main, exceptions, bool(rest))
 
 
 def _header(text: str, path: Path) -> tuple[dict[str, Any], str]:
@@ -382,7 +383,7 @@ def _date_articles(
             art.effective = effective
         elif own is not None:
             art.effective = own.main
-        elif candidates and not candidates[0].exceptions and candidates[0].main:
+        elif candidates and not candidates[0].proviso and candidates[0].main:
             art.effective = candidates[0].main
 
 

@@ -1,4 +1,5 @@
-"""Citation commands: `koalign cite check FILE` (statute citations and hotline numbers)."""
+"""Citation commands: `koalign cite check FILE` (statute citations, hotline numbers and
+institution names)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ from koalign.errors import KoalignError
 _STATUS_STYLE = {
     "verified": "green",
     "current": "green",
+    "unregistered": "cyan",
     "unverified": "yellow",
     "unknown": "yellow",
+    "historical": "dim",
+    "mentioned": "yellow",
     "outdated": "red",
     "nonexistent": "red",
     "unknown_law": "red",
     "retired": "red",
+    "renamed": "red",
 }
 
 
@@ -81,18 +86,44 @@ def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
                 article += f" ¶{c['paragraph']}"
             if c["item"]:
                 article += f" {c['item']}호"
-            note = f"now: 제{c['replacement']}조" if c.get("replacement") else ""
+            notes = []
+            if c.get("replacement"):
+                notes.append(f"now: 제{c['replacement']}조")
+            if c.get("reason") and c["status"] != "verified":
+                notes.append(c["reason"])
+            if c.get("inferred"):
+                notes.append("law inferred from the sentence")
+            if c.get("confidence") == "unverified":
+                notes.append("registry entry unverified")
             if c.get("relevant") is False:
-                note = (note + "; " if note else "") + "not in this category's policy"
+                notes.append("not in this category's policy")
             table.add_row(
-                str(rid), c["text"], c["law"], article, f"[{style}]{c['status']}[/]", note
+                str(rid),
+                c["text"],
+                c["law"],
+                article,
+                f"[{style}]{c['status']}[/]",
+                "; ".join(notes),
             )
         for k in result["contacts"]:
             style = _STATUS_STYLE.get(k["status"], "")
-            note = f"now: {k['replacement']}" if k.get("replacement") else ""
+            notes = [f"now: {k['replacement']}"] if k.get("replacement") else []
+            if k.get("confidence") == "unverified":
+                notes.append("registry entry unverified")
             table.add_row(
-                str(rid), k["number"], k.get("name") or "", "", f"[{style}]{k['status']}[/]", note
+                str(rid),
+                k["number"],
+                k.get("name") or "",
+                "",
+                f"[{style}]{k['status']}[/]",
+                "; ".join(notes),
             )
+        for i in result.get("institutions", []):
+            style = _STATUS_STYLE.get(i["status"], "")
+            note = f"now: {i['current_name']}" + (
+                f" (since {i['renamed_on']})" if i.get("renamed_on") else ""
+            )
+            table.add_row(str(rid), i["name"], "", "", f"[{style}]{i['status']}[/]", note)
     return table
 
 
@@ -126,11 +157,11 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--locale", "-l", help="Bundled locale name or path.")
         ] = "ko",
     ) -> None:
-        """Find statute citations and phone numbers and check them against the registries.
+        """Find statute citations, phone numbers and former institution names and check them.
 
         Exit status: 0 when the check ran, 1 when the input, locale or category is unusable.
         """
-        from koalign.cite import index_for
+        from koalign.cite import DEFAULT_REJECT, index_for, rejection_reasons
         from koalign.locale import load_locale
 
         try:
@@ -143,7 +174,7 @@ def register(app: typer.Typer) -> None:
             print_error(exc)
             raise typer.Exit(1) from None
         results: list[tuple[Any, dict[str, Any]]] = []
-        unreadable = 0
+        unreadable = rejected = 0
         totals: dict[str, int] = {}
         for rid, text, problem in rows:
             if problem is not None:
@@ -156,6 +187,7 @@ def register(app: typer.Typer) -> None:
             report = index.check(text, category=cat)
             for key, n in report.counts().items():
                 totals[key] = totals.get(key, 0) + n
+            rejected += bool(rejection_reasons(report))
             result = report.to_dict()
             if json_out:
                 print_jsonl({"id": rid, **result})
@@ -168,6 +200,11 @@ def register(app: typer.Typer) -> None:
                 out.print(_table(results))
             summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing found"
             out.print(f"{len(results)} texts: {summary}", highlight=False)
+            out.print(
+                f"{rejected} of {len(results)} texts rejected by the default rule "
+                f"({', '.join(sorted(DEFAULT_REJECT))})",
+                highlight=False,
+            )
         if unreadable:
             err.print(f"[bold red]{unreadable} unreadable input line(s)[/]")
             raise typer.Exit(1)
