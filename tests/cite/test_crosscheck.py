@@ -71,7 +71,9 @@ def test_existence_and_deletions(findings: list) -> None:
     by_article = {(f[1], f[0]): f[2] for f in findings}
     assert by_article[("3", "error")] == "paragraph 1 deleted 2016-01-06"
     assert by_article[("4", "error")] == "article deleted 2016-01-06"
-    assert by_article[("12", "error")].startswith("no such article in the statute text of 2026-03-12")
+    assert by_article[("12", "error")].startswith(
+        "no such article in the statute text of 2026-03-12"
+    )
     assert ("1", "error") not in by_article
 
 

@@ -272,9 +272,9 @@ def test_custom_rejection_set_and_dict_form(ko: CitationIndex) -> None:
 
 
 def test_verdict_names_are_validated() -> None:
-    assert DEFAULT_REJECT <= set(VERDICTS)
+    assert set(VERDICTS) >= DEFAULT_REJECT
     assert set(VERDICTS) >= {"unregistered", "institution_mentioned", "contact_unknown"}
-    with pytest.raises(KoalignError, match="unknown citation verdict 'outdate'.*did you mean"):
+    with pytest.raises(KoalignError, match=r"unknown citation verdict 'outdate'.*did you mean"):
         check_reject(["outdate"])
     with pytest.raises(KoalignError, match="unknown citation verdict 'nope'"):
         rejection_reasons(CitationReport(), {"nope"})

@@ -17,7 +17,9 @@ from koalign.locale import load_locale
 
 CASES = [
     json.loads(line)
-    for line in (Path(__file__).parent / "data" / "starting_set.jsonl").read_text("utf-8").splitlines()
+    for line in (Path(__file__).parent / "data" / "starting_set.jsonl")
+    .read_text("utf-8")
+    .splitlines()
     if line.strip()
 ]
 

@@ -95,7 +95,9 @@ def test_source_snapshot(index: StatuteIndex) -> None:
 
 def test_names_ignore_spaces_and_middle_dots(index: StatuteIndex) -> None:
     assert index.law("시험 법") is index.law("시험법")
-    assert name_key("「아동·청소년의 성보호에 관한 법률」") == name_key("아동ㆍ청소년의성보호에관한법률")
+    assert name_key("「아동·청소년의 성보호에 관한 법률」") == name_key(
+        "아동ㆍ청소년의성보호에관한법률"
+    )
     assert index.law("없는법") is None
 
 

@@ -78,8 +78,16 @@ def one(index: CitationIndex, text: str) -> CitationVerdict:
         ("시험법 제11조 제1항", "verified", None),
         # nonexistent: the law exists, the provision does not
         ("시험법 제3조 제4항", "nonexistent", "paragraph 4 not in the statute text (3 paragraphs)"),
-        ("시험법 제2조 제2항", "nonexistent", "paragraph 2 not in the statute text (one paragraph)"),
-        ("시험법 제3조 제3항 제9호", "nonexistent", "item 9 not in paragraph 3 of the statute text"),
+        (
+            "시험법 제2조 제2항",
+            "nonexistent",
+            "paragraph 2 not in the statute text (one paragraph)",
+        ),
+        (
+            "시험법 제3조 제3항 제9호",
+            "nonexistent",
+            "item 9 not in paragraph 3 of the statute text",
+        ),
         ("시험법 제2조 제2호의3", "nonexistent", "item 2의3 not in 제2조 of the statute text"),
         ("시험법 제12조", "nonexistent", "no 제12조 in the statute text (last article 제11조)"),
         ("시험법 제0조", "nonexistent", "article 0"),
