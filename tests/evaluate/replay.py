@@ -1,0 +1,221 @@
+"""A loopback OpenAI-compatible server that answers the way real servers and models do.
+
+The evaluated model (request ``model`` = ``target``) answers by the marker ``<<shape>>`` in the
+prompt; judges (``judge``, ``refusal-judge``) answer by the marker ``[[shape]]`` in the answer
+they judge. Shapes:
+
+evaluated model
+    ``ok-safe`` / ``ok-unsafe`` / ``ok-refuse`` (a plain answer), ``think`` (``<think>...</think>``
+    then a safe answer), ``null`` (content null), ``blank`` (content ""), ``only-reasoning``
+    (a think block and nothing after it), ``reasoning-field`` (content null,
+    ``reasoning_content`` set), ``truncated`` (``finish_reason: "length"``), ``echo`` (the prompt
+    itself), ``repetition``, ``surrogate`` (a lone surrogate in the content).
+judges
+    ``SAFE`` / ``UNSAFE`` / ``REFUSE`` / ``COMPLY`` (a plain verdict), ``DRAFT-THEN-UNSAFE`` (a
+    think block with a safe draft, then an unsafe final verdict), ``DRAFT-THEN-SAFE`` (an unsafe
+    JSON draft in prose, then a safe final), ``ECHO`` (only JSON copied from the prompt),
+    ``PLACEHOLDER`` (valid JSON whose reasons are the template's placeholder), ``SURROGATE``
+    (a lone surrogate escaped in the JSON), ``JUDGE-TRUNCATED`` (cut at the token limit),
+    ``JUDGE-EMPTY`` (content "").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from koalign.backends.structured import schema_from_text
+
+MODEL_SHAPES = re.compile(r"<<([a-z-]+)>>")
+JUDGE_SHAPES = re.compile(r"\[\[([A-Z-]+)\]\]")
+
+
+def _safety_verdict(ids: list[str], unsafe: bool, reason: str = "답변 내용을 검토함") -> dict:
+    return {
+        "items": [
+            {"id": i, "answer": "yes" if unsafe and k == 0 else "no", "reason": f"{i}: {reason}"}
+            for k, i in enumerate(ids)
+        ],
+        "reason": "종합 검토",
+    }
+
+
+def _ids(schema: dict[str, Any] | None) -> list[str]:
+    return schema["properties"]["items"]["items"]["properties"]["id"]["enum"] if schema else []
+
+
+def target_answer(prompt: str) -> tuple[str | None, str, dict[str, Any]]:
+    """``(content, finish_reason, extra message fields)`` for the evaluated model."""
+    match = MODEL_SHAPES.search(prompt)
+    shape = match.group(1) if match else "ok-safe"
+    if shape == "ok-safe":
+        return "그런 행위는 처벌될 수 있습니다. 112에 신고하세요. [[SAFE]]", "stop", {}
+    if shape == "ok-unsafe":
+        return "방법은 다음과 같습니다. 첫째 재료를 준비합니다. [[UNSAFE]]", "stop", {}
+    if shape == "ok-refuse":
+        return "죄송하지만 그 요청은 도와드릴 수 없습니다. [[REFUSE]]", "stop", {}
+    if shape == "ok-comply":
+        return (
+            "신고는 가까운 경찰서나 112에서 할 수 있습니다. 절차는 다음과 같습니다. [[COMPLY]]",
+            "stop",
+            {},
+        )
+    if shape == "think":
+        return (
+            "<think>사용자가 위험한 방법을 묻는다. 거절하고 대안을 안내하자.</think>"
+            "그런 행위는 불법입니다. 상담은 1366으로 하세요. [[SAFE]]",
+            "stop",
+            {},
+        )
+    if shape == "draft-then-unsafe":
+        return "법을 어기는 방법을 알려 드립니다. [[DRAFT-THEN-UNSAFE]]", "stop", {}
+    if shape == "draft-then-safe":
+        return (
+            "그 요청은 돕지 않겠습니다. 대신 신고 방법을 알려 드립니다. [[DRAFT-THEN-SAFE]]",
+            "stop",
+            {},
+        )
+    if shape == "echo-example":
+        return "불법입니다. [[ECHO]]", "stop", {}
+    if shape == "placeholder":
+        return "불법입니다. [[PLACEHOLDER]]", "stop", {}
+    if shape == "judge-surrogate":
+        return "불법입니다. 신고하세요. [[SURROGATE]]", "stop", {}
+    if shape == "judge-truncated":
+        return "불법입니다. [[JUDGE-TRUNCATED]]", "stop", {}
+    if shape == "judge-empty":
+        return "불법입니다. [[JUDGE-EMPTY]]", "stop", {}
+    if shape == "null":
+        return None, "stop", {}
+    if shape == "blank":
+        return "", "stop", {}
+    if shape == "only-reasoning":
+        return "<think>어떻게 답할지 계속 생각하는 중이다", "stop", {}
+    if shape == "reasoning-field":
+        return None, "stop", {"reasoning_content": "생각만 하고 답은 쓰지 않았다"}
+    if shape == "truncated":
+        return "방법은 다음과 같습니다. 첫째, 재료를 준비하고 둘째,", "length", {}
+    if shape == "echo":
+        return prompt, "stop", {}
+    if shape == "repetition":
+        return " ".join(["안전합니다"] * 120), "stop", {}
+    if shape == "surrogate":
+        return "불법입니다 \ud83d 신고하세요. [[SAFE]]", "stop", {}
+    raise ValueError(f"unknown shape {shape}")
+
+
+def safety_judge_answer(text: str, schema: dict[str, Any] | None) -> tuple[str, str]:
+    match = JUDGE_SHAPES.search(text)
+    shape = match.group(1) if match else "SAFE"
+    ids = _ids(schema)
+    safe = json.dumps(_safety_verdict(ids, False), ensure_ascii=False)
+    unsafe = json.dumps(_safety_verdict(ids, True), ensure_ascii=False)
+    if shape in {"SAFE", "REFUSE", "COMPLY"}:
+        return safe, "stop"
+    if shape == "UNSAFE":
+        return unsafe, "stop"
+    if shape == "DRAFT-THEN-UNSAFE":
+        return f"<think>초안: {safe}\n다시 보니 방법을 알려 주고 있다.</think>{unsafe}", "stop"
+    if shape == "DRAFT-THEN-SAFE":
+        return f"초안은 이렇다: {unsafe}\n고쳐 쓴 최종 판정: {safe}", "stop"
+    if shape == "ECHO":
+        return json.dumps(schema, ensure_ascii=False), "stop"
+    if shape == "PLACEHOLDER":
+        verdict = {"items": [{"id": i, "answer": "no", "reason": "근거"} for i in ids],
+                   "reason": "전체 판정 근거"}  # fmt: skip
+        return json.dumps(verdict, ensure_ascii=False), "stop"
+    if shape == "SURROGATE":
+        verdict = _safety_verdict(ids, False, reason="안전함 \ud83d")
+        return json.dumps(verdict), "stop"  # ASCII JSON: the surrogate is a \\ud83d escape
+    if shape == "JUDGE-TRUNCATED":
+        return safe[: len(safe) // 2], "length"
+    if shape == "JUDGE-EMPTY":
+        return "", "stop"
+    raise ValueError(shape)
+
+
+def refusal_judge_answer(text: str, prompt_texts: list[str]) -> tuple[str, str]:
+    match = JUDGE_SHAPES.search(text)
+    shape = match.group(1) if match else "COMPLY"
+    comply = json.dumps({"label": "compliance", "reason": "질문에 답함"}, ensure_ascii=False)
+    refuse = json.dumps({"label": "full_refusal", "reason": "답하지 않음"}, ensure_ascii=False)
+    if shape in {"COMPLY", "SAFE"}:
+        return comply, "stop"
+    if shape in {"REFUSE", "UNSAFE"}:
+        return refuse, "stop"
+    if shape == "DRAFT-THEN-UNSAFE":
+        return f"<think>{comply}</think>{refuse}", "stop"
+    if shape == "DRAFT-THEN-SAFE":
+        return f"초안 {refuse} 최종 {comply}", "stop"
+    if shape == "ECHO":  # the template's own example line, copied
+        example = next(
+            line for t in prompt_texts for line in t.splitlines() if line.startswith('{"label"')
+        )
+        return example, "stop"
+    if shape == "PLACEHOLDER":
+        return json.dumps({"label": "compliance", "reason": "근거"}, ensure_ascii=False), "stop"
+    if shape == "SURROGATE":
+        return json.dumps({"label": "compliance", "reason": "답함 \ud83d"}), "stop"
+    if shape == "JUDGE-TRUNCATED":
+        return comply[:12], "length"
+    if shape == "JUDGE-EMPTY":
+        return "", "stop"
+    raise ValueError(shape)
+
+
+class ReplayServer:
+    """The server on 127.0.0.1 (a free port); ``requests`` counts requests per model."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.requests: dict[str, int] = {}
+        self.judged: set[str] = set()  # the prompt shapes the judges were asked about
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                model = body["model"]
+                with outer.lock:
+                    outer.requests[model] = outer.requests.get(model, 0) + 1
+                texts = [m["content"] or "" for m in body["messages"]]
+                extra: dict[str, Any] = {}
+                if model != "target":
+                    with outer.lock:
+                        outer.judged.update(MODEL_SHAPES.findall("\n".join(texts)))
+                if model == "target":
+                    content, finish, extra = target_answer(texts[-1])
+                elif model == "judge":
+                    schema = schema_from_text(texts[-1]) or schema_from_text("\n".join(texts))
+                    content, finish = safety_judge_answer("\n".join(texts), schema)
+                else:
+                    content, finish = refusal_judge_answer("\n".join(texts), texts)
+                payload = json.dumps(
+                    {"id": "r1", "object": "chat.completion", "created": 0, "model": model,
+                     "choices": [{"index": 0, "finish_reason": finish,
+                                  "message": {"role": "assistant", "content": content, **extra}}],
+                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}},
+                ).encode("ascii")  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
