@@ -10,6 +10,10 @@ imports and start-up included (``process_cpu_ms_per_request``).
 
     python bench/bench_backends.py --requests 2048 --cap 64 --latency-mean 0.5
     python bench/bench_backends.py --requests 4096 --cap 64 --latency-mean 0.05   # CPU cost
+    python bench/bench_backends.py --requests 4096 --cap 64 --latency-mean 0.05 --mode floor
+
+``--mode floor`` sends the same requests with a bare aiohttp + orjson loop (no koalign), the
+floor the model layer's CPU cost is compared with.
 """
 
 from __future__ import annotations
@@ -76,6 +80,38 @@ def requests(n: int) -> list[ChatRequest]:
     ]
 
 
+async def floor(base_url: str, args: argparse.Namespace) -> dict:
+    """The same requests through a bare aiohttp session (the HTTP client's own cost)."""
+    import aiohttp
+    import orjson
+
+    sem = asyncio.Semaphore(args.cap)
+    connector = aiohttp.TCPConnector(limit=args.cap)
+    session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30))
+    url = base_url + "/chat/completions"
+    headers = {"Content-Type": "application/json"}
+
+    async def one(q: ChatRequest) -> bool:
+        body = {
+            "model": "double",
+            "messages": [{"role": m.role, "content": m.content} for m in q.messages],
+            "max_tokens": 64,
+        }
+        async with sem, session.post(url, data=orjson.dumps(body), headers=headers) as resp:
+            data = orjson.loads(await resp.read())
+        return bool(data["choices"][0]["message"]["content"])
+
+    reqs = requests(args.requests)
+    await one(reqs[0])
+    start = time.perf_counter()
+    cpu0 = cpu_s()
+    oks = await asyncio.gather(*(one(q) for q in reqs[1:]))
+    wall = time.perf_counter() - start
+    cpu = cpu_s() - cpu0
+    await session.close()
+    return {"wall_s": wall, "cpu_s": cpu, "n": len(reqs) - 1, "errors": oks.count(False)}
+
+
 async def run(base_url: str, args: argparse.Namespace, cache: Path | None) -> dict:
     spec = ModelSpec(
         backend="openai", model="double", base_url=base_url, max_concurrency=args.cap, timeout=30
@@ -113,9 +149,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--mode",
-        choices=["batch", "tasks"],
+        choices=["batch", "tasks", "floor"],
         default="tasks",
-        help="one batch call, or one single-request call per task",
+        help="one batch call, one single-request call per task, or a bare aiohttp loop",
     )
     p.add_argument("--no-cache", action="store_true", help="run without the SQLite cache")
     args = p.parse_args()
@@ -123,7 +159,11 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cache = None if args.no_cache else Path(tmp) / "cache.sqlite"
-            out = asyncio.run(run(base_url, args, cache))
+            if args.mode == "floor":
+                cache = None
+                out = asyncio.run(floor(base_url, args))
+            else:
+                out = asyncio.run(run(base_url, args, cache))
         server = httpx.get(base_url.removesuffix("/v1") + "/stats", timeout=10).json()
     finally:
         proc.terminate()

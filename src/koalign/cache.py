@@ -14,7 +14,8 @@ Two tables live in the same database:
   backend, tokens, latency, cost, finish reason, error kind, attempts, cache hit, tag.
 
 Writes go through one writer thread that commits whatever is queued in one transaction (a
-group commit), so the event loop never waits on SQLite and a burst of answers costs one commit.
+group commit: it lets writes gather for :data:`COMMIT_INTERVAL_S` after waking), so the event
+loop never waits on SQLite and a burst of answers costs one commit.
 :meth:`Cache.aput` returns only once its row is committed: an answer is durable before the
 caller can use it (WAL with ``synchronous=NORMAL``: a committed row survives a killed process;
 a power loss may lose the last commits). Reads use their own connection. Several processes may
@@ -34,7 +35,6 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,8 +247,24 @@ def _call_row(r: CallRecord) -> tuple[Any, ...]:
     )
 
 
-# A queued write: (sql, params) pairs, and what to call once committed (or failed).
-_Write = tuple[list[tuple[str, tuple[Any, ...]]], Callable[[BaseException | None], None] | None]
+# A queued write: (sql, params) pairs, and the loop and future to settle once committed.
+_Write = tuple[
+    list[tuple[str, tuple[Any, ...]]],
+    asyncio.AbstractEventLoop | None,
+    "asyncio.Future[None] | None",
+]
+
+COMMIT_INTERVAL_S = 0.003
+"""How long the writer thread lets writes gather after waking before it commits them together."""
+
+
+def _settle(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
+    for fut in futures:
+        if not fut.done():
+            if failure is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(failure)
 
 
 class Cache:
@@ -268,6 +284,7 @@ class Cache:
         self._cv = threading.Condition()
         self._queue: list[_Write] = []
         self._pending = 0  # writes queued or being committed
+        self._idle = False  # the writer thread waits for work
         self._failure: BaseException | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -338,22 +355,28 @@ class Cache:
                 self._thread.start()
             self._queue.append(write)
             self._pending += 1
-            self._cv.notify_all()
+            if self._idle:  # a busy writer finds the write on its next round
+                self._cv.notify_all()
 
     def _writer(self) -> None:
         while True:
             with self._cv:
                 while not self._queue and not self._closing:
+                    self._idle = True
                     self._cv.wait()
-                batch, self._queue = self._queue, []
-                if not batch and self._closing:
+                self._idle = False
+                if not self._queue and self._closing:
                     return
+            if not self._closing:
+                time.sleep(COMMIT_INTERVAL_S)  # let a burst of answers share one commit
+            with self._cv:
+                batch, self._queue = self._queue, []
             failure: BaseException | None = None
             with self._wlock:
                 try:
                     self._conn.execute("BEGIN IMMEDIATE")
                     try:
-                        for statements, _ in batch:
+                        for statements, _, _ in batch:
                             for sql, params in statements:
                                 self._conn.execute(sql, params)
                         self._conn.execute("COMMIT")
@@ -362,9 +385,13 @@ class Cache:
                         raise
                 except sqlite3.Error as exc:
                     failure = self._error(exc)
-            for _, done in batch:
-                if done is not None:
-                    done(failure)
+            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+            for _, loop, fut in batch:
+                if loop is not None and fut is not None:
+                    waiting.setdefault(loop, []).append(fut)
+            for loop, futures in waiting.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                    loop.call_soon_threadsafe(_settle, futures, failure)
             with self._cv:
                 if failure is not None and self._failure is None:
                     self._failure = failure
@@ -392,27 +419,15 @@ class Cache:
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[None] = loop.create_future()
-
-        def done(exc: BaseException | None) -> None:
-            def settle() -> None:
-                if not fut.done():
-                    if exc is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(exc)
-
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(settle)
-
         statements = [(_INSERT_RESPONSE, _response_row(key, model, backend, response))]
         if record is not None:
             statements.append((_INSERT_CALL, _call_row(record)))
-        self._enqueue((statements, done))
+        self._enqueue((statements, loop, fut))
         await fut
 
     def log_soon(self, record: CallRecord) -> None:
         """Queue a call-log row without waiting for its commit (:meth:`flush` waits)."""
-        self._enqueue(([(_INSERT_CALL, _call_row(record))], None))
+        self._enqueue(([(_INSERT_CALL, _call_row(record))], None, None))
 
     def flush(self) -> None:
         """Wait until every queued write is committed; raises a write failure seen meanwhile."""
