@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from koalign.cite import CitationIndex, check_text, index_for
@@ -80,3 +82,55 @@ def test_policy_examples_cite_nothing_stale(ko: Locale, ko_index: CitationIndex)
         for example in policy.examples:
             report = ko_index.check(example.answer, category=cid)
             assert report.ok, (cid, [p for p in report.problems])
+
+
+ARTICLE = re.compile(r"제\s*\d+\s*조(?:의\s*\d+)?")
+
+
+def _strings(node: object) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for v in node.values() for s in _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+def test_every_article_mention_in_the_policy_is_found_and_verified(
+    ko: Locale, ko_index: CitationIndex
+) -> None:
+    mentions = 0
+    for cid, policy in ko.policy.policies.items():
+        for text in _strings(policy.model_dump(exclude={"p1_statutes": {"__all__": {"ref"}}})):
+            report = ko_index.check(text, category=cid)
+            for m in ARTICLE.finditer(text):
+                mentions += 1
+                covering = [c for c in report.citations if c.span[0] <= m.start() < c.span[1]]
+                assert covering, (cid, m.group(0), text)
+                assert all(c.status == "verified" for c in covering), (cid, covering)
+    assert mentions >= 70
+
+
+def test_policy_penalties_match_the_registry(ko: Locale, ko_index: CitationIndex) -> None:
+    """A penalty written right after a citation in a worked answer states the registry's terms
+    (e.g. the 7천만원 fine of 정보통신망법 70② since 2026-07-07, not the old 5천만원)."""
+    from koalign.cite.crosscheck import penalty_terms
+
+    registry = {(law.id, a.article): a for law in ko.statutes.laws for a in law.articles}
+    for cid, policy in ko.policy.policies.items():
+        for text in [e.answer for e in policy.examples] + [s.why for s in policy.p1_statutes]:
+            for sentence in re.split(r"(?<=[.다요])\s+", text):
+                cited = [
+                    registry.get((c.law_id, c.article))
+                    for c in ko_index.check(sentence).citations
+                    if c.law_id and c.article
+                ]
+                allowed = set()
+                for entry in cited:
+                    if entry is not None and entry.penalty:
+                        allowed |= penalty_terms(entry.penalty)
+                if not allowed:
+                    continue
+                stated = penalty_terms(sentence)
+                assert stated <= allowed, (cid, sentence, stated - allowed)

@@ -259,6 +259,11 @@ def check_against_text(statutes: Statutes, root: Path) -> list[Finding]:
     """Existence, deletion and penalties of the registry against a legalize-kr folder."""
     texts: list[LawText] = []
     index = StatuteIndex(build_index(root, keep=texts))
+    return check_parsed(statutes, index, texts)
+
+
+def check_parsed(statutes: Statutes, index: StatuteIndex, texts: list[LawText]) -> list[Finding]:
+    """:func:`check_against_text` on an already parsed corpus (its index and its texts)."""
     out = check_against_index(statutes, index)
     wanted = {name_key(law.name): law for law in statutes.laws}
     for text in texts:
@@ -281,6 +286,7 @@ __all__ = [
     "Finding",
     "check_against_index",
     "check_against_text",
+    "check_parsed",
     "check_penalties",
     "penalty_terms",
     "summarise",
