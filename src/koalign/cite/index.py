@@ -364,19 +364,27 @@ class CitationIndex:
                 return _Judgement(
                     "outdated", confidence=confidence, reason=f"item {item} deleted {deleted}"
                 )
+        pending = (
+            f"; its latest amendment takes effect {facts.effective}"
+            if facts.effective and facts.effective > self.today
+            else ""
+        )
         if entry is None:
-            return _Judgement("unregistered", reason="in the statute text; no registry entry")
+            return _Judgement(
+                "unregistered", reason="in the statute text; no registry entry" + pending
+            )
         if entry.confidence == "unverified":
             return _Judgement(
-                "unverified", confidence=confidence, reason="registry entry unverified"
+                "unverified", confidence=confidence, reason="registry entry unverified" + pending
             )
         if p is not None and entry.paragraphs and str(p) not in entry.paragraphs:
             return _Judgement(
                 "unregistered",
                 confidence=confidence,
-                reason=f"paragraph {p} exists; the registry entry covers {entry.paragraphs}",
+                reason=f"paragraph {p} exists; the registry entry covers {entry.paragraphs}"
+                + pending,
             )
-        return _Judgement("verified", confidence=confidence)
+        return _Judgement("verified", confidence=confidence, reason=pending[2:] or None)
 
     def _judge_registry(
         self,
