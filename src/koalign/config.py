@@ -48,6 +48,12 @@ class RuntimeConfig(_Section):
         ge=0,
         description="Seconds before the first extra pass; the n-th pass waits n times this.",
     )
+    stop_grace_s: float = Field(
+        5.0,
+        ge=0,
+        description="After SIGINT/SIGTERM, seconds the calls in flight get to finish before "
+        "they are cancelled (nothing new starts once a signal arrived).",
+    )
     chunk_size: int | None = Field(
         None,
         ge=1,
@@ -180,6 +186,7 @@ _SERVING_FIELDS = (
     "retry_backoff_max",
     "context_window",
 )
+# RuntimeConfig changes how a run is executed, never its output, so no stage hash includes it.
 
 
 def _output_identity(spec: ModelSpec) -> dict[str, Any]:

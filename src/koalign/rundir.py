@@ -431,6 +431,12 @@ class RunDir:
         entry["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         self.save()
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, *, best_effort: bool = False) -> None:
+        """Record the run's status; ``best_effort`` (on the way out of a failure) never raises
+        for a disk that refuses the write."""
         self.manifest["status"] = status
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            if not best_effort:
+                raise

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from koalign.config import RunConfig
-from koalign.errors import KoalignError
+from koalign.errors import ConfigError, KoalignError
 from koalign.locale import Locale
 from koalign.rundir import RecordLog, RunDir, file_digest
 from koalign.stages.base import (
@@ -53,6 +55,21 @@ AnyStage = Stage[Any, Any, Any, Any]
 
 class StageFailed(KoalignError):
     """A stage produced too many bad outputs (past runtime.max_error_rate)."""
+
+
+class Interrupted(KoalignError):
+    """The run was stopped by a signal (SIGINT or SIGTERM); ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal as _signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = _signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name}; finished records and answered calls are kept",
+            hint="rerun the same command to resume",
+        )
 
 
 class Progress(Protocol):
@@ -193,16 +210,32 @@ class Pipeline:
         limit: int | None = None,
         progress: Progress | None = None,
         pool: Any = None,
+        preflight: bool = True,
     ) -> None:
+        if limit is not None and limit <= 0:
+            raise ConfigError(
+                f"--limit {limit}: "
+                + ("a negative limit" if limit < 0 else "a limit of 0")
+                + " selects no seed candidate, so there is nothing to run",
+                hint="give a positive number of seed candidates, or leave --limit out for all",
+            )
         self.config = config
         self.locale = locale
-        self.rundir = RunDir(root, config, locale_digest=locale.digest)
+        if preflight:
+            from koalign import preflight as checks
+
+            checks.check(config, locale)  # before the run directory exists
+        try:
+            self.rundir = RunDir(root, config, locale_digest=locale.digest)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise _environment_error(exc, Path(root)) from exc
         self.limit = limit
         self.progress: Progress = progress or _NoProgress()
         self._pool = pool
         self._own_pool = pool is None
         self.roles = config.roles.resolved()
         self.stop_event: asyncio.Event | None = None
+        self._signal: int | None = None
 
     # ------------------------------------------------------------------ model pool
     @property
@@ -257,6 +290,7 @@ class Pipeline:
         channels: dict[str, Channel] = {s.name: Channel() for s in selected}
         skipped = self._skip_plan(selected, order)
         tasks: list[asyncio.Task[None]] = []
+        signals = self._install_signals(tasks)
         try:
             for i, s in enumerate(selected):
                 idx = order.index(s.name)
@@ -273,14 +307,27 @@ class Pipeline:
                         name=f"stage:{s.name}",
                     )
                 )
-            await _gather_failfast(tasks)
-        except KoalignError:
-            self.rundir.set_status("failed")
+            try:
+                await _gather_failfast(tasks)
+            except (asyncio.CancelledError, Interrupted):
+                if self._signal is None:
+                    raise
+            if self._signal is not None:
+                raise Interrupted(self._signal)
+        except Interrupted:
+            self.rundir.set_status("interrupted", best_effort=True)
             raise
+        except KoalignError:
+            self.rundir.set_status("failed", best_effort=True)
+            raise
+        except (OSError, sqlite3.DatabaseError) as exc:
+            self.rundir.set_status("failed", best_effort=True)
+            raise _environment_error(exc, self.rundir.root) from exc
         except BaseException:
-            self.rundir.set_status("interrupted")
+            self.rundir.set_status("interrupted", best_effort=True)
             raise
         finally:
+            self._remove_signals(signals)
             if self._pool is not None and self._own_pool:
                 await self._pool.aclose()
                 self._pool = None
@@ -288,6 +335,55 @@ class Pipeline:
         done = all(st.get(n, {}).get("status") == "done" for n in order)
         self.rundir.set_status("done" if done else "partial")
         return self.rundir.manifest
+
+    # ------------------------------------------------------------------ signals
+    def _install_signals(self, tasks: list[asyncio.Task[None]]) -> list[int]:
+        """SIGINT and SIGTERM: stop launching work at once, give calls in flight
+        ``runtime.stop_grace_s`` to finish, then cancel; a second signal cancels at once."""
+        import signal
+
+        self._signal = None
+        loop = asyncio.get_running_loop()
+        grace = self.config.runtime.stop_grace_s
+
+        def cancel() -> None:
+            for t in tasks:
+                t.cancel()
+
+        def on_signal(signum: int) -> None:
+            assert self.stop_event is not None
+            if self.stop_event.is_set():
+                log.warning("second signal: stopping now")
+                cancel()
+                return
+            self._signal = signum
+            self.stop_event.set()
+            log.warning(
+                "%s received: no new calls are started; calls in flight get %.0f s to finish, "
+                "then the run stops (rerun the same command to resume)",
+                signal.Signals(signum).name,
+                grace,
+            )
+            loop.call_later(grace, cancel)
+
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal, int(sig))
+                installed.append(int(sig))
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                continue
+        return installed
+
+    def _remove_signals(self, installed: list[int]) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop signal arrived: no new work may start."""
+        return self.stop_event is not None and self.stop_event.is_set()
 
     # ------------------------------------------------------------------ skipping
     def _key_extra(self, upstream: AnyStage | None) -> str:
@@ -380,10 +476,12 @@ class Pipeline:
                 )
                 await run.finish_order(order)
         except BaseException:
-            rlog.close()
+            with contextlib.suppress(OSError):
+                rlog.close()
             entry = self.rundir.entry(name)
             if entry.get("status") == "running":
-                self.rundir.finish(name, {"status": "interrupted"})
+                with contextlib.suppress(OSError):
+                    self.rundir.finish(name, {"status": "interrupted"})
             raise
         key = self.rundir.stage_key(name, upstream_digest, key_extra)
         summary = run.summarize(started, key, upstream_complete)
@@ -542,11 +640,16 @@ class _StageRun:
 
         try:
             async for inp in source:
+                if self.pipe.stopping:
+                    break
                 for item in self.stage.plan(self.ctx, inp):
                     await self.sem.acquire()
                     if failures:
                         self.sem.release()
                         raise failures[0]
+                    if self.pipe.stopping:
+                        self.sem.release()
+                        break
                     t = asyncio.create_task(self._one_held(item))
                     tasks.add(t)
                     t.add_done_callback(finished)
@@ -554,6 +657,7 @@ class _StageRun:
                 await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
             if failures:
                 raise failures[0]
+            self._check_stop()
         except BaseException:
             for t in tasks:
                 t.cancel()
@@ -564,10 +668,14 @@ class _StageRun:
         """Process a known list of items (source, gathering and chunked stages)."""
         self.total = len(items)
         self.pipe.progress.start(self.stage.name, self.total, 0)
+        stop = lambda: self.pipe.stopping  # noqa: E731
         if self.chunked:
             await self._process_chunks(items)
         else:
-            await _bounded((self._one(it) for it in items), width=self.runtime.max_inflight)
+            await _bounded(
+                (self._one(it) for it in items), width=self.runtime.max_inflight, stop=stop
+            )
+        self._check_stop()
         await self.retry_transient()
         await self.finish_order(_unique(order))
 
@@ -577,7 +685,9 @@ class _StageRun:
         )
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         width = max(1, self.runtime.max_inflight // size)
-        await _bounded((self._chunk(c) for c in chunks), width=width)
+        await _bounded(
+            (self._chunk(c) for c in chunks), width=width, stop=lambda: self.pipe.stopping
+        )
 
     async def _chunk(self, items: list[Any]) -> None:
         ids = [self.stage.item_id(it) for it in items]
@@ -604,6 +714,10 @@ class _StageRun:
         )
         for rid, item, rec in results:
             self._settle(rid, item, rec)
+
+    def _check_stop(self) -> None:
+        if self.pipe.stopping:
+            raise Interrupted(self.pipe._signal or 2)
 
     async def retry_transient(self) -> None:
         """Extra passes over records whose calls failed transiently (answered calls come from
@@ -737,6 +851,37 @@ def _max_batch(pool: Any, model: str) -> int:
     return int(getattr(backend, "max_batch_size", 16) or 16)
 
 
+def _environment_error(exc: BaseException, root: Path) -> KoalignError:
+    """A one-line error for a fault of the machine (disk, permissions, a damaged cache)."""
+    import errno
+    import sqlite3 as _sqlite3
+
+    if isinstance(exc, _sqlite3.DatabaseError) and "full" in str(exc):
+        return KoalignError(
+            "the disk is full", where=str(root), hint="free space, then rerun the same command"
+        )
+    if isinstance(exc, _sqlite3.DatabaseError):
+        return KoalignError(
+            f"the response cache cannot be used: {exc}",
+            where=str(root / "cache.sqlite"),
+            hint="if the file is damaged, move it away and rerun: finished records are kept, "
+            "calls not yet recorded in a stage file are paid again",
+        )
+    assert isinstance(exc, OSError)
+    where = exc.filename or str(root)
+    if exc.errno == errno.ENOSPC:
+        return KoalignError(
+            "the disk is full", where=str(where), hint="free space, then rerun the same command"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return KoalignError(
+            "cannot write here (read-only or no permission)",
+            where=str(where),
+            hint="make the run directory writable, or pass another -o, then rerun",
+        )
+    return KoalignError(f"{exc.strerror or exc}", where=str(where), hint="fix it and rerun")
+
+
 def _unique(ids: Any) -> list[str]:
     return list(dict.fromkeys(ids))
 
@@ -746,15 +891,24 @@ async def _aiter(it: Iterator[Any]) -> AsyncIterator[Any]:
         yield x
 
 
-async def _bounded(coros: Any, width: int | None = None) -> None:
-    """Run coroutines with at most ``width`` alive (None: all), failing fast."""
+async def _bounded(
+    coros: Any, width: int | None = None, stop: Callable[[], bool] | None = None
+) -> None:
+    """Run coroutines with at most ``width`` alive (None: all), failing fast; once ``stop()``
+    is true no new one starts (those running finish)."""
     pending: set[asyncio.Task[None]] = set()
     try:
         for c in coros:
+            if stop is not None and stop():
+                c.close()
+                break
             if width is not None and len(pending) >= width:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
                     t.result()
+                if stop is not None and stop():
+                    c.close()
+                    break
             pending.add(asyncio.ensure_future(c))
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)

@@ -65,7 +65,7 @@ def main() -> None:
         app()
     except KoalignError as exc:  # a LocaleError's problems follow, one per line
         print_error(exc)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))  # 130/143 for SIGINT/SIGTERM
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]; rerun the same command to resume")
         sys.exit(130)

@@ -21,6 +21,14 @@ LimitOpt = Annotated[
     int | None, typer.Option("--limit", help="Only the first N seed candidates (a quick trial).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the manifest as JSON to stdout.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Check everything and print the plan (stages, roles, models, upper bounds of calls "
+        "and tokens per model) without calling any model or creating the run directory.",
+    ),
+]
 
 
 # manifest field -> short column label (the table fits an 80-column terminal)
@@ -137,11 +145,14 @@ def run_pipeline(
     limit: int | None = None,
     data: dict[str, Any] | None = None,
     json: bool = False,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     from koalign.config import load_run_config
     from koalign.runner import Pipeline
 
     cfg, loc = load_run_config(config, overrides or [], data=data)
+    if dry_run:
+        return show_plan(cfg, loc, stages, limit=limit, json=json)
     pipeline = Pipeline(cfg, loc, out, limit=limit, progress=RichProgress())
     manifest = pipeline.run(stages)
     for stage, entry in manifest["stages"].items():
@@ -158,6 +169,47 @@ def run_pipeline(
     return manifest
 
 
+def show_plan(
+    cfg: Any, loc: Any, stages: tuple[str, ...], *, limit: int | None, json: bool
+) -> dict[str, Any]:
+    """Check the config (no call, no run directory) and print the plan of a run."""
+    from koalign import preflight
+
+    if limit is not None and limit <= 0:
+        from koalign.errors import ConfigError
+
+        raise ConfigError(f"--limit {limit} selects nothing", hint="give a positive number")
+    preflight.check(cfg, loc)
+    plan = preflight.plan(cfg, loc, limit=limit).as_dict()
+    plan["stages"] = list(stages)
+    if json:
+        print_json(plan)
+        return plan
+    err.print(f"[bold]stages:[/] {' -> '.join(stages)}", highlight=False)
+    roles = Table(title="roles", title_justify="left")
+    roles.add_column("role")
+    roles.add_column("models")
+    for role, models in plan["roles"].items():
+        roles.add_row(role, ", ".join(models), style=None)
+    err.print(roles)
+    table = Table(title="per model (upper bounds)", title_justify="left")
+    for col in ("model", "calls", "tokens in", "tokens out"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for m, v in plan["models"].items():
+        table.add_row(
+            m,
+            f"{v['calls_at_most']:,}",
+            f"{v['tokens_in_at_most']:,}",
+            f"{v['tokens_out_at_most']:,}",
+        )
+    err.print(table)
+    err.print(f"records at most: {plan['records']}", highlight=False, markup=False)
+    for note in plan["notes"]:
+        err.print(f"  {note}", highlight=False, markup=False)
+    typer.echo("dry run: nothing was called")
+    return plan
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run_cmd(
@@ -166,9 +218,12 @@ def register(app: typer.Typer) -> None:
         limit: LimitOpt = None,
         set_: SetOpt = None,
         json: JsonOpt = False,
+        dry_run: DryRunOpt = False,
     ) -> None:
         """Run every stage (seeds, attack, respond, judge, export); resumes a run directory."""
-        run_pipeline(config, out, stage_names(), overrides=set_, limit=limit, json=json)
+        run_pipeline(
+            config, out, stage_names(), overrides=set_, limit=limit, json=json, dry_run=dry_run
+        )
 
     for stage in stage_names():
         _register_stage(app, stage)

@@ -36,11 +36,17 @@ def example_context(loc: Locale, config: Any = None) -> StageContext:
     return StageContext(config=config, locale=loc, roles=config.roles.resolved())
 
 
-def example_case(ctx: StageContext, category: str, *, answer: str | None = None) -> Triplet:
-    """A triplet of ``category`` built from the policy's first worked example."""
+def example_case(ctx: StageContext, category: str, *, longest: bool = False) -> Triplet:
+    """A triplet of ``category`` built from the policy's first worked example (``longest``:
+    from its longest prompt and longest answer, for the context-window check)."""
     loc = ctx.locale
     cat = loc.taxonomy.category(category)
-    example = loc.policy.policies[cat.id].examples[0]
+    examples = loc.policy.policies[cat.id].examples
+    example = examples[0]
+    prompt, answer = example.prompt, example.answer
+    if longest:
+        prompt = max((e.prompt for e in examples), key=len)
+        answer = max((e.answer for e in examples), key=len)
     items = seeds.STAGE.plan(ctx, None)
     harmful = next((i for i in items if i.category == cat.id and i.kind == "harmful"), None)
     return Triplet(
@@ -50,22 +56,25 @@ def example_case(ctx: StageContext, category: str, *, answer: str | None = None)
         domain=loc.taxonomy.domain_of(cat.id).id,
         category=cat.id,
         type=harmful.type if harmful else cat.types[0].id,
-        prompt=example.prompt,
-        rejected="(대상 모델의 유해한 응답)",
+        prompt=prompt,
+        rejected=answer if longest else "(대상 모델의 유해한 응답)",
         target="m",
         synthetic=False,
         round=1,
         strategy=None,
         tactic=None,
         harm_score=5,
-        chosen=Chosen(
-            responder="m", text=answer or example.answer, safety=5, coherence=5, reason="-"
-        ),
+        chosen=Chosen(responder="m", text=answer, safety=5, coherence=5, reason="-"),
     )
 
 
 def render_example(
-    loc: Locale, role: str, category: str, *, ctx: StageContext | None = None
+    loc: Locale,
+    role: str,
+    category: str,
+    *,
+    ctx: StageContext | None = None,
+    longest: bool = False,
 ) -> tuple[Message, ...]:
     """Render ``role``'s template for ``category`` with values taken from the locale pack."""
     roles = all_templates()
@@ -77,7 +86,7 @@ def render_example(
     ctx = ctx or example_context(loc)
     cat = loc.taxonomy.category(category)
     policy = loc.policy.policies[cat.id]
-    t = example_case(ctx, cat.id)
+    t = example_case(ctx, cat.id, longest=longest)
     case = Case(**t.model_dump(exclude={"chosen"}))
     items = seeds.STAGE.plan(ctx, None)
     harmful = next(i for i in items if i.category == cat.id and i.kind == "harmful")

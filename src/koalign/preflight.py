@@ -1,0 +1,246 @@
+"""Everything a run needs, checked before the first model call (and before the run directory
+is created).
+
+:func:`check` creates every model's backend (unknown backend names, bad options, API-key
+variables: every missing variable is named at once), renders every role's prompt template for
+every category of the run (a template that fails to render fails here, not after paid calls),
+and, when the model layer can tell, checks that each role's longest prompt plus its
+``max_tokens`` fits the model's context window. All problems are collected and raised as one
+:class:`~koalign.errors.ConfigError`.
+
+:func:`plan` estimates the work of a run (records per stage, calls and tokens per model, as
+upper bounds) for ``koalign run --dry-run``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from koalign.config import RunConfig
+from koalign.errors import ConfigError, KoalignError
+from koalign.locale import Locale
+from koalign.types import Message
+
+__all__ = ["RolePrompt", "RunPlan", "check", "longest_prompts", "plan"]
+
+# Conservative tokens per character for a model whose tokenizer koalign cannot load (remote
+# models): Hangul costs 1-2 tokens per syllable in common tokenizers (~2 in English-centric
+# ones), other text about 0.3-0.5; 2.0 for Hangul and 0.5 for the rest never underestimates them.
+HANGUL_TOKENS_PER_CHAR = 2.0
+OTHER_TOKENS_PER_CHAR = 0.5
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token count of ``text`` for an unknown tokenizer (see the constants)."""
+    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e")
+    return math.ceil(hangul * HANGUL_TOKENS_PER_CHAR + (len(text) - hangul) * OTHER_TOKENS_PER_CHAR)
+
+
+@dataclass(frozen=True)
+class RolePrompt:
+    """The longest rendered prompt of one role over the run's categories."""
+
+    role: str
+    category: str
+    messages: tuple[Message, ...]
+
+    @property
+    def chars(self) -> int:
+        return sum(len(m.content) for m in self.messages)
+
+
+def _categories(config: RunConfig, loc: Locale) -> list[str]:
+    wanted = config.section("seeds").categories
+    return list(wanted or [c.id for c in loc.taxonomy.categories])
+
+
+def longest_prompts(config: RunConfig, loc: Locale) -> tuple[dict[str, RolePrompt], list[str]]:
+    """For each prompt template the stages render, its longest rendering over the run's
+    categories (with the policy's longest worked example as the answer where one is judged).
+    Returns ``(prompts by role, problems)``; a template that fails to render is a problem."""
+    from koalign.stages.base import all_templates
+    from koalign.stages.preview import example_context, render_example
+
+    ctx = example_context(loc, config)
+    out: dict[str, RolePrompt] = {}
+    problems: list[str] = []
+    for role in all_templates():
+        if role not in loc.prompts:
+            continue  # reported by the config's locale check
+        for cat in _categories(config, loc):
+            try:
+                msgs = render_example(loc, role, cat, ctx=ctx, longest=True)
+            except KoalignError as exc:
+                problems.append(f"prompts/{role}.j2 (category {cat}): {exc.render()}")
+                break
+            rp = RolePrompt(role, cat, msgs)
+            if role not in out or rp.chars > out[role].chars:
+                out[role] = rp
+    return out, problems
+
+
+def _backends(config: RunConfig, env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    from koalign.backends.base import create_backend
+
+    made: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, spec in config.models.items():
+        try:
+            made[name] = create_backend(spec, env=dict(env), where=f"models.{name}")
+        except KoalignError as exc:
+            problems.append(exc.render())
+    return made, problems
+
+
+def _window_problems(
+    config: RunConfig, prompts: dict[str, RolePrompt], backends: dict[str, Any]
+) -> list[str]:
+    problems = []
+    roles = config.roles.resolved()
+    for role, rp in sorted(prompts.items()):
+        for model in roles.get(_template_role(role), []):
+            backend = backends.get(model)
+            spec = config.models[model]
+            window = spec.context_window if hasattr(spec, "context_window") else None
+            if window is None and backend is not None:
+                window = _known_window(backend)
+            if not window:
+                continue
+            tokens = _count(backend, rp.messages)
+            answer = spec.sampling.max_tokens or 0
+            if tokens + answer > window:
+                problems.append(
+                    f"roles.{_template_role(role)}: the '{role}' prompt for category "
+                    f"{rp.category} is ~{tokens} tokens; with max_tokens {answer} it does not fit "
+                    f"model '{model}' (context window {window}). Use a shorter policy rendering "
+                    "(respond.policy_view: compact, few_shot: 0), lower max_tokens, or a model "
+                    "with a larger window"
+                )
+    return problems
+
+
+def _template_role(template: str) -> str:
+    # every template is named after the role that uses it, except the targets' prompt (none)
+    return {"responder": "responders", "filter_judge": "filter_judges"}.get(template, template)
+
+
+def _known_window(backend: Any) -> int | None:
+    for attr in ("known_context_window", "context_window_hint"):
+        fn = getattr(backend, attr, None)
+        if callable(fn):
+            try:
+                value = fn()
+            except Exception:  # a window we cannot read is not a config error
+                return None
+            return int(value) if value else None
+    return None
+
+
+def _count(backend: Any, messages: tuple[Message, ...]) -> int:
+    fn = getattr(backend, "count_tokens", None)
+    if callable(fn):
+        try:
+            return int(fn(messages))
+        except Exception:  # fall back to the conservative estimate
+            pass
+    return sum(estimate_tokens(m.content) for m in messages) + 8 * len(messages)
+
+
+def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> None:
+    """Raise one ConfigError naming every problem found (see the module docstring)."""
+    import os
+
+    backends, problems = _backends(config, os.environ if env is None else env)
+    prompts, render_problems = longest_prompts(config, loc)
+    problems += render_problems
+    problems += _window_problems(config, prompts, backends)
+    if problems:
+        raise ConfigError(
+            "the run cannot start:\n  " + "\n  ".join(problems),
+            hint="nothing was called and no run directory was created; fix these and rerun",
+        )
+
+
+# ----------------------------------------------------------------------------- dry run
+@dataclass
+class RunPlan:
+    """Upper bounds of a run's work (``koalign run --dry-run``)."""
+
+    records: dict[str, int] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+    tokens_in: dict[str, int] = field(default_factory=dict)
+    tokens_out: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "roles": self.roles,
+            "models": {
+                m: {
+                    "calls_at_most": self.calls[m],
+                    "tokens_in_at_most": self.tokens_in.get(m, 0),
+                    "tokens_out_at_most": self.tokens_out.get(m, 0),
+                }
+                for m in sorted(self.calls)
+            },
+            "notes": self.notes,
+        }
+
+
+def plan(config: RunConfig, loc: Locale, *, limit: int | None = None) -> RunPlan:
+    """Records per stage and calls/tokens per model, as upper bounds, without any call."""
+    from koalign.stages.preview import example_context
+    from koalign.stages.seeds import STAGE as SEEDS
+
+    ctx = example_context(loc, config)
+    ctx.limit = limit
+    items = SEEDS.plan(ctx, None)
+    roles = config.roles.resolved()
+    prompts, _ = longest_prompts(config, loc)
+    rp = RunPlan(roles=roles)
+    harmful = sum(1 for i in items if i.kind == "harmful")
+    benign_gen = sum(1 for i in items if i.kind == "benign" and i.source == "generated")
+    benign = sum(1 for i in items if i.kind == "benign")
+    attack_cfg = config.section("attack")
+    rounds = attack_cfg.rounds
+    targets = roles["targets"]
+    cases = (harmful + benign) * (len(targets) if attack_cfg.keep == "all" else 1)
+    rp.records = {"seeds": len(items), "attack": harmful + benign, "respond": cases,
+                  "judge": cases, "export": cases}  # fmt: skip
+
+    def add(
+        role: str, n: int, template: str | None = None, models: list[str] | None = None
+    ) -> None:
+        for m in models if models is not None else roles[role]:
+            spec = config.models[m]
+            rp.calls[m] = rp.calls.get(m, 0) + n
+            tin = _count(None, prompts[template].messages) if template in prompts else 0
+            rp.tokens_in[m] = rp.tokens_in.get(m, 0) + n * tin
+            rp.tokens_out[m] = rp.tokens_out.get(m, 0) + n * (spec.sampling.max_tokens or 0)
+
+    add("seed_generator", harmful, "seed_generator")
+    add("benign_generator", benign_gen, "benign_generator")
+    add("attacker", harmful * rounds, "attacker")
+    rewrite = config.models[roles["attacker"][0]].sampling.max_tokens or 0
+    for m in targets:  # a target's prompt is a rewrite: at most the attacker's max_tokens
+        add("targets", harmful * rounds + benign, models=[m])
+        rp.tokens_in[m] += (harmful * rounds + benign) * rewrite
+    add("harm_judge", (harmful * rounds + benign) * len(targets), "harm_judge")
+    add("refusal_writer", benign, "refusal_writer")
+    add("query_judge", cases, "query_judge")
+    add("responders", cases, "responder")
+    add("response_judge", cases * len(roles["responders"]), "response_judge")
+    add("filter_judges", cases, "filter_judge")
+    rp.notes = [
+        "upper bounds: every seed kept, every round run, every case passed on; real runs drop "
+        "seeds, stop attacking a target once it is broken and filter cases",
+        "tokens_in from each role's longest prompt (conservative estimate where the tokenizer "
+        "is not local); tokens_out from max_tokens (0 when unset)",
+        "JSON repairs and retries come on top",
+    ]
+    return rp
