@@ -11,6 +11,7 @@ closest valid name.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from koalign.backends.base import ModelSpec
 from koalign.errors import ConfigError, LocaleError, did_you_mean
 from koalign.jsonio import digest
+from koalign.stages.base import all_roles, all_templates, get_stage, stages
+from koalign.yamlio import apply_overrides, load_yaml
 
 
 class _Section(BaseModel):
@@ -67,8 +70,6 @@ class RolesBase(_Section):
 
     def resolved(self) -> dict[str, list[str]]:
         """Every role with its models (defaults applied), as lists."""
-        from koalign.stages.base import all_roles
-
         specs = all_roles()
         out: dict[str, list[str]] = {}
 
@@ -102,8 +103,6 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _roles_name_models(self) -> RunConfig:
-        from koalign.stages.base import all_roles
-
         specs = all_roles()
         problems = []
         for role, names in self.roles.resolved().items():
@@ -124,8 +123,6 @@ class RunConfig(_Section):
 
     def stage_inputs(self, stage: str) -> dict[str, Any]:
         """What a stage's output depends on: its section, its roles' models, seed, locale."""
-        from koalign.stages.base import get_stage
-
         roles = self.roles.resolved()
         used = [r.name for r in get_stage(stage).roles]
         models = {
@@ -143,8 +140,6 @@ class RunConfig(_Section):
 
 @functools.lru_cache(maxsize=16)
 def _model_for(key: tuple[tuple[str, int], ...]) -> type[RunConfig]:
-    from koalign.stages.base import all_roles, stages
-
     role_fields: dict[str, Any] = {}
     for spec in all_roles().values():
         typ: Any = list[str] if spec.many else str
@@ -161,8 +156,6 @@ def _model_for(key: tuple[tuple[str, int], ...]) -> type[RunConfig]:
 
 def run_config_model() -> type[RunConfig]:
     """The RunConfig model of the stages registered now (cached per registry state)."""
-    from koalign.stages.base import stages
-
     return _model_for(tuple((s.name, id(s.Config)) for s in stages()))
 
 
@@ -201,50 +194,14 @@ def _output_identity(spec: ModelSpec) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- loading
-def _yaml_load(text: str, where: str) -> Any:
-    try:
-        from koalign.yamlio import load_yaml
-    except ImportError:  # pragma: no cover - until the bounded loader lands
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"not valid YAML: {exc}", where=where) from exc
-    return load_yaml(text, where=where)
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``a.b=c`` -> (["a", "b"], yaml value of c)."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override '{text}' is not KEY=VALUE", hint="e.g. --set attack.rounds=2")
-    parsed = _yaml_load(value, f"--set {text}") if value.strip() else ""
-    return key.strip().split("."), parsed
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``data`` with every ``a.b=c`` override applied (nested mappings created as needed)."""
-    for text in overrides:
-        path, value = parse_override(text)
-        node = data
-        for part in path[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[path[-1]] = value
-    return data
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A run config file as a mapping (bounded YAML; clear errors for missing, non-UTF-8 or
-    non-mapping files)."""
-    from koalign.jsonio import read_text
-
+    """A run config file as a mapping, read by the bounded YAML reader
+    (:func:`koalign.yamlio.load_yaml`: size and alias limits, duplicate keys refused, YAML 1.2
+    floats, non-UTF-8 named with the ``iconv`` fix)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError("config file not found", where=str(p), hint="check the path")
-    data = _yaml_load(read_text(p), str(p)) or {}
+    data = load_yaml(p, where=str(p)) or {}
     if not isinstance(data, dict):
         raise ConfigError("the config must be a YAML mapping", where=str(p))
     return data
@@ -276,8 +233,6 @@ def load_config(
             where=where,
             hint=f"top-level keys: {', '.join(known)}",
         )
-    import copy
-
     data = apply_overrides(copy.deepcopy(data), overrides or [])
     model = run_config_model()
     try:
@@ -323,8 +278,6 @@ def _fields_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
 def validate_against_locale(config: RunConfig, loc: Any) -> None:
     """Check every locale reference of the config (each stage checks its own section, every
     prompt template the stages render must exist); raise ConfigError naming each problem."""
-    from koalign.stages.base import all_templates, stages
-
     problems: list[str] = []
     for s in stages():
         problems += s.validate(config, loc)
