@@ -144,3 +144,107 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
     assert task["harness"] == pytest.approx(
         (3 * sub["ko_local_a"]["value"] + sub["ko_local_b"]["value"]) / 4
     )
+
+
+def _local_tasks(folder: Path) -> Path:
+    """A local two-subject task group and a local generate task (no Hub)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "a.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8"
+    )
+    body = (
+        "dataset_path: json\ntest_split: test\noutput_type: multiple_choice\n"
+        'doc_to_text: "{{question}}\\n정답:"\ndoc_to_choice: "{{choices}}"\n'
+        "doc_to_target: answer_index\nmetric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
+        "metadata: {version: 1.0}\n"
+    )
+    (folder / "ko_one.yaml").write_text(
+        f"task: ko_one\ndataset_kwargs:\n  data_files:\n    test: {folder / 'a.jsonl'}\n" + body,
+        "utf-8",
+    )
+    return folder
+
+
+def test_lm_eval_runs_on_cpu_without_a_device_option(tmp_path, tiny_model_dir) -> None:
+    """No ?device=cpu in the spec and no CUDA: the harness is given cpu, not its cuda default."""
+    tasks = _local_tasks(tmp_path / "tasks")
+    s = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}", "--tasks", "ko_one",
+                 "--include-path", str(tasks), "-o", str(tmp_path / "lm"), "--quiet"])  # fmt: skip
+    lm = s["lm_eval"]
+    import torch
+
+    assert lm["config"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    task = lm["tasks"]["ko_one"]
+    assert task["harness_figure"] == "lm-eval task figure" and task["n_samples"]
+    samples = [
+        json.loads(x) for x in (tmp_path / "lm" / "lm_eval_samples.jsonl").read_text().splitlines()
+    ]
+    assert len(samples) == 3 and {s["task"] for s in samples} == {"ko_one"}
+    assert "samples" not in lm
+
+
+def test_hub_task_offline_names_the_task_and_keeps_mc_results(
+    tmp_path, mc_file, tiny_model_dir
+) -> None:
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["eval", "general", "--model", f"hf:{tiny_model_dir}?device=cpu", "--data", str(mc_file),
+         "--tasks", "kobest_boolq", "-o", str(out), "--bootstrap", "50", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "lm-eval task 'kobest_boolq'" in message and "skt/kobest_v1" in message
+    assert "--include-path" in message
+    general = json.loads((out / "summary.json").read_text("utf-8"))["general"]
+    assert general["mc"]["n"] == 4  # the multiple-choice part finished and was kept
+
+
+def test_unknown_and_code_tasks_fail_before_the_model_loads(tmp_path, tiny_model_dir) -> None:
+    from koalign.errors import ConfigError, DataError
+    from koalign.evaluate.lmeval import load_tasks, task_manager
+
+    manager = task_manager(None)
+    with pytest.raises(ConfigError, match="unknown lm-eval task 'kmmlu_nope'"):
+        load_tasks(manager, ["kmmlu_nope"])
+    with pytest.raises(ConfigError, match="--allow-code-execution"):
+        load_tasks(manager, ["humaneval_plus"])
+    with pytest.raises(DataError, match=r"lm-eval task 'hrm8k_gsm8k'.*HAERAE-HUB/HRM8K"):
+        load_tasks(manager, ["hrm8k_gsm8k"])  # accepted by name; its data is on the Hub
+    result = runner.invoke(
+        app, ["eval", "general", "--model", f"hf:{tiny_model_dir}?device=cpu", "-o",
+              str(tmp_path), "--tasks", "humaneval_plus"],
+    )  # fmt: skip
+    assert result.exit_code != 0 and "--allow-code-execution" in str(result.exception)
+
+
+def test_loglik_counts_cut_contexts(tmp_path, tiny_model_dir) -> None:
+    from koalign.evaluate.data import MCItem
+    from koalign.evaluate.general import score_loglik
+
+    long = MCItem(
+        id="x", question="긴 질문 " * 60, choices=["가", "나"], answer_index=0, source="s"
+    )
+    short = MCItem(id="y", question="짧은 질문", choices=["가", "나"], answer_index=1, source="s")
+    spec = ModelSpec(backend="hf", model=str(tiny_model_dir), options={"device": "cpu"})
+    scored = score_loglik([long, short], spec, max_len=32)
+    assert [s["context_truncated"] for s in scored] == [True, False]
+
+
+def test_missing_extra_hint_keeps_its_brackets(tmp_path, tiny_model_dir) -> None:
+    """With lm-eval missing, the console shows pip install "koalign[lmeval]" as written."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake"
+    (fake / "lm_eval").mkdir(parents=True)
+    (fake / "lm_eval" / "__init__.py").write_text("raise ImportError('not installed')\n", "utf-8")
+    env = {**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "koalign", "eval", "general", "--model", f"hf:{tiny_model_dir}",
+         "--tasks", "ko_one", "-o", str(tmp_path / "o")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert 'pip install "koalign[lmeval]"' in proc.stderr

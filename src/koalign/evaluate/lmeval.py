@@ -23,6 +23,7 @@ changes get paired intervals.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -217,6 +218,15 @@ def load_tasks(
     return objects
 
 
+@functools.lru_cache(maxsize=4)
+def task_manager(include_path: str | None) -> Any:
+    """The harness's task index (built once per include path and process: indexing every
+    built-in task takes seconds)."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=include_path)
+
+
 def run_lm_eval(
     spec: ModelSpec,
     tasks: Sequence[str],
@@ -237,11 +247,9 @@ def run_lm_eval(
     model is loaded.
     """
     lm_eval = require("lm_eval", "lmeval", feature="--tasks (lm-evaluation-harness)")
-    from lm_eval.tasks import TaskManager
-
     model_type, args = model_args(spec)
     args.update(extra_model_args or {})
-    manager = TaskManager(include_path=str(include_path) if include_path else None)
+    manager = task_manager(str(include_path) if include_path else None)
     objects = load_tasks(manager, tasks, allow_code_execution=allow_code_execution)
     device = resolve_device(spec, device)
     results = lm_eval.simple_evaluate(
