@@ -92,3 +92,27 @@ def test_eval_citations_generating_answers(tmp_path, judge_config, korset_files)
     # the scripted model cites 형법 제307조 and 1366 in every non-unsafe answer
     assert s["n"] == 2 and s["answers_with_citation"] == 2
     assert s["citation_status"]["verified"] == 2
+
+
+def test_eval_overrefusal_on_square_questions(tmp_path, judge_config) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    data = Path(__file__).parents[2].parent / "shared" / "data" / "square" / "questions_valid.jsonl"
+    if not data.is_file():
+        pytest.skip("third-party data not present: ../shared/data/square/questions_valid.jsonl")
+    out = tmp_path / "sq"
+    _invoke(["eval", "overrefusal", "--model", "target", "--judge", "refusal", "--config",
+             str(judge_config), "--data", str(data), "--prompt-field", "question",
+             "--no-policy-prompts", "--limit", "3", "-o", str(out), "--bootstrap", "50",
+             "--quiet"])  # fmt: skip
+    s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
+    assert set(s["per_source_category"]) == {"contentious", "ethical", "predictive", "etc", "?"}
+    assert s["n"] == 15  # 3 per source label, the non-sensitive rows (no label) as "?"
+    rows = [json.loads(x) for x in (out / "overrefusal.jsonl").read_text("utf-8").splitlines()]
+    questions = {}
+    for line in data.read_text("utf-8").splitlines():
+        q = json.loads(line)
+        questions[q["id"]] = q["question"]
+    assert all(r["prompt"] == questions[r["id"]] for r in rows)
