@@ -1,0 +1,93 @@
+"""The benchmark double (bench/harness.py) as a loopback OpenAI-compatible server for tests, and
+a run config whose every role goes to it through the ``openai`` backend."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import harness  # noqa: E402
+
+MODELS = ("gen", "target-a", "target-b", "judge", "resp-1", "resp-2", "resp-3")
+
+
+@contextlib.contextmanager
+def double(**options: Any) -> Iterator[str]:
+    """A running double (its own process); yields its base URL."""
+    opts = {"cap": 1000, "latency_mean": 0.0, "latency_sigma": 0.0, "favour": 0.9} | options
+    proc, url = harness.start_double(**opts)
+    try:
+        yield url
+    finally:
+        harness.stop(proc)
+
+
+def served(base_url: str) -> int:
+    """Requests the double has answered so far."""
+    with urllib.request.urlopen(base_url.removesuffix("/v1") + "/stats", timeout=30) as r:
+        return int(json.loads(r.read())["requests"])
+
+
+def server_config(locale: str, base_url: str, **sections: Any) -> dict[str, Any]:
+    """Every role on the double (openai backend), small sizes."""
+    models = {
+        m: {
+            "backend": "openai",
+            "model": m,
+            "base_url": base_url,
+            "max_concurrency": 16,
+            "max_retries": 5,
+            "retry_backoff": 0.05,
+            "timeout": 30,
+        }
+        for m in MODELS
+    }
+    data: dict[str, Any] = {
+        "locale": locale,
+        "seed": 7,
+        "models": models,
+        "roles": {
+            "seed_generator": "gen",
+            "attacker": "gen",
+            "targets": ["target-a", "target-b"],
+            "harm_judge": "judge",
+            "query_judge": "judge",
+            "response_judge": "judge",
+            "responders": ["resp-1", "resp-2", "resp-3"],
+        },
+        "seeds": {"per_type": 2, "benign_per_category": 2},
+        "attack": {"rounds": 2},
+        "respond": {"citation_check": False},
+        "export": {"target_size": 1000},
+        "runtime": {"fsync": False, "stage_retry_wait_s": 0.1, "max_error_rate": 0.5},
+    }
+    for k, v in sections.items():
+        data.setdefault(k, {}).update(v)
+    return data
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """``python -m koalign ARGS`` in a subprocess."""
+    e = dict(os.environ, **(env or {}))
+    e["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + e.get("PYTHONPATH", "")
+    return subprocess.run(
+        [sys.executable, "-m", "koalign", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+    )

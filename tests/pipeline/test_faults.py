@@ -1,0 +1,258 @@
+"""Faults of the machine and of the user's input end in a one-line error that names the cause and
+the fix, lose nothing, and leave no stray temporary or half-written file; signals stop a run
+cleanly; every stage reconciles its counts, also against a faulty server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.servers import ROOT, cli, double, served, server_config
+
+
+def write(path: Path, data: dict) -> str:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def no_strays(root: Path) -> None:
+    strays = [p for p in root.rglob("*") if p.name.endswith(".tmp")]
+    assert not strays, strays
+
+
+def manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+
+
+def reconciles(m: dict) -> None:
+    for name, e in m["stages"].items():
+        if e.get("status") in ("done", "partial"):
+            assert e["records_in"] == e["records_kept"] + sum(e["dropped"].values()), name
+            assert e["report"]["records_in"] == e["records_in"], name
+
+
+def test_every_stage_reconciles_against_a_faulty_server(small_locale, tmp_path):
+    faults = {"fault_429": 0.1, "fault_500": 0.1, "fault_malformed": 0.05, "retry_after": 0.05}
+    with double(**faults) as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = cli("run", config, "-o", str(tmp_path / "run"))
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert served(url) > 0
+    m = manifest(tmp_path / "run")
+    assert m["status"] == "done"
+    reconciles(m)
+    st = m["stages"]
+    for upstream, downstream in zip(list(st)[:-1], list(st)[1:], strict=True):
+        assert st[downstream]["records_in"] == st[upstream]["records_out"]
+    no_strays(tmp_path / "run")
+
+
+def start(args: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "koalign", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
+def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path, sig, code, name):
+    with double(latency_mean=3.0) as url:
+        data = server_config(str(small_locale), url, runtime={"stop_grace_s": 1.0})
+        config = write(tmp_path / "c.yaml", data)
+        proc = start(["run", config, "-o", str(tmp_path / "run")])
+        deadline = time.monotonic() + 60
+        while served_or_inflight(url) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+    assert proc.returncode == code, err[-2000:]
+    assert f"{name} received" in err and "rerun the same command" in err
+    assert took < 20  # calls in flight get 1 s (stop_grace_s), then they are cancelled
+    m = manifest(tmp_path / "run")
+    assert m["status"] == "interrupted"
+    assert "interrupted" in {e.get("status") for e in m["stages"].values()}
+    assert "Traceback" not in err
+    no_strays(tmp_path / "run")
+
+
+def served_or_inflight(url: str) -> int:
+    """Requests answered so far (with a 3 s latency, the first answers mean the run is busy)."""
+    return served(url)
+
+
+def test_a_config_in_cp949_names_the_file_and_the_fix(small_locale, tmp_path):
+    text = yaml.safe_dump(
+        server_config(str(small_locale), "http://127.0.0.1:9/v1"), allow_unicode=True
+    )
+    text += "# 한국어 주석\n"
+    path = tmp_path / "c.yaml"
+    path.write_bytes(text.encode("cp949"))
+    out = cli("run", str(path), "-o", str(tmp_path / "run"))
+    assert out.returncode == 1 and "iconv -f cp949" in out.stderr and str(path) in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+
+
+def test_out_pointing_at_a_file(small_locale, tmp_path):
+    config = write(tmp_path / "c.yaml", server_config(str(small_locale), "http://127.0.0.1:9/v1"))
+    target = tmp_path / "afile"
+    target.write_text("x")
+    out = cli("run", config, "-o", str(target))
+    assert out.returncode == 1 and "existing file" in out.stderr and "Traceback" not in out.stderr
+    assert target.read_text() == "x"
+
+
+def finished_run(small_locale, tmp_path: Path, url: str) -> tuple[str, Path]:
+    config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+    run = tmp_path / "run"
+    out = cli("run", config, "-o", str(run))
+    assert out.returncode == 0, out.stderr[-2000:]
+    return config, run
+
+
+def test_a_stage_line_without_id_is_named(small_locale, tmp_path):
+    with double() as url:
+        config, run = finished_run(small_locale, tmp_path, url)
+        lines = (run / "attack.jsonl").read_text(encoding="utf-8").splitlines()
+        bad = json.loads(lines[1])
+        del bad["id"]
+        lines[1] = json.dumps(bad, ensure_ascii=False)
+        (run / "attack.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        out = cli("run", config, "-o", str(run))
+    assert out.returncode == 1 and "attack.jsonl:2: record has no 'id'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_finished_stage_file_cut_mid_character_is_recomputed(small_locale, tmp_path):
+    with double() as url:
+        config, run = finished_run(small_locale, tmp_path, url)
+        before = {p: (run / p).read_bytes() for p in ("respond.jsonl", "export/train.jsonl")}
+        paid = served(url)
+        data = (run / "respond.jsonl").read_bytes()
+        cut = data.rfind("한".encode()) + 1 if "한".encode() in data else len(data) - 3
+        (run / "respond.jsonl").write_bytes(data[:cut])  # inside a character, no newline
+        out = cli("run", config, "-o", str(run))
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert served(url) == paid  # recomputed from the cache: nothing paid again
+    assert {p: (run / p).read_bytes() for p in before} == before
+    no_strays(run)
+
+
+def test_a_damaged_cache_is_named_with_the_fix(small_locale, tmp_path):
+    with double() as url:
+        config, run = finished_run(small_locale, tmp_path, url)
+        (run / "judge.jsonl").unlink()  # judge must run again and read the cache
+        db = run / "cache.sqlite"
+        for extra in ("-wal", "-shm"):
+            Path(str(db) + extra).unlink(missing_ok=True)
+        data = bytearray(db.read_bytes())
+        data[100:4096] = b"\x00garbage" * ((4096 - 100) // 8) + b"\x00" * ((4096 - 100) % 8)
+        db.write_bytes(bytes(data))
+        out = cli("run", config, "-o", str(run))
+    assert out.returncode == 1 and "cache.sqlite" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def _can_mount() -> bool:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+needs_mount = pytest.mark.skipif(
+    not _can_mount(), reason="needs root and unshare to mount a small tmpfs (disk-full tests)"
+)
+
+
+def in_namespace(script: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+@needs_mount
+def test_a_full_disk_is_one_line_and_leaves_no_stray_file(small_locale, tmp_path):
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    with double() as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = in_namespace(
+            f"mount -t tmpfs -o size=160k tmpfs {mnt} && "
+            f"{sys.executable} -m koalign run {config} -o {mnt}/run; echo exit=$?; "
+            f"find {mnt} -name '*.tmp'"
+        )
+    assert "exit=1" in out.stdout, out.stderr[-2000:]
+    assert "disk" in out.stderr and "free" in out.stderr  # names the cause and the fix
+    assert "Traceback" not in out.stderr
+    assert ".tmp" not in out.stdout.split("exit=1", 1)[1]
+
+
+@needs_mount
+def test_a_read_only_run_directory_is_one_line(small_locale, tmp_path):
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    with double() as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = in_namespace(
+            f"mount -t tmpfs -o size=64m tmpfs {mnt} && "
+            f"{sys.executable} -m koalign run {config} -o {mnt}/run >/dev/null 2>&1 && "
+            f"mount -o remount,ro {mnt} && "
+            f"{sys.executable} -m koalign run {config} -o {mnt}/run; echo exit=$?"
+        )
+    assert "exit=1" in out.stdout, out.stderr[-2000:]
+    assert "read-only" in out.stderr and "Traceback" not in out.stderr
+
+
+SENTINEL = "sk-koalign-SENTINEL-7f3a9c"
+
+
+def test_an_api_key_never_reaches_a_file_or_a_message(small_locale, tmp_path):
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        for spec in data["models"].values():
+            spec["api_key_env"] = "KOALIGN_TEST_SECRET"
+        config = write(tmp_path / "c.yaml", data)
+        out = cli("run", config, "-o", str(tmp_path / "run"), env={"KOALIGN_TEST_SECRET": SENTINEL})
+        assert out.returncode == 0, out.stderr[-2000:]
+        bad = cli(
+            "run", config, "-o", str(tmp_path / "run"), "--set", "attack.rounds=x",
+            env={"KOALIGN_TEST_SECRET": SENTINEL},
+        )  # fmt: skip
+        assert bad.returncode == 1
+    for text in (out.stdout, out.stderr, bad.stdout, bad.stderr):
+        assert SENTINEL not in text
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path
+
+
+def test_credentials_in_a_url_are_refused_without_echoing_them(small_locale, tmp_path):
+    data = server_config(str(small_locale), f"http://user:{SENTINEL}@127.0.0.1:9/v1")
+    out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run"))
+    assert out.returncode == 1 and "api_key_env" in out.stderr
+    assert SENTINEL not in out.stderr + out.stdout and not (tmp_path / "run").exists()

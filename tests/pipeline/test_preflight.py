@@ -1,0 +1,114 @@
+"""The whole config is checked before the first paid call: 0 requests reach the server and no
+run directory is created when any model, key, template or size is wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from koalign.config import load_run_config
+from koalign.errors import ConfigError
+from koalign.runner import Pipeline
+from pipeline.servers import cli, double, served, server_config
+
+
+def write(path, data) -> str:
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def test_a_typo_in_a_late_role_fails_before_any_call(small_locale, tmp_path):
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["late"] = {"backend": "opneai", "model": "x", "base_url": url}
+        data["roles"]["filter_judges"] = ["resp-1", "late"]
+        cfg, loc = load_run_config(None, data=data)
+        with pytest.raises(ConfigError) as exc:
+            Pipeline(cfg, loc, tmp_path / "run")
+        assert (
+            "models.late: unknown backend 'opneai' (did you mean 'openai'?)" in exc.value.render()
+        )
+        assert not (tmp_path / "run").exists()
+        # the same through the CLI: exit 1, one message, nothing created, nothing called
+        out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run2"))
+        assert out.returncode == 1 and "unknown backend 'opneai'" in out.stderr
+        assert "Traceback" not in out.stderr and not (tmp_path / "run2").exists()
+        assert served(url) == 0
+
+
+def test_every_missing_api_key_is_named_at_once(small_locale, tmp_path, monkeypatch):
+    monkeypatch.delenv("KOALIGN_TEST_KEY_A", raising=False)
+    monkeypatch.delenv("KOALIGN_TEST_KEY_B", raising=False)
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["judge"]["api_key_env"] = "KOALIGN_TEST_KEY_A"
+        data["models"]["resp-3"]["api_key_env"] = "KOALIGN_TEST_KEY_B"
+        cfg, loc = load_run_config(None, data=data)
+        with pytest.raises(ConfigError) as exc:
+            Pipeline(cfg, loc, tmp_path / "run")
+        text = exc.value.render()
+        assert "KOALIGN_TEST_KEY_A" in text and "KOALIGN_TEST_KEY_B" in text
+        assert served(url) == 0 and not (tmp_path / "run").exists()
+
+
+def test_a_template_that_cannot_render_fails_before_any_call(small_locale, tmp_path):
+    broken = tmp_path / "locale"
+    shutil.copytree(small_locale, broken)
+    path = broken / "prompts" / "response_judge.j2"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("{{ answer }}", "{{ answer }}{{ no_such_value }}"),
+        encoding="utf-8",
+    )
+    with double() as url:
+        cfg, loc = load_run_config(None, data=server_config(str(broken), url))
+        with pytest.raises(ConfigError, match=r"prompts/response_judge\.j2"):
+            Pipeline(cfg, loc, tmp_path / "run")
+        assert served(url) == 0
+
+
+def test_a_prompt_that_does_not_fit_the_context_window_fails_before_any_call(
+    small_locale, tmp_path
+):
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["resp-2"]["context_window"] = 512
+        data["models"]["resp-2"]["sampling"] = {"max_tokens": 256}
+        cfg, loc = load_run_config(None, data=data)
+        with pytest.raises(ConfigError) as exc:
+            Pipeline(cfg, loc, tmp_path / "run")
+        text = exc.value.render()
+        assert "roles.responders" in text and "'resp-2'" in text and "context window 512" in text
+        assert served(url) == 0
+
+
+@pytest.mark.parametrize("limit", ["-3", "0"])
+def test_limit_must_be_positive(small_locale, tmp_path, limit):
+    with double() as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = cli("run", config, "-o", str(tmp_path / "run"), "--limit", limit)
+        assert out.returncode == 1 and f"--limit {limit}" in out.stderr
+        assert not (tmp_path / "run").exists() and served(url) == 0
+
+
+def test_dry_run_prints_the_plan_and_calls_nothing(small_locale, tmp_path):
+    with double() as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = cli("run", config, "-o", str(tmp_path / "run"), "--dry-run", "--json", "--limit", "6")
+        assert out.returncode == 0, out.stderr
+        plan = json.loads(out.stdout)
+        assert plan["stages"] == ["seeds", "attack", "respond", "judge", "export"]
+        assert plan["records"]["seeds"] == 6
+        assert set(plan["models"]) == {
+            "gen",
+            "target-a",
+            "target-b",
+            "judge",
+            "resp-1",
+            "resp-2",
+            "resp-3",
+        }
+        assert all(v["calls_at_most"] > 0 for v in plan["models"].values())
+        assert not (tmp_path / "run").exists() and served(url) == 0
