@@ -373,6 +373,8 @@ def paired_delta(
         replicate_figures(tuned, ids, ones)[figure][0]
         - replicate_figures(base, ids, ones)[figure][0]
     )
+    if np.isnan(point):  # a run answered no item within the choices
+        return {"delta": None, "ci": None, "n_paired": len(ids), "note": "no in-choice answers"}
     diffs = []
     for start in range(0, n_boot, 200):
         counts = draw_counts(len(ids), min(200, n_boot - start), seed + start)
