@@ -76,14 +76,113 @@ class FavourInstances(Instances):
         return super().make(schema, root, depth)
 
 
+TEXT_SHAPES = (
+    "think",  # <think>...</think> before a usable answer: kept, the reasoning set apart
+    "truncated",  # cut at the token limit (finish_reason length)
+    "cut_char",  # ends inside a character: U+FFFD
+    "empty",  # content null
+    "empty_str",  # content ""
+    "reasoning_only",  # content null, only reasoning_content
+    "echo_prompt",  # the prompt sent back
+    "repetition",  # one phrase over and over
+    "surrogate",  # a lone surrogate escape in the JSON body
+    "slot_list",  # the prompt's field labels instead of a text
+)
+JSON_SHAPES = (
+    "draft_then_final",  # <think>{draft}</think>{final}: the final one counts
+    "echo_schema",  # the schema from the prompt echoed as the answer
+    "placeholder",  # valid JSON whose reasons are the template's placeholder
+    "truncated_json",  # cut at the token limit
+    "surrogate",
+    "empty",
+)
+PLACEHOLDER = "한국어로 쓴 한두 문장의 근거"
+
+
 @dataclass
 class PipelineDouble(Double):
     favour: float = 0.0
     bodies: str | None = None
+    shapes: float = 0.0
+    shapes_log: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self._bodies = open(self.bodies, "a") if self.bodies else None  # noqa: SIM115
+        self._shapes_log = open(self.shapes_log, "a") if self.shapes_log else None  # noqa: SIM115
+
+    def _shape(
+        self, key: str, body: dict[str, Any], messages: list[Any], schema: Any, out: bytes
+    ) -> bytes:
+        """With probability ``shapes`` (a function of the body), the answer in a shape real
+        models produce (see TEXT_SHAPES / JSON_SHAPES)."""
+        rng = random.Random(int(key[16:32], 16))
+        if rng.random() >= self.shapes:
+            return out
+        data = json.loads(out)
+        msg = data["choices"][0]["message"]
+        text = msg["content"]
+        prompt = "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        shape = rng.choice(JSON_SHAPES if schema is not None else TEXT_SHAPES)
+        raw_json: str | None = None
+        if shape == "think":
+            msg["content"] = (
+                "<think>사용자의 요청을 먼저 분석해 보겠습니다. 초안을 씁니다.</think>\n" + text
+            )
+        elif shape in ("truncated", "truncated_json"):
+            msg["content"] = text[: max(1, len(text) // 2)]
+            data["choices"][0]["finish_reason"] = "length"
+        elif shape == "cut_char":
+            msg["content"] = text[: max(1, len(text) // 2)] + "출\ufffd"
+        elif shape == "empty":
+            msg["content"] = None
+        elif shape == "empty_str":
+            msg["content"] = ""
+        elif shape == "reasoning_only":
+            msg["content"] = None
+            msg["reasoning_content"] = "생각만 하고 답을 쓰지 못했습니다."
+        elif shape == "echo_prompt":
+            msg["content"] = prompt[-600:]
+        elif shape == "repetition":
+            msg["content"] = "정말 좋아요 " * 80
+        elif shape == "slot_list":
+            labels = re.findall(r"^\s*-\s*([^:\n]{1,12}):", prompt, re.M)[:3] or ["유형", "직업"]
+            msg["content"] = "\n".join(f"{lab}: 전북 전주" for lab in [*labels, "직업"])
+        elif shape == "surrogate":
+            marker = "SURROGATE_MARK"
+            if schema is not None:
+                value = json.loads(text)
+                _set_reasons(value, marker)
+                msg["content"] = json.dumps(value, ensure_ascii=False)
+            else:
+                msg["content"] = text + marker
+            raw_json = json.dumps(data, ensure_ascii=False).replace(marker, "\\ud83d")
+        elif shape == "draft_then_final":
+            draft = json.loads(text)
+            _flip(draft)
+            msg["content"] = (
+                "<think>"
+                + json.dumps(draft, ensure_ascii=False)
+                + " 다시 생각해 보니...</think>"
+                + text
+            )
+        elif shape == "echo_schema":
+            m = re.search(r"<json_schema>(.*?)</json_schema>", prompt, re.S)
+            msg["content"] = "Example: " + (m.group(1) if m else "{}")
+        elif shape == "placeholder":
+            value = json.loads(text)
+            _set_reasons(value, PLACEHOLDER)
+            msg["content"] = json.dumps(value, ensure_ascii=False)
+        if self._shapes_log is not None:
+            self._shapes_log.write(
+                json.dumps(
+                    {"shape": shape, "content": msg.get("content"), "schema": schema is not None},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
+            self._shapes_log.flush()
+        return (raw_json or json.dumps(data, ensure_ascii=False)).encode("utf-8")
 
     def _record(self, entry: dict[str, Any]) -> None:
         entry["done_t"] = time.time()
@@ -102,7 +201,34 @@ class PipelineDouble(Double):
         if self._bodies is not None:
             self._bodies.write(json.dumps(body, ensure_ascii=False) + "\n")
             self._bodies.flush()
+        if self.shapes:
+            out = self._shape(key, body, messages, schema, out)
         return out
+
+
+def _set_reasons(value: Any, text: str) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k == "reason" and isinstance(v, str):
+                value[k] = text
+            else:
+                _set_reasons(v, text)
+
+
+def _flip(value: Any) -> None:
+    """Turn a verdict into its opposite draft (pass <-> fail, scores to the other end)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if v == "pass":
+                value[k] = "fail"
+            elif v == "fail":
+                value[k] = "pass"
+            elif isinstance(v, bool):
+                value[k] = not v
+            elif isinstance(v, int) and k in ("score", "safety", "coherence"):
+                value[k] = 1 if v > 2 else 4
+            else:
+                _flip(v)
 
 
 def serve_main(argv: list[str] | None = None) -> None:
@@ -112,9 +238,14 @@ def serve_main(argv: list[str] | None = None) -> None:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=value)
     p.add_argument("--favour", type=float, default=0.0)
     p.add_argument("--bodies", type=str, default=None)
+    p.add_argument("--shapes", type=float, default=0.0)
+    p.add_argument("--shapes-log", type=str, default=None)
     args = vars(p.parse_args(argv))
     favour, bodies = args.pop("favour"), args.pop("bodies")
-    double = PipelineDouble(DoubleConfig(**args), favour=favour, bodies=bodies)
+    shapes, shapes_log = args.pop("shapes"), args.pop("shapes_log")
+    double = PipelineDouble(
+        DoubleConfig(**args), favour=favour, bodies=bodies, shapes=shapes, shapes_log=shapes_log
+    )
 
     async def serve() -> None:
         await double.start()

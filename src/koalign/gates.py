@@ -121,13 +121,15 @@ def _gram_set(source: str, n: int) -> frozenset[str]:
     return frozenset(_ngrams(re.sub(r"\s+", " ", source), n))
 
 
-def containment(text: str, source: str, n: int = 4) -> float:
-    """Share of ``text``'s character n-grams (whitespace collapsed) that occur in ``source``."""
+def containment(text: str, source: str | Sequence[str], n: int = 4) -> float:
+    """Share of ``text``'s character n-grams (whitespace collapsed) that occur in ``source`` (or
+    in any of several sources: a text echoing a whole multi-message prompt counts in full)."""
     grams = set(_ngrams(re.sub(r"\s+", " ", text).strip(), n))
     if not grams:
         return 0.0
-    pool = _gram_set(source, n)
-    return sum(g in pool for g in grams) / len(grams)
+    sources = [source] if isinstance(source, str) else [s for s in source if s]
+    pools = [_gram_set(s, n) for s in sources]
+    return sum(any(g in p for p in pools) for g in grams) / len(grams)
 
 
 @functools.lru_cache(maxsize=512)
@@ -182,12 +184,11 @@ def gate_text(
             )
     if len(stripped) >= 12:
         for name, sources in (("prompt", prompt_texts), ("input", previous)):
-            for src in sources:
-                if not src:
-                    continue
-                share = containment(stripped, src)
-                if share >= cfg.max_echo:
-                    return "echo", f"{share:.0%} of the text copies its {name}"
+            if not any(sources):
+                continue
+            share = containment(stripped, list(sources))
+            if share >= cfg.max_echo:
+                return "echo", f"{share:.0%} of the text copies its {name}"
     if script_ratio is not None and min_script_ratio > 0:
         ratio = script_ratio(stripped)
         if ratio < min_script_ratio:

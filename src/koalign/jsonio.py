@@ -7,9 +7,9 @@ old file or the new one, never a half-written file, and the temporary file is re
 error the process survives.
 
 Text that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud83d"`` decoded from a
-model's JSON) is written as a JSON ``\\uXXXX`` escape, so a line always stays valid UTF-8 and
-reads back to the same Python string; deciding whether such text is usable data is the caller's
-job (see :func:`koalign.text.unencodable`).
+model's JSON) is written as U+FFFD, so every line stays valid UTF-8 that any JSON reader accepts
+(strict readers refuse lone-surrogate escapes). Stages never get that far: a model answer with a
+lone surrogate is a counted bad output (``replacement_char``) before it is stored.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "iter_jsonl",
     "read_jsonl",
     "read_text",
+    "repair_surrogates",
     "stable_hash",
     "stable_int",
     "write_jsonl_atomic",
@@ -49,10 +51,19 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def repair_surrogates(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _utf8(text: str) -> bytes:
-    # Lone surrogates can only occur inside JSON strings: written as \\uXXXX escapes they are
-    # valid JSON, valid UTF-8, and decode back to the same string.
-    return text.encode("utf-8", "backslashreplace")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return repair_surrogates(text).encode("utf-8")
 
 
 def digest(obj: Any, n: int | None = None) -> str:

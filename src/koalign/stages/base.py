@@ -33,6 +33,7 @@ The runner (:mod:`koalign.runner`) knows nothing else about any stage.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import KoalignError, did_you_mean
+from koalign.jsonio import repair_surrogates
 from koalign.types import ChatRequest, ChatResult, Message
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ class Frozen(BaseModel):
 
 
 T = TypeVar("T")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # Kinds of a bad model output: the call succeeded, the text cannot be used. Kept raw, counted,
 # reproduced from the cache on a rerun. Every other error kind is a failed call.
@@ -401,6 +405,16 @@ async def call(
         "tokens_out": result.tokens_out,
         "reasoning": getattr(result, "reasoning", None),
     }
+    if result.text is not None and _SURROGATE.search(result.text):
+        return Call[Any](
+            raw=repair_surrogates(result.text),
+            error=CallFailure(
+                kind="replacement_char",
+                message="the answer holds a lone surrogate (text decoded wrongly); kept with "
+                "U+FFFD in its place",
+            ),
+            **common,
+        )
     if result.error is not None:
         return Call[Any](
             raw=result.text,
