@@ -66,7 +66,7 @@ def test_no_shaped_text_reaches_the_export(replay_run):
 
 
 def test_every_shape_is_counted_under_its_reason(replay_run):
-    run, manifest, shapes = replay_run
+    _, manifest, shapes = replay_run
     seen = Counter(s["shape"] for s in shapes)
     assert len(seen) >= 14, seen  # nearly every shape was served at least once
     bad: Counter[str] = Counter()
