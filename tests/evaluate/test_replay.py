@@ -130,6 +130,53 @@ def test_a_lone_surrogate_never_crashes_a_writer_or_leaves_a_tmp_file(tmp_path) 
 
     write_jsonl(tmp_path / "x.jsonl", [{"reason": "깨진 \ud83d 문자"}])
     update_summary(tmp_path, "safety", {"note": "\ud83d"})
-    assert read_jsonl(tmp_path / "x.jsonl") == [{"reason": "깨진 \ud83d 문자"}]
-    assert json.loads((tmp_path / "summary.json").read_text("utf-8"))["safety"]["note"] == "\ud83d"
+    (row,) = read_jsonl(tmp_path / "x.jsonl")
+    assert row["reason"].startswith("깨진 ") and row["reason"].endswith(" 문자")
+    note = json.loads((tmp_path / "summary.json").read_text("utf-8"))["safety"]["note"]
+    assert len(note) == 1 and note in {"\ud83d", "\ufffd"}
     _no_leftovers(tmp_path)
+
+
+def test_long_work_reports_progress(tmp_path, replay) -> None:
+    """The library reports (step, done, total) as batches finish; the CLI draws the bars."""
+    import asyncio
+
+    from koalign.backends.base import ModelSpec
+    from koalign.evaluate.data import EvalItem
+    from koalign.evaluate.runs import open_pool
+    from koalign.evaluate.safety import arun_safety
+    from koalign.locale import load_locale
+
+    url = replay.base_url
+    items = [
+        EvalItem(id=str(k), prompt=f"질문 {k} <<ok-safe>>", category="I", source="t")
+        for k in range(5)
+    ]
+    specs = {
+        "target": ModelSpec(backend="openai", model="target", base_url=url),
+        "judge": ModelSpec(backend="openai", model="judge", base_url=url),
+    }
+    seen: list[tuple[str, int, int]] = []
+
+    async def go() -> None:
+        pool = open_pool(specs, tmp_path)
+        try:
+            await arun_safety(
+                items, loc=load_locale("ko"), pool=pool, model="target", judges=["judge"],
+                out_dir=tmp_path, batch_size=2, n_boot=10,
+                progress=lambda step, done, total: seen.append((step, done, total)),
+            )  # fmt: skip
+        finally:
+            await pool.aclose()
+
+    asyncio.run(go())
+    assert [x for x in seen if x[0] == "target: answered"] == [
+        ("target: answered", n, 5) for n in (0, 2, 4, 5)
+    ]
+    assert ("judge: judged", 5, 5) in seen
+    result = runner.invoke(
+        app, ["eval", "safety", "-m", f"openai:target@{url}", "-j", f"openai:judge@{url}",
+              "--data", str(_prompts(tmp_path / "p.jsonl", "질문")), "-o", str(tmp_path / "cli")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "answered" in result.output and "18/18" in result.output  # the bars, on stderr

@@ -550,12 +550,17 @@ def refusal_detector_cmd(
     if as_json:
         print_json(figures)
     else:
+
+        def show(name: str) -> str:
+            value, ci = figures[name], figures[f"{name}_ci"]
+            if value is None:
+                return f"{name} n/a"
+            return f"{name} {value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{name} {value:.3f}"
+
+        c = figures["confusion"]
         typer.echo(
-            f"{split}: n={figures['n']} precision={figures['precision']:.3f} "
-            f"{figures['precision_ci']} recall={figures['recall']:.3f} {figures['recall_ci']} "
-            f"confusion={figures['confusion']}"
-            if figures["precision"] is not None and figures["recall"] is not None
-            else f"{split}: n={figures['n']} confusion={figures['confusion']}"
+            f"{split}: n={figures['n']} ({figures['positives']} refusals); {show('precision')}; "
+            f"{show('recall')} (Wilson 95%); tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}"
         )
     if show_errors and split != "holdout":
         by_id = {r["id"]: r["text"] for r in rows}
