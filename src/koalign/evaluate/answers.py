@@ -90,6 +90,13 @@ def _split(result: ChatResult) -> tuple[str | None, str]:
     return reasoning, answer
 
 
+def _raw(result: ChatResult) -> str | None:
+    """The content as the model returned it (the model layer may already have moved the
+    reasoning out of ``text``)."""
+    raw = getattr(result, "raw_text", None)
+    return raw if isinstance(raw, str) else result.text
+
+
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -132,7 +139,7 @@ def read_answer(result: ChatResult, prompt: str) -> Answer:
         if _truncated(result):
             return Answer(text=None, failure="truncated", detail=detail, finish_reason=finish)
         return Answer(text=None, failure="call_error", detail=detail, finish_reason=finish)
-    raw = result.text
+    raw = _raw(result)
     reasoning, answer = _split(result)
     if _truncated(result):
         return Answer(
@@ -186,7 +193,7 @@ def read_judge(result: ChatResult) -> JudgeText:
         return JudgeText(
             text=None, failure=f"call failed ({result.error.kind}): {result.error.message}"
         )
-    raw = result.text
+    raw = _raw(result)
     if _truncated(result):
         return JudgeText(
             text=None, raw=raw, failure="truncated: the judge stopped at the token limit"
@@ -195,7 +202,7 @@ def read_judge(result: ChatResult) -> JudgeText:
     if not answer:
         what = "only reasoning, no verdict" if reasoning else "empty answer"
         return JudgeText(text=None, raw=raw, failure=what)
-    fixed, repaired = repair_unencodable(raw or "")
+    fixed, repaired = repair_unencodable(result.text or "")
     return JudgeText(text=fixed, raw=raw, repaired=repaired)
 
 
