@@ -105,6 +105,7 @@ class PipelineDouble(Double):
     bodies: str | None = None
     shapes: float = 0.0
     shapes_log: str | None = None
+    needs_tokens: str = ""  # "model=N,...": answers of that model need N tokens, else are cut
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -203,6 +204,14 @@ class PipelineDouble(Double):
             self._bodies.flush()
         if self.shapes:
             out = self._shape(key, body, messages, schema, out)
+        needs = dict(x.split("=") for x in self.needs_tokens.split(",") if "=" in x)
+        model = str(body.get("model"))
+        if model in needs and int(body.get("max_tokens") or 256) < int(needs[model]):
+            data = json.loads(out)
+            choice = data["choices"][0]
+            choice["message"]["content"] = (choice["message"]["content"] or "")[:20]
+            choice["finish_reason"] = "length"
+            out = json.dumps(data, ensure_ascii=False).encode("utf-8")
         return out
 
 
@@ -240,11 +249,18 @@ def serve_main(argv: list[str] | None = None) -> None:
     p.add_argument("--bodies", type=str, default=None)
     p.add_argument("--shapes", type=float, default=0.0)
     p.add_argument("--shapes-log", type=str, default=None)
+    p.add_argument("--needs-tokens", type=str, default="")
     args = vars(p.parse_args(argv))
     favour, bodies = args.pop("favour"), args.pop("bodies")
     shapes, shapes_log = args.pop("shapes"), args.pop("shapes_log")
+    needs = args.pop("needs_tokens")
     double = PipelineDouble(
-        DoubleConfig(**args), favour=favour, bodies=bodies, shapes=shapes, shapes_log=shapes_log
+        DoubleConfig(**args),
+        favour=favour,
+        bodies=bodies,
+        shapes=shapes,
+        shapes_log=shapes_log,
+        needs_tokens=needs,
     )
 
     async def serve() -> None:

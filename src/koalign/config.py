@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
@@ -56,6 +56,13 @@ class RuntimeConfig(_Section):
         ge=0,
         description="After SIGINT/SIGTERM, seconds the calls in flight get to finish before "
         "they are cancelled (nothing new starts once a signal arrived).",
+    )
+    on_truncation: dict[str, Literal["retry", "drop"]] = Field(
+        default_factory=dict,
+        description="Per role (e.g. {responders: drop}), what to do with an answer cut at "
+        "max_tokens: 'retry' once with twice the budget (the default for every role), or "
+        "'drop' it at once. Either way a cut answer never becomes data: it is a counted "
+        "'truncated' output.",
     )
     chunk_size: int | None = Field(
         None,
@@ -113,6 +120,11 @@ class RunConfig(_Section):
                     problems.append(
                         f"roles.{field}: unknown model '{name}'{did_you_mean(name, self.models)}"
                     )
+        for role in self.runtime.on_truncation:
+            if role not in specs:
+                problems.append(
+                    f"runtime.on_truncation.{role}: unknown role{did_you_mean(role, specs)}"
+                )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -14,29 +14,17 @@ upper bounds) for ``koalign run --dry-run``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from koalign.backends.limits import estimate_prompt_tokens
 from koalign.config import RunConfig
 from koalign.errors import ConfigError, KoalignError
 from koalign.locale import Locale
 from koalign.types import Message
 
-__all__ = ["RolePrompt", "RunPlan", "check", "longest_prompts", "plan"]
-
-# Conservative tokens per character for a model whose tokenizer koalign cannot load (remote
-# models): Hangul costs 1-2 tokens per syllable in common tokenizers (~2 in English-centric
-# ones), other text about 0.3-0.5; 2.0 for Hangul and 0.5 for the rest never underestimates them.
-HANGUL_TOKENS_PER_CHAR = 2.0
-OTHER_TOKENS_PER_CHAR = 0.5
-
-
-def estimate_tokens(text: str) -> int:
-    """A conservative token count of ``text`` for an unknown tokenizer (see the constants)."""
-    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3" or "\u3131" <= ch <= "\u318e")
-    return math.ceil(hangul * HANGUL_TOKENS_PER_CHAR + (len(text) - hangul) * OTHER_TOKENS_PER_CHAR)
+__all__ = ["RolePrompt", "RunPlan", "check", "longest_prompts", "plan", "window_problems"]
 
 
 @dataclass(frozen=True)
@@ -82,81 +70,101 @@ def longest_prompts(config: RunConfig, loc: Locale) -> tuple[dict[str, RolePromp
     return out, problems
 
 
-def _backends(config: RunConfig, env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
-    from koalign.backends.base import create_backend
+def _models(config: RunConfig, env: Mapping[str, str]) -> tuple[Any, dict[str, Any], list[str]]:
+    """A cache-less model pool and every model created from it (problems named, not raised)."""
+    from koalign.backends.client import ModelPool
 
+    pool = ModelPool(config.models, env=dict(env))
     made: dict[str, Any] = {}
     problems: list[str] = []
-    for name, spec in config.models.items():
+    for name in config.models:
         try:
-            made[name] = create_backend(spec, env=dict(env), where=f"models.{name}")
+            made[name] = pool.get(name)
         except KoalignError as exc:
             problems.append(exc.render())
-    return made, problems
+    return pool, made, problems
 
 
-def _window_problems(
-    config: RunConfig, prompts: dict[str, RolePrompt], backends: dict[str, Any]
+_SCHEMAS = {
+    "harm_judge": "HARM_SCHEMA",
+    "query_judge": "QUERY_SCHEMA",
+    "response_judge": "RESPONSE_SCHEMA",
+    "filter_judge": "FILTER_SCHEMA",
+}
+
+
+def _template_role(template: str) -> str:
+    # every template is named after the role that uses it, but for the list roles
+    return {"responder": "responders", "filter_judge": "filter_judges"}.get(template, template)
+
+
+def _windows(models: dict[str, Any], names: set[str]) -> dict[str, int | None]:
+    """Context windows of the models named (spec, server model list or model config)."""
+    import asyncio
+
+    async def look() -> dict[str, int | None]:
+        found = await asyncio.gather(*(models[n].context_window() for n in sorted(names)))
+        return dict(zip(sorted(names), found, strict=True))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(look())
+    # inside a running loop (a library caller): only windows written in the config
+    return {n: models[n].spec.context_window for n in names}
+
+
+def window_problems(
+    config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
 ) -> list[str]:
-    problems = []
+    """Roles whose longest prompt plus ``max_tokens`` does not fit a model's context window."""
+    from koalign.stages import verdicts
+
     roles = config.roles.resolved()
-    for role, rp in sorted(prompts.items()):
-        for model in roles.get(_template_role(role), []):
-            backend = backends.get(model)
-            spec = config.models[model]
-            window = spec.context_window if hasattr(spec, "context_window") else None
-            if window is None and backend is not None:
-                window = _known_window(backend)
-            if not window:
+    needed = {m for t in prompts for m in roles.get(_template_role(t), []) if m in models}
+    windows = _windows(models, needed)
+    problems = []
+    for template, rp in sorted(prompts.items()):
+        role = _template_role(template)
+        schema = getattr(verdicts, _SCHEMAS[template]) if template in _SCHEMAS else None
+        for model in roles.get(role, []):
+            window = windows.get(model)
+            if model not in models or not window:
                 continue
-            tokens = _count(backend, rp.messages)
-            answer = spec.sampling.max_tokens or 0
+            llm = models[model]
+            tokens = llm.count_tokens(rp.messages, json_schema=schema)
+            answer = llm.spec.sampling.max_tokens or llm.backend.default_max_tokens() or 0
             if tokens + answer > window:
+                how = "counted" if llm.counts_tokens_exactly else "estimated"
                 problems.append(
-                    f"roles.{_template_role(role)}: the '{role}' prompt for category "
-                    f"{rp.category} is ~{tokens} tokens; with max_tokens {answer} it does not fit "
-                    f"model '{model}' (context window {window}). Use a shorter policy rendering "
-                    "(respond.policy_view: compact, few_shot: 0), lower max_tokens, or a model "
-                    "with a larger window"
+                    f"roles.{role}: the '{template}' prompt for category {rp.category} is "
+                    f"{tokens} tokens ({how}); with max_tokens {answer} it does not fit model "
+                    f"'{model}' (context window {window}). Use a shorter policy rendering "
+                    "(respond.policy_view: compact), lower max_tokens, or a model with a "
+                    "larger window"
                 )
     return problems
 
 
-def _template_role(template: str) -> str:
-    # every template is named after the role that uses it, except the targets' prompt (none)
-    return {"responder": "responders", "filter_judge": "filter_judges"}.get(template, template)
+def _close(pool: Any) -> None:
+    import asyncio
 
-
-def _known_window(backend: Any) -> int | None:
-    for attr in ("known_context_window", "context_window_hint"):
-        fn = getattr(backend, attr, None)
-        if callable(fn):
-            try:
-                value = fn()
-            except Exception:  # a window we cannot read is not a config error
-                return None
-            return int(value) if value else None
-    return None
-
-
-def _count(backend: Any, messages: tuple[Message, ...]) -> int:
-    fn = getattr(backend, "count_tokens", None)
-    if callable(fn):
-        try:
-            return int(fn(messages))
-        except Exception:  # fall back to the conservative estimate
-            pass
-    return sum(estimate_tokens(m.content) for m in messages) + 8 * len(messages)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pool.close()
 
 
 def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> None:
     """Raise one ConfigError naming every problem found (see the module docstring)."""
     import os
 
-    backends, problems = _backends(config, os.environ if env is None else env)
+    pool, models, problems = _models(config, os.environ if env is None else env)
     prompts, render_problems = longest_prompts(config, loc)
     problems += render_problems
-    problems += _window_problems(config, prompts, backends)
+    if not problems:  # sizes only once every model and template is right (no request before)
+        problems += window_problems(config, prompts, models)
+    _close(pool)
     if problems:
         raise ConfigError(
             "the run cannot start:\n  " + "\n  ".join(problems),
@@ -219,7 +227,11 @@ def plan(config: RunConfig, loc: Locale, *, limit: int | None = None) -> RunPlan
         for m in models if models is not None else roles[role]:
             spec = config.models[m]
             rp.calls[m] = rp.calls.get(m, 0) + n
-            tin = _count(None, prompts[template].messages) if template in prompts else 0
+            tin = (
+                estimate_prompt_tokens([m.content for m in prompts[template].messages])
+                if template in prompts
+                else 0
+            )
             rp.tokens_in[m] = rp.tokens_in.get(m, 0) + n * tin
             rp.tokens_out[m] = rp.tokens_out.get(m, 0) + n * (spec.sampling.max_tokens or 0)
 

@@ -125,3 +125,31 @@ def _calls(value):
     elif isinstance(value, list):
         for v in value:
             yield from _calls(v)
+
+
+@pytest.mark.parametrize("policy", ["retry", "drop"])
+def test_truncation_policy_per_role(small_locale, tmp_path, policy):
+    # resp-2's answers need 300 tokens; it is given 200: cut, then retried with 400 (or dropped)
+    with double(needs_tokens="resp-2=300") as url:
+        data = server_config(
+            str(small_locale),
+            url,
+            runtime={"max_error_rate": 1.0, "on_truncation": {"responders": policy}},
+        )
+        for spec in data["models"].values():
+            spec["sampling"] = {"max_tokens": 200}
+        cfg, loc = load_run_config(None, data=data)
+        manifest = Pipeline(cfg, loc, tmp_path / "run").run()
+    cands = [
+        c
+        for r in lines(tmp_path / "run/respond.jsonl")
+        for c in r.get("candidates", [])
+        if c["responder"] == "resp-2"
+    ]
+    assert cands
+    truncated = [c for c in cands if c["answer"].get("error", {}).get("kind") == "truncated"]
+    if policy == "retry":
+        assert not truncated and all("value" in c["answer"] for c in cands)
+    else:
+        assert len(truncated) == len(cands)
+        assert manifest["stages"]["respond"]["bad_outputs"]["truncated"] == len(cands)

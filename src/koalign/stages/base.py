@@ -397,6 +397,9 @@ async def call(
     text; it raises :class:`ParseError` for an unusable output.
     """
     assert ctx.caller is not None, "a stage called a model outside a run"
+    policy = ctx.config.runtime.on_truncation.get(_tag_role(req.tag))
+    if policy is not None and policy != req.on_truncation:
+        req = req.model_copy(update={"on_truncation": policy})
     result = await ctx.caller.chat(model, req)
     common: dict[str, Any] = {
         "model": model,
@@ -432,6 +435,15 @@ async def call(
         )
     raw = None if value == result.text else result.text
     return Call[Any](value=value, raw=raw, **common)
+
+
+_TAG_ROLES = {"target": "targets", "responder": "responders", "filter_judge": "filter_judges"}
+
+
+def _tag_role(tag: str | None) -> str:
+    """The config role of a request tag ``stage/role``."""
+    role = (tag or "").rsplit("/", 1)[-1]
+    return _TAG_ROLES.get(role, role)
 
 
 def rotate(items: Sequence[T], offset: int) -> T:
