@@ -116,3 +116,14 @@ def test_eval_overrefusal_on_square_questions(tmp_path, judge_config) -> None:
         q = json.loads(line)
         questions[q["id"]] = q["question"]
     assert all(r["prompt"] == questions[r["id"]] for r in rows)
+
+
+def test_cite_check_reads_eval_answer_files(tmp_path, judge_config, korset_files) -> None:
+    out = tmp_path / "ev"
+    _invoke(["eval", "safety", "--model", "target", "--judge", "judge", "--config",
+             str(judge_config), "--data", str(korset_files[1]), "-o", str(out), "--bootstrap",
+             "20", "--quiet"])  # fmt: skip
+    result = runner.invoke(app, ["cite", "check", str(out / "safety.jsonl"), "--json"])
+    assert result.exit_code in (0, 1), result.output  # 1: a citation problem was found
+    rows = [json.loads(x) for x in result.stdout.splitlines() if x.strip()]
+    assert len(rows) == 2 and all("error" not in r for r in rows)

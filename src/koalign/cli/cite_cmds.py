@@ -34,9 +34,9 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
     """Read FILE (or stdin for '-') into (id, text, error) rows; also return the format.
 
     JSONL is recognised when the first non-empty line starts with '{': each line must then be
-    an object with a string ``text`` (``id`` optional, the line number otherwise). Otherwise
-    every non-empty line is one text, with its line number as id. Raises KoalignError when the
-    input cannot be read at all.
+    an object with a string ``text`` (or ``answer``, as in koalign's eval answer files; ``id``
+    optional, the line number otherwise). Otherwise every non-empty line is one text, with its
+    line number as id. Raises KoalignError when the input cannot be read at all.
     """
     if file == "-":
         raw = sys.stdin.buffer.read()
@@ -69,10 +69,11 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
         except json.JSONDecodeError as exc:
             rows.append((n, None, f"{where}:{n}: not valid JSON ({exc.msg})"))
             continue
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        text = record.get("text", record.get("answer")) if isinstance(record, dict) else None
+        if not isinstance(text, str):  # koalign's eval answer files hold 'answer'
             rows.append((n, None, f"{where}:{n}: expected an object with a string 'text' field"))
             continue
-        rows.append((record.get("id", n), record["text"], None))
+        rows.append((record.get("id", n), text, None))
     return rows, "jsonl"
 
 
