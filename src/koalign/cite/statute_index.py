@@ -150,6 +150,7 @@ class LawFacts:
     raw_articles: list[Any] = field(repr=False)
     flags: tuple[str, ...] = ()
     _articles: dict[str, ArticleFacts] | None = field(default=None, repr=False)
+    _last: int | None = field(default=None, repr=False)
 
     @property
     def articles(self) -> dict[str, ArticleFacts]:
@@ -169,7 +170,9 @@ class LawFacts:
     @property
     def last_article(self) -> int:
         """Highest main article number."""
-        return max((int(n.split("의")[0]) for n in self.articles), default=0)
+        if self._last is None:
+            self._last = max((int(n.split("의")[0]) for n in self.articles), default=0)
+        return self._last
 
 
 def _decode_article(raw: list[Any]) -> ArticleFacts:
