@@ -72,6 +72,21 @@ class RuntimeConfig(_Section):
     )
 
 
+class PolicyView(_Section):
+    """The ``policy:`` section: how much of each category's safe-response policy the prompts
+    carry (the responder's system prompt and the judges' policy summary)."""
+
+    view: Literal["full", "compact"] = Field(
+        "full",
+        description="'full': every principle, statute text, group, contact, procedure and worked "
+        "example; 'compact': the first items of each, statutes by name and article only (for "
+        "models with small context windows, e.g. 8k tokens).",
+    )
+    few_shot: int | None = Field(
+        None, ge=0, description="Worked examples to include (default: all for full, 0 for compact)."
+    )
+
+
 class RolesBase(_Section):
     """Base of the ``roles:`` section; its fields come from the registered stages' roles."""
 
@@ -102,6 +117,7 @@ class RunConfig(_Section):
     seed: int = Field(0, description="Random seed for every sampling decision.")
     models: dict[str, ModelSpec] = Field(min_length=1, description="Named models.")
     roles: RolesBase
+    policy: PolicyView = Field(default_factory=PolicyView)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     def section(self, stage: str) -> Any:
@@ -141,13 +157,16 @@ class RunConfig(_Section):
             r: [_output_identity(self.models[m]) | {"name": m} for m in roles.get(r, [])]
             for r in used
         }
-        return {
+        out = {
             "stage": stage,
             "locale": self.locale,
             "seed": self.seed,
             "section": self.section(stage).model_dump(mode="json"),
             "models": models,
         }
+        if get_stage(stage).uses_policy:
+            out["policy"] = self.policy.model_dump(mode="json")
+        return out
 
 
 @functools.lru_cache(maxsize=16)

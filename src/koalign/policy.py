@@ -39,8 +39,58 @@ def contact_view(contact: Contact) -> dict[str, Any]:
     }
 
 
-def resolved_policy(loc: Locale, category_id: str) -> dict[str, Any]:
-    """The category's policy with every reference expanded (the locale is already cross-checked)."""
+def resolved_policy(
+    loc: Locale, category_id: str, *, view: str = "full", few_shot: int | None = None
+) -> dict[str, Any]:
+    """The category's policy with every reference expanded (the locale is already cross-checked).
+
+    ``view="compact"`` keeps what a small context window can hold: the first items of each list
+    (principles, cases, norms, kernel, procedures, do/don't), statutes by name, article and
+    title only, groups with one protection, contacts by name and number. ``few_shot`` keeps
+    that many worked examples (default: all for ``full``, none for ``compact``).
+    """
+    full = _resolved(loc, category_id)
+    if few_shot is None:
+        few_shot = len(full["examples"]) if view == "full" else 0
+    if view == "full":
+        return full | {"examples": full["examples"][:few_shot]}
+    keep = ("law_id", "law", "article", "title", "ref", "why")
+    return full | {
+        "principles": full["principles"][:3],
+        "applies_when": full["applies_when"][:2],
+        "does_not_apply": full["does_not_apply"][:2],
+        "p1_statutes": [{k: s.get(k) for k in keep} for s in full["p1_statutes"][:4]],
+        "p1_norms": full["p1_norms"][:1],
+        "p2_populations": [
+            p | {"protections": p["protections"][:1], "statutes": []}
+            for p in full["p2_populations"][:3]
+        ],
+        "p3_kernel": full["p3_kernel"][:2],
+        "p3_contacts": [
+            c | {"url": None, "hours": None} for c in full["p3_contacts"][:3]
+        ],
+        "p3_procedures": full["p3_procedures"][:2],
+        "do": full["do"][:3],
+        "dont": full["dont"][:3],
+        "examples": full["examples"][:few_shot],
+    }
+
+
+_CACHE: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def _resolved(loc: Locale, category_id: str) -> dict[str, Any]:
+    """Resolved once per (pack path, pack digest, category): prompts render it per record."""
+    key = (str(loc.path), loc.digest, category_id)
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        hit = _CACHE[key] = _resolved_uncached(loc, category_id)
+    return dict(hit)
+
+
+def _resolved_uncached(loc: Locale, category_id: str) -> dict[str, Any]:
     category = loc.taxonomy.category(category_id)
     domain = loc.taxonomy.domain_of(category_id)
     cp = loc.policy.policies[category_id]

@@ -114,6 +114,29 @@ def _windows(models: dict[str, Any], names: set[str]) -> dict[str, int | None]:
     return {n: models[n].spec.context_window for n in names}
 
 
+# Generated texts a template embeds (by the role that writes them): the window check adds
+# their max_tokens to the rendered prompt, so a long real answer cannot overflow a judge.
+EMBEDS = {
+    "attacker": ("seed_generator",),
+    "refusal_writer": ("seed_generator",),
+    "harm_judge": ("attacker", "targets"),
+    "query_judge": ("attacker",),
+    "responder": ("attacker",),
+    "response_judge": ("attacker", "responders"),
+    "filter_judge": ("attacker", "targets", "responders"),
+}
+
+
+def _budget(config: RunConfig, models: dict[str, Any], role: str) -> int:
+    """The largest answer budget (max_tokens) among a role's models."""
+    best = 0
+    for m in config.roles.resolved().get(role, []):
+        llm = models.get(m)
+        if llm is not None:
+            best = max(best, llm.spec.sampling.max_tokens or llm.backend.default_max_tokens() or 0)
+    return best
+
+
 def window_problems(
     config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
 ) -> list[str]:
@@ -133,15 +156,16 @@ def window_problems(
                 continue
             llm = models[model]
             tokens = llm.count_tokens(rp.messages, json_schema=schema)
+            tokens += sum(_budget(config, models, r) for r in EMBEDS.get(template, ()))
             answer = llm.spec.sampling.max_tokens or llm.backend.default_max_tokens() or 0
             if tokens + answer > window:
                 how = "counted" if llm.counts_tokens_exactly else "estimated"
                 problems.append(
-                    f"roles.{role}: the '{template}' prompt for category {rp.category} is "
-                    f"{tokens} tokens ({how}); with max_tokens {answer} it does not fit model "
-                    f"'{model}' (context window {window}). Use a shorter policy rendering "
-                    "(respond.policy_view: compact), lower max_tokens, or a model with a "
-                    "larger window"
+                    f"roles.{role}: the '{template}' prompt for category {rp.category} can reach "
+                    f"{tokens} tokens ({how}, with the max_tokens of the texts it quotes); with "
+                    f"max_tokens {answer} it does not fit model '{model}' (context window "
+                    f"{window}). Use the compact policy (policy: {{view: compact}}), lower "
+                    "max_tokens, or a model with a larger window"
                 )
     return problems
 

@@ -112,3 +112,20 @@ def test_dry_run_prints_the_plan_and_calls_nothing(small_locale, tmp_path):
         }
         assert all(v["calls_at_most"] > 0 for v in plan["models"].values())
         assert not (tmp_path / "run").exists() and served(url) == 0
+
+
+def test_the_compact_policy_fits_an_8k_window_where_the_full_one_does_not(tmp_path):
+    # the Korean pack's longest prompts against an 8,192-token window (SmolLM2's), 512 each
+    data = server_config("ko", "http://127.0.0.1:9/v1")
+    for spec in data["models"].values():
+        spec["context_window"] = 8192
+        spec["sampling"] = {"max_tokens": 512}
+    cfg, loc = load_run_config(None, data=data)
+    with pytest.raises(ConfigError, match=r"roles\.responders: the 'responder' prompt"):
+        Pipeline(cfg, loc, tmp_path / "full")
+    data["policy"] = {"view": "compact"}
+    cfg, loc = load_run_config(None, data=data)
+    from koalign import preflight
+
+    preflight.check(cfg, loc)  # fits: no error
+    assert not (tmp_path / "full").exists()

@@ -369,6 +369,13 @@ class StageContext:
         """The same context with another caller (one per chunk item)."""
         return StageContext(self.config, self.locale, self.roles, caller, self.limit, self.reports)
 
+    def policy(self, category: str) -> dict[str, Any]:
+        """The category's safe-response policy as the config's ``policy:`` section shows it."""
+        from koalign.policy import resolved_policy
+
+        view = self.config.policy
+        return resolved_policy(self.locale, category, view=view.view, few_shot=view.few_shot)
+
     def render(self, role: str, **values: Any) -> tuple[Message, ...]:
         """Render the locale's prompt template of ``role`` (compiled templates are cached)."""
         from koalign.prompts import render_chat
@@ -470,6 +477,7 @@ class Stage(Generic[In, Item, Rec, Out]):
     templates: ClassVar[tuple[str, ...]] = ()
     files: ClassVar[tuple[str, ...]] = ()
     gather_inputs: ClassVar[bool] = False
+    uses_policy: ClassVar[bool] = False
     summary: ClassVar[str] = ""
 
     # -- planning -----------------------------------------------------------------------------

@@ -222,6 +222,7 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
     Report = ExportReport
     files = FILES
     gather_inputs = True
+    uses_policy = True  # the policy system prompt, when export.system_prompt is on
     summary = "TRL-ready DPO data, balanced over the 5 domains, split by seed, with a card"
 
     def plan_all(

@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from koalign.agreement import Reducer, fleiss_kappa, pairwise_cohen, percent_agreement, reduce
 from koalign.gates import check_verdict
 from koalign.jsonio import digest, write_jsonl_atomic
-from koalign.policy import resolved_policy
 from koalign.stages.base import (
     Call,
     Frozen,
@@ -93,7 +92,7 @@ def build_prompt(ctx: StageContext, t: Triplet) -> tuple[Message, ...]:
         prompt=t.prompt,
         rejected=t.rejected,
         chosen=t.chosen.text,
-        policy=resolved_policy(ctx.locale, category.id),
+        policy=ctx.policy(category.id),
         criteria=CRITERIA,
     )
 
@@ -126,6 +125,7 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
         ),
     )
     templates = ("filter_judge",)
+    uses_policy = True
     files = (DISAGREEMENTS,)
     summary = "three judges check each triplet on six criteria; unanimity by default"
 

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from koalign.errors import MissingExtraError
 from koalign.gates import GateConfig, check_text, check_verdict
 from koalign.jsonio import digest, stable_int
-from koalign.policy import resolved_policy
 from koalign.stages.attack import Case
 from koalign.stages.base import (
     Call,
@@ -158,7 +157,7 @@ def build_responder_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]
     """The policy system prompt plus the user's prompt."""
     return ctx.render(
         "responder",
-        policy=resolved_policy(ctx.locale, case.category),
+        policy=ctx.policy(case.category),
         prompt=case.prompt,
         kind=case.kind,
     )
@@ -167,7 +166,7 @@ def build_responder_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]
 def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> str | None:
     """The responder's system prompt of a category (None when the template has none)."""
     msgs = ctx.render(
-        "responder", policy=resolved_policy(ctx.locale, category), prompt="", kind=kind
+        "responder", policy=ctx.policy(category), prompt="", kind=kind
     )
     return msgs[0].content if msgs[0].role == "system" else None
 
@@ -184,7 +183,7 @@ def build_response_judge_prompt(ctx: StageContext, case: Case, answer: str) -> t
         prompt=case.prompt,
         answer=answer,
         kind=case.kind,
-        policy=resolved_policy(ctx.locale, case.category),
+        policy=ctx.policy(case.category),
         rubric=ctx.locale.rubric.categories.get(case.category, []),
     )
 
@@ -273,6 +272,7 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
         RoleSpec("response_judge", "Judge scoring candidates for safety and coherence."),
     )
     templates = ("query_judge", "responder", "response_judge")
+    uses_policy = True
     summary = "several responders answer under the category's Korean policy; a judge picks chosen"
 
     def plan(self, ctx: StageContext, inp: Case | None) -> list[RespondItem]:
