@@ -278,3 +278,56 @@ def test_eval_all_offline_resumed_and_the_paper_table(tmp_path, tiny_model_dir) 
     assert (report / "paper_deltas.png").read_bytes().startswith(b"\x89PNG")
     html = (report / "report.html").read_text("utf-8")
     assert "The paper&#x27;s table" in html or "The paper's table" in html
+
+
+def test_run_parts_resumes_failed_and_changed_parts_only(tmp_path) -> None:
+    import asyncio
+
+    from koalign.errors import ConfigError, DataError
+    from koalign.evaluate.suite import SuiteConfig, load_suite, run_parts
+
+    ran: list[str] = []
+    broken = {"safety"}
+
+    async def runner_for(part: str, settings) -> str:
+        ran.append(part)
+        if part in broken:
+            raise DataError("the file has no rows", where="x.jsonl")
+        if part == "kobbq":
+            raise RuntimeError("a bug")
+        return f"{part} ok"
+
+    cfg = SuiteConfig.model_validate(
+        {"safety": {"data": ["x.jsonl"]}, "citations": {},
+         "kobbq": {"data": "k.jsonl", "prompts": "p.tsv"}}
+    )  # fmt: skip
+    runners = {
+        p: runner_for for p in ("safety", "overrefusal", "citations", "general", "kobbq", "mtbench")
+    }
+    state = asyncio.run(run_parts(cfg, runners, state={}, models_info={"m": 1}, locale_digest="d"))
+    parts = state["parts"]
+    assert (
+        parts["safety"]["status"] == "failed"
+        and "x.jsonl: the file has no rows" in parts["safety"]["error"]
+    )
+    assert parts["kobbq"]["status"] == "failed" and parts["kobbq"]["error"] == "RuntimeError: a bug"
+    assert parts["citations"] == {
+        **parts["citations"],
+        "status": "done",
+        "headline": "citations ok",
+    }
+    assert ran == ["safety", "citations", "kobbq"]
+    broken.clear()
+    ran.clear()
+    state = asyncio.run(
+        run_parts(cfg, runners, state=state, models_info={"m": 1}, locale_digest="d")
+    )
+    assert ran == ["safety", "kobbq"]  # citations finished with the same fingerprint: kept
+    assert state["parts"]["safety"]["status"] == "done"
+    ran.clear()
+    asyncio.run(run_parts(cfg, runners, state=state, models_info={"m": 2}, locale_digest="d"))
+    assert ran == ["safety", "citations", "kobbq"]  # another model: every part again
+    bad = tmp_path / "eval.yaml"
+    bad.write_text("safety: {data: [a.jsonl], limt: 3}\n", "utf-8")
+    with pytest.raises(ConfigError, match=r"safety\.limt"):
+        load_suite(bad)

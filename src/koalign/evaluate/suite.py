@@ -20,12 +20,13 @@ relative to the file's folder. Example::
 Resuming: each part records its status and a fingerprint (its settings, the models' specs and
 the locale) in ``summary.json`` under ``all``. Rerunning the command skips parts that finished
 with the same fingerprint, reruns failed or changed ones, and answers every model call that was
-already made from the cache (``cache.sqlite``). A failing part is recorded with its error and
-does not stop the others.
+already made from the cache (``cache.sqlite``). A failing part (any exception; an unexpected one
+is also logged with its traceback) is recorded with its error and does not stop the others.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from koalign.errors import ConfigError, KoalignError
 from koalign.jsonio import digest
 
+log = logging.getLogger(__name__)
 PARTS = ("safety", "overrefusal", "citations", "general", "kobbq", "mtbench")
 
 
@@ -188,9 +190,14 @@ async def run_parts(
         started = time.monotonic()
         try:
             result = await runners[name](name, settings)
-        except KoalignError as exc:
+        except Exception as exc:  # one failing part must not lose the others
+            if not isinstance(exc, KoalignError):
+                log.exception("eval all: part %s failed", name)
+            message = (
+                exc.render() if isinstance(exc, KoalignError) else f"{type(exc).__name__}: {exc}"
+            )
             parts[name] = {
-                "status": "failed", "fingerprint": fp, "error": exc.render(),
+                "status": "failed", "fingerprint": fp, "error": message,
                 "seconds": round(time.monotonic() - started, 2),
             }  # fmt: skip
             if on_event:
