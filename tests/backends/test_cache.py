@@ -142,3 +142,103 @@ def test_two_processes_share_one_cache_file(tmp_path):
     }
     assert texts <= {"p1", "p2"}
     con.close()
+
+
+def test_fast_keys_equal_the_canonical_key():
+    from koalign.backends import ModelPool as Pool
+
+    pool = Pool({"s": ModelSpec(backend="scripted", model="s", options={"responses": ["a"]})})
+    llm = pool.get("s")
+    identity = llm.backend.cache_identity()
+    cases = [
+        (("user", '안녕\n\t"따옴표" \\ \u0001 \u2028 😀'),),
+        (("system", "규칙"), ("user", "질문"), ("assistant", "답"), ("user", "x")),
+        (("user", "깨진 \ud83d 서로게이트"),),
+    ]
+    samplings = [
+        SamplingParams(),
+        SamplingParams(temperature=0.7, top_p=0.95, max_tokens=1024, seed=3, stop=("\n\n", "끝")),
+        SamplingParams(temperature=1e-05, top_p=0.1234567890123),
+    ]
+    for messages in cases:
+        for sampling in samplings:
+            for schema in (None, SCHEMA):
+                for index in (0, 7):
+                    req = ChatRequest(
+                        messages=tuple(Message(role=r, content=c) for r, c in messages),
+                        sampling=sampling,
+                        sample_index=index,
+                    )
+                    sent = req.model_copy(update={"json_schema": schema})
+                    dumped = sampling.model_dump(exclude_none=True)
+                    if "stop" in dumped:
+                        dumped["stop"] = list(dumped["stop"])
+                    expected = cache_key(
+                        identity,
+                        [{"role": r, "content": c} for r, c in messages],
+                        dumped,
+                        schema,
+                        index,
+                    )
+                    assert llm._job(sent, req).key == expected
+    pool.close()
+
+
+def test_an_answer_is_committed_before_it_is_returned(tmp_path):
+    """Each result is in the file, seen by another connection, the moment agenerate returns."""
+    db = tmp_path / "c.db"
+    spec = ModelSpec(backend="scripted", model="s", options={"responses": ["가", "나", "다"]})
+    pool = ModelPool({"s": spec}, cache_path=db)
+    llm = pool.get("s")
+    missing: list[str] = []
+
+    async def one(i: int) -> None:
+        req = ChatRequest(messages=(Message(role="user", content=f"질문 {i}"),))
+        [result] = await llm.agenerate([req])
+        key = llm._prepare(req).key
+        con = sqlite3.connect(db)  # another connection: only committed rows are visible
+        row = con.execute("SELECT text FROM responses WHERE key = ?", (key,)).fetchone()
+        con.close()
+        if row is None or row[0] != result.text:
+            missing.append(key)
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(60)))
+
+    asyncio.run(main())
+    pool.close()
+    assert missing == []
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 60
+    assert con.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 60
+    con.close()
+
+
+def test_a_version_1_cache_is_migrated_and_keeps_its_answers(tmp_path):
+    db = tmp_path / "old.sqlite"
+    con = sqlite3.connect(db)
+    con.executescript(
+        """
+        CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, backend TEXT NOT NULL,
+            text TEXT, finish_reason TEXT, tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0, latency_s REAL NOT NULL DEFAULT 0,
+            created REAL NOT NULL);
+        CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL,
+            model TEXT NOT NULL, backend TEXT NOT NULL, key TEXT,
+            tokens_in INTEGER NOT NULL DEFAULT 0, tokens_out INTEGER NOT NULL DEFAULT 0,
+            latency_s REAL NOT NULL DEFAULT 0, cost REAL NOT NULL DEFAULT 0, error_kind TEXT,
+            error_message TEXT, attempts INTEGER NOT NULL DEFAULT 1,
+            cache_hit INTEGER NOT NULL DEFAULT 0, tag TEXT);
+        INSERT INTO responses VALUES ('k', 'm', 'openai', '<think>r</think>답', 'stop', 3, 4, 0.1, 0);
+        INSERT INTO calls (ts, model, backend, key) VALUES (0, 'm', 'openai', 'k');
+        PRAGMA user_version=1;
+        """
+    )
+    con.close()
+    with Cache(db) as cache:
+        hit = cache.get("k")
+        assert hit is not None and hit.text == "<think>r</think>답" and hit.reasoning is None
+        assert cache.stats()["models"][0]["calls"] == 1
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con.close()

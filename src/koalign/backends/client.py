@@ -223,10 +223,10 @@ class LLM:
         contract the layer appends is counted too).
 
         Exact where the backend can tokenise (``hf``: the model's tokenizer and chat template,
-        loading the tokenizer on first use; ``openai`` with ``options.tokenizer``); otherwise a
-        conservative estimate (:func:`~koalign.backends.limits.estimate_prompt_tokens`: 2
-        tokens per Hangul or other non-ASCII character, 1 per 3 ASCII characters, 8 per
-        message). :attr:`counts_tokens_exactly` tells which.
+        loading the tokenizer on first use; ``openai`` with ``options.tokenizer``); otherwise an
+        upper bound (:func:`~koalign.backends.limits.estimate_prompt_tokens`: the UTF-8 bytes
+        of each message, 3 per Hangul syllable, plus 8 per message and 8 for the answer's
+        header). :attr:`counts_tokens_exactly` tells which.
         """
         msgs = tuple(messages)
         if json_schema is not None:
