@@ -100,3 +100,28 @@ def test_repair_turn_fixes_a_bad_answer_and_keeps_raw_text_when_it_cannot():
     assert failed.error.kind == "schema" and failed.error.attempts == 2
     assert failed.text == "{}" and failed.parsed is None
     assert llm.stats.repairs == 2 and llm.stats.calls == 4 and llm.stats.errors == 1
+
+
+def test_read_answer_modes_and_outcomes():
+    from koalign.backends.answers import read_answer
+
+    a = read_answer("<think>초안</think> 최종 답", finish_reason="stop")
+    assert (a.text, a.reasoning, a.raw, a.error) == (
+        "최종 답",
+        "초안",
+        "<think>초안</think> 최종 답",
+        None,
+    )
+    b = read_answer("답", reasoning_field="서버 추론", finish_reason="stop")
+    assert (b.text, b.reasoning, b.raw, b.error) == ("답", "서버 추론", None, None)
+    assert read_answer("<think>x</think>y", mode="no").text == "<think>x</think>y"
+    c = read_answer("생각만 하다 끝남", mode="yes")
+    assert c.text == "" and c.reasoning == "생각만 하다 끝남" and c.error.kind == "empty"
+    assert (
+        read_answer("생각만 하다 끝남", mode="yes", reasoning_field="r").text == "생각만 하다 끝남"
+    )
+    cut = read_answer('{"a": 1', finish_reason="length", max_tokens=8)
+    assert cut.error.kind == "truncated" and "max_tokens=8" in cut.error.message
+    assert cut.text == '{"a": 1'
+    for empty in (None, "", " \n", "<think>만</think>"):
+        assert read_answer(empty, finish_reason="stop").error.kind == "empty"

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from koalign.backends.answers import read_answer
 from koalign.backends.base import Backend, ModelSpec, create_backend
 from koalign.backends.limits import (
     CONNECT_BACKOFF_S,
@@ -60,7 +61,6 @@ from koalign.backends.limits import (
 from koalign.backends.structured import repair_messages, validate_json, with_schema_contract
 from koalign.cache import Cache, CachedResponse, CallRecord, KeyBuilder
 from koalign.errors import BackendError, KoalignError, did_you_mean
-from koalign.extract import split_reasoning
 from koalign.types import CallError, ChatRequest, ChatResult, Message, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -283,33 +283,24 @@ class LLM:
         cached: bool,
         max_tokens: int | None,
     ) -> ChatResult:
-        """A result from a raw answer: reasoning apart, truncation and emptiness typed."""
-        answer = text
-        reasoning = field
-        if text and self.spec.reasoning != "no":
-            found, rest = split_reasoning(text)
-            if found is not None:
-                answer = rest
-                reasoning = f"{field}\n\n{found}" if field else found
-            elif self.spec.reasoning == "yes" and field is None:
-                answer, reasoning = "", text.strip()  # reasoning that never reached an answer
-        error = None
-        if finish == "length":
-            budget = f"max_tokens={max_tokens}" if max_tokens else "the token limit"
-            error = CallError(kind="truncated", message=f"the answer was cut at {budget}")
-        elif answer is None or not answer.strip():
-            what = "only reasoning" if reasoning else "no text"
-            error = CallError(kind="empty", message=f"the model returned {what}")
+        """A result from a raw answer (:func:`~koalign.backends.answers.read_answer`)."""
+        read = read_answer(
+            text,
+            reasoning_field=field,
+            finish_reason=finish,
+            mode=self.spec.reasoning,
+            max_tokens=max_tokens,
+        )
         return ChatResult(
-            text=answer,
-            reasoning=reasoning or None,
-            raw=text if answer != text else None,
+            text=read.text,
+            reasoning=read.reasoning,
+            raw=read.raw,
             finish_reason=finish,
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             latency_s=latency,
             cached=cached,
-            error=error,
+            error=read.error,
         )
 
     def _from_cache(self, job: _Job, hit: CachedResponse) -> ChatResult:
