@@ -181,6 +181,15 @@ def test_credentials_in_a_base_url_are_refused_without_echoing_them():
     ModelSpec(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1")  # fine
 
 
+def test_reasoning_accepts_yaml_yes_and_no():
+    from koalign.yamlio import load_yaml
+
+    models = load_yaml(
+        "a: {backend: openai, model: m, reasoning: yes}\nb: {backend: openai, model: m, reasoning: no}\n"
+    )
+    assert [ModelSpec.model_validate(v).reasoning for v in models.values()] == ["yes", "no"]
+
+
 def test_missing_api_key_env_names_the_variable_not_a_value():
     from koalign.errors import BackendError
 

@@ -109,6 +109,14 @@ class ModelSpec(BaseModel):
                 data = {**data, "base_url": _redact(url)}
         return data
 
+    @field_validator("reasoning", mode="before")
+    @classmethod
+    def _yes_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare yes / no as a boolean
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return value
+
     @field_validator("base_url")
     @classmethod
     def _no_url_credentials(cls, value: str | None) -> str | None:
