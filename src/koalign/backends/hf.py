@@ -483,6 +483,7 @@ class HFBackend(Backend):
             return len(self._tok(text, add_special_tokens=False)["input_ids"])
 
     async def aclose(self) -> None:
+        """Release this model's share of the loaded weights (freed with the last user)."""
         with _SHARED_LOCK:
             if self._model is not None:
                 entry = _SHARED.get(self._shared_key())

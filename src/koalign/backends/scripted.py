@@ -22,6 +22,9 @@ Responder = Callable[[ChatRequest], str]
 
 
 class ScriptedBackend(Backend):
+    """Answers from ``options.responses`` (cycled) or from a function; ``calls`` counts the
+    requests it answered. Token counts are characters (prompt characters in, answer out)."""
+
     name = "scripted"
 
     def __init__(
@@ -42,9 +45,12 @@ class ScriptedBackend(Backend):
 
     @classmethod
     def from_function(cls, fn: Responder, model: str = "scripted") -> ScriptedBackend:
+        """A backend whose answer to a request is ``fn(request)`` (a str, or a JSON-ready value
+        that is serialised)."""
         return cls(ModelSpec(backend="scripted", model=model), fn=fn)
 
     async def agenerate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+        """One scripted answer per request, ``finish_reason`` ``stop``."""
         results = []
         for request in requests:
             self.calls += 1
