@@ -68,7 +68,7 @@ def test_stage_hash_changes_only_for_its_stage(write_config):
 def test_examples_are_valid_configs():
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / "examples"
+    root = Path(__file__).resolve().parents[1] / "examples"
     for name in ("quickstart.yaml", "vllm.yaml", "hosted.yaml"):
         load_config(root / name)
 

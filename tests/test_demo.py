@@ -12,7 +12,7 @@ from koalign.config import load_run_config
 from koalign.demo import demo_config
 from koalign.runner import Pipeline
 
-DRIVE = Path(__file__).with_name("drive.py")
+DRIVE = Path(__file__).parent / "support" / "drive.py"
 
 
 def test_demo_config_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir):
@@ -126,7 +126,7 @@ def test_quickstart_config_runs_with_the_tiny_model_in_place_of_the_hub_model(
 
     from koalign.demo import _well_formed
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     model_dir = tmp_path / "tiny"
     shutil.copytree(tiny_model_dir, model_dir)
     _well_formed(model_dir)  # texts that end before the token limit

@@ -12,7 +12,7 @@ import yaml
 from koalign.config import load_run_config
 from koalign.errors import ConfigError
 from koalign.runner import Pipeline
-from pipeline.servers import cli, double, served, server_config
+from support.servers import cli, double, served, server_config
 
 
 def write(path, data) -> str:

@@ -41,7 +41,7 @@ def paid_calls(run_dir: Path) -> list[str]:
 def reference(tmp_path_factory, small_locale) -> tuple[Path, dict]:
     import yaml
 
-    from pipeline.fakes import config_data
+    from support.fakes import config_data
 
     root = tmp_path_factory.mktemp("ref")
     config = root / "config.yaml"
@@ -216,7 +216,7 @@ def test_some_malformed_outputs_below_the_error_rate(write_config, tmp_path):
 
 
 def test_citation_check_rejects_stale_citations_on_the_korean_pack(tmp_path):
-    from pipeline.fakes import config_data
+    from support.fakes import config_data
 
     data = config_data(
         "ko",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.servers import ROOT, cli, double, served, server_config
+from support.servers import ROOT, cli, double, served, server_config
 
 
 def write(path: Path, data: dict) -> str:

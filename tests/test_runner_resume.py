@@ -16,9 +16,9 @@ import yaml
 
 from koalign.config import load_run_config
 from koalign.runner import Pipeline
-from pipeline.fakes import config_data
+from support.fakes import config_data
 
-DRIVE = Path(__file__).with_name("drive.py")
+DRIVE = Path(__file__).parent / "support" / "drive.py"
 OUTPUTS = [
     "seeds.jsonl",
     "attack.jsonl",
@@ -57,7 +57,7 @@ def test_sigkill_in_every_stage_then_resume(tmp_path, small_locale):
     data = config_data(str(small_locale), runtime={"fsync": True})
     config.write_text(yaml.safe_dump(data), encoding="utf-8")
     cmd = [sys.executable, str(DRIVE), "run", str(config), "-o", str(tmp_path / "run")]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "src"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     run_dir = tmp_path / "run"
     flags = tmp_path / "flags"
     flags.mkdir()

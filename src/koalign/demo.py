@@ -41,7 +41,8 @@ def _well_formed(model_dir: Path) -> None:
     characters (byte fragments) or that hold control characters are never sampled, and an
     exponentially growing end-of-text bonus after 8 tokens makes texts end (``finish_reason``
     ``stop`` at ~15-25 tokens) instead of running into the token limit, which the output gates
-    rightly reject."""
+    rightly reject. Its declared context window is 32k tokens (rotary positions, nothing
+    learned per position), so the full policy prompt passes the window check."""
     import unicodedata
 
     from transformers import AutoTokenizer
@@ -59,6 +60,11 @@ def _well_formed(model_dir: Path) -> None:
     gen = json.loads(path.read_text(encoding="utf-8"))
     gen.update(suppress_tokens=suppress, exponential_decay_length_penalty=[8, 1.35])
     path.write_text(json.dumps(gen, indent=2), encoding="utf-8")
+    # rotary positions have no learned length: declare a window the full policy prompt fits
+    cfg_path = model_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["max_position_embeddings"] = 32768
+    cfg_path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
 
 def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> dict[str, Any]:

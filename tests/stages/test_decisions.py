@@ -17,7 +17,7 @@ from koalign.stages.judge import STAGE as JUDGE
 from koalign.stages.judge import JudgedTriplet, decide_one, disagreement_row
 from koalign.stages.respond import Candidate, CitationCheck, RespondRecord, Triplet, choose
 from koalign.stages.verdicts import CRITERIA, FilterVerdict, ResponseScores
-from pipeline.fakes import config_data
+from support.fakes import config_data
 
 JUDGES = ["resp-1", "resp-2", "resp-3"]
 

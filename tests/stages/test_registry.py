@@ -14,7 +14,7 @@ from koalign.runner import Pipeline
 from koalign.stages import Stage, StageContext, StageReport, register_stage, unregister_stage
 from koalign.stages.base import Frozen, get_stage, stage_names
 from koalign.stages.judge import JudgedTriplet
-from pipeline.fakes import config_data
+from support.fakes import config_data
 
 
 class LengthConfig(BaseModel):

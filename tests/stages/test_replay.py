@@ -15,7 +15,7 @@ import pytest
 from koalign.config import load_run_config
 from koalign.extract import split_reasoning
 from koalign.runner import Pipeline
-from pipeline.servers import double, server_config
+from support.servers import double, server_config
 
 SURROGATE = re.compile("[\ud800-\udfff]")
 

@@ -278,8 +278,9 @@ def all_cmd(
         else None
     )
     name, judge_names, specs, info = resolve_models(
-        model, judges, config, adapter, max_tokens, temperature, seed, extra=extra
-    )
+        model, judges, config if cfg.models else None, adapter, max_tokens, temperature, seed,
+        extra=extra,
+    )  # fmt: skip
     loc = load_locale(cfg.locale)
     base = config.parent
     previous = part_fns.previous_state(out)

@@ -37,16 +37,16 @@ def example_context(loc: Locale, config: Any = None) -> StageContext:
 
 
 def example_case(ctx: StageContext, category: str, *, longest: bool = False) -> Triplet:
-    """A triplet of ``category`` built from the policy's first worked example (``longest``:
-    from its longest prompt and longest answer, for the context-window check)."""
+    """A triplet of ``category`` built from the policy's first worked example. ``longest``
+    (the context-window check): a short placeholder for every generated text (prompt,
+    rejected, chosen), whose size the check adds from the writers' ``max_tokens``."""
     loc = ctx.locale
     cat = loc.taxonomy.category(category)
     examples = loc.policy.policies[cat.id].examples
     example = examples[0]
     prompt, answer = example.prompt, example.answer
     if longest:
-        prompt = max((e.prompt for e in examples), key=len)
-        answer = max((e.answer for e in examples), key=len)
+        prompt = answer = "(생성된 텍스트)"
     items = seeds.STAGE.plan(ctx, None)
     harmful = next((i for i in items if i.category == cat.id and i.kind == "harmful"), None)
     return Triplet(
@@ -57,7 +57,7 @@ def example_case(ctx: StageContext, category: str, *, longest: bool = False) -> 
         category=cat.id,
         type=harmful.type if harmful else cat.types[0].id,
         prompt=prompt,
-        rejected=answer if longest else "(대상 모델의 유해한 응답)",
+        rejected="(대상 모델의 유해한 응답)",
         target="m",
         synthetic=False,
         round=1,
