@@ -1,7 +1,11 @@
 """What a model's raw result means for an evaluation: an answer to judge, or a counted failure.
 
 Every ``eval`` command reads the evaluated model's results and the judges' results through
-this module, so one rule decides everywhere:
+this module, so one rule decides everywhere. It builds on the model layer's typed outcome
+(:mod:`koalign.backends.answers`: reasoning moved to ``ChatResult.reasoning``, ``empty`` and
+``truncated`` errors) and reads a result the same way when a backend or cache entry predates it
+(reasoning still in the text, only ``finish_reason`` telling a cut answer); it adds what an
+evaluation must not judge (echoes, runaway repetition) and the repair of unencodable text.
 
 Evaluated model (:func:`read_answer`)
     The reasoning (``<think>...</think>`` and the variants :func:`koalign.extract.split_reasoning`
