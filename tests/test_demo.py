@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from koalign.config import load_run_config
 from koalign.demo import demo_config
 from koalign.runner import Pipeline
@@ -182,3 +184,39 @@ def test_a_stage_rerun_invalidates_later_stages_for_single_stage_commands(write_
         "invalidated",
         "invalidated",
     ]
+
+
+@pytest.mark.slow
+def test_the_demo_killed_at_several_moments_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
+    """Local sampling in fixed chunks of plan order, seeded per request: a resumed demo writes
+    exactly what an uninterrupted one writes."""
+    import os
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+
+    def demo(out: Path) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "koalign", "demo", "-o", str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    ref = tmp_path / "ref"
+    assert demo(ref).wait(timeout=900) == 0
+    run = tmp_path / "run"
+    kills = 0
+    for wait in (6, 9, 12, 15, 18):
+        proc = demo(run)
+        time.sleep(wait)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 2
+    assert demo(run).wait(timeout=900) == 0
+    for name in ("seeds.jsonl", "attack.jsonl", "respond.jsonl", "judge.jsonl",
+                 "export/train.jsonl", "export/validation.jsonl"):  # fmt: skip
+        assert (run / name).read_bytes() == (ref / name).read_bytes(), name

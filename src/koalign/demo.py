@@ -33,7 +33,8 @@ def _verdicts(fail: str | None = None) -> str:
 
 def _scripted(name: str, answers: list[dict[str, Any] | str]) -> dict[str, Any]:
     texts = [a if isinstance(a, str) else json.dumps(a, ensure_ascii=False) for a in answers]
-    return {"backend": "scripted", "model": name, "options": {"responses": texts}}
+    # answers are a function of the request, so a resumed demo gets the same verdicts
+    return {"backend": "scripted", "model": name, "options": {"responses": texts, "pick": "hash"}}
 
 
 def _well_formed(model_dir: Path) -> None:

@@ -5,12 +5,15 @@ user's run: it must be named explicitly (``backend: scripted``).
 
 Two ways to script it:
 
-* in config: ``options: {responses: ["...", "..."]}`` answers in order, cycling;
+* in config: ``options: {responses: ["...", "..."]}`` answers in order, cycling; with
+  ``options.pick: hash`` the answer is chosen by a hash of the request instead, so it does not
+  depend on the order calls arrive in (resumed runs give the same answers);
 * in Python: ``ScriptedBackend.from_function(fn)`` where ``fn(request) -> str``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 
@@ -41,6 +44,13 @@ class ScriptedBackend(Backend):
         self._fn = fn
         self._responses: list[str] = list(responses or [])
         self._next = 0
+        self._by_hash = spec.options.get("pick", "cycle") == "hash"
+        if spec.options.get("pick", "cycle") not in ("cycle", "hash"):
+            raise BackendError(
+                f"unknown options.pick {spec.options.get('pick')!r}",
+                where=f"model '{spec.model}'",
+                hint="use cycle (in order) or hash (a function of the request)",
+            )
         self.calls = 0
 
     @classmethod
@@ -56,6 +66,13 @@ class ScriptedBackend(Backend):
             self.calls += 1
             if self._fn is not None:
                 text = self._fn(request)
+            elif self._by_hash:
+                key = json.dumps(
+                    [[m.role, m.content] for m in request.messages] + [request.sample_index],
+                    ensure_ascii=False,
+                ).encode("utf-8")
+                index = int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+                text = self._responses[index % len(self._responses)]
             else:
                 text = self._responses[self._next % len(self._responses)]
                 self._next += 1
