@@ -246,6 +246,8 @@ def test_citation_check_rejects_stale_citations_on_the_korean_pack(tmp_path):
     ]
     assert others and all(c["citations"]["ok"] for c in others)
     assert report["citations"]["candidates_flagged"] == len(stale)
+    # the manifest counts the answers dropped per verdict (동물보호법 제8조 is outdated)
+    assert report["citations"]["candidates_rejected_by_verdict"] == {"outdated": len(stale)}
     assert "resp-3" not in report["chosen_by_responder"]
     card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
     assert f"{len(stale)} of {report['citations']['candidates_checked']} candidates flagged" in card
@@ -295,3 +297,12 @@ def test_failed_calls_are_retried_on_rerun_bad_outputs_are_not(write_config, tmp
     assert second["stages"]["respond"]["failed_calls"] == 0
     ids = [r["id"] for r in lines(tmp_path / "run/respond.jsonl")]
     assert len(ids) == len(set(ids)) == first["stages"]["respond"]["records_in"]
+
+
+def test_the_citation_rejection_rule_names_unknown_verdicts():
+    from koalign.errors import ConfigError
+    from support.fakes import config_data
+
+    data = config_data("ko", respond={"citation_reject": ["outdated", "outdate"]})
+    with pytest.raises(ConfigError, match=r"respond\.citation_reject.*outdate.*did you mean"):
+        load_run_config(None, data=data)

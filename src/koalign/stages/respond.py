@@ -17,9 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from koalign.errors import MissingExtraError
+from koalign.cite import DEFAULT_REJECT, check_reject, rejection_reasons
+from koalign.cite import check_text as cite_text
+from koalign.errors import KoalignError
 from koalign.gates import GateConfig, check_text, check_verdict
 from koalign.jsonio import digest, stable_int
 from koalign.stages.attack import Case
@@ -45,7 +47,6 @@ from koalign.stages.verdicts import (
 from koalign.types import Message
 
 NAME = "respond"
-DEFAULT_CITATION_REJECT = ("outdated", "nonexistent", "unknown_law", "retired")
 
 
 class RespondConfig(BaseModel):
@@ -64,10 +65,20 @@ class RespondConfig(BaseModel):
         True, description="Check every candidate's statute and hotline citations."
     )
     citation_reject: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_CITATION_REJECT),
-        description="Citation verdicts that make a candidate ineligible (see docs/citations.md); "
-        "other verdicts (e.g. unregistered) are kept and counted.",
+        default_factory=lambda: sorted(DEFAULT_REJECT),
+        description="Citation verdicts that make a candidate ineligible (koalign.cite.VERDICTS; "
+        "see docs/citations.md). Other verdicts (e.g. unregistered, unverified) are kept and "
+        "counted.",
     )
+
+    @field_validator("citation_reject")
+    @classmethod
+    def _known_verdicts(cls, value: list[str]) -> list[str]:
+        try:
+            check_reject(value)
+        except KoalignError as exc:
+            raise ValueError(exc.render()) from None
+        return value
     gates: GateConfig = Field(
         default_factory=lambda: GateConfig(min_chars=20),
         description="Output gates for responders' answers.",
@@ -193,21 +204,13 @@ def check_citations(ctx: StageContext, text: str, category: str) -> CitationChec
     cfg: RespondConfig = ctx.section(NAME)
     if not cfg.citation_check:
         return None
-    try:
-        from koalign.cite import check_text as cite_text
-    except ImportError as exc:  # pragma: no cover - part of the base install
-        raise MissingExtraError("koalign.cite", "all", feature="respond.citation_check") from exc
     report = cite_text(text, ctx.locale, category=category)
-    data = report.to_dict()
-    verdicts: Counter[str] = Counter()
-    for c in data.get("citations", []):
-        verdicts[c["status"]] += 1
-    for c in data.get("contacts", []):
-        verdicts[c["status"]] += 1
-    reject = set(cfg.citation_reject)
-    rejected = {k: v for k, v in sorted(verdicts.items()) if k in reject}
+    rejected = rejection_reasons(report, frozenset(cfg.citation_reject))
     return CitationCheck(
-        ok=not rejected, verdicts=dict(sorted(verdicts.items())), rejected_for=rejected, report=data
+        ok=not rejected,
+        verdicts=dict(sorted(report.counts().items())),
+        rejected_for=dict(sorted(rejected.items())),
+        report=report.to_dict(),
     )
 
 
