@@ -95,7 +95,7 @@ def test_general_loglik_on_the_tiny_model_with_adapter(tmp_path, mc_file, tiny_m
     assert tuned["mc"]["models"]["model"]["adapter"] == str(adapter)
 
 
-def test_general_choice_numbers_from_a_server(tmp_path, mc_file, judge_config) -> None:
+def test_general_choice_numbers_parsed_from_generated_answers(tmp_path, mc_file, judge_config) -> None:
     s = _invoke(["eval", "general", "--model", "mc", "--config", str(judge_config),
                  "--data", str(mc_file), "-o", str(tmp_path / "srv"), "--bootstrap", "100"])  # fmt: skip
     mc = s["mc"]

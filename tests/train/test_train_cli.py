@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 from train_rows import make_row, write_jsonl
@@ -20,7 +19,6 @@ def test_train_command_writes_every_output(
     tiny_model_dir: Path, export_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    start = time.monotonic()
     result = runner.invoke(
         app,
         [
@@ -35,9 +33,7 @@ def test_train_command_writes_every_output(
             "dpo_args.max_steps=2",
         ],
     )
-    elapsed = time.monotonic() - start
     assert result.exit_code == 0, result.output
-    assert elapsed < 60
     assert result.stdout.strip().splitlines()[-1] == str(out)
     expected = [
         "adapter_config.json",
