@@ -159,6 +159,9 @@ def test_quickstart_config_runs_with_the_tiny_model_in_place_of_the_hub_model(
     assert judged
     for frag in judged:  # constrained decoding: valid verdicts, or typed errors with raw text
         assert ("value" in frag and 1 <= frag["value"]["score"] <= 5) or frag["error"]["kind"]
+    # the constrained judge of the quickstart config gives real verdicts, not only errors
+    valid = [f for f in judged if "value" in f]
+    assert valid, [f.get("error") for f in judged]
 
 
 def test_a_stage_rerun_invalidates_later_stages_for_single_stage_commands(write_config, tmp_path):
