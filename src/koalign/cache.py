@@ -13,9 +13,12 @@ Two tables live in the same database:
 * ``calls``: one row per logical call, cache hits and errors included: timestamp, model name,
   backend, tokens, latency, cost, finish reason, error kind, attempts, cache hit, tag.
 
-Writes go through one writer thread that commits whatever is queued in one transaction (a
-group commit: it lets writes gather for :data:`COMMIT_INTERVAL_S` after waking), so the event
-loop never waits on SQLite and a burst of answers costs one commit.
+Writes are group-committed: the writes of :data:`COMMIT_INTERVAL_S` (3 ms) go into one
+transaction, so a burst of answers costs one commit. On an event loop, a timer commits them on
+the loop itself when that needs no waiting (a connection with no busy timeout and no
+checkpoints: in WAL mode a commit is a few page writes into the OS cache, tens of
+microseconds); when another writer holds the file, the batch goes to a writer thread that may
+wait, and WAL checkpoints (the only step that waits for the disk) run on that thread too.
 :meth:`Cache.aput` returns only once its row is committed: an answer is durable before the
 caller can use it (WAL with ``synchronous=NORMAL``: a committed row survives a killed process;
 a power loss may lose the last commits). Reads use their own connection. Several processes may
@@ -35,6 +38,7 @@ import re
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,7 +251,7 @@ def _call_row(r: CallRecord) -> tuple[Any, ...]:
     )
 
 
-# A queued write: (sql, params) pairs, and the loop and future to settle once committed.
+# A write: (sql, params) pairs, and the loop and future to settle once committed.
 _Write = tuple[
     list[tuple[str, tuple[Any, ...]]],
     asyncio.AbstractEventLoop | None,
@@ -255,7 +259,11 @@ _Write = tuple[
 ]
 
 COMMIT_INTERVAL_S = 0.003
-"""How long the writer thread lets writes gather after waking before it commits them together."""
+"""How long writes gather before they are committed together (one transaction)."""
+
+CHECKPOINT_EVERY = 2000
+"""Rows committed on the event loop between two WAL checkpoints, which the writer thread runs
+(a checkpoint is the only step that waits for the disk; 2,000 rows are about 2.5 MB of WAL)."""
 
 
 def _settle(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
@@ -265,6 +273,25 @@ def _settle(futures: list[asyncio.Future[None]], failure: BaseException | None) 
                 fut.set_result(None)
             else:
                 fut.set_exception(failure)
+
+
+def _settle_all(batch: list[_Write], failure: BaseException | None) -> None:
+    """Settle the futures of ``batch``: directly on this thread's running loop, through
+    ``call_soon_threadsafe`` on any other (a closed loop has nobody waiting)."""
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for _, loop, fut in batch:
+        if loop is not None and fut is not None:
+            waiting.setdefault(loop, []).append(fut)
+    for loop, futures in waiting.items():
+        if loop is here:
+            _settle(futures, failure)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, futures, failure)
 
 
 class Cache:
@@ -288,11 +315,24 @@ class Cache:
         self._failure: BaseException | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._checkpoint_due = False
+        # writes gathered on event loops, committed there by a timer (see _hold)
+        self._hold_lock = threading.Lock()
+        self._held: list[_Write] = []
+        self._timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._llock = threading.Lock()  # guards the event-loop connection
+        self._inline_rows = 0  # rows committed on event loops since the last checkpoint
         try:
             self._conn = self._connect()
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
             self._rconn = self._connect()
+            # the event loop's connection never waits: a locked file or a checkpoint goes to
+            # the writer thread instead
+            self._lconn = self._connect(busy_ms=0)
+            self._lconn.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.DatabaseError as exc:
             raise KoalignError(
                 f"cannot open the cache database: {exc}",
@@ -300,11 +340,12 @@ class Cache:
                 hint="point cache_path at a writable file, or delete a corrupt one",
             ) from exc
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, *, busy_ms: int | None = None) -> sqlite3.Connection:
+        ms = int(self._timeout_s * 1000) if busy_ms is None else busy_ms
         conn = sqlite3.connect(
-            str(self.path), timeout=self._timeout_s, isolation_level=None, check_same_thread=False
+            str(self.path), timeout=ms / 1000, isolation_level=None, check_same_thread=False
         )
-        conn.execute(f"PRAGMA busy_timeout={int(self._timeout_s * 1000)}")
+        conn.execute(f"PRAGMA busy_timeout={ms}")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
@@ -344,15 +385,18 @@ class Cache:
 
     # -- the writer thread -------------------------------------------------------------------
 
+    def _start_writer(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._writer, name="koalign-cache-writer", daemon=True
+            )
+            self._thread.start()
+
     def _enqueue(self, write: _Write) -> None:
         with self._cv:
-            if self._closing:
+            if self._closing and self._thread is None:
                 raise KoalignError("the cache is closed", where=str(self.path))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._writer, name="koalign-cache-writer", daemon=True
-                )
-                self._thread.start()
+            self._start_writer()
             self._queue.append(write)
             self._pending += 1
             if self._idle:  # a busy writer finds the write on its next round
@@ -361,42 +405,117 @@ class Cache:
     def _writer(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._closing and not self._checkpoint_due:
                     self._idle = True
                     self._cv.wait()
                 self._idle = False
                 if not self._queue and self._closing:
                     return
+                checkpoint, self._checkpoint_due = self._checkpoint_due, False
+            if checkpoint:
+                with self._wlock, contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if not self._queue:
+                continue
             if not self._closing:
                 time.sleep(COMMIT_INTERVAL_S)  # let a burst of answers share one commit
             with self._cv:
                 batch, self._queue = self._queue, []
-            failure: BaseException | None = None
-            with self._wlock:
-                try:
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        for statements, _, _ in batch:
-                            for sql, params in statements:
-                                self._conn.execute(sql, params)
-                        self._conn.execute("COMMIT")
-                    except BaseException:
-                        self._conn.execute("ROLLBACK")
-                        raise
-                except sqlite3.Error as exc:
-                    failure = self._error(exc)
-            waiting: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-            for _, loop, fut in batch:
-                if loop is not None and fut is not None:
-                    waiting.setdefault(loop, []).append(fut)
-            for loop, futures in waiting.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, futures, failure)
+            failure = self._commit(self._conn, self._wlock, batch)
+            _settle_all(batch, failure)
             with self._cv:
                 if failure is not None and self._failure is None:
                     self._failure = failure
                 self._pending -= len(batch)
                 self._cv.notify_all()
+
+    def _commit(
+        self, conn: sqlite3.Connection, lock: threading.Lock, batch: list[_Write]
+    ) -> KoalignError | None:
+        """Write ``batch`` in one transaction on ``conn`` (waiting for ``lock``); the failure,
+        if any."""
+        with lock:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for statements, _, _ in batch:
+                        for sql, params in statements:
+                            conn.execute(sql, params)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                return self._error(exc)
+        return None
+
+    # -- group commits on the event loop -----------------------------------------------------
+
+    def _hold(self, write: _Write, loop: asyncio.AbstractEventLoop) -> None:
+        """Gather ``write``; a timer on ``loop`` commits what gathered in
+        :data:`COMMIT_INTERVAL_S`."""
+        with self._hold_lock:
+            if self._closing:
+                raise KoalignError("the cache is closed", where=str(self.path))
+            self._held.append(write)
+            if loop in self._timers:
+                return
+            self._timers[loop] = loop.call_later(COMMIT_INTERVAL_S, self._commit_held, loop)
+
+    def _commit_held(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit the gathered writes here, on the event loop, when that needs no waiting (a
+        few tens of microseconds without any disk wait: WAL with checkpoints left to the
+        writer thread); otherwise hand them to the writer thread."""
+        with self._hold_lock:
+            self._timers.pop(loop, None)
+            batch, self._held = self._held, []
+        if not batch:
+            return
+        try:
+            self._commit_here(batch)
+        except BaseException as exc:  # a loop callback must not leave callers waiting
+            _settle_all(batch, exc if isinstance(exc, KoalignError) else self._error(exc))
+            if not isinstance(exc, Exception):
+                raise
+
+    def _commit_here(self, batch: list[_Write]) -> None:
+        if not self._llock.acquire(blocking=False):
+            self._hand_over(batch)
+            return
+        failure: KoalignError | None = None
+        try:
+            conn = self._lconn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # another writer holds the file: do not wait here
+                self._hand_over(batch)
+                return
+            try:
+                for statements, _, _ in batch:
+                    for sql, params in statements:
+                        conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                failure = self._error(exc)
+        finally:
+            self._llock.release()
+        _settle_all(batch, failure)
+        if failure is not None:
+            with self._cv:
+                self._failure = self._failure or failure
+        self._inline_rows += sum(len(statements) for statements, _, _ in batch)
+        if self._inline_rows >= CHECKPOINT_EVERY:
+            self._inline_rows = 0
+            with self._cv:
+                self._start_writer()
+                self._checkpoint_due = True
+                self._cv.notify_all()
+
+    def _hand_over(self, batch: list[_Write]) -> None:
+        for write in batch:
+            self._enqueue(write)
 
     def _raise_failure(self) -> None:
         with self._cv:
@@ -422,15 +541,30 @@ class Cache:
         statements = [(_INSERT_RESPONSE, _response_row(key, model, backend, response))]
         if record is not None:
             statements.append((_INSERT_CALL, _call_row(record)))
-        self._enqueue((statements, loop, fut))
+        self._hold((statements, loop, fut), loop)
         await fut
 
     def log_soon(self, record: CallRecord) -> None:
         """Queue a call-log row without waiting for its commit (:meth:`flush` waits)."""
-        self._enqueue(([(_INSERT_CALL, _call_row(record))], None, None))
+        write: _Write = ([(_INSERT_CALL, _call_row(record))], None, None)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._enqueue(write)
+            return
+        self._hold(write, loop)
 
     def flush(self) -> None:
-        """Wait until every queued write is committed; raises a write failure seen meanwhile."""
+        """Commit every gathered or queued write and wait for it; raises a write failure seen
+        meanwhile."""
+        with self._hold_lock:
+            batch, self._held = self._held, []
+        if batch:
+            failure = self._commit(self._conn, self._wlock, batch)
+            _settle_all(batch, failure)
+            if failure is not None:
+                with self._cv:
+                    self._failure = self._failure or failure
         with self._cv:
             while self._pending:
                 self._cv.wait()
@@ -540,17 +674,22 @@ class Cache:
         return {"responses": n_resp, "calls": n_calls}
 
     def close(self) -> None:
-        """Commit what is queued, stop the writer thread and close the connections."""
+        """Commit what is gathered or queued, stop the writer thread and close the
+        connections."""
         with self._cv:
             if self._closing:
                 return
+        with contextlib.suppress(KoalignError):  # a failure was raised to a caller already
+            self.flush()
+        with self._hold_lock, self._cv:
             self._closing = True
             self._cv.notify_all()
         if self._thread is not None:
             self._thread.join()
-        with self._wlock, self._rlock:
+        with self._wlock, self._rlock, self._llock:
             self._conn.close()
             self._rconn.close()
+            self._lconn.close()
 
     def __enter__(self) -> Cache:
         return self

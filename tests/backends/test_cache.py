@@ -242,3 +242,31 @@ def test_a_version_1_cache_is_migrated_and_keeps_its_answers(tmp_path):
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 2
     con.close()
+
+
+def test_a_locked_file_never_blocks_the_event_loop(tmp_path):
+    """Another process holds the write lock: the answer waits on the writer thread, not on the
+    event loop, and is committed once the lock is free."""
+    from koalign.cache import CachedResponse
+
+    db = tmp_path / "c.db"
+    cache = Cache(db)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # the write lock, as a second writer would hold it
+
+    async def main() -> int:
+        answer = CachedResponse("답", "stop", 1, 1, 0.1)
+        task = asyncio.create_task(cache.aput("k", "m", "openai", answer))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the write waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not task.done()
+        other.execute("COMMIT")
+        await asyncio.wait_for(task, 30)
+        return ticks
+
+    assert asyncio.run(main()) == 20
+    assert cache.get("k").text == "답"
+    other.close()
+    cache.close()

@@ -148,6 +148,7 @@ class LLM:
             weakref.WeakKeyDictionary()
         )
         self._samplings: dict[int, tuple[SamplingParams | None, dict[str, Any]]] = {}
+        self._merges: dict[int, tuple[SamplingParams, SamplingParams]] = {}
         self._window: int | None = spec.context_window
         self._window_known = spec.context_window is not None
 
@@ -264,8 +265,22 @@ class LLM:
         )
         return _Job(req, origin, key)
 
+    def _merged(self, sampling: SamplingParams | None) -> SamplingParams:
+        """The spec's sampling defaults under ``sampling`` (cached per object: requests of a
+        stage usually share one)."""
+        if sampling is None:
+            return self.spec.sampling
+        hit = self._merges.get(id(sampling))
+        if hit is not None and hit[0] is sampling:
+            return hit[1]
+        merged = self.spec.sampling.merged(sampling)
+        if len(self._merges) >= 256:
+            self._merges.clear()
+        self._merges[id(sampling)] = (sampling, merged)  # the reference keeps id() unique
+        return merged
+
     def _prepare(self, request: ChatRequest) -> _Job:
-        update: dict[str, Any] = {"sampling": self.spec.sampling.merged(request.sampling)}
+        update: dict[str, Any] = {"sampling": self._merged(request.sampling)}
         if request.json_schema is not None:
             update["messages"] = with_schema_contract(request.messages, request.json_schema)
         return self._job(request.model_copy(update=update), request)
