@@ -47,15 +47,14 @@ def example_case(ctx: StageContext, category: str, *, longest: bool = False) -> 
     prompt, answer = example.prompt, example.answer
     if longest:
         prompt = answer = "(생성된 텍스트)"
-    items = seeds.STAGE.plan(ctx, None)
-    harmful = next((i for i in items if i.category == cat.id and i.kind == "harmful"), None)
+    harmful = seeds.harmful_item(ctx, cat.types[0].id, 0)
     return Triplet(
         id="example",
-        seed_id=harmful.id if harmful else "s-example",
+        seed_id=harmful.id,
         kind="harmful",
         domain=loc.taxonomy.domain_of(cat.id).id,
         category=cat.id,
-        type=harmful.type if harmful else cat.types[0].id,
+        type=harmful.type,
         prompt=prompt,
         rejected="(대상 모델의 유해한 응답)",
         target="m",
@@ -66,6 +65,10 @@ def example_case(ctx: StageContext, category: str, *, longest: bool = False) -> 
         harm_score=5,
         chosen=Chosen(responder="m", text=answer, safety=5, coherence=5, reason="-"),
     )
+
+
+def _chars(messages: tuple[Message, ...]) -> int:
+    return sum(len(m.content) for m in messages)
 
 
 def render_example(
@@ -88,15 +91,14 @@ def render_example(
     policy = loc.policy.policies[cat.id]
     t = example_case(ctx, cat.id, longest=longest)
     case = Case(**t.model_dump(exclude={"chosen"}))
-    items = seeds.STAGE.plan(ctx, None)
-    harmful = next(i for i in items if i.category == cat.id and i.kind == "harmful")
+    harmful = seeds.harmful_item(ctx, cat.types[0].id, 0)
     if role == "seed_generator":
+        if longest:  # the type with the most slot text
+            items = [seeds.harmful_item(ctx, t.id, 0) for t in cat.types]
+            return max((seeds.build_prompt(ctx, i) for i in items), key=_chars)
         return seeds.build_prompt(ctx, harmful)
     if role == "benign_generator":
-        benign = next((i for i in items if i.category == cat.id and i.neighbour), None)
-        item = benign or harmful.model_copy(
-            update={"kind": "benign", "type": None, "neighbour": policy.does_not_apply[0]}
-        )
+        item = seeds.benign_item(ctx, cat.id, len(policy.benign_prompts))
         return seeds.build_prompt(ctx, item)
     if role == "attacker":
         strategy, _ = attack.schedule(ctx, harmful.id, 0)

@@ -236,6 +236,45 @@ def parse(text: Any) -> str:
     return prompt
 
 
+def harmful_item(ctx: StageContext, type_id: str, index: int) -> SeedItem:
+    """Candidate ``index`` of a harm type (what the plan holds for it)."""
+    cat = ctx.locale.taxonomy.category_of_type(type_id)
+    domain = ctx.locale.taxonomy.domain_of(cat.id)
+    return SeedItem(
+        id="s-" + stable_hash("harmful", type_id, index),
+        kind="harmful",
+        domain=domain.id,
+        category=cat.id,
+        type=type_id,
+        index=index,
+        slots=suggest_slots(ctx, type_id, index),
+        variation=pick_variation(variation_lists(ctx), type_id, index, ctx.config.seed),
+    )
+
+
+def benign_item(ctx: StageContext, category_id: str, index: int) -> SeedItem:
+    """Benign candidate ``index`` of a category (a policy prompt first, then generated)."""
+    policy = ctx.locale.policy.policies[category_id]
+    domain = ctx.locale.taxonomy.domain_of(category_id)
+    given = index < len(policy.benign_prompts)
+    return SeedItem(
+        id="b-" + stable_hash("benign", category_id, index),
+        kind="benign",
+        domain=domain.id,
+        category=category_id,
+        type=None,
+        index=index,
+        variation=pick_variation(
+            variation_lists(ctx), "benign:" + category_id, index, ctx.config.seed
+        ),
+        source="policy" if given else "generated",
+        given=nfc(policy.benign_prompts[index]) if given else None,
+        neighbour=None
+        if given
+        else rotate(policy.does_not_apply, index - len(policy.benign_prompts)),
+    )
+
+
 def quota_for(ctx: StageContext, type_id: str) -> int:
     cfg: SeedsConfig = ctx.section(NAME)
     return cfg.quota.get(type_id, cfg.per_type)
@@ -266,8 +305,6 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         """Every candidate, interleaved over types and domains (so ``--limit N`` samples the
         whole taxonomy)."""
         cfg: SeedsConfig = ctx.section(NAME)
-        seed = ctx.config.seed
-        variation = variation_lists(ctx)
         wanted = set(cfg.categories or [c.id for c in ctx.locale.taxonomy.categories])
         per_domain: list[list[list[SeedItem]]] = []
         for domain in ctx.locale.taxonomy.domains:
@@ -277,42 +314,10 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
                     continue
                 for t in cat.types:
                     n = math.ceil(quota_for(ctx, t.id) * cfg.oversample)
-                    streams.append(
-                        [
-                            SeedItem(
-                                id="s-" + stable_hash("harmful", t.id, i),
-                                kind="harmful",
-                                domain=domain.id,
-                                category=cat.id,
-                                type=t.id,
-                                index=i,
-                                slots=suggest_slots(ctx, t.id, i),
-                                variation=pick_variation(variation, t.id, i, seed),
-                            )
-                            for i in range(n)
-                        ]
-                    )
-                policy = ctx.locale.policy.policies[cat.id]
-                benign = []
-                for i in range(cfg.benign_per_category):
-                    given = i < len(policy.benign_prompts)
-                    benign.append(
-                        SeedItem(
-                            id="b-" + stable_hash("benign", cat.id, i),
-                            kind="benign",
-                            domain=domain.id,
-                            category=cat.id,
-                            type=None,
-                            index=i,
-                            variation=pick_variation(variation, "benign:" + cat.id, i, seed),
-                            source="policy" if given else "generated",
-                            given=nfc(policy.benign_prompts[i]) if given else None,
-                            neighbour=None
-                            if given
-                            else rotate(policy.does_not_apply, i - len(policy.benign_prompts)),
-                        )
-                    )
-                streams.append(benign)
+                    streams.append([harmful_item(ctx, t.id, i) for i in range(n)])
+                streams.append(
+                    [benign_item(ctx, cat.id, i) for i in range(cfg.benign_per_category)]
+                )
             per_domain.append(streams)
         ordered: list[list[SeedItem]] = []
         for k in range(max((len(s) for s in per_domain), default=0)):
