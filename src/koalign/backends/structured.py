@@ -155,16 +155,24 @@ class SchemaCheck:
 
 
 _CHECKS: dict[int, tuple[dict[str, Any], SchemaCheck]] = {}
+_BY_TEXT: dict[str, SchemaCheck] = {}
 
 
 def schema_check(schema: dict[str, Any]) -> SchemaCheck:
-    """The compiled :class:`SchemaCheck` of ``schema``, cached by object identity (a schema
-    must not be mutated after its first use). Raises ``jsonschema.SchemaError`` for an invalid
-    schema."""
+    """The compiled :class:`SchemaCheck` of ``schema``, cached by object identity and by its
+    canonical JSON (requests carry copies of a stage's schema, so identity alone would compile
+    - and check against the meta-schema - once per request; a schema must not be mutated after
+    its first use). Raises ``jsonschema.SchemaError`` for an invalid schema."""
     hit = _CHECKS.get(id(schema))
     if hit is not None and hit[0] is schema:
         return hit[1]
-    check = SchemaCheck(schema)
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    check = _BY_TEXT.get(text)
+    if check is None:
+        check = SchemaCheck(schema)
+        if len(_BY_TEXT) >= 256:
+            _BY_TEXT.clear()
+        _BY_TEXT[text] = check
     if len(_CHECKS) >= 256:
         _CHECKS.clear()
     _CHECKS[id(schema)] = (schema, check)  # the reference keeps id() unique
