@@ -116,7 +116,27 @@ def test_dry_run_prints_the_plan_and_calls_nothing(small_locale, tmp_path):
 
 def test_the_compact_policy_fits_an_8k_window_where_the_full_one_does_not(tmp_path):
     # the Korean pack's longest prompts against an 8,192-token window (SmolLM2's), 512 each
-    data = server_config("ko", "http://127.0.0.1:9/v1")
+    with double() as url:
+        _compact_fits(tmp_path, url)
+
+
+def test_a_server_that_refuses_connections_is_named_before_anything(small_locale, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = server_config(str(small_locale), f"http://127.0.0.1:{port}/v1")
+    cfg, loc = load_run_config(None, data=data)
+    with pytest.raises(ConfigError) as exc:
+        Pipeline(cfg, loc, tmp_path / "run")
+    assert f"models.gen: cannot connect to http://127.0.0.1:{port}/v1" in exc.value.render()
+    assert "start the server, or fix base_url" in exc.value.render()
+    assert not (tmp_path / "run").exists()
+
+
+def _compact_fits(tmp_path, url) -> None:
+    data = server_config("ko", url)
     for spec in data["models"].values():
         spec["context_window"] = 8192
         spec["sampling"] = {"max_tokens": 512}

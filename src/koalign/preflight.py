@@ -170,6 +170,36 @@ def window_problems(
     return problems
 
 
+def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:
+    """Models whose server refuses connections (a TCP connect to the ``base_url``'s host and
+    port; no HTTP request is made, nothing is paid)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    problems: list[str] = []
+    tried: dict[tuple[str, int], str | None] = {}
+    for name, spec in config.models.items():
+        if not spec.base_url:
+            continue
+        parts = urlsplit(spec.base_url)
+        if not parts.hostname:
+            continue
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.hostname, port)
+        if key not in tried:
+            try:
+                socket.create_connection(key, timeout=timeout_s).close()
+                tried[key] = None
+            except OSError as exc:
+                tried[key] = exc.strerror or str(exc)
+        if tried[key] is not None:
+            problems.append(
+                f"models.{name}: cannot connect to {spec.base_url} ({tried[key]}): start the "
+                "server, or fix base_url"
+            )
+    return problems
+
+
 def _close(pool: Any) -> None:
     import asyncio
 
@@ -186,6 +216,8 @@ def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = Non
     pool, models, problems = _models(config, os.environ if env is None else env)
     prompts, render_problems = longest_prompts(config, loc)
     problems += render_problems
+    if not problems:
+        problems += unreachable(config)
     if not problems:  # sizes only once every model and template is right (no request before)
         problems += window_problems(config, prompts, models)
     _close(pool)

@@ -221,6 +221,12 @@ class Pipeline:
             )
         self.config = config
         self.locale = locale
+        if Path(root).exists() and not Path(root).is_dir():
+            raise KoalignError(
+                "the run directory path is an existing file",
+                where=str(root),
+                hint="pass a directory path to -o (a new one, or an earlier run's directory)",
+            )
         if preflight:
             from koalign import preflight as checks
 
@@ -501,14 +507,19 @@ class Pipeline:
         )
 
     def _blocked(self, stage: AnyStage, outbox: Channel, upstream: AnyStage) -> None:
+        stages_ = self.rundir.manifest["stages"]
+        culprit = next(
+            (n for n in stage_names() if stages_.get(n, {}).get("transient_failures")),
+            upstream.name,
+        )
         log.warning(
             "%s: not run: stage '%s' still has records whose calls failed (rate limit, server, "
             "timeout, connection). Rerun the same command to retry them: finished records and "
             "answered calls are kept.",
             stage.name,
-            upstream.name,
+            culprit,
         )
-        summary = {"status": "blocked", "blocked_by": upstream.name}
+        summary = {"status": "blocked", "blocked_by": culprit}
         self.rundir.finish(stage.name, summary)
         self.progress.end(stage.name, summary)
         outbox.close(None, False)
