@@ -95,7 +95,9 @@ def test_general_loglik_on_the_tiny_model_with_adapter(tmp_path, mc_file, tiny_m
     assert tuned["mc"]["models"]["model"]["adapter"] == str(adapter)
 
 
-def test_general_choice_numbers_parsed_from_generated_answers(tmp_path, mc_file, judge_config) -> None:
+def test_general_choice_numbers_parsed_from_generated_answers(
+    tmp_path, mc_file, judge_config
+) -> None:
     s = _invoke(["eval", "general", "--model", "mc", "--config", str(judge_config),
                  "--data", str(mc_file), "-o", str(tmp_path / "srv"), "--bootstrap", "100"])  # fmt: skip
     mc = s["mc"]
@@ -108,9 +110,11 @@ def test_general_choice_numbers_parsed_from_generated_answers(tmp_path, mc_file,
     assert rows[2]["raw"] == "잘 모르겠습니다" and rows[2]["parse_error"]
 
 
-def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Local task YAMLs (one folder for the module: the harness indexes it once): a group of
+    two multiple-choice tasks (3 and 1 items) and a single task."""
+    tasks = tmp_path_factory.mktemp("tasks")
     (tasks / "a.jsonl").write_text(
         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8"
     )
@@ -121,9 +125,9 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
         "doc_to_target: answer_index\nmetric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
         "metadata: {version: 1.0}\n"
     )
-    for name in ("a", "b"):
-        (tasks / f"ko_local_{name}.yaml").write_text(
-            f"task: ko_local_{name}\ndataset_kwargs:\n  data_files:\n    test: {tasks / (name + '.jsonl')}\n"
+    for name, data in (("ko_local_a", "a"), ("ko_local_b", "b"), ("ko_one", "a")):
+        (tasks / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_kwargs:\n  data_files:\n    test: {tasks / (data + '.jsonl')}\n"
             + body,
             "utf-8",
         )
@@ -132,8 +136,12 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
         "aggregate_metric_list:\n  - {metric: acc, weight_by_size: true}\nmetadata: {version: 1.0}\n",
         "utf-8",
     )
+    return tasks
+
+
+def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir, task_dir) -> None:
     s = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}?device=cpu", "--tasks", "ko_local",
-                 "--include-path", str(tasks), "-o", str(tmp_path / "lm"), "--batch-size", "4"])  # fmt: skip
+                 "--include-path", str(task_dir), "-o", str(tmp_path / "lm"), "--batch-size", "4"])  # fmt: skip
     task = s["lm_eval"]["tasks"]["ko_local"]
     sub = task["subtasks"]
     assert set(sub) == {"ko_local_a", "ko_local_b"} and task["n_subtasks"] == 2
@@ -146,28 +154,9 @@ def test_lm_eval_on_a_local_json_task_group(tmp_path, tiny_model_dir) -> None:
     )
 
 
-def _local_tasks(folder: Path) -> Path:
-    """A local two-subject task group and a local generate task (no Hub)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "a.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MC[:3]), "utf-8"
-    )
-    body = (
-        "dataset_path: json\ntest_split: test\noutput_type: multiple_choice\n"
-        'doc_to_text: "{{question}}\\n정답:"\ndoc_to_choice: "{{choices}}"\n'
-        "doc_to_target: answer_index\nmetric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n"
-        "metadata: {version: 1.0}\n"
-    )
-    (folder / "ko_one.yaml").write_text(
-        f"task: ko_one\ndataset_kwargs:\n  data_files:\n    test: {folder / 'a.jsonl'}\n" + body,
-        "utf-8",
-    )
-    return folder
-
-
-def test_lm_eval_runs_on_cpu_without_a_device_option(tmp_path, tiny_model_dir) -> None:
+def test_lm_eval_runs_on_cpu_without_a_device_option(tmp_path, tiny_model_dir, task_dir) -> None:
     """No ?device=cpu in the spec and no CUDA: the harness is given cpu, not its cuda default."""
-    tasks = _local_tasks(tmp_path / "tasks")
+    tasks = task_dir
     s = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}", "--tasks", "ko_one",
                  "--include-path", str(tasks), "-o", str(tmp_path / "lm"), "--quiet"])  # fmt: skip
     lm = s["lm_eval"]
