@@ -232,3 +232,26 @@ def test_plain_converts_models_and_refuses_objects() -> None:
 def test_render_chat_refuses_non_data_values(ko: Locale) -> None:
     with pytest.raises(TypeError, match="prompt value text is a function"):
         render_chat(with_template(ko, "{{ text }}"), "evil", text=os.getenv)
+
+
+def test_a_block_of_frozen_values_is_rendered_once_and_keyed_by_its_values():
+    from koalign.locale import load_locale
+    from koalign.policy import resolved_policy
+    from koalign.prompts import _BLOCK_CACHE, render_chat
+
+    loc = load_locale("ko")
+    g = resolved_policy(loc, "G")
+    a = resolved_policy(loc, "A")
+    assert resolved_policy(loc, "G") is g  # one shared, frozen object per view
+    first = render_chat(loc, "responder", policy=g, prompt="질문 하나", kind="harmful")
+    cached = len(_BLOCK_CACHE)
+    second = render_chat(loc, "responder", policy=g, prompt="질문 둘", kind="harmful")
+    assert len(_BLOCK_CACHE) == cached  # the system block came from the cache
+    assert second[0] == first[0] and second[1].content == "질문 둘"
+    other = render_chat(loc, "responder", policy=a, prompt="질문 둘", kind="harmful")
+    assert other[0].content != first[0].content  # another policy, another system prompt
+    # a plain dict that is not frozen is never cached: a changed value shows up
+    mutable = dict(g)
+    mutable["name_ko"] = "바뀐 이름"
+    changed = render_chat(loc, "responder", policy=mutable, prompt="질문", kind="harmful")
+    assert "바뀐 이름" in changed[0].content

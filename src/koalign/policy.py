@@ -44,11 +44,27 @@ def resolved_policy(
 ) -> dict[str, Any]:
     """The category's policy with every reference expanded (the locale is already cross-checked).
 
+    The result is shared and frozen (see :func:`koalign.prompts.freeze`): do not modify it.
     ``view="compact"`` keeps what a small context window can hold: the first items of each list
     (principles, cases, norms, kernel, procedures, do/don't), statutes by name, article and
     title only, groups with one protection, contacts by name and number. ``few_shot`` keeps
     that many worked examples (default: all for ``full``, none for ``compact``).
     """
+    key = (str(loc.path), loc.digest, category_id, view, few_shot)
+    hit = _VIEWS.get(key)
+    if hit is None:
+        if len(_VIEWS) > 512:
+            _VIEWS.clear()
+        from koalign.prompts import freeze
+
+        hit = _VIEWS[key] = freeze(_view(loc, category_id, view, few_shot))
+    return hit
+
+
+_VIEWS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _view(loc: Locale, category_id: str, view: str, few_shot: int | None) -> dict[str, Any]:
     full = _resolved(loc, category_id)
     if few_shot is None:
         few_shot = len(full["examples"]) if view == "full" else 0

@@ -348,6 +348,45 @@ def _compile(text: str) -> jinja2.Template:
     return _ENV.from_string(text)
 
 
+@functools.lru_cache(maxsize=256)
+def _block_names(text: str) -> dict[str, frozenset[str]]:
+    """For each block of a template, the names it reads (loop variables included: a name the
+    context does not hold is ignored when building a cache key)."""
+    tree = _ENV.parse(text)
+    out: dict[str, frozenset[str]] = {}
+    for block in tree.find_all(nodes.Block):
+        names = {n.name for n in block.find_all(nodes.Name) if n.ctx == "load"}
+        if any(True for _ in block.find_all(nodes.Call)) and "self" in names:
+            names.add("\0dynamic")  # calls another block: never cached
+        out[block.name] = frozenset(names)
+    return out
+
+
+_BLOCK_CACHE: dict[tuple[Any, ...], str] = {}
+_BLOCK_CACHE_SIZE = 4096
+
+
+def _block_key(
+    text: str, block: str, names: frozenset[str], raw: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """A cache key for a block whose values are all strings, numbers or frozen values."""
+    if "\0dynamic" in names:
+        return None
+    parts: list[Any] = [id(_compile(text)), block]
+    for name in sorted(names):
+        if name not in raw:
+            continue
+        value = raw[name]
+        if type(value) in _SCALARS:
+            parts.append((name, value))
+            continue
+        hit = _FROZEN.get(id(value)) or _PLAIN_CACHE.get(id(value))
+        if hit is None or hit[0] is not value:
+            return None  # a value that may change between renderings: render the block
+        parts.append((name, "frozen", id(value)))
+    return tuple(parts)
+
+
 def _template(loc: Locale, role: str) -> jinja2.Template:
     text = loc.prompts.get(role)
     if text is None:
@@ -407,10 +446,31 @@ def plain(value: Any, *, where: str = "value") -> Any:
         ) from None
 
 
+def freeze(value: Any) -> Any:
+    """Register ``value`` (a dict or list that will never be mutated again, e.g. a resolved
+    policy kept for a whole run) as plain data checked once: later renderings reuse the check,
+    and a block that depends only on such values and on strings is rendered once and reused
+    (see :func:`render_chat`). Returns ``value``."""
+    key = id(value)
+    hit = _FROZEN.get(key)
+    if hit is None or hit[0] is not value:
+        if len(_FROZEN) >= _PLAIN_CACHE_SIZE:
+            _FROZEN.clear()
+        _FROZEN[key] = (value, plain(value, where="frozen value"))
+    return value
+
+
+_FROZEN: dict[int, tuple[Any, Any]] = {}
+
+
 def _plain(value: Any) -> Any:
     kind = type(value)
     if kind in _SCALARS:
         return value
+    if kind is dict or kind is list:
+        hit = _FROZEN.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
     if kind is dict:
         out = None
         for key, item in value.items():
@@ -537,11 +597,18 @@ def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
         )
     values = {"locale": plain(loc, where="locale")}
     values.update({k: plain(v, where=k) for k, v in context.items()})
+    raw = {"locale": loc, **context}
+    text = loc.prompts[role]
+    reads = _block_names(text)
     ctx = template.new_context(values)
     token = _BUDGET.set(_Budget())
     parts: dict[str, str] = {}
     try:
         for name, block in template.blocks.items():
+            key = _block_key(text, name, reads.get(name, frozenset({"\0dynamic"})), raw)
+            if key is not None and key in _BLOCK_CACHE:
+                parts[name] = _BLOCK_CACHE[key]
+                continue
             pieces: list[str] = []
             size = 0
             gen = block(ctx)
@@ -558,6 +625,10 @@ def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
                     )
                 pieces.append(piece)
             parts[name] = "".join(pieces).strip()
+            if key is not None:
+                if len(_BLOCK_CACHE) >= _BLOCK_CACHE_SIZE:
+                    _BLOCK_CACHE.clear()
+                _BLOCK_CACHE[key] = parts[name]
     except jinja2.UndefinedError as exc:
         raise _render_error(template, where, exc, "undefined") from None
     except (SecurityError, jinja2.TemplateNotFound) as exc:
