@@ -369,7 +369,8 @@ _BLOCK_CACHE_SIZE = 4096
 def _block_key(
     text: str, block: str, names: frozenset[str], raw: Mapping[str, Any]
 ) -> tuple[Any, ...] | None:
-    """A cache key for a block whose values are all strings, numbers or frozen values."""
+    """A cache key for a block whose values are all strings, numbers or frozen values, at least
+    one of them frozen; ``None`` when the block must be rendered."""
     if "\0dynamic" in names:
         return None
     parts: list[Any] = [id(_compile(text)), block]
@@ -384,7 +385,9 @@ def _block_key(
         if hit is None or hit[0] is not value:
             return None  # a value that may change between renderings: render the block
         parts.append((name, "frozen", id(value)))
-    return tuple(parts)
+    # only blocks built from a frozen value are worth keeping (a block of strings alone, such
+    # as the user's prompt, is cheap to render and would only fill the cache)
+    return tuple(parts) if any(len(p) == 3 for p in parts[2:]) else None
 
 
 def _template(loc: Locale, role: str) -> jinja2.Template:
