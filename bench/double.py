@@ -20,6 +20,14 @@ It answers ``POST /v1/chat/completions`` (plus ``GET /v1/models``, ``GET /health
   keywords: type, properties, required, items, min/maxItems, enum, const, anyOf/oneOf/allOf,
   $ref to #/$defs, min/maxLength, minimum/maximum (exclusive too); ``pattern`` and ``format``
   are not honoured;
+* answer shapes real models produce, each at its own rate (``--shape-think``,
+  ``--shape-reasoning-field``, ``--shape-truncated``, ``--shape-empty``, ``--shape-surrogate``,
+  ``--shape-echo``) or scripted for the first answers (``--shape-script think,ok,empty``):
+  ``think`` puts a draft (another valid instance for schema requests) in a ``<think>`` block
+  before the answer; ``reasoning_field`` sends reasoning in ``reasoning_content``; ``truncated``
+  cuts the answer in half with ``finish_reason: length``; ``empty`` sends ``content: null``;
+  ``surrogate`` appends a lone surrogate escape (``\\ud83d``) to the answer; ``echo`` answers
+  with the last user message;
 * it records every request (time, model, schema mode, fault, status, queue wait, latency) in
   memory (``GET /stats`` summarises) and, with ``--record PATH``, as JSON lines.
 
@@ -51,6 +59,7 @@ from koalign.backends.structured import SCHEMA_OPEN, schema_from_text
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "src" / "koalign" / "data" / "corpus_ko.txt"
 FAULTS = ("429", "500", "timeout", "malformed", "truncated")
+SHAPES = ("think", "reasoning_field", "truncated", "empty", "surrogate", "echo")
 REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -75,6 +84,13 @@ class DoubleConfig:
     retry_after: float = 1.0
     retry_after_format: str = "seconds"
     script: str = ""
+    shape_think: float = 0.0
+    shape_reasoning_field: float = 0.0
+    shape_truncated: float = 0.0
+    shape_empty: float = 0.0
+    shape_surrogate: float = 0.0
+    shape_echo: float = 0.0
+    shape_script: str = ""
     timeout_hang: float = 30.0
     seed: int = 0
     record: str | None = None
@@ -180,6 +196,7 @@ class Double:
         self._record_file = open(self.config.record, "a") if self.config.record else None  # noqa: SIM115
         self._ids = 0
         self._script = [f.strip() for f in self.config.script.split(",") if f.strip()]
+        self._shapes = [f.strip() for f in self.config.shape_script.split(",") if f.strip()]
 
     @property
     def base_url(self) -> str:
@@ -301,6 +318,28 @@ class Double:
             r -= rate
         return None
 
+    def _shape(self) -> str | None:
+        if self._shapes:
+            shape = self._shapes.pop(0)
+            return None if shape == "ok" else shape
+        c = self.config
+        rates = (
+            c.shape_think,
+            c.shape_reasoning_field,
+            c.shape_truncated,
+            c.shape_empty,
+            c.shape_surrogate,
+            c.shape_echo,
+        )
+        if not any(rates):
+            return None
+        r = self.rng.random()
+        for name, rate in zip(SHAPES, rates, strict=True):
+            if r < rate:
+                return name
+            r -= rate
+        return None
+
     def _record(self, entry: dict[str, Any]) -> None:
         self.records.append(entry)
         if self._record_file is not None:
@@ -354,7 +393,9 @@ class Double:
             await asyncio.sleep(latency)
         entry.update(status=200, queue_s=round(started - arrived, 4), latency_s=round(latency, 4))
         self._record(entry)
-        payload = self._completion(body, messages, schema)
+        shape = self._shape()
+        entry["shape"] = shape
+        payload = self._completion(body, messages, schema, shape)
         if fault == "malformed":
             await self._send(writer, 200, payload[: len(payload) // 3])
             return True
@@ -376,12 +417,40 @@ class Double:
         mu = math.log(c.latency_mean) - c.latency_sigma**2 / 2
         return self.rng.lognormvariate(mu, c.latency_sigma)
 
-    def _completion(self, body: dict[str, Any], messages: list[Any], schema: Any) -> bytes:
+    def _completion(
+        self, body: dict[str, Any], messages: list[Any], schema: Any, shape: str | None = None
+    ) -> bytes:
         if schema is not None:
             text = json.dumps(self.instances.make(schema), ensure_ascii=False)
         else:
             limit = int(body.get("max_tokens") or 256)
             text = self.instances.korean(max_len=max(1, limit * 2))
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        finish = "stop"
+        if shape == "think":
+            draft = (
+                json.dumps(self.instances.make(schema), ensure_ascii=False)
+                if schema is not None
+                else self.instances.korean(max_len=80)
+            )
+            message["content"] = f"<think>초안: {draft}\n다시 생각해 보자.</think>\n{text}"
+        elif shape == "reasoning_field":
+            message["reasoning_content"] = self.instances.korean(max_len=120)
+        elif shape == "truncated":
+            message["content"] = text[: max(1, len(text) // 2)]
+            finish = "length"
+        elif shape == "empty":
+            message["content"] = None
+        elif shape == "surrogate":
+            message["content"] = text + "\ud83d"
+        elif shape == "echo":
+            users = [
+                m.get("content")
+                for m in messages
+                if isinstance(m, dict) and m.get("role") == "user"
+            ]
+            message["content"] = str(users[-1]) if users else text
+        content = message["content"] or ""
         chars = sum(len(str(m.get("content", ""))) for m in messages if isinstance(m, dict))
         self._ids += 1
         data = {
@@ -389,19 +458,15 @@ class Double:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.config.model),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {
                 "prompt_tokens": chars // 2 + 1,
-                "completion_tokens": len(text) // 2 + 1,
-                "total_tokens": chars // 2 + len(text) // 2 + 2,
+                "completion_tokens": len(content) // 2 + 1,
+                "total_tokens": chars // 2 + len(content) // 2 + 2,
             },
         }
+        if shape == "surrogate":  # the escape stays an escape on the wire, as servers send it
+            return json.dumps(data).encode("ascii")
         return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
     def stats(self) -> dict[str, Any]:
@@ -411,6 +476,7 @@ class Double:
             "status": dict(Counter(str(r.get("status")) for r in self.records)),
             "faults": dict(Counter(r["fault"] for r in self.records if r.get("fault"))),
             "schema_modes": dict(Counter(str(r.get("schema_mode")) for r in self.records)),
+            "shapes": dict(Counter(r["shape"] for r in self.records if r.get("shape"))),
             "mean_latency_s": sum(r["latency_s"] for r in ok) / len(ok) if ok else None,
             "mean_queue_s": sum(r["queue_s"] for r in ok) / len(ok) if ok else None,
             "config": asdict(self.config),

@@ -115,3 +115,35 @@ def test_double_faults_are_injected_retried_and_recorded(tmp_path):
     assert len(records) == 60 + len(faults) == 60 + llm.stats.retries
     assert llm.stats.calls == 60
     assert len((tmp_path / "requests.jsonl").read_text().splitlines()) == len(records)
+
+
+def test_double_answers_in_the_shapes_real_models_produce():
+    shapes = ["think", "reasoning_field", "truncated", "empty", "surrogate", "echo", "ok"]
+    config = DoubleConfig(
+        cap=4, latency_mean=0.01, latency_sigma=0.0, shape_script=",".join(shapes)
+    )
+    schema = SCHEMAS[0]
+    with Double(config).running() as d:
+        spec = ModelSpec(backend="openai", model="double", base_url=d.base_url, json_repairs=0)
+        pool = ModelPool({"d": spec})
+        llm = pool.get("d")
+        results = []
+        for i, _ in enumerate(shapes):  # one at a time: shapes are played in arrival order
+            req = ChatRequest(
+                messages=(Message(role="user", content=f"판정 {i}"),),
+                json_schema=schema if i == 0 else None,
+                on_truncation="drop",
+            )
+            results += llm.generate([req])
+        stats = httpx.get(d.base_url.removesuffix("/v1") + "/stats").json()
+        pool.close()
+    think, field, cut, empty, surrogate, echo, ok = results
+    assert think.ok and "<think>" in think.raw and think.reasoning.startswith("초안:")
+    jsonschema.validate(think.parsed, schema)  # the final answer, not the draft
+    assert field.ok and field.reasoning and "<think>" not in field.text
+    assert cut.error.kind == "truncated" and cut.finish_reason == "length" and cut.text
+    assert empty.error.kind == "empty" and empty.text is None
+    assert surrogate.ok and surrogate.text.endswith("\ud83d")
+    assert echo.ok and echo.text.startswith("판정 5")
+    assert ok.ok and ok.reasoning is None
+    assert stats["shapes"] == {s: 1 for s in shapes if s != "ok"}
