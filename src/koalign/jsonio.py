@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from koalign.errors import DataError
 
 __all__ = [
@@ -91,8 +93,14 @@ def stable_int(*parts: Any) -> int:
 
 
 def dumps_line(obj: Any) -> bytes:
-    """One JSONL line (canonical JSON plus ``\\n``) as UTF-8 bytes; never raises on text."""
-    return _utf8(canonical_json(obj)) + b"\n"
+    """One JSONL line (sorted keys, no whitespace, text as UTF-8, plus ``\\n``); never raises
+    on text. Written with orjson (several times faster than :mod:`json` on large records); a
+    value orjson refuses (a lone surrogate, a non-string key, a very large integer) falls back
+    to :func:`canonical_json`."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, orjson.JSONEncodeError):
+        return _utf8(canonical_json(obj)) + b"\n"
 
 
 # ----------------------------------------------------------------------------- atomic writes
