@@ -203,7 +203,7 @@ class PipelineDouble(Double):
             self._bodies.write(json.dumps(body, ensure_ascii=False) + "\n")
             self._bodies.flush()
         if self.shapes:
-            out = self._shape(key, body, messages, schema, out)
+            out = self._replay_shape(key, body, messages, schema, out)
         needs = dict(x.split("=") for x in self.needs_tokens.split(",") if "=" in x)
         model = str(body.get("model"))
         if model in needs and int(body.get("max_tokens") or 256) < int(needs[model]):
