@@ -112,7 +112,7 @@ class PipelineDouble(Double):
         self._bodies = open(self.bodies, "a") if self.bodies else None  # noqa: SIM115
         self._shapes_log = open(self.shapes_log, "a") if self.shapes_log else None  # noqa: SIM115
 
-    def _shape(
+    def _replay_shape(
         self, key: str, body: dict[str, Any], messages: list[Any], schema: Any, out: bytes
     ) -> bytes:
         """With probability ``shapes`` (a function of the body), the answer in a shape real
