@@ -189,14 +189,16 @@ class PipelineDouble(Double):
         entry["done_t"] = time.time()
         super()._record(entry)
 
-    def _completion(self, body: dict[str, Any], messages: list[Any], schema: Any) -> bytes:
+    def _completion(
+        self, body: dict[str, Any], messages: list[Any], schema: Any, shape: str | None = None
+    ) -> bytes:
         key = body_key(body)
         saved = self.instances
         self.instances = FavourInstances(
             random.Random(int(key[:16], 16)), saved.sentences, self.favour
         )
         try:
-            out = super()._completion(body, messages, schema)
+            out = super()._completion(body, messages, schema, shape)
         finally:
             self.instances = saved
         if self._bodies is not None:
