@@ -128,8 +128,12 @@ def containment(text: str, source: str | Sequence[str], n: int = 4) -> float:
     if not grams:
         return 0.0
     sources = [source] if isinstance(source, str) else [s for s in source if s]
-    pools = [_gram_set(s, n) for s in sources]
-    return sum(any(g in p for p in pools) for g in grams) / len(grams)
+    left = grams
+    for src in sources:
+        left = left - _gram_set(src, n)
+        if not left:
+            break
+    return (len(grams) - len(left)) / len(grams)
 
 
 @functools.lru_cache(maxsize=512)

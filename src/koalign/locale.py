@@ -7,6 +7,7 @@ listing all problems (``file:path: message``) before anything else runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import date
@@ -90,12 +91,22 @@ class Locale(_Model):
         return law, article
 
     def script_ratio(self, text: str) -> float:
-        """Share of letters in ``text`` that belong to the pack's script (e.g. Hangul)."""
-        letters = [ch for ch in text if ch.isalpha()]
+        """Share of letters in ``text`` that belong to the pack's script (e.g. Hangul), 0-1
+        (0.0 for a text without letters)."""
+        letters = len(_LETTERS.findall(text))
         if not letters:
             return 0.0
-        inside = sum(any(lo <= ch <= hi for lo, hi in self.meta.script_ranges) for ch in letters)
-        return inside / len(letters)
+        return len(_script_pattern(tuple(self.meta.script_ranges)).findall(text)) / letters
+
+
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+@functools.lru_cache(maxsize=16)
+def _script_pattern(ranges: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+    """Letters inside the script ranges (a character class built once per pack)."""
+    body = "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges)
+    return re.compile(f"(?=[^\\W\\d_])[{body}]")
 
 
 def bundled_locales() -> list[str]:

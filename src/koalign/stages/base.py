@@ -391,8 +391,15 @@ def request(
     sample_index: int = 0,
 ) -> ChatRequest:
     """A request with the model's own sampling defaults (requests of a stage share them, so an
-    in-process backend can batch them)."""
-    return ChatRequest(messages=messages, json_schema=schema, tag=tag, sample_index=sample_index)
+    in-process backend can batch them).
+
+    Built without re-validation (the messages are validated already, the schema is one of the
+    stage's constants): the request keeps the schema object itself, so the model layer's
+    compiled-schema cache finds it by identity instead of serialising it per call.
+    """
+    return ChatRequest.model_construct(
+        messages=messages, json_schema=schema, tag=tag, sample_index=sample_index
+    )
 
 
 async def call(
