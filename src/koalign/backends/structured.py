@@ -21,12 +21,23 @@ SCHEMA_CLOSE = "</json_schema>"
 
 
 def schema_instruction(schema: dict[str, Any]) -> str:
-    """The text appended to the last user message when a schema is requested."""
+    """The text appended to the last user message when a schema is requested (built once per
+    schema object: a schema must not be mutated after its first use)."""
+    hit = _INSTRUCTIONS.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     body = json.dumps(schema, ensure_ascii=False, sort_keys=True)
-    return (
+    text = (
         "Answer with a single JSON value that satisfies this JSON schema, and nothing else "
         f"(no prose, no code fences):\n{SCHEMA_OPEN}{body}{SCHEMA_CLOSE}"
     )
+    if len(_INSTRUCTIONS) >= 256:
+        _INSTRUCTIONS.clear()
+    _INSTRUCTIONS[id(schema)] = (schema, text)  # the reference keeps id() unique
+    return text
+
+
+_INSTRUCTIONS: dict[int, tuple[dict[str, Any], str]] = {}
 
 
 def schema_from_text(text: str) -> dict[str, Any] | None:
@@ -51,7 +62,8 @@ def with_schema_contract(
     for i in range(len(out) - 1, -1, -1):
         if out[i].role == "user":
             if SCHEMA_OPEN not in out[i].content:
-                out[i] = Message(role="user", content=f"{out[i].content}\n\n{instruction}")
+                content = f"{out[i].content}\n\n{instruction}"
+                out[i] = Message.model_construct(role="user", content=content)
             return tuple(out)
     out.append(Message(role="user", content=instruction))
     return tuple(out)
