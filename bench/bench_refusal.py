@@ -1,0 +1,64 @@
+"""Benchmark the Korean refusal detector on 1,000 answers.
+
+Answers are built from SQuARe's labelled responses (``../shared/data/square/
+responses_dev.jsonl``, third-party, 239 Korean answers to sensitive questions): ``--join`` of
+them, in order, per answer (4 gives about 220 characters, 16 about 900). Prints one JSON
+line: ``load_s`` is the one-off load of Kiwi's model (the first call), ``detect_s`` the wall
+time of ``detect_refusal`` over all answers, ``detect_cpu_s`` the CPU time of this process
+(the fairer figure on a shared machine). Run on one core:
+
+    taskset -c 1 python bench/bench_refusal.py [--n 1000] [--join 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "square" / "responses_dev.jsonl"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="answers")
+    parser.add_argument("--join", type=int, default=4, help="SQuARe responses per answer")
+    args = parser.parse_args()
+    if not DATA.is_file():
+        print(f"third-party data not present: {DATA} (see shared/data/README.md)", file=sys.stderr)
+        return 2
+    responses = [json.loads(line)["response"] for line in DATA.read_text("utf-8").splitlines()]
+    answers = [
+        " ".join(responses[(i * args.join + j) % len(responses)] for j in range(args.join))
+        for i in range(args.n)
+    ]
+    t0 = time.perf_counter()
+    from koalign.evaluate.refusal import detect_refusal
+
+    detect_refusal("그 요청은 도와드릴 수 없습니다.")
+    load = time.perf_counter() - t0
+    wall, cpu = time.perf_counter(), time.process_time()
+    refusals = sum(detect_refusal(a).refusal for a in answers)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(
+        json.dumps(
+            {
+                "answers": args.n,
+                "mean_chars": round(sum(map(len, answers)) / len(answers), 1),
+                "load_s": round(load, 2),
+                "detect_s": round(wall, 2),
+                "detect_cpu_s": round(cpu, 2),
+                "ms_per_answer_cpu": round(cpu / args.n * 1000, 2),
+                "flagged": refusals,
+                "python": platform.python_version(),
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
