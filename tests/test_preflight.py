@@ -80,7 +80,8 @@ def test_a_prompt_that_does_not_fit_the_context_window_fails_before_any_call(
         with pytest.raises(ConfigError) as exc:
             Pipeline(cfg, loc, tmp_path / "run")
         text = exc.value.render()
-        assert "roles.responders" in text and "'resp-2'" in text and "context window 512" in text
+        assert "roles.responders: role 'responders'" in text and "model 'resp-2'" in text
+        assert "> 512 window" in text
         assert served(url) == 0
 
 
@@ -141,7 +142,7 @@ def _compact_fits(tmp_path, url) -> None:
         spec["context_window"] = 8192
         spec["sampling"] = {"max_tokens": 512}
     cfg, loc = load_run_config(None, data=data)
-    with pytest.raises(ConfigError, match=r"roles\.responders: the 'responder' prompt"):
+    with pytest.raises(ConfigError, match=r"roles\.responders: role 'responders' \(prompts/responder"):
         Pipeline(cfg, loc, tmp_path / "full")
     data["policy"] = {"view": "compact"}
     cfg, loc = load_run_config(None, data=data)
@@ -149,3 +150,16 @@ def _compact_fits(tmp_path, url) -> None:
 
     preflight.check(cfg, loc)  # fits: no error
     assert not (tmp_path / "full").exists()
+
+
+def test_models_check_measures_every_role_of_a_run_config(small_locale, tmp_path):
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["judge"]["context_window"] = 600  # the judges' prompts do not fit
+        out = cli("models", "check", write(tmp_path / "c.yaml", data), "--json")
+    rows = {r["model"]: r for r in json.loads(out.stdout)}
+    judge_roles = {f["role"]: f for f in rows["judge"]["roles"]}
+    assert {"harm_judge", "query_judge", "response_judge"} <= set(judge_roles)
+    assert all(f["fits"] is False for f in judge_roles.values())
+    assert {f["role"] for f in rows["resp-1"]["roles"]} == {"responders", "filter_judges"}
+    assert out.returncode == 1  # a role that does not fit fails the check

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from koalign.backends.fit import RolePrompt as FitPrompt
 from koalign.backends.limits import estimate_prompt_tokens
 from koalign.config import RunConfig
 from koalign.errors import ConfigError, KoalignError
@@ -98,22 +99,6 @@ def _template_role(template: str) -> str:
     return {"responder": "responders", "filter_judge": "filter_judges"}.get(template, template)
 
 
-def _windows(models: dict[str, Any], names: set[str]) -> dict[str, int | None]:
-    """Context windows of the models named (spec, server model list or model config)."""
-    import asyncio
-
-    async def look() -> dict[str, int | None]:
-        found = await asyncio.gather(*(models[n].context_window() for n in sorted(names)))
-        return dict(zip(sorted(names), found, strict=True))
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(look())
-    # inside a running loop (a library caller): only windows written in the config
-    return {n: models[n].spec.context_window for n in names}
-
-
 # Generated texts a template embeds (by the role that writes them): the window check adds
 # their max_tokens to the rendered prompt, so a long real answer cannot overflow a judge.
 EMBEDS = {
@@ -137,37 +122,58 @@ def _budget(config: RunConfig, models: dict[str, Any], role: str) -> int:
     return best
 
 
-def window_problems(
+def role_prompts(
     config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
-) -> list[str]:
-    """Roles whose longest prompt plus ``max_tokens`` does not fit a model's context window."""
+) -> dict[str, list[FitPrompt]]:
+    """Model name -> the longest prompt of each role it serves, as the model layer's
+    :class:`~koalign.backends.fit.RolePrompt` (schema contract and quoted texts included)."""
     from koalign.stages import verdicts
 
     roles = config.roles.resolved()
-    needed = {m for t in prompts for m in roles.get(_template_role(t), []) if m in models}
-    windows = _windows(models, needed)
-    problems = []
+    out: dict[str, list[FitPrompt]] = {}
     for template, rp in sorted(prompts.items()):
         role = _template_role(template)
         schema = getattr(verdicts, _SCHEMAS[template]) if template in _SCHEMAS else None
+        reserved = sum(_budget(config, models, r) for r in EMBEDS.get(template, ()))
         for model in roles.get(role, []):
-            window = windows.get(model)
-            if model not in models or not window:
-                continue
-            llm = models[model]
-            tokens = llm.count_tokens(rp.messages, json_schema=schema)
-            tokens += sum(_budget(config, models, r) for r in EMBEDS.get(template, ()))
-            answer = llm.spec.sampling.max_tokens or llm.backend.default_max_tokens() or 0
-            if tokens + answer > window:
-                how = "counted" if llm.counts_tokens_exactly else "estimated"
-                problems.append(
-                    f"roles.{role}: the '{template}' prompt for category {rp.category} can reach "
-                    f"{tokens} tokens ({how}, with the max_tokens of the texts it quotes); with "
-                    f"max_tokens {answer} it does not fit model '{model}' (context window "
-                    f"{window}). Use the compact policy (policy: {{view: compact}}), lower "
-                    "max_tokens, or a model with a larger window"
+            out.setdefault(model, []).append(
+                FitPrompt(
+                    role=role,
+                    messages=rp.messages,
+                    json_schema=schema,
+                    label=f"prompts/{template}.j2, category {rp.category}",
+                    reserved_tokens=reserved,
                 )
-    return problems
+            )
+    return out
+
+
+def window_problems(
+    config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
+) -> list[str]:
+    """Roles whose longest prompt (with room for the texts it quotes) plus ``max_tokens`` does
+    not fit a model's context window (:func:`koalign.backends.fit.check_fit`)."""
+    import asyncio
+
+    from koalign.backends.fit import check_fit
+
+    wanted = {m: ps for m, ps in role_prompts(config, prompts, models).items() if m in models}
+
+    async def measure() -> list[Any]:
+        jobs = [check_fit(models[m], p) for m, ps in sorted(wanted.items()) for p in ps]
+        return list(await asyncio.gather(*jobs))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        fits = asyncio.run(measure())
+    else:  # inside a running loop (a library caller): the windows written in the config only
+        return []
+    return [
+        f"roles.{f.role}: {f.message()}"
+        for f in fits
+        if f.fits is False
+    ]
 
 
 def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:

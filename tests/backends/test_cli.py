@@ -139,7 +139,7 @@ def test_models_check_measures_role_prompts_against_the_window(tiny_model_dir):
     assert fits["responder"]["fits"] is False and fits["responder"]["prompt_tokens"] > 1600
     assert (
         "> 2,048 window" in fits["responder"]["message"]
-        and "few_shot: 0" in fits["responder"]["message"]
+        and "policy: {view: compact}" in fits["responder"]["message"]
     )
 
 

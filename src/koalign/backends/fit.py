@@ -16,8 +16,8 @@ from koalign.backends.client import LLM
 from koalign.types import Message
 
 FIT_HINT = (
-    "use a shorter prompt (a compact policy section, few_shot: 0), a smaller max_tokens, or a "
-    "model with a larger window"
+    "use a shorter prompt (the compact policy: policy: {view: compact}), a smaller max_tokens, "
+    "or a model with a larger window"
 )
 
 
@@ -25,14 +25,16 @@ FIT_HINT = (
 class RolePrompt:
     """The longest prompt one role sends to one model: the role's name, the messages as
     rendered (without the schema contract: ``json_schema`` adds it), the answer budget
-    (``None``: the model's own default) and an optional label of what was rendered (e.g. the
-    category)."""
+    (``None``: the model's own default), an optional label of what was rendered (e.g. the
+    category) and ``reserved_tokens``: room for generated texts the prompt will carry (a judge's
+    prompt quotes the rewrite and the answers; the engine adds their writers' ``max_tokens``)."""
 
     role: str
     messages: tuple[Message, ...]
     max_tokens: int | None = None
     json_schema: dict[str, Any] | None = None
     label: str | None = None
+    reserved_tokens: int = 0  # generated texts the prompt will quote (their writers' budgets)
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ async def check_fit(llm: LLM, prompt: RolePrompt) -> Fit:
     """
     window = await llm.context_window()
     tokens = llm.count_tokens(prompt.messages, json_schema=prompt.json_schema)
+    tokens += prompt.reserved_tokens
     budget = prompt.max_tokens or llm.spec.sampling.max_tokens or llm.backend.default_max_tokens()
     return Fit(
         role=prompt.role,

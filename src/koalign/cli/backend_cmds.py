@@ -302,9 +302,27 @@ def register(app: typer.Typer) -> None:
 
 def role_prompts(config: Path, specs: dict[str, Any]) -> dict[str, list[Any]]:
     """Model name -> the :class:`~koalign.backends.fit.RolePrompt` s ``models check`` measures
-    against that model's window. The pipeline engine supplies the longest rendered prompt of
-    each role of a run config; a file with only ``models:`` has none."""
-    return {}
+    against that model's window: for a run config, the longest rendered prompt of each role the
+    model serves (:func:`koalign.preflight.role_prompts`); a file with only ``models:`` has
+    none."""
+    from koalign.config import load_run_config, read_config_file
+
+    data = read_config_file(config)
+    if "roles" not in data:
+        return {}
+    from koalign import preflight
+    from koalign.backends.client import ModelPool
+
+    cfg, loc = load_run_config(config)
+    prompts, _ = preflight.longest_prompts(cfg, loc)
+    pool = ModelPool(cfg.models)
+    models = {}
+    for name in cfg.models:
+        try:
+            models[name] = pool.get(name)
+        except KoalignError:
+            continue  # reported by the model's own row
+    return preflight.role_prompts(cfg, prompts, models)
 
 
 def _models_table(rows: list[dict[str, Any]]) -> Table:
