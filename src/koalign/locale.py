@@ -20,7 +20,9 @@ from pydantic import ConfigDict, Field, ValidationError
 from koalign.errors import LocaleError, did_you_mean
 from koalign.locale_schema import (
     Article,
+    Contact,
     Contacts,
+    Institution,
     Law,
     LocaleMeta,
     Personas,
@@ -311,22 +313,22 @@ def cross_check(loc: Locale) -> list[str]:
         f"contacts.yaml: duplicate institution id '{i}'"
         for i in _dupes([i.id for i in ct.institutions])
     ]
-    for c in ct.contacts:
-        where = f"contacts.yaml:contacts[{c.id}]"
-        p += _check_sources("contacts.yaml", where, c.sources, st.source_ids)
-        if not c.number and not c.url:
+    for contact in ct.contacts:
+        where = f"contacts.yaml:contacts[{contact.id}]"
+        p += _check_sources("contacts.yaml", where, contact.sources, st.source_ids)
+        if not contact.number and not contact.url:
             p.append(f"{where}: give a number or a url")
-        if c.status == "retired":
-            repl = ct.contact(c.replaced_by) if c.replaced_by else None
-            if c.replaced_by is None:
+        if contact.status == "retired":
+            repl = ct.contact(contact.replaced_by) if contact.replaced_by else None
+            if contact.replaced_by is None:
                 p.append(f"{where}: a retired contact needs replaced_by (id of the current one)")
             elif repl is None:
                 p.append(
-                    f"{where}.replaced_by: unknown contact '{c.replaced_by}'{did_you_mean(c.replaced_by, ids)}"
+                    f"{where}.replaced_by: unknown contact '{contact.replaced_by}'{did_you_mean(contact.replaced_by, ids)}"
                 )
             elif repl.status != "current":
-                p.append(f"{where}.replaced_by: '{c.replaced_by}' is itself retired")
-        elif c.replaced_by:
+                p.append(f"{where}.replaced_by: '{contact.replaced_by}' is itself retired")
+        elif contact.replaced_by:
             p.append(f"{where}.replaced_by: only retired contacts have a replacement")
     for inst in ct.institutions:
         p += _check_sources(
@@ -353,15 +355,15 @@ def cross_check(loc: Locale) -> list[str]:
             except LocaleError as exc:
                 p.append(f"{rw}: {exc.render()}")
         for i, contact_id in enumerate(cp.p3_contacts):
-            c = ct.contact(contact_id)
-            if c is None:
+            listed = ct.contact(contact_id)
+            if listed is None:
                 p.append(
                     f"{where}.p3_contacts[{i}]: unknown contact '{contact_id}'{did_you_mean(contact_id, ids)}"
                 )
-            elif c.status != "current":
+            elif listed.status != "current":
                 p.append(
                     f"{where}.p3_contacts[{i}]: contact '{contact_id}' is retired "
-                    f"(use '{c.replaced_by}')"
+                    f"(use '{listed.replaced_by}')"
                 )
 
     rub = loc.rubric.categories
@@ -408,12 +410,13 @@ def locale_warnings(
     and facts not re-checked for more than ``max_age_days`` (laws and hotlines change)."""
     out = []
     today = today or date.today()
-    for c in [*loc.contacts.contacts, *loc.contacts.institutions]:
-        age = (today - c.checked).days
+    entries: list[Contact | Institution] = [*loc.contacts.contacts, *loc.contacts.institutions]
+    for entry in entries:
+        age = (today - entry.checked).days
         if age > max_age_days:
-            kind = "contacts" if c in loc.contacts.contacts else "institutions"
+            kind = "contacts" if entry in loc.contacts.contacts else "institutions"
             out.append(
-                f"contacts.yaml:{kind}[{c.id}]: last checked {c.checked} ({age} days ago); "
+                f"contacts.yaml:{kind}[{entry.id}]: last checked {entry.checked} ({age} days ago); "
                 "re-check it against its source and update `checked`"
             )
     age = (today - loc.meta.as_of).days
@@ -431,7 +434,7 @@ def locale_warnings(
             if article is not None and article.status != "current":
                 out.append(f"policy.yaml:policies.{cid}.p1_statutes: '{s.ref}' is {article.status}")
         for contact_id in cp.p3_contacts:
-            c = loc.contacts.contact(contact_id)
-            if c is not None and c.confidence == "unverified":
+            contact = loc.contacts.contact(contact_id)
+            if contact is not None and contact.confidence == "unverified":
                 out.append(f"policy.yaml:policies.{cid}.p3_contacts: '{contact_id}' is unverified")
     return out
