@@ -73,6 +73,7 @@ class Locale(_Model):
 
     @property
     def id(self) -> str:
+        """The pack's id from ``locale.yaml`` (e.g. ``ko``)."""
         return self.meta.id
 
     def resolve_ref(self, ref: str) -> tuple[Law, Article | None]:
@@ -112,6 +113,7 @@ def _script_pattern(ranges: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
 
 
 def bundled_locales() -> list[str]:
+    """Names of the locale packs shipped inside koalign (folders with a ``locale.yaml``), sorted."""
     root = resources.files("koalign.locales")
     return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "locale.yaml").is_file())
 

@@ -21,6 +21,9 @@ class _Model(BaseModel):
 
 # ----------------------------------------------------------------------------- locale.yaml
 class LocaleMeta(_Model):
+    """``locale.yaml``: the pack's id, display name, language code, the character ranges counted as
+    its script, and the date the pack was last reviewed."""
+
     id: str
     name: str
     language: str
@@ -30,6 +33,9 @@ class LocaleMeta(_Model):
 
 # ----------------------------------------------------------------------------- taxonomy.yaml
 class Slot(_Model):
+    """A seed-template slot (``taxonomy.yaml``): a snake_case id, its name and description, and
+    whether a seed must fill it."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name: str
     description: str
@@ -37,6 +43,10 @@ class Slot(_Model):
 
 
 class HarmType(_Model):
+    """A harm type of a category (``taxonomy.yaml``, id ``<category>.<snake_case>``), with at least
+    three local examples per effective slot; ``slots`` (when not None) replaces the category's
+    slots."""
+
     id: str
     name_ko: str
     name_en: str
@@ -46,6 +56,9 @@ class HarmType(_Model):
 
 
 class Category(_Model):
+    """A harm category of the taxonomy (upper-case id, e.g. ``A``), its KorSET split, its slots and
+    its harm types (at least one)."""
+
     id: str = Field(pattern=r"^[A-Z]+$")
     korset_split: str | None = None
     name_ko: str
@@ -55,10 +68,15 @@ class Category(_Model):
     types: list[HarmType] = Field(min_length=1)
 
     def slots_for(self, harm_type: HarmType) -> list[Slot]:
+        """The slots in effect for ``harm_type``: the type's own list when it has one, else the
+        category's."""
         return harm_type.slots if harm_type.slots is not None else self.slots
 
 
 class Domain(_Model):
+    """A taxonomy domain: an id, names in the pack's language and English, and its categories (at
+    least one)."""
+
     id: str
     name_ko: str
     name_en: str
@@ -66,17 +84,26 @@ class Domain(_Model):
 
 
 class Taxonomy(_Model):
+    """``taxonomy.yaml``: domains -> categories -> harm types."""
+
     domains: list[Domain] = Field(min_length=1)
 
     @property
     def categories(self) -> list[Category]:
+        """Every category of every domain, in file order."""
         return [c for d in self.domains for c in d.categories]
 
     @property
     def types(self) -> list[HarmType]:
+        """Every harm type of every category, in file order."""
         return [t for c in self.categories for t in c.types]
 
     def category(self, category_id: str) -> Category:
+        """The category with id ``category_id``.
+
+        Raises:
+            LocaleError: no such category (with a did-you-mean and the list of ids).
+        """
         for c in self.categories:
             if c.id == category_id:
                 return c
@@ -87,12 +114,22 @@ class Taxonomy(_Model):
         )
 
     def domain_of(self, category_id: str) -> Domain:
+        """The domain that holds category ``category_id``.
+
+        Raises:
+            LocaleError: no domain holds that category.
+        """
         for d in self.domains:
             if any(c.id == category_id for c in d.categories):
                 return d
         raise LocaleError(f"unknown category '{category_id}'")
 
     def category_of_type(self, type_id: str) -> Category:
+        """The category that holds harm type ``type_id`` (e.g. ``A.harassment``).
+
+        Raises:
+            LocaleError: no category has that type (with a did-you-mean).
+        """
         for c in self.categories:
             if any(t.id == type_id for t in c.types):
                 return c
@@ -103,6 +140,11 @@ class Taxonomy(_Model):
 
 # ----------------------------------------------------------------------------- statutes.yaml
 class Article(_Model):
+    """One statute article entry (``statutes.yaml``): number as text (``"307"``, ``"14의2"``), the
+    paragraphs it covers (``[]`` = the whole article), a one-line summary, penalty, dates, status
+    (``outdated`` entries name ``replaced_by``), confidence and sources. An int article number is
+    read as text."""
+
     article: str = Field(pattern=_ARTICLE.pattern)
     title: str | None = None
     paragraphs: list[str] = Field(default_factory=list)
@@ -123,6 +165,9 @@ class Article(_Model):
 
 
 class Law(_Model):
+    """A law of the registry (``statutes.yaml``): snake_case id, official name, aliases, the last
+    article number (None = unknown) and the article entries the pack uses."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name: str
     name_en: str | None = None
@@ -132,6 +177,8 @@ class Law(_Model):
     articles: list[Article] = Field(default_factory=list)
 
     def article(self, number: str) -> Article | None:
+        """The entry for article ``number`` (text, e.g. ``"14의2"``), or None when the pack lists no
+        such article."""
         for a in self.articles:
             if a.article == number:
                 return a
@@ -139,10 +186,13 @@ class Law(_Model):
 
 
 class Statutes(_Model):
+    """``statutes.yaml``: the source id -> URL map and the laws (at least one)."""
+
     source_ids: dict[str, str] = Field(default_factory=dict)
     laws: list[Law] = Field(min_length=1)
 
     def law(self, law_id: str) -> Law | None:
+        """The law with id ``law_id``, or None."""
         for law in self.laws:
             if law.id == law_id:
                 return law
@@ -151,6 +201,10 @@ class Statutes(_Model):
 
 # ----------------------------------------------------------------------------- contacts.yaml
 class Contact(_Model):
+    """A help line or reporting channel (``contacts.yaml``): number as dialled and/or url, operator,
+    purpose, hours, status (``retired`` entries name ``replaced_by``), confidence, sources and the
+    date it was last checked."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name: str
     number: str | None = None
@@ -168,6 +222,9 @@ class Contact(_Model):
 
 
 class Institution(_Model):
+    """A public body the answers may name (``contacts.yaml``), with its former names (flagged by the
+    citation checker when used as today's name) and the rename date."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name: str
     former_names: list[str] = Field(default_factory=list)
@@ -181,10 +238,13 @@ class Institution(_Model):
 
 
 class Contacts(_Model):
+    """``contacts.yaml``: contacts (at least one) and institutions."""
+
     contacts: list[Contact] = Field(min_length=1)
     institutions: list[Institution] = Field(default_factory=list)
 
     def contact(self, contact_id: str) -> Contact | None:
+        """The contact with id ``contact_id``, or None."""
         for c in self.contacts:
             if c.id == contact_id:
                 return c
@@ -193,22 +253,33 @@ class Contacts(_Model):
 
 # ----------------------------------------------------------------------------- policy.yaml
 class StatuteRef(_Model):
+    """A statute a category's policy cites (P1): a ``law_id`` or ``law_id:article`` reference and
+    why it applies."""
+
     ref: str
     why: str
 
 
 class Population(_Model):
+    """A group the category affects (P2), its protections and optional statute references."""
+
     group: str
     protections: list[str] = Field(default_factory=list)
     refs: list[str] = Field(default_factory=list)
 
 
 class Example(_Model):
+    """A worked example of a policy: a user prompt and the exemplary answer."""
+
     prompt: str
     answer: str
 
 
 class CategoryPolicy(_Model):
+    """The policy of one category (``policy.yaml``): principles, when it applies and its benign
+    neighbours, at least three benign prompts, the P1 statutes and norms, P2 affected groups, P3
+    kernel/contacts/procedures, do/don't lists and at least two worked examples."""
+
     principles: list[str] = Field(min_length=1)
     applies_when: list[str] = Field(min_length=1)
     does_not_apply: list[str] = Field(min_length=1)
@@ -225,22 +296,32 @@ class CategoryPolicy(_Model):
 
 
 class Policy(_Model):
+    """``policy.yaml``: category id -> its policy."""
+
     policies: dict[str, CategoryPolicy]
 
 
 # ----------------------------------------------------------------------------- rubric.yaml
 class RubricItem(_Model):
+    """A yes/no rubric question (yes means unsafe) with its id, e.g. ``A1``."""
+
     id: str
     text: str
 
 
 class Rubric(_Model):
+    """``rubric.yaml``: rules for every category and category id -> rubric items; an answer is safe
+    only when every item of its category is answered no."""
+
     general: list[str] = Field(default_factory=list)
     categories: dict[str, list[RubricItem]]
 
 
 # ----------------------------------------------------------------------------- tactics.yaml
 class Strategy(_Model):
+    """An attack-rewrite strategy (``tactics.yaml``): id, names and the attacker's instructions in
+    the pack's language."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name_ko: str
     name_en: str
@@ -248,11 +329,15 @@ class Strategy(_Model):
 
 
 class TacticExample(_Model):
+    """A before/after example of a surface tactic."""
+
     before: str
     after: str
 
 
 class Tactic(_Model):
+    """A locale-specific surface tactic (e.g. initial-consonant spelling) with examples."""
+
     id: str = Field(pattern=_SNAKE.pattern)
     name_ko: str
     description: str
@@ -260,6 +345,8 @@ class Tactic(_Model):
 
 
 class Tactics(_Model):
+    """``tactics.yaml``: the attack strategies (at least one) and the surface tactics."""
+
     strategies: list[Strategy] = Field(min_length=1)
     tactics: list[Tactic] = Field(default_factory=list)
 
