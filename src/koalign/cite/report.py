@@ -88,13 +88,18 @@ class CitationVerdict:
 
     @property
     def verdict(self) -> str:
+        """The verdict name: the citation status itself (``verified``, ``outdated`` ...)."""
         return self.status
 
     @property
     def is_problem(self) -> bool:
+        """True when the status rejects an answer by default (``outdated``, ``nonexistent``,
+        ``unknown_law``)."""
         return self.status in PROBLEM_CITATIONS
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: always law, law_id, article, paragraph, item, status, ``span`` as
+        ``[start, end]`` and text; the optional fields only when set."""
         out: dict[str, Any] = {
             "law": self.law,
             "law_id": self.law_id,
@@ -119,6 +124,12 @@ class CitationVerdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CitationVerdict:
+        """Read back :meth:`to_dict`'s shape.
+
+        Raises:
+            ValueError: ``status`` is not a citation status.
+            KeyError: ``law`` or ``span`` is missing.
+        """
         if data.get("status") not in CITATION_STATUSES:
             raise ValueError(f"unknown citation status {data.get('status')!r}")
         start, end = data["span"]
@@ -159,13 +170,18 @@ class ContactVerdict:
 
     @property
     def verdict(self) -> str:
+        """The verdict name: ``contact_<status>`` (``contact_current``, ``contact_retired``,
+        ``contact_unknown``)."""
         return f"contact_{self.status}"
 
     @property
     def is_problem(self) -> bool:
+        """True for a retired number."""
         return self.status in PROBLEM_CONTACTS
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: number, status, ``span`` as ``[start, end]``; name, contact_id,
+        replacement and confidence only when set."""
         out: dict[str, Any] = {"number": self.number, "status": self.status}
         if self.name is not None:
             out["name"] = self.name
@@ -180,6 +196,12 @@ class ContactVerdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ContactVerdict:
+        """Read back :meth:`to_dict`'s shape.
+
+        Raises:
+            ValueError: ``status`` is not a contact status.
+            KeyError: ``number`` or ``span`` is missing.
+        """
         if data.get("status") not in CONTACT_STATUSES:
             raise ValueError(f"unknown contact status {data.get('status')!r}")
         start, end = data["span"]
@@ -214,13 +236,18 @@ class InstitutionVerdict:
 
     @property
     def verdict(self) -> str:
+        """The verdict name: ``institution_<status>`` (``institution_renamed``,
+        ``institution_historical``, ``institution_mentioned``)."""
         return f"institution_{self.status}"
 
     @property
     def is_problem(self) -> bool:
+        """True when the verdict rejects an answer by default (``institution_renamed``)."""
         return self.verdict in DEFAULT_REJECT
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape: name, status, institution_id, current_name, ``span`` as ``[start, end]``;
+        renamed_on and confidence only when set."""
         out: dict[str, Any] = {
             "name": self.name,
             "status": self.status,
@@ -236,6 +263,12 @@ class InstitutionVerdict:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InstitutionVerdict:
+        """Read back :meth:`to_dict`'s shape.
+
+        Raises:
+            ValueError: ``status`` is not an institution status.
+            KeyError: a required field (name, span, institution_id, current_name) is missing.
+        """
         if data.get("status") not in INSTITUTION_STATUSES:
             raise ValueError(f"unknown institution status {data.get('status')!r}")
         start, end = data["span"]
@@ -293,6 +326,11 @@ class CitationReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CitationReport:
+        """Read back :meth:`to_dict`'s shape (missing lists are empty).
+
+        Raises:
+            ValueError: a finding has an unknown status.
+        """
         return cls(
             citations=[CitationVerdict.from_dict(c) for c in data.get("citations", [])],
             contacts=[ContactVerdict.from_dict(c) for c in data.get("contacts", [])],
