@@ -90,6 +90,8 @@ class TargetTurn(Frozen):
 
     @property
     def verdict(self) -> HarmVerdict | None:
+        """The harm judge's verdict, or None when there is no judge call or it gave no usable
+        value."""
         return self.harm.value if self.harm is not None and self.harm.ok else None
 
 
@@ -124,6 +126,9 @@ class Case(Frozen):
 
 
 class AttackItem(Frozen):
+    """The work item of one seed: its record id (``'a-'`` + a digest of the whole seed) and the
+    seed."""
+
     id: str
     seed: Seed
 
@@ -188,6 +193,14 @@ def build_attack_prompt(
     tactic: str | None,
     previous: dict[str, Any] | None,
 ) -> tuple[Message, ...]:
+    """The attacker's chat for one round: the seed, its category, the round's strategy and tactic,
+    and ``previous`` (the last round's prompt and first answer, None in round 1).
+
+    Raises:
+        StopIteration: ``strategy`` is not a strategy id of the locale (ids are checked at
+            config validation).
+        LocaleError: the seed's category is not in the taxonomy.
+    """
     tac = ctx.locale.tactics
     return ctx.render(
         "attacker",
@@ -202,6 +215,12 @@ def build_attack_prompt(
 def build_judge_prompt(
     ctx: StageContext, category: str, prompt: str, answer: str, kind: str
 ) -> tuple[Message, ...]:
+    """The harm judge's chat for one answer: the category, its rubric items and general rules, the
+    prompt, the answer and the seed's kind (``harmful``/``benign``).
+
+    Raises:
+        LocaleError: ``category`` is not in the taxonomy.
+    """
     return ctx.render(
         "harm_judge",
         category=ctx.locale.taxonomy.category(category),
@@ -345,10 +364,16 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
     )
 
     def plan(self, ctx: StageContext, inp: Seed | None) -> list[AttackItem]:
+        """One work item per seed (the attack stage always has an input)."""
         assert inp is not None
         return [AttackItem(id="a-" + digest(inp.model_dump(mode="json"), n=16), seed=inp)]
 
     async def process(self, ctx: StageContext, item: AttackItem) -> AttackRecord:
+        """All calls for one seed: for a benign seed, every target's answer and its harm verdict
+        (plus a written refusal when none refused and ``synthesize_refusals`` is on); for a harmful
+        seed, up to ``rounds`` rewrites, each sent to the targets not yet broken, stopping once
+        every target is broken. The record carries its selected cases and status (``hard``,
+        ``resisted``, or ``error`` when no case came and a call failed)."""
         seed = item.seed
         targets = ctx.roles["targets"]
         caller = ctx.caller
@@ -429,6 +454,8 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         return rec.model_copy(update={"cases": cases, "status": status})
 
     def validate(self, config: Any, locale: Any) -> list[str]:
+        """Unknown strategy or tactic ids in the ``attack:`` section, as ``attack.<field>[i]: ...``
+        messages (empty when all are known)."""
         cfg: AttackConfig = config.section(NAME)
         problems = []
         for field, ids, known in (
@@ -443,6 +470,8 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         return problems
 
     def calls(self, record: AttackRecord) -> list[Call[Any]]:
+        """Every call of the record: benign answers and their verdicts, the written refusal, each
+        round's rewrite, answers and verdicts."""
         out: list[Call[Any]] = []
         for turn in record.answers.values():
             out += [turn.answer] + ([turn.harm] if turn.harm is not None else [])
@@ -455,9 +484,12 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         return out
 
     def outputs(self, ctx: StageContext, record: AttackRecord) -> list[Case]:
+        """The record's selected cases."""
         return list(record.cases)
 
     def drop_reason(self, record: AttackRecord) -> str | None:
+        """``failed_calls``, ``no_refusal`` (benign seed) or ``resisted`` (harmful seed) for a
+        record without cases; None otherwise."""
         if record.cases:
             return None
         if record.status == "error":
@@ -469,6 +501,10 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
     def report(
         self, ctx: StageContext, records: Callable[[], Iterator[AttackRecord]]
     ) -> AttackReport:
+        """Attack success rates per strategy (successful judged answers / judged answers), per
+        category and per target (broken seeds / seeds, plus each target's over-refusal rate on
+        benign seeds), each target's share of the rejected answers, case counts and fan-out; rates
+        are 0-1 rounded to 4 places, None when nothing was judged."""
         cfg: AttackConfig = ctx.section(NAME)
         by_strategy: dict[str, Counter[str]] = defaultdict(Counter)
         by_target: dict[str, Counter[str]] = defaultdict(Counter)
