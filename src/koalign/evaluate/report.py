@@ -34,12 +34,21 @@ from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, bootstrap_diff_ci
 
 @dataclass
 class Run:
+    """One evaluation directory in a report: its label, path and ``summary.json``; item files are
+    read on first use and kept."""
+
     label: str
     path: Path
     summary: dict[str, Any]
     _items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def items(self, name: str) -> list[dict[str, Any]]:
+        """The rows of ``<name>.jsonl`` in the directory (e.g. ``safety``), ``[]`` when the file is
+        absent; read once.
+
+        Raises:
+            DataError: a line is not valid JSON (file and line named).
+        """
         if name not in self._items:
             path = self.path / f"{name}.jsonl"
             self._items[name] = read_jsonl(path) if path.is_file() else []
@@ -47,6 +56,12 @@ class Run:
 
 
 def load_runs(dirs: list[Path], labels: list[str] | None = None) -> list[Run]:
+    """One :class:`Run` per directory, labelled by ``labels`` or by the directory name.
+
+    Raises:
+        DataError: ``labels`` and ``dirs`` differ in length, a directory has no ``summary.json``, or
+            it is not valid JSON.
+    """
     if labels and len(labels) != len(dirs):
         raise DataError(f"{len(labels)} labels for {len(dirs)} directories", where="--labels")
     runs = []
@@ -62,16 +77,21 @@ def load_runs(dirs: list[Path], labels: list[str] | None = None) -> list[Run]:
 
 
 def pct(x: float | None) -> str:
+    """A 0-1 share as a percentage with one decimal (``0.123`` -> ``"12.3"``); ``"–"`` for None."""
     return "–" if x is None else f"{100 * x:.1f}"
 
 
 def pct_ci(x: float | None, ci: list[float] | None) -> str:
+    """A 0-1 share and its interval as ``"12.3 [10.1, 14.6]"`` (percentages); without an interval
+    just the share, ``"–"`` for None."""
     if x is None:
         return "–"
     return f"{pct(x)} [{pct(ci[0])}, {pct(ci[1])}]" if ci else pct(x)
 
 
 def signed(x: float | None, scale: float = 100.0) -> str:
+    """``x * scale`` with an explicit sign and one decimal (``0.05`` -> ``"+5.0"`` points); ``"–"``
+    for None."""
     return "–" if x is None else f"{scale * x:+.1f}"
 
 
@@ -98,6 +118,15 @@ def _paired_delta(base: Run, tuned: Run, category: str | None, n_boot: int, seed
 
 
 def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
+    """The safe-rate tables: per run (judged items, safe rate with 95% CI, failures), with two runs
+    the paired change overall and per category, the paper's KorSET rates when ``paper``, a
+    per-category chart and judge agreement.
+
+    Returns:
+        ``(blocks, images, data)``: report blocks, PNG bytes by file name, and the paired deltas
+            (``overall_delta``, ``per_category_delta``: change in safe rate 0-1, its interval and
+            the number of paired items) for report.json; all empty when no run has a safety summary.
+    """
     blocks: list[Block] = []
     images: dict[str, bytes] = {}
     data: dict[str, Any] = {}
@@ -190,6 +219,8 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
 
 
 def overrefusal_section(runs: list[Run]):
+    """The over-refusal table (judge refusal rate with CI, full and partial rates, detector rate,
+    judge/detector Cohen's kappa) and its chart; ``([], {})`` when no run has one."""
     have = [r for r in runs if "overrefusal" in r.summary]
     if not have:
         return [], {}
@@ -215,6 +246,9 @@ def overrefusal_section(runs: list[Run]):
 
 
 def citations_section(runs: list[Run]):
+    """The citation-validity table per run (share of answers citing a statute, verified share,
+    counts of outdated, nonexistent, unknown-law citations and retired numbers); ``[]`` when no run
+    has one."""
     have = [r for r in runs if "citations" in r.summary]
     if not have:
         return []
@@ -232,6 +266,13 @@ def citations_section(runs: list[Run]):
 
 
 def general_section(runs: list[Run], paper: bool):
+    """The general-benchmark table: local multiple-choice accuracy per source and lm-eval tasks
+    (groups shown both as the mean over subtasks and the harness's own figure), with two runs the
+    change in points, the paper's average changes when ``paper``, chance levels and a chart.
+
+    Returns:
+        ``(blocks, images)``; ``([], {})`` when no run has a general summary.
+    """
     have = [r for r in runs if "general" in r.summary]
     if not have:
         return [], {}
@@ -370,6 +411,9 @@ def _clip(text: str | None, limit: int = 700) -> str:
 
 
 def examples_section(runs: list[Run], n: int) -> list[Block]:
+    """Up to ``n`` prompts that became safe and ``n`` that became unsafe between the first and last
+    run that have safety items, with both answers side by side (clipped to 700 characters); ``[]``
+    with fewer than two such runs or ``n <= 0``."""
     have = [r for r in runs if r.items("safety")]
     if len(have) < 2 or n <= 0:
         return []
