@@ -2,12 +2,14 @@
 
 Answers are built from SQuARe's labelled responses (``../shared/data/square/
 responses_dev.jsonl``, third-party, 239 Korean answers to sensitive questions): ``--join`` of
-them, in order, per answer (4 gives about 220 characters, 16 about 900). Prints one JSON
-line: ``load_s`` is the one-off load of Kiwi's model (the first call), ``detect_s`` the wall
+them, in order, per answer (4 gives about 220 characters, 16 about 900). The answers repeat
+sentences, so the per-sentence cache of the morphology is cleared before each answer (the
+uncached cost); ``--keep-cache`` keeps it, as a run over answers that share openings would.
+Prints one JSON line: ``load_s`` is the one-off load of Kiwi's model (the first call), ``detect_s`` the wall
 time of ``detect_refusal`` over all answers, ``detect_cpu_s`` the CPU time of this process
 (the fairer figure on a shared machine). Run on one core:
 
-    taskset -c 1 python bench/bench_refusal.py [--n 1000] [--join 4]
+    taskset -c 1 python bench/bench_refusal.py [--n 1000] [--join 4] [--keep-cache]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="answers")
     parser.add_argument("--join", type=int, default=4, help="SQuARe responses per answer")
+    parser.add_argument("--keep-cache", action="store_true", help="keep the sentence cache")
     args = parser.parse_args()
     if not DATA.is_file():
         print(f"third-party data not present: {DATA} (see shared/data/README.md)", file=sys.stderr)
@@ -37,16 +40,22 @@ def main() -> int:
     ]
     t0 = time.perf_counter()
     from koalign.evaluate.refusal import detect_refusal
+    from koalign.evaluate.refusal_morph import find_cores
 
     detect_refusal("그 요청은 도와드릴 수 없습니다.")
     load = time.perf_counter() - t0
     wall, cpu = time.perf_counter(), time.process_time()
-    refusals = sum(detect_refusal(a).refusal for a in answers)
+    refusals = 0
+    for answer in answers:
+        if not args.keep_cache:
+            find_cores.cache_clear()
+        refusals += detect_refusal(answer).refusal
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(
         json.dumps(
             {
                 "answers": args.n,
+                "cache": args.keep_cache,
                 "mean_chars": round(sum(map(len, answers)) / len(answers), 1),
                 "load_s": round(load, 2),
                 "detect_s": round(wall, 2),
