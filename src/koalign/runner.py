@@ -75,9 +75,16 @@ class Interrupted(KoalignError):
 class Progress(Protocol):
     """Receives progress events (the CLI draws bars; the library never prints)."""
 
-    def start(self, stage: str, total: int | None, done: int) -> None: ...
-    def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None: ...
-    def end(self, stage: str, summary: dict[str, Any]) -> None: ...
+    def start(self, stage: str, total: int | None, done: int) -> None:
+        """A stage starts: ``total`` work items (None while records flow in), ``done`` so far."""
+
+    def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
+        """Items done so far (at most every 0.2 s, and at the last one); ``stats`` is the stage's
+        calls, cache_hits, tokens_in, tokens_out and cost (in the models' price currency) in this process."""
+
+    def end(self, stage: str, summary: dict[str, Any]) -> None:
+        """A stage ended (done, partial, failed, blocked or skipped); ``summary`` is its manifest
+        entry."""
 
 
 class _NoProgress:
@@ -104,10 +111,13 @@ class Channel:
         self.complete = True
 
     def put(self, item: Any) -> None:
+        """Queue one output for the next stage and wake its reader."""
         self._items.append(item)
         self._event.set()
 
     def close(self, digest: str | None, complete: bool) -> None:
+        """No more outputs: record the producer's final file digest and whether its output is
+        complete (False when records with failed calls were held back)."""
         self.digest, self.complete, self.closed = digest, complete, True
         self._event.set()
 
@@ -121,6 +131,7 @@ class Channel:
             await self._event.wait()
 
     async def wait_closed(self) -> None:
+        """Wait until the producer closes the channel (outputs are left queued)."""
         while not self.closed:
             self._event.clear()
             await self._event.wait()
@@ -137,6 +148,8 @@ class StageStats:
     cost: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """``{calls, cache_hits, tokens_in, tokens_out, cost}``; cost from the models'
+        per-million-token prices (same currency), rounded to 6 places."""
         return {
             "calls": self.calls,
             "cache_hits": self.cache_hits,
@@ -246,6 +259,8 @@ class Pipeline:
     # ------------------------------------------------------------------ model pool
     @property
     def pool(self) -> Any:
+        """The model pool, built from ``config.models`` with the run's ``cache.sqlite`` on first use
+        (or the pool passed in)."""
         if self._pool is None:
             from koalign.backends.client import ModelPool
 
@@ -253,6 +268,8 @@ class Pipeline:
         return self._pool
 
     def context(self, caller: Caller | None = None) -> StageContext:
+        """A :class:`StageContext` for this run (config, locale, resolved roles, ``--limit``, the
+        reports recorded so far) with ``caller``."""
         return StageContext(
             config=self.config,
             locale=self.locale,
@@ -280,6 +297,14 @@ class Pipeline:
         return asyncio.run(self.arun(names))
 
     async def arun(self, names: Sequence[str] | None = None) -> dict[str, Any]:
+        """Async :meth:`run`: holds the run directory's lock for the whole run.
+
+        Raises:
+            KoalignError: another process holds the lock, a stage's input is not finished, or a
+                machine fault (disk full, no permission, damaged cache).
+            StageFailed: a stage's share of bad outputs is past ``runtime.max_error_rate``.
+            Interrupted: SIGINT or SIGTERM stopped the run (finished records are kept).
+        """
         self.rundir.lock()
         try:
             return await self._arun(list(names) if names is not None else list(stage_names()))
@@ -779,6 +804,11 @@ class _StageRun:
 
     # -- summary ---------------------------------------------------------------------------
     def summarize(self, started: float, key: str, upstream_complete: bool) -> dict[str, Any]:
+        """The stage's manifest entry after it finished: status (``done``; ``partial`` with failed
+        calls or an incomplete input; ``failed`` past ``runtime.max_error_rate``), the record counts
+        (``records_in = records_kept + sum(dropped)``), bad outputs by kind, calls, cache hits,
+        tokens, cost and seconds summed over every invocation that built the stage, and the
+        typed report. Also writes the stage's extra files."""
         stage = self.stage
         ctx = dataclasses.replace(self.ctx, reports=self.pipe.reports())  # earlier stages are done
         tally = _Tally()
