@@ -80,7 +80,8 @@ class Progress(Protocol):
 
     def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
         """Items done so far (at most every 0.2 s, and at the last one); ``stats`` is the stage's
-        calls, cache_hits, tokens_in, tokens_out and cost (in the models' price currency) in this process."""
+        calls, cache_hits, tokens_in, tokens_out and cost (in the models' price currency) in this
+        process."""
 
     def end(self, stage: str, summary: dict[str, Any]) -> None:
         """A stage ended (done, partial, failed, blocked or skipped); ``summary`` is its manifest
