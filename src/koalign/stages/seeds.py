@@ -161,6 +161,8 @@ class SeedsReport(StageReport):
 
 # ----------------------------------------------------------------------------- pure parts
 def variation_lists(ctx: StageContext) -> Variation:
+    """The persona, register and length lists in use: the ``seeds.variation`` config when given,
+    else the locale's ``personas.yaml``."""
     cfg: SeedsConfig = ctx.section(NAME)
     return cfg.variation if cfg.variation is not None else ctx.locale.personas
 
@@ -180,6 +182,12 @@ def pick_variation(v: Variation, key: str, index: int, seed: int) -> Persona:
 
 
 def suggest_slots(ctx: StageContext, type_id: str, index: int) -> dict[str, str]:
+    """Suggested slot values for candidate ``index`` of a harm type: slot id -> one of the type's
+    slot examples, rotating per slot from a seeded offset (slots without examples are left out).
+
+    Raises:
+        LocaleError: ``type_id`` is not in the taxonomy.
+    """
     cat = ctx.locale.taxonomy.category_of_type(type_id)
     htype = next(t for t in cat.types if t.id == type_id)
     out = {}
@@ -276,6 +284,8 @@ def benign_item(ctx: StageContext, category_id: str, index: int) -> SeedItem:
 
 
 def quota_for(ctx: StageContext, type_id: str) -> int:
+    """Seeds to keep for harm type ``type_id``: its ``seeds.quota`` override, else
+    ``seeds.per_type``."""
     cfg: SeedsConfig = ctx.section(NAME)
     return cfg.quota.get(type_id, cfg.per_type)
 
@@ -328,6 +338,10 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         return items[: ctx.limit] if ctx.limit is not None else items
 
     async def process(self, ctx: StageContext, item: SeedItem) -> SeedRecord:
+        """One candidate: a policy benign prompt is taken as written; otherwise the seed (or benign)
+        generator writes it and the output gates check it. The record carries the prompt and its
+        script ratio (0-1, 4 places), or the failed call with no prompt; keeping is decided later in
+        :meth:`decide`."""
         base = item.model_dump(exclude={"given", "neighbour"})
         if item.source == "policy":
             assert item.given is not None
@@ -348,6 +362,8 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         return SeedRecord(**base, call=frag, prompt=prompt, script_ratio=ratio)
 
     def validate(self, config: Any, locale: Any) -> list[str]:
+        """Unknown category ids in ``seeds.categories`` and unknown type ids in ``seeds.quota``, as
+        ``seeds.<field>: ...`` messages (empty when all are known)."""
         cfg: SeedsConfig = config.section(NAME)
         problems = []
         cat_ids = [c.id for c in locale.taxonomy.categories]
@@ -363,6 +379,7 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         return problems
 
     def calls(self, record: SeedRecord) -> list[Call[Any]]:
+        """The generator call (none for a policy prompt)."""
         return [record.call] if record.call is not None else []
 
     def decide(self, ctx: StageContext, records: Iterator[SeedRecord]) -> Iterator[SeedRecord]:
@@ -399,6 +416,7 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
             yield r.model_copy(update=update)
 
     def outputs(self, ctx: StageContext, record: SeedRecord) -> list[Seed]:
+        """The kept seed, or nothing for a dropped candidate."""
         if not record.kept or record.prompt is None:
             return []
         return [
@@ -416,9 +434,14 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         ]
 
     def drop_reason(self, record: SeedRecord) -> str | None:
+        """Why the candidate was dropped (``language``, ``duplicate``, ``over_quota`` or the failed
+        call's error kind); None when kept."""
         return None if record.kept else (record.drop or "error")
 
     def report(self, ctx: StageContext, records: Callable[[], Iterator[SeedRecord]]) -> SeedsReport:
+        """Per harm type (and per ``benign:<category>``): quota, candidates generated, kept,
+        shortfall and drop reasons; totals of kept harmful and benign seeds and the total
+        shortfall."""
         cfg: SeedsConfig = ctx.section(NAME)
         per: dict[str, dict[str, Any]] = {}
         for r in records():
