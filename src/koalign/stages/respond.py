@@ -79,6 +79,7 @@ class RespondConfig(BaseModel):
         except KoalignError as exc:
             raise ValueError(exc.render()) from None
         return value
+
     gates: GateConfig = Field(
         default_factory=lambda: GateConfig(min_chars=20),
         description="Output gates for responders' answers.",
@@ -117,6 +118,9 @@ class Chosen(Frozen):
 
 
 class RespondItem(Frozen):
+    """The work item of one case: its record id (``'r-'`` + a digest of the whole case) and the
+    case."""
+
     id: str
     case: Case
 
@@ -176,19 +180,24 @@ def build_responder_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]
 
 def system_prompt(ctx: StageContext, category: str, kind: str = "harmful") -> str | None:
     """The responder's system prompt of a category (None when the template has none)."""
-    msgs = ctx.render(
-        "responder", policy=ctx.policy(category), prompt="", kind=kind
-    )
+    msgs = ctx.render("responder", policy=ctx.policy(category), prompt="", kind=kind)
     return msgs[0].content if msgs[0].role == "system" else None
 
 
 def build_query_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]:
+    """The query judge's chat: the prompt and its category.
+
+    Raises:
+        LocaleError: the case's category is not in the taxonomy.
+    """
     return ctx.render(
         "query_judge", prompt=case.prompt, category=ctx.locale.taxonomy.category(case.category)
     )
 
 
 def build_response_judge_prompt(ctx: StageContext, case: Case, answer: str) -> tuple[Message, ...]:
+    """The response judge's chat for one candidate: the prompt, the answer, the case's kind, the
+    category's policy and its rubric items."""
     return ctx.render(
         "response_judge",
         prompt=case.prompt,
@@ -279,6 +288,7 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
     summary = "several responders answer under the category's Korean policy; a judge picks chosen"
 
     def plan(self, ctx: StageContext, inp: Case | None) -> list[RespondItem]:
+        """One work item per case."""
         assert inp is not None
         return [RespondItem(id="r-" + digest(inp.model_dump(mode="json"), n=16), case=inp)]
 
@@ -309,6 +319,9 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
         )
 
     async def process(self, ctx: StageContext, item: RespondItem) -> RespondRecord:
+        """All calls for one case: the query judge (harmful prompts, when ``query_judge`` is on; a
+        low or failed rating ends the record there), then every responder's answer, gated, scored by
+        the response judge and checked for citations; :func:`choose` decides."""
         case = item.case
         cfg: RespondConfig = ctx.section(NAME)
         caller = ctx.caller
@@ -329,12 +342,14 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
         return choose(ctx, record)
 
     def calls(self, record: RespondRecord) -> list[Call[Any]]:
+        """The query judge's call and every candidate's answer and judge calls."""
         out: list[Call[Any]] = [record.query] if record.query is not None else []
         for c in record.candidates:
             out += [c.answer] + ([c.judge] if c.judge is not None else [])
         return out
 
     def outputs(self, ctx: StageContext, record: RespondRecord) -> list[Triplet]:
+        """The triplet (the case with its chosen answer), or nothing when none was chosen."""
         if record.chosen is None:
             return []
         c = record.case
@@ -359,6 +374,9 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
         ]
 
     def drop_reason(self, record: RespondRecord) -> str | None:
+        """None when an answer was chosen; ``citations`` when every otherwise usable candidate was
+        rejected for its citations; else the record's status (``dropped_query``, ``no_candidate``,
+        ``error``)."""
         if record.chosen is not None:
             return None
         if record.status == "no_candidate" and record.citation_rejected:
@@ -368,6 +386,9 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
     def report(
         self, ctx: StageContext, records: Callable[[], Iterator[RespondRecord]]
     ) -> RespondReport:
+        """Record statuses, chosen answers per responder, each responder's mean judge scores (safety
+        and coherence, 1-5, 3 places), citation counts (candidates checked and flagged, prompts lost
+        to citations, verdicts found and those that rejected) and candidates per case."""
         status: Counter[str] = Counter()
         chosen: Counter[str] = Counter()
         sums: dict[str, list[int]] = {}
