@@ -57,6 +57,9 @@ class ExportConfig(BaseModel):
 
 
 class ExportItem(Frozen):
+    """The work item of one judged triplet: its id, the triplet, and the decision made over the
+    whole input (``split``, or ``drop`` with the reason it was not selected)."""
+
     id: str
     triplet: Triplet
     split: Literal["train", "validation"] | None = None
@@ -122,6 +125,8 @@ def kind_sizes(n_harmful: int, n_benign: int, target: int, share: float) -> tupl
 
 
 def is_validation(ctx: StageContext, seed_id: str) -> bool:
+    """True when the seed's split hash (run seed, seed id; uniform in [0, 1)) falls below
+    ``export.validation_share``."""
     share = ctx.section(NAME).validation_share
     return (stable_int(ctx.config.seed, seed_id, "split") % 1_000_000) / 1_000_000 < share
 
@@ -174,6 +179,9 @@ def select(ctx: StageContext, keys: Sequence[tuple[str, str, str, str]]) -> dict
 
 # ----------------------------------------------------------------------------- rows
 def conversational(ctx: StageContext, t: Triplet) -> dict[str, Any]:
+    """The TRL conversational row of a triplet: ``prompt`` as a list of messages (the policy system
+    prompt first when ``export.system_prompt`` is on), ``chosen`` and ``rejected`` as one assistant
+    message each, plus :func:`metadata`."""
     prompt = []
     if ctx.section(NAME).system_prompt:
         sp = system_prompt(ctx, t.category, t.kind)
@@ -189,6 +197,8 @@ def conversational(ctx: StageContext, t: Triplet) -> dict[str, Any]:
 
 
 def standard(ctx: StageContext, t: Triplet) -> dict[str, Any]:
+    """The TRL standard row of a triplet: ``prompt``, ``chosen`` and ``rejected`` as plain strings
+    (the system prompt, when on, before the prompt with a blank line), plus :func:`metadata`."""
     prompt = t.prompt
     if ctx.section(NAME).system_prompt:
         sp = system_prompt(ctx, t.category, t.kind)
@@ -197,6 +207,8 @@ def standard(ctx: StageContext, t: Triplet) -> dict[str, Any]:
 
 
 def metadata(t: Triplet) -> dict[str, Any]:
+    """The metadata columns of a row: id, seed_id, kind, domain, category, type, strategy, tactic
+    (``""`` when absent), target and the chosen responder."""
     return {
         "id": t.id,
         "seed_id": t.seed_id,
@@ -228,6 +240,9 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
     def plan_all(
         self, ctx: StageContext, inputs: Callable[[], Iterator[JudgedTriplet]]
     ) -> Iterator[ExportItem]:
+        """One item per judged triplet in input order, with the selection (:func:`select`) and the
+        split by seed (:func:`validation_seeds`) decided over the whole input; ``inputs()`` is read
+        twice."""
         keys = [(j.id, j.triplet.kind, j.triplet.domain, j.triplet.seed_id) for j in inputs()]
         decision = select(ctx, keys)
         val = validation_seeds(ctx, {k[3] for k in keys if decision[k[0]] is None})
@@ -239,6 +254,8 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
             yield ExportItem(id=j.id, triplet=j.triplet, split=split, drop=drop)
 
     async def process(self, ctx: StageContext, item: ExportItem) -> ExportRecord:
+        """The record of one item: both row forms for a selected triplet, or just its drop
+        reason."""
         if item.split is None:
             return ExportRecord(id=item.id, split=None, drop=item.drop)
         return ExportRecord(
@@ -253,11 +270,15 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
         return [record] if record.split is not None else []
 
     def drop_reason(self, record: ExportRecord) -> str | None:
+        """``over_target_size`` or ``over_refusal_share`` for a triplet not exported; None when
+        exported."""
         return record.drop if record.split is None else None
 
     def report(
         self, ctx: StageContext, records: Callable[[], Iterator[ExportRecord]]
     ) -> ExportReport:
+        """Triplets available and exported, the target size, rows per split and rows by kind, domain
+        (id and English name), category, type, strategy, tactic, target and responder."""
         tax = ctx.locale.taxonomy
         names = {d.id: d.name_en for d in tax.domains}
         tallies: dict[str, Counter[str]] = defaultdict(Counter)
