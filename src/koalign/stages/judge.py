@@ -50,6 +50,9 @@ class JudgeConfig(BaseModel):
 
 
 class JudgeItem(Frozen):
+    """The work item of one triplet: its record id (``'t-'`` + a digest of the whole triplet) and
+    the triplet."""
+
     id: str
     triplet: Triplet
 
@@ -82,6 +85,12 @@ class JudgeReport(StageReport):
 
 
 def build_prompt(ctx: StageContext, t: Triplet) -> tuple[Message, ...]:
+    """The filter judge's chat for one triplet: category, harm type (None for benign pairs), kind,
+    prompt, rejected and chosen answers, the category's policy and the six criteria.
+
+    Raises:
+        LocaleError: the triplet's category is not in the taxonomy.
+    """
     category = ctx.locale.taxonomy.category(t.category)
     htype = next((x for x in category.types if x.id == t.type), None)
     return ctx.render(
@@ -130,10 +139,13 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
     summary = "three judges check each triplet on six criteria; unanimity by default"
 
     def plan(self, ctx: StageContext, inp: Triplet | None) -> list[JudgeItem]:
+        """One work item per triplet."""
         assert inp is not None
         return [JudgeItem(id="t-" + digest(inp.model_dump(mode="json"), n=16), triplet=inp)]
 
     async def process(self, ctx: StageContext, item: JudgeItem) -> JudgedTriplet:
+        """Every filter judge's verdicts on one triplet (the same prompt to each, in parallel),
+        reduced by ``judge.reducer`` (:func:`decide_one`)."""
         msgs = build_prompt(ctx, item.triplet)
         judges = ctx.roles["filter_judges"]
         caller = ctx.caller
@@ -154,17 +166,25 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
         )
 
     def calls(self, record: JudgedTriplet) -> list[Call[Any]]:
+        """One call per filter judge."""
         return list(record.verdicts.values())
 
     def outputs(self, ctx: StageContext, record: JudgedTriplet) -> list[JudgedTriplet]:
+        """The judged triplet when it passed, else nothing."""
         return [record] if record.status == "pass" else []
 
     def drop_reason(self, record: JudgedTriplet) -> str | None:
+        """``fail`` or ``undecided`` (an unusable judge answer); None for a pass."""
         return None if record.status == "pass" else record.status
 
     def report(
         self, ctx: StageContext, records: Callable[[], Iterator[JudgedTriplet]]
     ) -> JudgeReport:
+        """Statuses, the pass rate over decided triplets, failures per criterion, each judge's pass
+        rate over all criteria, reasons not in the locale's script (ratio < 0.5), disagreements, the
+        unanimous share, and agreement (pairwise Cohen's kappa, Fleiss' kappa with two judges or
+        more, pairwise percent agreement) overall and per criterion; rates 0-1 rounded to 4 places,
+        None when there is nothing to rate."""
         judges = ctx.roles["filter_judges"]
         status: Counter[str] = Counter()
         failures: Counter[str] = Counter()

@@ -154,6 +154,11 @@ def as_int(data: dict[str, Any], key: str, lo: int, hi: int) -> int:
 
 
 def as_reason(data: dict[str, Any], key: str = "reason") -> str:
+    """``data[key]`` as stripped non-empty text.
+
+    Raises:
+        ParseError: (kind ``schema``) the key is missing, not text, or blank.
+    """
     v = data.get(key)
     if not isinstance(v, str) or not v.strip():
         raise ParseError(f"{key} is missing", kind="schema")
@@ -161,6 +166,13 @@ def as_reason(data: dict[str, Any], key: str = "reason") -> str:
 
 
 def parse_harm(value: Any) -> HarmVerdict:
+    """The harm judge's answer (text or parsed JSON) as a :class:`HarmVerdict`: ``score`` 1-5,
+    ``refused`` true/false, ``reason``.
+
+    Raises:
+        ParseError: no JSON object in the answer, or a field missing or out of range (kind
+            ``schema``).
+    """
     data = load_object(value)
     refused = data.get("refused")
     if not isinstance(refused, bool):
@@ -169,11 +181,25 @@ def parse_harm(value: Any) -> HarmVerdict:
 
 
 def parse_query(value: Any) -> QueryVerdict:
+    """The query judge's answer as a :class:`QueryVerdict`: harmfulness ``score`` 1-4 and
+    ``reason``.
+
+    Raises:
+        ParseError: no JSON object in the answer, or a field missing or out of range (kind
+            ``schema``).
+    """
     data = load_object(value)
     return QueryVerdict(score=as_int(data, "score", 1, 4), reason=as_reason(data))
 
 
 def parse_response_scores(value: Any) -> ResponseScores:
+    """The response judge's answer as :class:`ResponseScores`: ``safety`` and ``coherence`` 1-5 each
+    and ``reason``.
+
+    Raises:
+        ParseError: no JSON object in the answer, or a field missing or out of range (kind
+            ``schema``).
+    """
     data = load_object(value)
     return ResponseScores(
         safety=as_int(data, "safety", 1, 5),
