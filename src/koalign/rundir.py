@@ -181,6 +181,7 @@ class RecordLog:
 
     @property
     def ids(self) -> set[str]:
+        """The ids indexed so far (a copy)."""
         return set(self._index)
 
     def __contains__(self, rid: str) -> bool:
@@ -352,6 +353,7 @@ class RunDir:
 
     @property
     def cache_path(self) -> Path:
+        """``cache.sqlite``: the run's response cache."""
         return self.root / "cache.sqlite"
 
     def path(self, stage: str) -> Path:
@@ -359,6 +361,8 @@ class RunDir:
         return self.root / f"{stage}.jsonl"
 
     def log(self, stage: str) -> RecordLog:
+        """The :class:`RecordLog` of ``<stage>.jsonl`` (not yet opened), fsynced in groups by the
+        run's syncer when ``runtime.fsync`` is on."""
         return RecordLog(self.path(stage), syncer=self.syncer)
 
     def _load_manifest(self) -> dict[str, Any]:
@@ -377,6 +381,11 @@ class RunDir:
         return data
 
     def save(self) -> None:
+        """Write ``manifest.json`` atomically (fsynced when ``runtime.fsync`` is on).
+
+        Raises:
+            OSError: the disk refused the write (the old manifest is kept).
+        """
         write_text_atomic(
             self.manifest_path,
             json.dumps(self.manifest, ensure_ascii=False, indent=2) + "\n",
@@ -388,6 +397,7 @@ class RunDir:
         return digest([self.config.stage_hash(stage), self.locale_digest, input_digest, extra])
 
     def entry(self, stage: str) -> dict[str, Any]:
+        """A copy of the manifest entry of ``stage`` (``{}`` when it never ran)."""
         return dict(self.manifest["stages"].get(stage) or {})
 
     def prepare(self, stage: str, later: Iterable[str]) -> None:
@@ -413,6 +423,8 @@ class RunDir:
         self.save()
 
     def is_done(self, stage: str, key: str) -> bool:
+        """True when ``stage`` finished ``done`` under ``key`` (see :meth:`stage_key`) and its file
+        still has the digest recorded then."""
         entry = self.manifest["stages"].get(stage)
         if not entry or entry.get("status") != "done" or entry.get("key") != key:
             return False
@@ -426,6 +438,8 @@ class RunDir:
             os.replace(path, stale / f"{path.stem}.{tag or 'old'}{path.suffix}")
 
     def finish(self, stage: str, summary: dict[str, Any]) -> None:
+        """Merge ``summary`` into the stage's manifest entry, stamp ``finished_at`` (UTC, ISO 8601)
+        and save."""
         entry = self.manifest["stages"].setdefault(stage, {})
         entry.update(summary)
         entry["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
