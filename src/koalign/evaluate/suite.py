@@ -46,6 +46,10 @@ class _Part(BaseModel):
 
 
 class SafetyPart(_Part):
+    """``safety:``: safe rate on prompt files (KorSET parquet or JSONL), judged by the rubric;
+    ``limit`` samples at most N prompts per category (seeded), ``category_map`` maps the files'
+    labels to category ids, ``system_prompt`` is given to the evaluated model."""
+
     data: list[str] = Field(min_length=1, description="Prompt files or globs.")
     prompt_field: str = "prompt"
     category_field: str | None = None
@@ -55,6 +59,10 @@ class SafetyPart(_Part):
 
 
 class OverrefusalPart(_Part):
+    """``overrefusal:``: refusal rate on benign but sensitive prompts from ``data``, the policy's
+    ``benign_prompts`` (``policy_prompts``) and ``generate`` new prompts per category written by
+    ``generator`` (a model name; default the first judge); at least one source is needed."""
+
     data: list[str] = []
     prompt_field: str = "prompt"
     category_field: str | None = None
@@ -67,10 +75,18 @@ class OverrefusalPart(_Part):
 
 
 class CitationsPart(_Part):
+    """``citations:``: citation validity of the model's answers (no settings)."""
+
     pass
 
 
 class GeneralPart(_Part):
+    """``general:``: multiple-choice accuracy on local files (``data``) and lm-evaluation-harness
+    ``tasks`` (with local task YAMLs under ``include_path``); ``method`` is ``auto``, ``loglik`` (hf
+    models) or ``generate`` (servers), ``format`` is ``numbered`` or ``cloze``; ``limit`` is
+    questions per source or task; code tasks run the model's code only with
+    ``allow_code_execution``."""
+
     data: list[str] = []
     tasks: list[str] = []
     include_path: str | None = None
@@ -82,12 +98,17 @@ class GeneralPart(_Part):
 
 
 class KoBBQPart(_Part):
+    """``kobbq:``: KoBBQ bias figures from the samples file ``data`` and the authors' evaluation
+    prompts TSV ``prompts``."""
+
     data: str
     prompts: str
     limit: int | None = Field(None, ge=1, description="At most N items per category.")
 
 
 class MTBenchPart(_Part):
+    """``mtbench:``: Ko-MT-Bench single-answer grading (1-10) on the question files ``data``."""
+
     data: list[str] = Field(min_length=1)
 
 
