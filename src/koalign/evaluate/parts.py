@@ -54,15 +54,27 @@ class Context:
     progress: Progress | None = None
 
     def path(self, value: str) -> str:
+        """``value`` (a settings path, ``~`` expanded) relative to :attr:`base` unless absolute."""
         p = Path(value).expanduser()
         return str(p if p.is_absolute() else self.base / p)
 
     def paths(self, values: list[str]) -> list[Path]:
+        """The data files of ``values`` (paths, globs, folders; relative to :attr:`base`), in order,
+        each once.
+
+        Raises:
+            DataError: a value matches no file.
+        """
         from koalign.evaluate.data import expand_paths
 
         return expand_paths([self.path(v) for v in values])
 
     def need_judges(self, part: str) -> None:
+        """Check that judges were given for ``part``.
+
+        Raises:
+            ConfigError: no judge (``--judge``).
+        """
         if not self.judges:
             raise ConfigError(f"'{part}' needs at least one judge", where="--judge")
 
