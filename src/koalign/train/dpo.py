@@ -59,6 +59,11 @@ class Prepared(BaseModel):
 
 
 def cuda_available() -> bool:
+    """True when torch sees a CUDA device.
+
+    Raises:
+        MissingExtraError: torch is not installed (the ``train`` extra).
+    """
     torch = require("torch", "train", feature="DPO training")
     return bool(torch.cuda.is_available())
 
@@ -105,6 +110,10 @@ def default_dpo_args(cfg: TrainConfig, *, cuda: bool, output_dir: Path) -> dict[
 
 
 def resolve_dpo_args(cfg: TrainConfig, *, cuda: bool, has_eval: bool) -> dict[str, Any]:
+    """The ``trl.DPOConfig`` arguments of a run: koalign's defaults (:func:`default_dpo_args`),
+    per-step evaluation at a quarter of the run when there is eval data, then the config's
+    ``dpo_args`` on top (``model_init_kwargs`` merged key by key; a user ``gradient_checkpointing``
+    replaces the default ``activation_checkpointing``)."""
     args = default_dpo_args(cfg, cuda=cuda, output_dir=cfg.output_dir())
     if has_eval:
         args.update(eval_strategy="steps", eval_steps=0.25)
@@ -159,6 +168,14 @@ def _revision(cfg: TrainConfig) -> str | None:
 
 
 def load_tokenizer(cfg: TrainConfig):
+    """The model's tokenizer, with ``chat_template`` (a file path or the template text) applied when
+    the config gives one; a tokenizer without a chat template is logged as a warning (only standard
+    rows then work).
+
+    Raises:
+        ConfigError: the tokenizer cannot be loaded (not local, not cached, Hub unreachable).
+        MissingExtraError: transformers is not installed.
+    """
     transformers = require("transformers", "train", feature="DPO training")
     try:
         tok = transformers.AutoTokenizer.from_pretrained(
@@ -180,6 +197,12 @@ def load_tokenizer(cfg: TrainConfig):
 
 
 def generation_eos(cfg: TrainConfig) -> int | list[int] | None:
+    """The model's end-of-sequence token id(s) from its generation config, or None when it has none
+    or none can be loaded.
+
+    Raises:
+        MissingExtraError: transformers is not installed.
+    """
     transformers = require("transformers", "train", feature="DPO training")
     try:
         gen = transformers.GenerationConfig.from_pretrained(
@@ -253,6 +276,12 @@ def lora_config(cfg: TrainConfig):
 
 
 def quantization_config(quantization: str):
+    """The ``BitsAndBytesConfig`` for ``4bit-nf4`` (NF4, bf16 compute, double quantization); None
+    for any other value.
+
+    Raises:
+        MissingExtraError: torch, transformers or bitsandbytes (the ``qlora`` extra) is missing.
+    """
     if quantization != "4bit-nf4":
         return None
     torch = require("torch", "train", feature="QLoRA")
