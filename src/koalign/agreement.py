@@ -48,6 +48,12 @@ def reduce(votes: Sequence[bool], rule: Reducer, *, on_tie: bool = False) -> boo
 
 
 def percent_agreement(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float | None:
+    """Share (0-1) of the items both raters labelled on which they gave the same label (``None``
+    labels are skipped); None when no item has both labels.
+
+    Raises:
+        ValueError: ``a`` and ``b`` differ in length.
+    """
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     if not pairs:
         return None

@@ -19,6 +19,7 @@ class KoalignError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """The one-line message: ``where: message (hint)``, each part only when set."""
         text = f"{self.where}: {self.message}" if self.where else self.message
         if self.hint:
             text += f" ({self.hint})"

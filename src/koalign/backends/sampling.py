@@ -44,6 +44,12 @@ class RowSampler:
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
+        """Tempered, top-p-truncated log-probabilities plus each row's Gumbel noise; ``scores`` is
+        ``(rows, vocab)`` and so is the result (float32).
+
+        Raises:
+            ValueError: the number of rows is not the number of seeds.
+        """
         torch = require("torch", "hf")
         logits = scores.float() / self.temperature
         if self.top_p is not None and self.top_p < 1.0:

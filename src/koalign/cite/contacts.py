@@ -94,6 +94,10 @@ _SENTENCE_END = re.compile(r"[.?!。](?!\d)|\n")
 
 
 class Found(NamedTuple):
+    """A phone number found in a text: as written, its digits as dialled in Korea (the registry
+    key), its character span ``[start, end)`` and whether it is reported only when the registry
+    knows it."""
+
     number: str  # as written
     key: str  # digits for registry lookup
     start: int

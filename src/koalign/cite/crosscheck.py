@@ -43,12 +43,14 @@ class Finding:
     message: str
 
     def render(self) -> str:
+        """``statutes.yaml:laws[<law_id>][.articles[<article>]]: <message>``."""
         where = f"statutes.yaml:laws[{self.law_id}]"
         if self.article:
             where += f".articles[{self.article}]"
         return f"{where}: {self.message}"
 
     def to_dict(self) -> dict[str, str | None]:
+        """``{level, law_id, article, message}`` (JSON shape)."""
         return {
             "level": self.level,
             "law_id": self.law_id,

@@ -136,6 +136,8 @@ class CitationIndex:
 
     @classmethod
     def from_locale(cls, loc: Locale) -> CitationIndex:
+        """The index of a locale pack: its statutes, contacts and policy, and its
+        ``statute_index.json.gz`` when the pack ships one."""
         return cls(loc.statutes, loc.contacts, loc.policy, load_statute_index(loc))
 
     @property

@@ -114,6 +114,10 @@ class LawText:
         return [] if self.articles else ["no_articles"]
 
     def encode(self) -> list[Any]:
+        """The law as one row of the index's ``laws`` list: ``[name, law_id, mst, kind, promulgated,
+        promulgation_no, effective, [ARTICLE, ...]]`` with dates as ``YYYYMMDD`` integers, plus
+        ``flags`` (and no articles) for a file that cannot be checked (see
+        :mod:`koalign.cite.statute_index`)."""
         row: list[Any] = [
             self.name,
             self.law_id,

@@ -160,6 +160,8 @@ class LawFacts:
         return self._articles
 
     def article(self, number: str) -> ArticleFacts | None:
+        """The facts of article ``number`` (text, e.g. ``"14의2"``), or None when the corpus text has
+        no such article."""
         return self.articles.get(number)
 
     @property
