@@ -172,6 +172,12 @@ def score_loglik(
 
 
 def mc_request(loc: Locale, item: MCItem) -> ChatRequest:
+    """The chat request asking the evaluated model one multiple-choice question (the locale's
+    ``mc_answer`` template with the question and its numbered choices).
+
+    Raises:
+        LocaleError: the template is missing or fails to render.
+    """
     return ChatRequest(
         messages=render_chat(loc, "mc_answer", question=item.question, choices=item.choices),
         tag="eval.general.answer",
@@ -262,6 +268,19 @@ def _accuracy(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, A
 def summarise_mc(
     items: Sequence[MCItem], scored: Sequence[dict[str, Any]], *, n_boot: int, seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Join each item with its score (``pred``/``pred_norm``: 0-based choice indexes, None when
+    unparsed) into result rows with ``correct`` and ``correct_norm``, and summarise.
+
+    Returns:
+        ``(rows, summary)``: the summary has, overall, per source and per category, ``n``,
+            ``n_parsed``, ``accuracy`` (0-1, over parsed answers) with its bootstrap ``ci``,
+            ``accuracy_all`` (unparsed counted wrong), ``chance`` (mean 1/choices), ``unparseable``,
+            ``context_truncated`` and, for log-likelihood scoring, ``accuracy_norm``
+            (length-normalised).
+
+    Raises:
+        ValueError: ``items`` and ``scored`` differ in length.
+    """
     rows = []
     for item, s in zip(items, scored, strict=True):
         rows.append(

@@ -75,10 +75,16 @@ class KoBBQItem(BaseModel):
 
     @property
     def unknown_index(self) -> int:
+        """0-based index of the 'unknown' choice (``알 수 없음``).
+
+        Raises:
+            ValueError: the item has no such choice.
+        """
         return self.choices.index(UNKNOWN_IN_DATA)
 
     @property
     def biased_context(self) -> bool:
+        """True for a disambiguated context whose correct answer is the biased one."""
         return not self.ambiguous and self.answer == self.biased_answer
 
 

@@ -135,6 +135,12 @@ async def generate_benign(
 
 
 def judge_request(loc: Locale, item: EvalItem, answer: str) -> ChatRequest:
+    """The refusal judge's request for one answer (the ``refusal_judge`` template with the item's
+    category, prompt and answer; the answer schema ``REFUSAL_SCHEMA``).
+
+    Raises:
+        LocaleError: the item's category is unknown, or the template is missing or fails to render.
+    """
     category = loc.taxonomy.category(item.category) if item.category else None
     messages = render_chat(
         loc, "refusal_judge", category=category, prompt=item.prompt, answer=answer

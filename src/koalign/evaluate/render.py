@@ -15,6 +15,8 @@ Block = tuple[Any, ...]
 
 
 def to_markdown(blocks: list[Block]) -> str:
+    """The blocks as Markdown: ``##`` headings, paragraphs, ``text`` code fences, image links to the
+    PNG file names, and pipe tables (``|`` escaped, newlines as ``<br>``)."""
     out = []
     for block in blocks:
         kind = block[0]
@@ -41,6 +43,12 @@ th{background:#f3f5f7}pre{background:#f7f7f7;padding:.6em;white-space:pre-wrap}i
 
 
 def to_html(title: str, blocks: list[Block], images: dict[str, bytes]) -> str:
+    """One self-contained HTML page titled ``title``: every value escaped, each ``img`` block's PNG
+    (looked up in ``images`` by name) embedded as a base64 data URI.
+
+    Raises:
+        KeyError: an ``img`` block names a file ``images`` does not hold.
+    """
     esc = html.escape
     parts = [f"<!doctype html><html lang='ko'><head><meta charset='utf-8'><title>{esc(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{esc(title)}</h1>"]  # fmt: skip
