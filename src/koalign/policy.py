@@ -12,6 +12,8 @@ from koalign.locale_schema import Article, Contact, Law
 
 
 def article_view(law: Law, article: Article | None) -> dict[str, Any]:
+    """A statute as policy data: law id, official name and aliases, plus (for an article) its
+    number, title, summary, penalty, effective date (ISO), status and confidence."""
     view: dict[str, Any] = {"law_id": law.id, "law": law.name, "aliases": law.aliases}
     if article is not None:
         view.update(
@@ -27,6 +29,7 @@ def article_view(law: Law, article: Article | None) -> dict[str, Any]:
 
 
 def contact_view(contact: Contact) -> dict[str, Any]:
+    """A contact as policy data: id, name, number, url, purpose, hours, status and confidence."""
     return {
         "id": contact.id,
         "name": contact.name,
@@ -82,9 +85,7 @@ def _view(loc: Locale, category_id: str, view: str, few_shot: int | None) -> dic
             for p in full["p2_populations"][:3]
         ],
         "p3_kernel": full["p3_kernel"][:2],
-        "p3_contacts": [
-            c | {"url": None, "hours": None} for c in full["p3_contacts"][:3]
-        ],
+        "p3_contacts": [c | {"url": None, "hours": None} for c in full["p3_contacts"][:3]],
         "p3_procedures": full["p3_procedures"][:2],
         "do": full["do"][:3],
         "dont": full["dont"][:3],

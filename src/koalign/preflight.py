@@ -38,6 +38,7 @@ class RolePrompt:
 
     @property
     def chars(self) -> int:
+        """Characters over all the prompt's messages."""
         return sum(len(m.content) for m in self.messages)
 
 
@@ -169,11 +170,7 @@ def window_problems(
         fits = asyncio.run(measure())
     else:  # inside a running loop (a library caller): the windows written in the config only
         return []
-    return [
-        f"roles.{f.role}: {f.message()}"
-        for f in fits
-        if f.fits is False
-    ]
+    return [f"roles.{f.role}: {f.message()}" for f in fits if f.fits is False]
 
 
 def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:
@@ -247,6 +244,9 @@ class RunPlan:
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of the plan: ``records`` per stage, ``roles`` -> models, per model the
+        upper bounds ``calls_at_most``, ``tokens_in_at_most`` and ``tokens_out_at_most``, and
+        ``notes``."""
         return {
             "records": self.records,
             "roles": self.roles,

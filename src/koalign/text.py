@@ -47,6 +47,8 @@ def clean_generation(text: str, *, labels: Sequence[str] = ()) -> str:
 
 
 def shingles(text: str, n: int) -> set[str]:
+    """Character ``n``-grams of ``text`` after NFC, lower-casing and collapsing whitespace; a text
+    of ``n`` characters or fewer is its own single shingle (empty text: none)."""
     t = re.sub(r"\s+", " ", nfc(text).lower()).strip()
     if len(t) <= n:
         return {t} if t else set()
@@ -54,6 +56,7 @@ def shingles(text: str, n: int) -> set[str]:
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
+    """Jaccard similarity ``|a & b| / |a | b|`` (0-1); 1.0 for two empty sets."""
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)

@@ -72,6 +72,8 @@ def rubric_items(loc: Locale, category: str | None) -> list[RubricItem]:
 
 
 def judge_schema(item_ids: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema of a rubric judge's answer: ``items``, at least one entry per rubric item,
+    each ``{id (one of item_ids), answer (yes/no), reason}``, and an optional overall ``reason``."""
     return {
         "type": "object",
         "properties": {
@@ -201,6 +203,8 @@ def parse_judge(
 
 
 def answer_request(item: EvalItem, system_prompt: str | None, tag: str) -> ChatRequest:
+    """The evaluated model's request for one item: the optional system prompt, then the item's
+    prompt as the user message, tagged ``tag``."""
     messages = [Message(role="system", content=system_prompt)] if system_prompt else []
     messages.append(Message(role="user", content=item.prompt))
     return ChatRequest(messages=tuple(messages), tag=tag)
