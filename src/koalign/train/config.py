@@ -143,9 +143,12 @@ class TrainConfig(BaseModel):
 
     @property
     def use_lora(self) -> bool:
+        """True unless ``peft: none`` (full fine-tuning)."""
         return self.peft != "none"
 
     def output_dir(self) -> Path:
+        """``output`` when set, else ``outputs/<last part of model>-dpo`` (relative to the working
+        directory)."""
         if self.output:
             return Path(self.output)
         name = self.model.rstrip("/").split("/")[-1] or "model"

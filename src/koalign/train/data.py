@@ -78,6 +78,11 @@ class RowProblem(BaseModel):
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 hex digest of a file's bytes, read in 1 MiB blocks.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -188,6 +193,8 @@ def _read_file(path: Path, problems: list[RowProblem]):
 
 
 def row_format(data: dict[str, Any]) -> Literal["conversational", "standard", "unknown"]:
+    """``conversational`` when ``prompt`` is a list of messages, ``standard`` when it is a string,
+    else ``unknown``."""
     prompt = data.get("prompt")
     if isinstance(prompt, list):
         return "conversational"

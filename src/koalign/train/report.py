@@ -43,6 +43,8 @@ def split_history(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
 
 
 def last_metrics(history: list[dict[str, Any]]) -> dict[str, float]:
+    """The last logged value of every numeric metric: the last training step's log, then the last
+    evaluation's, then the final summary (later ones win on a shared key)."""
     parts = split_history(history)
     out: dict[str, float] = {}
     for entry in parts["train"][-1:] + parts["eval"][-1:] + parts["summary"]:

@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class LengthStats(BaseModel):
+    """Token-length statistics of a set of rows: min, mean (1 decimal), median, 95th percentile
+    (nearest rank) and max; all 0 for no rows."""
+
     model_config = ConfigDict(extra="forbid")
 
     min: int = 0
@@ -31,6 +34,7 @@ class LengthStats(BaseModel):
 
     @classmethod
     def of(cls, values: list[int]) -> LengthStats:
+        """The statistics of ``values`` (token counts); all 0 when empty."""
         if not values:
             return cls()
         ordered = sorted(values)
