@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class LengthStats(BaseModel):
     """Token-length statistics of a set of rows: min, mean (1 decimal), median, 95th percentile
-    (nearest rank) and max; all 0 for no rows."""
+    (the sorted value at index ``round(0.95 * (n - 1))``) and max; all 0 for no rows."""
 
     model_config = ConfigDict(extra="forbid")
 
