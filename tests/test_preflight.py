@@ -142,7 +142,9 @@ def _compact_fits(tmp_path, url) -> None:
         spec["context_window"] = 8192
         spec["sampling"] = {"max_tokens": 512}
     cfg, loc = load_run_config(None, data=data)
-    with pytest.raises(ConfigError, match=r"roles\.responders: role 'responders' \(prompts/responder"):
+    with pytest.raises(
+        ConfigError, match=r"roles\.responders: role 'responders' \(prompts/responder"
+    ):
         Pipeline(cfg, loc, tmp_path / "full")
     data["policy"] = {"view": "compact"}
     cfg, loc = load_run_config(None, data=data)
