@@ -306,3 +306,33 @@ def test_the_citation_rejection_rule_names_unknown_verdicts():
     data = config_data("ko", respond={"citation_reject": ["outdated", "outdate"]})
     with pytest.raises(ConfigError, match=r"respond\.citation_reject.*outdate.*did you mean"):
         load_run_config(None, data=data)
+
+
+def test_the_card_shows_the_filter_judges_calibration_when_given(write_config, tmp_path):
+    from koalign.evaluate.calibration import scores
+
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    entry = {
+        "task": "acceptability",
+        "label_meaning": "a response people found acceptable",
+        "flagged_class": "unacceptable",
+        "n": 4,
+        "human_flagged": 2,
+        "judges": {
+            "resp-1": {
+                **scores([True, False, True, False], [True, False, False, False], n_boot=50, seed=0),
+                "parse_failure_reasons": {},
+                "per_category": {},
+            }
+        },
+    }
+    (cal / "summary.json").write_text(json.dumps({"judge_calibration": {"acceptability": entry}}))
+    config = write_config()
+    run(config, tmp_path / "run", [f"export.calibration={cal}"])
+    card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
+    assert "## Judge calibration against human labels" in card and "resp-1" in card
+    from koalign.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"export\.calibration"):
+        run(config, tmp_path / "run2", [f"export.calibration={tmp_path / 'missing'}"])

@@ -21,6 +21,26 @@ def _typed(ctx: StageContext, stage: str, cls: type[_R]) -> _R:
     return rep if isinstance(rep, cls) else cls()
 
 
+def calibration_section(ctx: StageContext) -> str:
+    """The filter judges' agreement with human labels (``export.calibration``), or a line
+    saying it was not measured."""
+    from koalign.evaluate.calibration import markdown_table
+    from koalign.stages.export import calibration
+
+    section = calibration(ctx)
+    if not section:
+        return (
+            "## Judge calibration\nNot measured for this run: run `koalign eval judge` on the "
+            "filter judges with human labels and set `export.calibration` to its output."
+        )
+    parts = ["## Judge calibration against human labels"]
+    for task, entry in sorted(section.items()):
+        if isinstance(entry, dict) and "judges" in entry:
+            parts.append(f"Task `{task}`: {entry.get('label_meaning', '')}\n")
+            parts.append(markdown_table(entry))
+    return "\n\n".join(parts)
+
+
 def _table(title: str, counts: dict[str, Any]) -> str:
     lines = [f"| {title} | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in counts.items()]
@@ -132,6 +152,7 @@ def dataset_card(ctx: StageContext, report: ExportReport) -> str:
             for name, rep in ctx.reports.items()
             if isinstance(getattr(rep, "dropped", None), dict)
         ),
+        calibration_section(ctx),
         "## Provenance\n"
         f"- locale `{ctx.locale.id}` ({ctx.locale.meta.name}), facts as of "
         f"{ctx.locale.meta.as_of}; locale and policy digest `{ctx.locale.digest}`\n"

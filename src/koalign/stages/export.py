@@ -54,6 +54,11 @@ class ExportConfig(BaseModel):
     )
     license: str = Field("cc-by-nc-4.0", description="Licence written into the dataset card.")
     name: str = Field("koalign-dpo", description="Dataset name in the card.")
+    calibration: str | None = Field(
+        None,
+        description="Output folder (or its summary.json) of `koalign eval judge` run on the "
+        "filter judges: the card then shows how they agree with human labels.",
+    )
 
 
 class ExportItem(Frozen):
@@ -265,6 +270,13 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
             standard=standard(ctx, item.triplet),
         )
 
+    def validate(self, config: Any, locale: Any) -> list[str]:
+        """``export.calibration`` must name an ``eval judge`` output."""
+        path = config.section(NAME).calibration
+        if path and not _calibration_file(path).is_file():
+            return [f"export.calibration: {path} has no summary.json of `koalign eval judge`"]
+        return []
+
     def outputs(self, ctx: StageContext, record: ExportRecord) -> list[ExportRecord]:
         """Exported rows (the end of the pipeline: nothing consumes them but the files)."""
         return [record] if record.split is not None else []
@@ -339,6 +351,23 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
             )
         report = self.report(ctx, records)
         write_text_atomic(out / "README.md", dataset_card(ctx, report), fsync=fsync)
+
+
+def _calibration_file(path: str) -> Path:
+    p = Path(path)
+    return p / "summary.json" if p.is_dir() or not p.suffix else p
+
+
+def calibration(ctx: StageContext) -> dict[str, Any] | None:
+    """The ``judge_calibration`` section of ``export.calibration`` (None when not set)."""
+    import json
+
+    path = ctx.section(NAME).calibration
+    if not path:
+        return None
+    data = json.loads(_calibration_file(path).read_text(encoding="utf-8"))
+    section = data.get("judge_calibration") if isinstance(data, dict) else None
+    return section if isinstance(section, dict) else None
 
 
 STAGE = ExportStage()
