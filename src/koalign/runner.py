@@ -804,6 +804,25 @@ class _StageRun:
             self.rlog.rewrite(order, fsync=fsync)
 
     # -- summary ---------------------------------------------------------------------------
+    def _tally(self, tally: _Tally, ctx: StageContext, rec: Any) -> None:
+        stage = self.stage
+        tally.records_in += 1
+        calls = stage.calls(rec)
+        tally.model_outputs += len(calls)
+        for c in calls:
+            if c.error is not None and c.error.kind in OUTPUT_ERRORS:
+                tally.bad[c.error.kind] += 1
+        tally.failed_calls += any(c.failed_call for c in calls)
+        transient = any(c.transient for c in calls)
+        tally.transient += transient
+        outs = [] if transient else stage.outputs(ctx, rec)
+        if outs:
+            tally.kept += 1
+            tally.out += len(outs)
+        else:
+            reason = "transient_failures" if transient else (stage.drop_reason(rec) or "no_output")
+            tally.dropped[reason] += 1
+
     def summarize(self, started: float, key: str, upstream_complete: bool) -> dict[str, Any]:
         """The stage's manifest entry after it finished: status (``done``; ``partial`` with failed
         calls or an incomplete input; ``failed`` past ``runtime.max_error_rate``), the record counts
@@ -813,25 +832,22 @@ class _StageRun:
         stage = self.stage
         ctx = dataclasses.replace(self.ctx, reports=self.pipe.reports())  # earlier stages are done
         tally = _Tally()
-        for rec in self.pipe._records(stage):
-            tally.records_in += 1
-            calls = stage.calls(rec)
-            tally.model_outputs += len(calls)
-            for c in calls:
-                if c.error is not None and c.error.kind in OUTPUT_ERRORS:
-                    tally.bad[c.error.kind] += 1
-            tally.failed_calls += any(c.failed_call for c in calls)
-            transient = any(c.transient for c in calls)
-            tally.transient += transient
-            outs = [] if transient else stage.outputs(ctx, rec)
-            if outs:
-                tally.kept += 1
-                tally.out += len(outs)
-            else:
-                tally.dropped[
-                    "transient_failures" if transient else (stage.drop_reason(rec) or "no_output")
-                ] += 1
-        report = stage.report(ctx, lambda: self.pipe._records(stage))
+        passes = [0]
+
+        def counted() -> Iterator[Any]:
+            """The records, tallied on the first pass (the report's pass: one read of the file
+            serves both)."""
+            passes[0] += 1
+            first = passes[0] == 1
+            for rec in self.pipe._records(stage):
+                if first:
+                    self._tally(tally, ctx, rec)
+                yield rec
+
+        report = stage.report(ctx, counted)
+        if passes[0] == 0:  # a report that read nothing: tally on our own
+            for _ in counted():
+                pass
         stage.write_files(ctx, lambda: self.pipe._records(stage), self.pipe.rundir.root)
         bad_total = sum(tally.bad.values())
         report = report.model_copy(
