@@ -321,7 +321,9 @@ def test_the_card_shows_the_filter_judges_calibration_when_given(write_config, t
         "human_flagged": 2,
         "judges": {
             "resp-1": {
-                **scores([True, False, True, False], [True, False, False, False], n_boot=50, seed=0),
+                **scores(
+                    [True, False, True, False], [True, False, False, False], n_boot=50, seed=0
+                ),
                 "parse_failure_reasons": {},
                 "per_category": {},
             }
