@@ -342,6 +342,12 @@ def main() -> None:
     p.add_argument("--favour", type=float, default=0.8)
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--no-plain", action="store_true", help="skip the plain-loop replay")
+    p.add_argument(
+        "--per-type",
+        type=int,
+        default=None,
+        help="seeds.per_type (the config has 40: about 2,200 candidates; raise it for more)",
+    )
     args = p.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -364,6 +370,7 @@ def main() -> None:
                 f"models.{m}.max_concurrency": args.cap
                 for m in ("gen", "target-a", "target-b", "judge", "resp-a", "resp-b", "resp-c")
             },
+            **({"seeds.per_type": args.per_type} if args.per_type else {}),
         )
         before = served(base_url)
         t0 = time.perf_counter()
