@@ -101,38 +101,56 @@ class _NoProgress:
 
 # ----------------------------------------------------------------------------- plumbing
 class Channel:
-    """Outputs of one stage on their way to the next (unbounded; closed with the producer's
-    final file digest and whether its output is complete)."""
+    """Outputs of one stage on their way to the next, closed with the producer's final file
+    digest and whether its output is complete.
 
-    def __init__(self) -> None:
+    A consumer that reads items (a flowing stage) gets a bounded queue: a producer that gets
+    ``capacity`` items ahead waits (backpressure), so memory does not grow with the run. A
+    consumer that gathers its whole input reads the producer's final file instead: it only
+    waits for the close, and the items are not kept at all.
+    """
+
+    def __init__(self, capacity: int = 1024, *, keep_items: bool = True) -> None:
         self._items: collections.deque[Any] = collections.deque()
         self._event = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.capacity = capacity
+        self.keep_items = keep_items
         self.closed = False
         self.digest: str | None = None
         self.complete = True
 
-    def put(self, item: Any) -> None:
-        """Queue one output for the next stage and wake its reader."""
+    async def put(self, item: Any) -> None:
+        """Queue one item, waiting while the queue is full."""
+        if not self.keep_items:
+            return
+        while len(self._items) >= self.capacity:
+            self._room.clear()
+            await self._room.wait()
         self._items.append(item)
         self._event.set()
 
     def close(self, digest: str | None, complete: bool) -> None:
-        """No more outputs: record the producer's final file digest and whether its output is
-        complete (False when records with failed calls were held back)."""
+        """No more items: ``digest`` of the producer's final file, ``complete`` when no record
+        was held back."""
         self.digest, self.complete, self.closed = digest, complete, True
         self._event.set()
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         while True:
             while self._items:
-                yield self._items.popleft()
+                item = self._items.popleft()
+                if len(self._items) < self.capacity:
+                    self._room.set()
+                yield item
             if self.closed:
                 return
             self._event.clear()
             await self._event.wait()
 
     async def wait_closed(self) -> None:
-        """Wait until the producer closes the channel (outputs are left queued)."""
+        """Wait until the producer closed the channel."""
         while not self.closed:
             self._event.clear()
             await self._event.wait()
@@ -319,7 +337,7 @@ class Pipeline:
         selected = [s for s in stages() if s.name in names]
         self.stop_event = asyncio.Event()
         self.rundir.set_status("running")
-        channels: dict[str, Channel] = {s.name: Channel() for s in selected}
+        channels = self._channels(selected, order)
         skipped = self._skip_plan(selected, order)
         tasks: list[asyncio.Task[None]] = []
         signals = self._install_signals(tasks)
@@ -331,7 +349,8 @@ class Pipeline:
                 later = order[idx + 1 :]
                 if s.name in skipped:
                     nxt = selected[i + 1].name if i + 1 < len(selected) else None
-                    self._skip(s, channels[s.name], emit=nxt is not None and nxt not in skipped)
+                    emit = nxt is not None and nxt not in skipped
+                    tasks.append(asyncio.create_task(self._skip(s, channels[s.name], emit=emit)))
                     continue
                 tasks.append(
                     asyncio.create_task(
@@ -367,6 +386,27 @@ class Pipeline:
         done = all(st.get(n, {}).get("status") == "done" for n in order)
         self.rundir.set_status("done" if done else "partial")
         return self.rundir.manifest
+
+    def _channels(self, selected: list[AnyStage], order: list[str]) -> dict[str, Channel]:
+        """One channel per stage; its items are kept only when the next stage reads them (a
+        gathering or chunked stage reads the finished file instead)."""
+        out = {}
+        capacity = 2 * self.config.runtime.max_inflight
+        for s in selected:
+            idx = order.index(s.name)
+            nxt = get_stage(order[idx + 1]) if idx + 1 < len(order) else None
+            reads = (
+                nxt is not None
+                and any(x.name == nxt.name for x in selected)
+                and not nxt.gather_inputs
+                and not self._chunked(nxt)
+            )
+            out[s.name] = Channel(capacity, keep_items=reads)
+        return out
+
+    def _chunked(self, stage: AnyStage) -> bool:
+        models = {m for r in stage.roles for m in self.roles.get(r.name, [])}
+        return any(_batch_sensitive(self.pool, m) for m in models)
 
     # ------------------------------------------------------------------ signals
     def _install_signals(self, tasks: list[asyncio.Task[None]]) -> list[int]:
@@ -444,10 +484,10 @@ class Pipeline:
                 skipped.add(s.name)
         return skipped
 
-    def _skip(self, stage: AnyStage, outbox: Channel, *, emit: bool) -> None:
+    async def _skip(self, stage: AnyStage, outbox: Channel, *, emit: bool) -> None:
         log.info("%s: already done for this config and input; skipped", stage.name)
         if emit:
-            self._emit_file(stage, outbox)
+            await self._emit_file(stage, outbox)
         entry = self.rundir.entry(stage.name)
         self.progress.start(stage.name, entry.get("records_in"), entry.get("records_in", 0))
         self.progress.end(stage.name, entry)
@@ -479,8 +519,8 @@ class Pipeline:
         run = _StageRun(self, stage, ctx, pool, rlog, outbox, stats)
         try:
             if upstream is None:
-                items = stage.plan(ctx, None)
-                await run.process_all(items, order=[stage.item_id(i) for i in items])
+                plan = stage.plan(ctx, None)
+                await run.process_all(iter(plan), total=len(plan))
             elif stage.gather_inputs or run.chunked:
                 if inbox is not None:
                     await inbox.wait_closed()
@@ -493,8 +533,7 @@ class Pipeline:
                     items_iter = stage.plan_all(ctx, inputs)
                 else:
                     items_iter = (it for inp in inputs() for it in stage.plan(ctx, inp))
-                items = list(items_iter)
-                await run.process_all(items, order=[stage.item_id(i) for i in items])
+                await run.process_all(items_iter)
             else:
                 source: Any = inbox if inbox is not None else _aiter(self._stream_outputs(upstream))
                 await run.process_stream(source)
@@ -583,9 +622,11 @@ class Pipeline:
                 continue
             yield from stage.outputs(ctx, rec)
 
-    def _emit_file(self, stage: AnyStage, outbox: Channel) -> None:
+    async def _emit_file(self, stage: AnyStage, outbox: Channel) -> None:
+        if not outbox.keep_items:
+            return
         for out in self._stream_outputs(stage):
-            outbox.put(out)
+            await outbox.put(out)
 
 
 class _StageRun:
@@ -630,14 +671,14 @@ class _StageRun:
             return None
         return rec
 
-    def _settle(self, rid: str, item: Any, rec: Any) -> None:
+    async def _settle(self, rid: str, item: Any, rec: Any) -> None:
         if any(c.transient for c in self.stage.calls(rec)):
             self.transient[rid] = item
         else:
             self.transient.pop(rid, None)
-            if not self.barrier:
+            if not self.barrier and self.outbox.keep_items:
                 for out in self.stage.outputs(self.ctx, rec):
-                    self.outbox.put(out)
+                    await self.outbox.put(out)
         self.done += 1
         now = time.monotonic()
         if now - self._last_progress > 0.2 or self.done == self.total:
@@ -654,7 +695,7 @@ class _StageRun:
         rec = self._existing(rid)
         if rec is None:
             rec = await self._compute(self.ctx, rid, item)
-        self._settle(rid, item, rec)
+        await self._settle(rid, item, rec)
 
     async def _one_held(self, item: Any) -> None:
         try:
@@ -701,29 +742,44 @@ class _StageRun:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def process_all(self, items: list[Any], *, order: list[str]) -> None:
-        """Process a known list of items (source, gathering and chunked stages)."""
-        self.total = len(items)
-        self.pipe.progress.start(self.stage.name, self.total, 0)
+    async def process_all(self, items: Iterator[Any], total: int | None = None) -> None:
+        """Process items from an iterator, in plan order (source, gathering and chunked
+        stages); only the items alive are in memory, plus the plan's ids."""
+        order: list[str] = []
+
+        def planned() -> Iterator[Any]:
+            for it in items:
+                order.append(self.stage.item_id(it))
+                yield it
+
+        self.total = total
+        self.pipe.progress.start(self.stage.name, total, 0)
         stop = lambda: self.pipe.stopping  # noqa: E731
         if self.chunked:
-            await self._process_chunks(items)
+            await self._process_chunks(planned())
         else:
             await _bounded(
-                (self._one(it) for it in items), width=self.runtime.max_inflight, stop=stop
+                (self._one(it) for it in planned()), width=self.runtime.max_inflight, stop=stop
             )
+        self.total = len(order)
         self._check_stop()
         await self.retry_transient()
         await self.finish_order(_unique(order))
 
-    async def _process_chunks(self, items: list[Any]) -> None:
+    async def _process_chunks(self, items: Iterator[Any]) -> None:
+        import itertools
+
         size = self.runtime.chunk_size or min(
             (_max_batch(self.pipe.pool, m) for m in self.batch_models), default=16
         )
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+
+        def chunks() -> Iterator[list[Any]]:
+            while chunk := list(itertools.islice(items, size)):
+                yield chunk
+
         width = max(1, self.runtime.max_inflight // size)
         await _bounded(
-            (self._chunk(c) for c in chunks), width=width, stop=lambda: self.pipe.stopping
+            (self._chunk(c) for c in chunks()), width=width, stop=lambda: self.pipe.stopping
         )
 
     async def _chunk(self, items: list[Any]) -> None:
@@ -731,7 +787,7 @@ class _StageRun:
         existing = [self._existing(rid) for rid in ids]
         if all(r is not None for r in existing):
             for rid, it, rec in zip(ids, items, existing, strict=True):
-                self._settle(rid, it, rec)
+                await self._settle(rid, it, rec)
             return
         # any member missing: the whole chunk again (remote calls come from the cache; local
         # batches are regenerated whole, so they come out exactly as before)
@@ -750,7 +806,7 @@ class _StageRun:
             *(member(i, rid, it) for i, (rid, it) in enumerate(zip(ids, items, strict=True)))
         )
         for rid, item, rec in results:
-            self._settle(rid, item, rec)
+            await self._settle(rid, item, rec)
 
     def _check_stop(self) -> None:
         if self.pipe.stopping:
@@ -775,7 +831,7 @@ class _StageRun:
             await asyncio.sleep(wait)
             self.done -= len(again)
             if self.chunked:
-                await self._process_chunks([it for _, it in again])
+                await self._process_chunks(iter([it for _, it in again]))
             else:
                 await _bounded((self._one(it) for _, it in again), width=self.runtime.max_inflight)
 
@@ -799,7 +855,7 @@ class _StageRun:
             for rec in self.pipe._records(self.stage):
                 if not any(c.transient for c in self.stage.calls(rec)):
                     for out in self.stage.outputs(self.ctx, rec):
-                        self.outbox.put(out)
+                        await self.outbox.put(out)
         else:
             self.rlog.rewrite(order, fsync=fsync)
 
