@@ -91,26 +91,24 @@ class GateConfig(BaseModel):
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LABEL_LINE = re.compile(r"^\s*[-*•]?\s*([^\s:：][^:：\n]{0,14}?)\s*[:：]", re.M)
 _WORD = re.compile(r"\S+")
+_SPACES = re.compile(r"\s+")
 
 
-def _ngrams(seq: Sequence[str] | str, n: int) -> list[Any]:
-    return [
-        tuple(seq[i : i + n]) if not isinstance(seq, str) else seq[i : i + n]
-        for i in range(len(seq) - n + 1)
-    ]
+def _char_grams(text: str, n: int) -> set[str]:
+    return {text[i : i + n] for i in range(len(text) - n + 1)}
 
 
 def repeat_share(text: str) -> float:
-    """The larger of the repeated word 3-gram share and the repeated char 6-gram share."""
+    """The larger of the repeated word 3-gram share and the repeated char 6-gram share (0-1)."""
     best = 0.0
     words = _WORD.findall(text)
     if len(words) >= 8:
-        grams = _ngrams(words, 3)
-        best = max(best, 1 - len(set(grams)) / len(grams))
-    compact = re.sub(r"\s+", " ", text)
+        total = len(words) - 2
+        best = 1 - len(set(zip(words, words[1:], words[2:], strict=False))) / total
+    compact = _SPACES.sub(" ", text)
     if len(compact) >= 40:
-        grams6 = _ngrams(compact, 6)
-        best = max(best, 1 - len(set(grams6)) / len(grams6))
+        total = len(compact) - 5
+        best = max(best, 1 - len(_char_grams(compact, 6)) / total)
     return best
 
 
@@ -118,13 +116,13 @@ def repeat_share(text: str) -> float:
 def _gram_set(source: str, n: int) -> frozenset[str]:
     """Character n-grams of a text, whitespace collapsed (cached: a stage's prompts share
     their long system messages)."""
-    return frozenset(_ngrams(re.sub(r"\s+", " ", source), n))
+    return frozenset(_char_grams(_SPACES.sub(" ", source), n))
 
 
 def containment(text: str, source: str | Sequence[str], n: int = 4) -> float:
     """Share of ``text``'s character n-grams (whitespace collapsed) that occur in ``source`` (or
     in any of several sources: a text echoing a whole multi-message prompt counts in full)."""
-    grams = set(_ngrams(re.sub(r"\s+", " ", text).strip(), n))
+    grams = _char_grams(_SPACES.sub(" ", text).strip(), n)
     if not grams:
         return 0.0
     sources = [source] if isinstance(source, str) else [s for s in source if s]
