@@ -167,7 +167,8 @@ class StatuteScanner:
             self._by_key.setdefault(key, key)
         ending = [k for k in self._by_key if k.endswith("법") or k.endswith("법률")]
         self._trie = _Trie(ending)
-        others = sorted((k for k in self._by_key if k not in set(ending)), key=len, reverse=True)
+        in_trie = set(ending)
+        others = sorted((k for k in self._by_key if k not in in_trie), key=len, reverse=True)
         self._other = (
             re.compile("|".join(re.escape(k) for k in others)) if others else None
         )  # names that do not end in 법 (rare aliases such as PIPA)
