@@ -53,7 +53,7 @@ def package_versions() -> dict[str, str]:
         "pydantic",
         "openai",
         "httpx",
-        "datasketch",
+        "numpy",
         "torch",
         "transformers",
         "trl",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
@@ -62,65 +63,100 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
+_MERSENNE = (1 << 61) - 1
+_MAX_HASH = (1 << 32) - 1
+
+
+@functools.lru_cache(maxsize=32)
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows) of MinHash-LSH for a Jaccard ``threshold``: the split of ``num_perm``
+    minimising the (equally weighted) probabilities of a false positive below the threshold and
+    a false negative above it, integrated numerically (datasketch's rule, without SciPy)."""
+    import numpy as np
+
+    below = np.linspace(0.0, threshold, 201)
+    above = np.linspace(threshold, 1.0, 201)
+    best, opt = float("inf"), (1, 1)
+    for b in range(1, num_perm + 1):
+        for r in range(1, num_perm // b + 1):
+            fp = np.trapezoid(1 - (1 - below**r) ** b, below)
+            fn = np.trapezoid((1 - above**r) ** b, above)
+            if fp + fn < best:
+                best, opt = fp + fn, (b, r)
+    return opt
+
+
 class NearDuplicateFilter:
     """Incremental near-duplicate detection: :meth:`add` texts in order, earlier texts win.
 
-    MinHash-LSH over character n-grams finds candidates; a candidate counts only when the exact
-    Jaccard similarity of the n-gram sets reaches ``threshold`` (no false positives from LSH).
-    State per kept text: its LSH bands and a sorted array of 64-bit n-gram hashes (about 8
-    bytes per n-gram), so memory stays small for hundreds of thousands of texts.
+    MinHash-LSH over character n-grams finds candidates (MinHash signatures of the n-grams'
+    64-bit hashes, universal hashing modulo 2^61 - 1 as in datasketch, banded for a threshold
+    0.1 below ``threshold`` for recall); a candidate counts only when the exact Jaccard
+    similarity of the n-gram sets reaches ``threshold``, so LSH never causes a false positive.
+    State per kept text: its band keys and a sorted array of its n-gram hashes (about 8 bytes
+    per n-gram), so memory stays small for hundreds of thousands of texts. Deterministic for a
+    given ``seed``.
     """
 
     def __init__(
         self, *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
     ) -> None:
-        from datasketch import MinHash, MinHashLSH
+        import numpy as np
 
         self.threshold = threshold
         self.ngram = ngram
         self.num_perm = num_perm
         self.seed = seed
-        # LSH retrieves candidates at a slightly lower threshold (better recall; datasketch
-        # needs at least two bands, so it is capped at 0.9); the exact Jaccard check decides.
-        self._lsh = MinHashLSH(threshold=min(0.9, max(0.1, threshold - 0.1)), num_perm=num_perm)
-        # one set of permutations for every sketch (building them is the costly part)
-        self._template = MinHash(num_perm=num_perm, seed=seed)
+        rng = np.random.RandomState(seed)
+        self._a = rng.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
+        self._b = rng.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
+        self._bands, self._rows = lsh_params(min(0.9, max(0.1, threshold - 0.1)), num_perm)
+        self._tables: list[dict[bytes, list[str]]] = [{} for _ in range(self._bands)]
         self._kept: dict[str, Any] = {}
         self._order: dict[str, int] = {}
 
     def _hashes(self, text: str) -> Any:
         import numpy as np
 
-        grams = shingles(text, self.ngram)
         values = {
             int.from_bytes(hashlib.blake2b(g.encode("utf-8", "replace"), digest_size=8).digest())
-            for g in grams
+            for g in shingles(text, self.ngram)
         }
         return np.array(sorted(values), dtype=np.uint64)
+
+    def _bands_of(self, hashes: Any) -> list[bytes]:
+        import numpy as np
+
+        if len(hashes) == 0:
+            sig = np.full(self.num_perm, _MAX_HASH, dtype=np.uint64)
+        else:
+            low = hashes & np.uint64(_MAX_HASH)
+            with np.errstate(over="ignore"):
+                perm = (np.outer(low, self._a) + self._b) % np.uint64(_MERSENNE)
+            sig = (perm & np.uint64(_MAX_HASH)).min(axis=0)
+        r = self._rows
+        return [sig[i * r : (i + 1) * r].tobytes() for i in range(self._bands)]
 
     def add(self, key: str, text: str) -> str | None:
         """The key of an earlier kept text that ``text`` nearly duplicates, or ``None`` (then
         ``text`` is kept under ``key``)."""
         import numpy as np
-        from datasketch import MinHash
 
         hashes = self._hashes(text)
-        mh = MinHash(
-            num_perm=self.num_perm,
-            seed=self.seed,
-            permutations=self._template.permutations,
-            scheme=self._template.scheme,
-        )
-        mh.update_batch([int(h).to_bytes(8, "big") for h in hashes])
-        for other in sorted(self._lsh.query(mh), key=self._order.__getitem__):
+        bands = self._bands_of(hashes)
+        candidates: set[str] = set()
+        for table, band in zip(self._tables, bands, strict=True):
+            candidates.update(table.get(band, ()))
+        for other in sorted(candidates, key=self._order.__getitem__):
             kept = self._kept[other]
             inter = len(np.intersect1d(hashes, kept, assume_unique=True))
             union = len(hashes) + len(kept) - inter
             if (inter / union if union else 1.0) >= self.threshold:
-                return str(other)
+                return other
         self._kept[key] = hashes
         self._order[key] = len(self._order)
-        self._lsh.insert(key, mh)
+        for table, band in zip(self._tables, bands, strict=True):
+            table.setdefault(band, []).append(key)
         return None
 
 
