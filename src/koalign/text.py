@@ -81,8 +81,8 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
         for r in range(1, num_perm // b + 1):
             fp = np.trapezoid(1 - (1 - below**r) ** b, below)
             fn = np.trapezoid((1 - above**r) ** b, above)
-            if fp + fn < best:
-                best, opt = fp + fn, (b, r)
+            if float(fp + fn) < best:
+                best, opt = float(fp + fn), (b, r)
     return opt
 
 

@@ -11,6 +11,7 @@ n-grams, earlier candidates win) and the first ``quota`` survivors per type are 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections import Counter
@@ -316,26 +317,33 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         whole taxonomy)."""
         cfg: SeedsConfig = ctx.section(NAME)
         wanted = set(cfg.categories or [c.id for c in ctx.locale.taxonomy.categories])
-        per_domain: list[list[list[SeedItem]]] = []
+        # a stream is (count, make(i)): items are built only when the plan reaches them, so
+        # --limit N builds N items, not the whole plan
+        Stream = tuple[int, Callable[[int], SeedItem]]
+        per_domain: list[list[Stream]] = []
         for domain in ctx.locale.taxonomy.domains:
-            streams: list[list[SeedItem]] = []
+            streams: list[Stream] = []
             for cat in domain.categories:
                 if cat.id not in wanted:
                     continue
                 for t in cat.types:
                     n = math.ceil(quota_for(ctx, t.id) * cfg.oversample)
-                    streams.append([harmful_item(ctx, t.id, i) for i in range(n)])
-                streams.append(
-                    [benign_item(ctx, cat.id, i) for i in range(cfg.benign_per_category)]
-                )
+                    streams.append((n, functools.partial(harmful_item, ctx, t.id)))
+                make_benign = functools.partial(benign_item, ctx, cat.id)
+                streams.append((cfg.benign_per_category, make_benign))
             per_domain.append(streams)
-        ordered: list[list[SeedItem]] = []
+        ordered: list[Stream] = []
         for k in range(max((len(s) for s in per_domain), default=0)):
             ordered += [s[k] for s in per_domain if k < len(s)]
+        limit = ctx.limit
         items: list[SeedItem] = []
-        for k in range(max((len(s) for s in ordered), default=0)):
-            items += [s[k] for s in ordered if k < len(s)]
-        return items[: ctx.limit] if ctx.limit is not None else items
+        for k in range(max((n for n, _ in ordered), default=0)):
+            for n, make in ordered:
+                if k < n:
+                    if limit is not None and len(items) >= limit:
+                        return items
+                    items.append(make(k))
+        return items
 
     async def process(self, ctx: StageContext, item: SeedItem) -> SeedRecord:
         """One candidate: a policy benign prompt is taken as written; otherwise the seed (or benign)
