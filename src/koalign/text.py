@@ -74,16 +74,16 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     a false negative above it, integrated numerically (datasketch's rule, without SciPy)."""
     import numpy as np
 
-    below = np.linspace(0.0, threshold, 201)
-    above = np.linspace(threshold, 1.0, 201)
-    best, opt = float("inf"), (1, 1)
-    for b in range(1, num_perm + 1):
-        for r in range(1, num_perm // b + 1):
-            fp = np.trapezoid(1 - (1 - below**r) ** b, below)
-            fn = np.trapezoid((1 - above**r) ** b, above)
-            if float(fp + fn) < best:
-                best, opt = float(fp + fn), (b, r)
-    return opt
+    pairs = np.array(
+        [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)], dtype=float
+    )
+    b, r = pairs[:, :1], pairs[:, 1:]
+    below = np.linspace(0.0, threshold, 201)[None, :]
+    above = np.linspace(threshold, 1.0, 201)[None, :]
+    fp = np.trapezoid(1 - (1 - below**r) ** b, below[0], axis=1)
+    fn = np.trapezoid((1 - above**r) ** b, above[0], axis=1)
+    best = int(np.argmin(fp + fn))  # the first of equal errors, as in a loop over b then r
+    return int(pairs[best, 0]), int(pairs[best, 1])
 
 
 class NearDuplicateFilter:

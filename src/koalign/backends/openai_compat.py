@@ -284,8 +284,10 @@ class OpenAIBackend(Backend):
             return session
         import aiohttp
 
+        # no TLS context for a plain-http server (building one loads the CA store)
+        ssl: bool = not self.base_url.startswith("http://")
         connector = aiohttp.TCPConnector(
-            limit=self.spec.max_concurrency, limit_per_host=0, ttl_dns_cache=300
+            limit=self.spec.max_concurrency, limit_per_host=0, ttl_dns_cache=300, ssl=ssl
         )
         session = aiohttp.ClientSession(
             connector=connector,

@@ -36,6 +36,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from koalign.errors import KoalignError
 from koalign.jsonio import write_text_atomic
 
@@ -228,8 +230,8 @@ class StatuteIndex:
     def load(cls, path: Path) -> StatuteIndex:
         """Read a ``statute_index.json.gz``; KoalignError naming the file when it is unusable."""
         try:
-            data = json.loads(gzip.decompress(path.read_bytes()))
-        except (OSError, EOFError, gzip.BadGzipFile, json.JSONDecodeError) as exc:
+            data = orjson.loads(gzip.decompress(path.read_bytes()))
+        except (OSError, EOFError, gzip.BadGzipFile, ValueError) as exc:
             raise KoalignError(
                 f"cannot read the statute index: {exc}",
                 where=str(path),
