@@ -400,6 +400,8 @@ def main() -> None:
         "calls_in_records": ch.calls(),
         "koalign_wall_s": round(wall, 3),
         "koalign_cpu_s": round(cpu, 3),
+        "koalign_user_s": round(ru.ru_utime, 3),
+        "koalign_sys_s": round(ru.ru_stime, 3),
         "cpu_ms_per_request": round(1000 * cpu / max(requests, 1), 3),
         "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
         "ideal_flow_s": round(flow, 3),
