@@ -447,9 +447,12 @@ class HFBackend(Backend):
                 config = self._model.config
             else:
                 transformers = require("transformers", "hf", feature="the hf backend")
-                config = transformers.AutoConfig.from_pretrained(
-                    self.source, **self._from_pretrained_kw()
-                )
+                # Under the load lock: two models reading their configs at once in preflight's
+                # threads would race through transformers' lazy first imports (GGUF reader).
+                with _SHARED_LOCK:
+                    config = transformers.AutoConfig.from_pretrained(
+                        self.source, **self._from_pretrained_kw()
+                    )
         except (OSError, ValueError) as exc:
             log.info("model %s: no config to read the window from (%s)", self.spec.model, exc)
             config = None
