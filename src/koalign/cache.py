@@ -150,6 +150,7 @@ class KeyBuilder:
     def __init__(self, identity: dict[str, Any]) -> None:
         self._head = b'{"identity":' + _canon_bytes(identity) + b',"messages":'
         self._schemas: dict[int, tuple[Any, bytes]] = {}
+        self._samplings: dict[tuple[tuple[str, type, Any], ...], bytes] = {}
 
     def _schema(self, schema: dict[str, Any] | None) -> bytes:
         if schema is None:
@@ -162,6 +163,22 @@ class KeyBuilder:
             self._schemas.clear()
         self._schemas[id(schema)] = (schema, blob)  # the reference keeps id() unique
         return blob
+
+    def _sampling(self, sampling: dict[str, Any]) -> bytes:
+        if not sampling:
+            return b"{}"
+        try:
+            # the type is part of the key: 1, 1.0 and True are equal but serialise differently
+            items = tuple(sorted((k, type(v), v) for k, v in sampling.items()))
+            hit = self._samplings.get(items)
+        except TypeError:  # an unhashable value (a list of stop strings): no cache
+            return _canon_bytes(sampling)
+        if hit is None:
+            hit = _canon_bytes(sampling)
+            if len(self._samplings) >= 256:
+                self._samplings.clear()
+            self._samplings[items] = hit
+        return hit
 
     def key(
         self,
@@ -178,7 +195,7 @@ class KeyBuilder:
         h = hashlib.sha256(self._head)
         h.update(msgs)
         h.update(b',"sample_index":%d,"sampling":' % sample_index)
-        h.update(_canon_bytes(sampling) if sampling else b"{}")
+        h.update(self._sampling(sampling))
         h.update(b',"schema":')
         h.update(self._schema(schema))
         h.update(b"}")

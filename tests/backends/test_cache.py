@@ -270,3 +270,24 @@ def test_a_locked_file_never_blocks_the_event_loop(tmp_path):
     assert cache.get("k").text == "답"
     other.close()
     cache.close()
+
+
+def test_key_builder_tells_equal_numbers_of_different_types_apart():
+    """1, 1.0 and True compare equal but serialise differently: each gets its own key, the one
+    ``cache_key`` gives, whatever order they come in."""
+    from koalign.cache import KeyBuilder
+
+    builder = KeyBuilder({"backend": "x"})
+    msgs = [("user", "질문")]
+    for value in (1, 1.0, True, 1, True, 1.0):
+        got = builder.key(msgs, {"temperature": value}, None, 0)
+        want = cache_key(
+            {"backend": "x"}, [{"role": "user", "content": "질문"}], {"temperature": value}, None, 0
+        )
+        assert got == want
+    keys = {builder.key(msgs, {"temperature": v}, None, 0) for v in (1, 1.0, True)}
+    assert len(keys) == 3
+    stops = {"stop": ["끝"], "temperature": 0.5}  # an unhashable value takes the slow path
+    assert builder.key(msgs, stops, None, 0) == cache_key(
+        {"backend": "x"}, [{"role": "user", "content": "질문"}], stops, None, 0
+    )

@@ -24,7 +24,6 @@ def _typed(ctx: StageContext, stage: str, cls: type[_R]) -> _R:
 def calibration_section(ctx: StageContext) -> str:
     """The filter judges' agreement with human labels (``export.calibration``), or a line
     saying it was not measured."""
-    from koalign.evaluate.calibration import markdown_table
     from koalign.stages.export import calibration
 
     section = calibration(ctx)
@@ -33,6 +32,8 @@ def calibration_section(ctx: StageContext) -> str:
             "## Judge calibration\nNot measured for this run: run `koalign eval judge` on the "
             "filter judges with human labels and set `export.calibration` to its output."
         )
+    from koalign.evaluate.calibration import markdown_table  # the eval stack, only when needed
+
     parts = ["## Judge calibration against human labels"]
     for task, entry in sorted(section.items()):
         if isinstance(entry, dict) and "judges" in entry:
