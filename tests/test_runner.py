@@ -141,6 +141,26 @@ def test_rerun_of_a_finished_run_makes_no_call(reference):
     assert {n: (run_dir / n).read_bytes() for n in OUTPUTS} == snapshot
 
 
+def test_a_finished_stage_file_changed_by_hand_is_reported_and_rebuilt(reference, tmp_path, caplog):
+    import shutil
+
+    config, _ = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(config.parent / "run", run_dir)
+    attack = run_dir / "attack.jsonl"
+    original = attack.read_bytes()
+    _, rest = original.split(b"\n", 1)
+    attack.write_bytes(rest)  # one record removed by hand
+    before = sorted(paid_calls(run_dir))
+    with caplog.at_level("WARNING", logger="koalign.runner"):
+        manifest = run(config, run_dir)
+    assert "attack: attack.jsonl changed since the stage finished" in caplog.text
+    assert "seeds.jsonl changed" not in caplog.text
+    assert manifest["status"] == "done"
+    assert attack.read_bytes() == original  # rebuilt, in plan order
+    assert sorted(paid_calls(run_dir)) == before  # from the cache: nothing paid again
+
+
 def test_changing_a_stage_config_invalidates_it_and_later_stages_only(reference, tmp_path):
     import shutil
 

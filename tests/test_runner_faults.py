@@ -92,6 +92,24 @@ def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path,
     no_strays(tmp_path / "run")
 
 
+def test_one_signal_delivered_twice_still_gives_the_grace_period(small_locale, tmp_path):
+    # GNU timeout (timeout -s INT ...) signals the child and then its process group
+    with double(latency_mean=3.0) as url:
+        data = server_config(str(small_locale), url, runtime={"stop_grace_s": 1.0})
+        config = write(tmp_path / "c.yaml", data)
+        proc = start(["run", config, "-o", str(tmp_path / "run")])
+        deadline = time.monotonic() + 60
+        while served_or_inflight(url) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err[-2000:]
+    assert "SIGINT received" in err and "second signal" not in err
+    assert manifest(tmp_path / "run")["status"] == "interrupted"
+
+
 def served_or_inflight(url: str) -> int:
     """Requests answered so far (with a 3 s latency, the first answers mean the run is busy)."""
     return served(url)

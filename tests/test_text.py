@@ -29,14 +29,16 @@ def test_near_duplicates_keep_the_first():
     assert near_duplicates(texts, threshold=0.99, ngram=3) == [None, None, None, None]
 
 
-def test_record_log_cuts_a_torn_last_line(tmp_path):
+def test_record_log_cuts_a_torn_last_line(tmp_path, caplog):
     log = RecordLog(tmp_path / "x.jsonl")
     log.append("a", {"id": "a", "v": 1})
     log.append("b", {"id": "b", "v": 2})
     log.close()
     with open(tmp_path / "x.jsonl", "ab") as fh:
         fh.write('{"id": "c", "v": "한'.encode()[:-1])  # torn mid-character, no newline
-    assert list(log.open()) == ["a", "b"]
+    with caplog.at_level("WARNING", logger="koalign.rundir"):
+        assert list(log.open()) == ["a", "b"]
+    assert "cut an incomplete last line (20 bytes" in caplog.text  # the user is told
     log.append("c", {"id": "c", "v": 3})
     log.close()
     again = RecordLog(tmp_path / "x.jsonl")

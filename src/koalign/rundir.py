@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -29,6 +30,8 @@ from typing import Any
 from koalign.config import RunConfig
 from koalign.errors import DataError, KoalignError
 from koalign.jsonio import digest, dumps_line, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RecordLog", "RunDir", "file_digest", "package_versions"]
 
@@ -172,6 +175,12 @@ class RecordLog:
                 good_end = data_pos
         size = self.path.stat().st_size
         if good_end < size:
+            log.warning(
+                "%s: cut an incomplete last line (%d bytes, from an interrupted write); "
+                "its record is recomputed (calls to remote models come from the cache)",
+                self.path,
+                size - good_end,
+            )
             with open(self.path, "r+b") as fh:
                 fh.truncate(good_end)
                 fh.flush()
@@ -429,6 +438,15 @@ class RunDir:
         if not entry or entry.get("status") != "done" or entry.get("key") != key:
             return False
         return file_digest(self.path(stage)) == entry.get("output_digest")
+
+    def changed_since_done(self, stage: str) -> bool:
+        """True when ``stage`` finished ``done`` but its file is missing or no longer has the
+        digest recorded then (edited, damaged or replaced by hand)."""
+        entry = self.manifest["stages"].get(stage)
+        if not entry or entry.get("status") != "done" or not entry.get("output_digest"):
+            return False
+        path = self.path(stage)
+        return not path.is_file() or file_digest(path) != entry.get("output_digest")
 
     def _move_stale(self, stage: str, tag: str) -> None:
         stale = self.root / "stale"

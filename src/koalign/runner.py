@@ -50,6 +50,9 @@ from koalign.types import ChatRequest, ChatResult
 
 log = logging.getLogger(__name__)
 
+_SAME_SIGNAL_S = 0.2
+"""A stop signal this soon after the first one is the same signal delivered twice (seconds)."""
+
 AnyStage = Stage[Any, Any, Any, Any]
 
 
@@ -444,12 +447,19 @@ class Pipeline:
             for t in tasks:
                 t.cancel()
 
+        first_at: list[float] = []
+
         def on_signal(signum: int) -> None:
             assert self.stop_event is not None
             if self.stop_event.is_set():
+                # one signal delivered twice (GNU timeout signals the child, then its process
+                # group) is not a second request to stop
+                if time.monotonic() - first_at[0] < _SAME_SIGNAL_S:
+                    return
                 log.warning("second signal: stopping now")
                 cancel()
                 return
+            first_at.append(time.monotonic())
             self._signal = signum
             self.stop_event.set()
             log.warning(
@@ -504,6 +514,14 @@ class Pipeline:
                 (self.rundir.root / f).is_file() for f in s.files
             ):
                 skipped.add(s.name)
+            elif self.rundir.changed_since_done(s.name):
+                log.warning(
+                    "%s: %s changed since the stage finished (its digest no longer matches "
+                    "manifest.json): the stage runs again; records still in the file are "
+                    "kept and calls to remote models come from the cache",
+                    s.name,
+                    self.rundir.path(s.name).name,
+                )
         return skipped
 
     async def _skip(self, stage: AnyStage, outbox: Channel, *, emit: bool) -> None:
