@@ -255,3 +255,18 @@ def test_a_block_of_frozen_values_is_rendered_once_and_keyed_by_its_values():
     mutable["name_ko"] = "바뀐 이름"
     changed = render_chat(loc, "responder", policy=mutable, prompt="질문", kind="harmful")
     assert "바뀐 이름" in changed[0].content
+
+
+def test_a_missing_field_fails_naming_the_fields_and_default_still_works(ko: Locale) -> None:
+    policy = resolved_policy(ko, "A")
+    loc = with_template(ko, "{% block user %}\n{{ policy.principle }}\n{% endblock %}")
+    with pytest.raises(LocaleError) as info:
+        render_chat(loc, "evil", policy=policy)
+    assert info.value.where == "prompts/evil.j2:2"
+    assert "no field 'principle' (did you mean 'principles'?)" in info.value.message
+    assert "default" in (info.value.hint or "")
+    loc = with_template(
+        ko,
+        "{{ policy.nope | default('none') }} {{ policy.nope is defined }} {{ policy.get('nope') }}",
+    )
+    assert render_chat(loc, "evil", policy=policy)[-1].content == "none False None"

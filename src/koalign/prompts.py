@@ -242,6 +242,25 @@ class _NoLoader(jinja2.BaseLoader):
         )
 
 
+class _Undefined(jinja2.StrictUndefined):
+    """StrictUndefined whose message for a missing field of a mapping names the fields it has
+    (and the closest one), built only when the error is raised."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj, name = self._undefined_obj, self._undefined_name
+        if self._undefined_hint or not isinstance(obj, dict) or not isinstance(name, str):
+            return super()._undefined_message
+        keys = [k for k in obj if isinstance(k, str)]
+        shown = ", ".join(keys[:20]) + (", ..." if len(keys) > 20 else "")
+        return (
+            f"no field '{name}'{did_you_mean(name, keys)} in a mapping with the fields "
+            f"{shown or '(none)'}"
+        )
+
+
 class _PromptEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox with koalign's size and work bounds (see the module docstring)."""
 
@@ -250,7 +269,7 @@ class _PromptEnvironment(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         super().__init__(
-            undefined=jinja2.StrictUndefined,
+            undefined=_Undefined,
             trim_blocks=True,
             lstrip_blocks=True,
             autoescape=False,
@@ -654,7 +673,12 @@ def _render_error(
     at = f"{where}:{line}" if line else where
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     if kind == "undefined" and "unsafe" not in text:
-        return LocaleError(f"template needs a value it was not given: {text}", where=at)
+        return LocaleError(
+            f"template needs a value it was not given: {text}",
+            where=at,
+            hint="use only the values the template is given, or `x | default(...)` for one that "
+            "may be absent (see docs/locale-format.md)",
+        )
     if kind in ("sandbox", "undefined"):
         return LocaleError(
             f"template refused by the sandbox: {text}",

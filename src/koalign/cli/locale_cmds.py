@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Fail (exit 1) when there are warnings.")
         ] = False,
     ) -> None:
-        """Validate every file and cross-reference of a locale pack."""
+        """Validate every file and cross-reference of a locale pack, and render every prompt
+        template with example values as the pipeline and the evaluations render it."""
         try:
             loc = load_locale(locale)
         except LocaleError as exc:
@@ -218,10 +219,22 @@ def register(app: typer.Typer) -> None:
             print_error(exc, label="locale check failed")
             raise typer.Exit(1) from None
         warnings += index_warnings
+        from koalign.template_check import template_problems
+
+        template_errors, template_notes = template_problems(loc)
+        notes += template_notes
         for note in notes:
             err.print(f"note: {note}", highlight=False, markup=False)
         for warning in warnings:
             print_warning(warning)
+        if template_errors:
+            err.print(
+                f"[bold red]locale check failed:[/] {len(template_errors)} prompt templates fail "
+                "to render (as `koalign run` and `koalign prompt show` render them)",
+                highlight=False,
+            )
+            for failure in template_errors:
+                err.print(f"  - {failure.render()}", markup=False, highlight=False)
         if index_errors:
             err.print(
                 f"[bold red]locale check failed:[/] {len(index_errors)} registry entries "
@@ -230,6 +243,7 @@ def register(app: typer.Typer) -> None:
             )
             for problem in index_errors:
                 err.print(f"  - {problem}", markup=False, highlight=False)
+        if template_errors or index_errors:
             raise typer.Exit(1)
         if strict and warnings:
             err.print(f"[bold red]locale check failed:[/] {len(warnings)} warnings under --strict")
@@ -239,7 +253,7 @@ def register(app: typer.Typer) -> None:
             f"{len(tax.categories)} categories, {len(tax.types)} types, "
             f"{len(loc.statutes.laws)} laws / {articles} articles, "
             f"{len(loc.contacts.contacts)} contacts, {len(loc.policy.policies)} policies, "
-            f"{len(loc.prompts)} prompt templates; digest {loc.digest[:12]}",
+            f"{len(loc.prompts)} prompt templates (rendered); digest {loc.digest[:12]}",
             highlight=False,
         )
         out.print(index_line, highlight=False)
