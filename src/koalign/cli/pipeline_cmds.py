@@ -34,14 +34,15 @@ DryRunOpt = Annotated[
 # manifest field -> short column label (the table fits an 80-column terminal)
 SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
                    "cache_hits": "cached", "tokens_in": "tok in", "tokens_out": "tok out",
-                   "bad_outputs_total": "bad", "seconds": "seconds"}  # fmt: skip
+                   "bad_outputs_total": "bad", "seconds": "s from start"}  # fmt: skip
 
 
 class RichProgress:
     """Progress bars on stderr, one per stage (stages run at once as records flow): done/total,
     ETA, calls, cache hits, tokens; a summary table when a stage ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, limited: bool = False) -> None:
+        self._limited = limited
         self._bar: Progress | None = None
         self._tasks: dict[str, Any] = {}
 
@@ -83,55 +84,86 @@ class RichProgress:
             table.add_column(label, justify="right")
         table.add_row(*(str(summary.get(c, "")) for c in SUMMARY_COLUMNS))
         bar.console.print(table)
-        for line in highlights(stage, summary):
+        for line in highlights(stage, summary, limited=self._limited):
             bar.console.print(f"  {line}", markup=False, highlight=False)
         if not self._tasks:
             bar.stop()
             self._bar = None
 
 
-def highlights(stage: str, summary: dict[str, Any]) -> list[str]:
-    """A few report lines worth showing after a stage."""
+def fmt(value: Any) -> str:
+    """A report value for people: ``n/a`` for a missing figure, 3 decimals for a float,
+    ``key value, ...`` for a mapping (nested mappings in parentheses), items joined by commas."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        if not value:
+            return "none"
+        return ", ".join(
+            f"{k} ({fmt(v)})" if isinstance(v, dict) else f"{k} {fmt(v)}" for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) or "none"
+    return str(value)
+
+
+def highlights(stage: str, summary: dict[str, Any], *, limited: bool = False) -> list[str]:
+    """A few report lines worth showing after a stage (``limited``: the run has ``--limit``)."""
     report = summary.get("report") or {}
     lines = []
     if summary.get("dropped"):
-        lines.append(f"dropped: {summary['dropped']}")
+        lines.append(f"dropped: {fmt(summary['dropped'])}")
     if summary.get("bad_outputs"):
-        lines.append(f"bad model outputs: {summary['bad_outputs']}")
-    return lines + _stage_lines(stage, report)
+        lines.append(f"bad model outputs: {fmt(summary['bad_outputs'])}")
+    return lines + _stage_lines(stage, report, limited=limited)
 
 
-def _stage_lines(stage: str, report: dict[str, Any]) -> list[str]:
+def _stage_lines(stage: str, report: dict[str, Any], *, limited: bool) -> list[str]:
     if stage == "seeds":
+        short = (
+            "shortfall vs the config's full quota not shown (--limit)"
+            if limited
+            else f"shortfall vs quota {fmt(report.get('shortfall', 0))}"
+        )
         return [
-            f"kept {report.get('kept_harmful')} harmful + {report.get('kept_benign')} benign; "
-            f"shortfall vs quota {report.get('shortfall', 0)}"
+            f"kept {fmt(report.get('kept_harmful'))} harmful + "
+            f"{fmt(report.get('kept_benign'))} benign; {short}"
         ]
     if stage == "attack":
-        asr = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_strategy", {}).items())
-        tgt = ", ".join(f"{k} {v.get('asr')}" for k, v in report.get("asr_by_target", {}).items())
+        asr = ", ".join(
+            f"{k} {fmt(v.get('asr'))}" for k, v in report.get("asr_by_strategy", {}).items()
+        )
+        tgt = ", ".join(
+            f"{k} {fmt(v.get('asr'))}" for k, v in report.get("asr_by_target", {}).items()
+        )
         return [
-            f"hard cases {report.get('hard_cases')}, over-refusal cases "
-            f"{report.get('over_refusal_cases')}",
-            f"ASR by strategy: {asr}",
-            f"ASR by target: {tgt}",
+            f"hard cases {fmt(report.get('hard_cases'))}, over-refusal cases "
+            f"{fmt(report.get('over_refusal_cases'))}",
+            f"ASR by strategy: {asr or 'none'}",
+            f"ASR by target: {tgt or 'none'}",
         ]
     if stage == "respond":
         return [
-            f"status {report.get('status')}",
-            f"chosen by responder {report.get('chosen_by_responder')}",
-            f"citations {report.get('citations')}",
+            f"status: {fmt(report.get('status'))}",
+            f"chosen by responder: {fmt(report.get('chosen_by_responder'))}",
+            f"citations: {fmt(report.get('citations'))}",
         ]
     if stage == "judge":
         ag = report.get("agreement", {})
         return [
-            f"pass rate {report.get('pass_rate')}; failures {report.get('failures_by_criterion')}",
-            f"Fleiss kappa {ag.get('fleiss')}; Cohen {ag.get('cohen_pairwise')}",
+            f"pass rate {fmt(report.get('pass_rate'))}; failures by criterion: "
+            f"{fmt(report.get('failures_by_criterion'))}",
+            f"Fleiss kappa {fmt(ag.get('fleiss'))}; Cohen pairwise: "
+            f"{fmt(ag.get('cohen_pairwise'))}",
         ]
     if stage == "export":
         return [
-            f"exported {report.get('exported')} {report.get('splits')} by domain "
-            f"{report.get('by_domain')}"
+            f"exported {fmt(report.get('exported'))} ({fmt(report.get('splits'))}); by domain: "
+            f"{fmt(report.get('by_domain'))}"
         ]
     return []
 
@@ -153,7 +185,9 @@ def run_pipeline(
     cfg, loc = load_run_config(config, overrides or [], data=data)
     if dry_run:
         return show_plan(cfg, loc, stages, limit=limit, json=json)
-    pipeline = Pipeline(cfg, loc, out, limit=limit, progress=RichProgress())
+    pipeline = Pipeline(
+        cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
+    )
     manifest = pipeline.run(stages)
     for stage, entry in manifest["stages"].items():
         if entry.get("failed_calls"):
