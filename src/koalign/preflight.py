@@ -25,7 +25,16 @@ from koalign.errors import ConfigError, KoalignError
 from koalign.locale import Locale
 from koalign.types import Message
 
-__all__ = ["RolePrompt", "RunPlan", "check", "longest_prompts", "plan", "window_problems"]
+__all__ = [
+    "RolePrompt",
+    "RunPlan",
+    "check",
+    "create_models",
+    "longest_prompts",
+    "plan",
+    "unreachable_models",
+    "window_problems",
+]
 
 
 @dataclass(frozen=True)
@@ -74,16 +83,26 @@ def longest_prompts(config: RunConfig, loc: Locale) -> tuple[dict[str, RolePromp
 
 def _models(config: RunConfig, env: Mapping[str, str]) -> tuple[Any, dict[str, Any], list[str]]:
     """A cache-less model pool and every model created from it (problems named, not raised)."""
+    pool, made, problems = create_models(config.models, env)
+    return pool, made, list(problems.values())
+
+
+def create_models(
+    specs: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    """Create every model of ``specs`` (name -> ModelSpec) from a cache-less pool, as a run or an
+    evaluation would before its first call: unknown backends, bad options, missing API-key
+    variables. Returns ``(pool, models by name, problem by name)``; close the pool after."""
     from koalign.backends.client import ModelPool
 
-    pool = ModelPool(config.models, env=dict(env))
+    pool = ModelPool(specs, env=dict(env))
     made: dict[str, Any] = {}
-    problems: list[str] = []
-    for name in config.models:
+    problems: dict[str, str] = {}
+    for name in specs:
         try:
             made[name] = pool.get(name)
         except KoalignError as exc:
-            problems.append(exc.render())
+            problems[name] = exc.render()
     return pool, made, problems
 
 
@@ -176,12 +195,21 @@ def window_problems(
 def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:
     """Models whose server refuses connections (a TCP connect to the ``base_url``'s host and
     port; no HTTP request is made, nothing is paid)."""
+    return [
+        f"models.{name}: {problem}"
+        for name, problem in unreachable_models(config.models, timeout_s).items()
+    ]
+
+
+def unreachable_models(specs: Mapping[str, Any], timeout_s: float = 3.0) -> dict[str, str]:
+    """Name -> problem for each model of ``specs`` (name -> ModelSpec) whose ``base_url``
+    refuses a TCP connection (one connect per host and port; no HTTP request, nothing paid)."""
     import socket
     from urllib.parse import urlsplit
 
-    problems: list[str] = []
+    problems: dict[str, str] = {}
     tried: dict[tuple[str, int], str | None] = {}
-    for name, spec in config.models.items():
+    for name, spec in specs.items():
         if not spec.base_url:
             continue
         parts = urlsplit(spec.base_url)
@@ -196,9 +224,9 @@ def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:
             except OSError as exc:
                 tried[key] = exc.strerror or str(exc)
         if tried[key] is not None:
-            problems.append(
-                f"models.{name}: cannot connect to {spec.base_url} ({tried[key]}): start the "
-                "server, or fix base_url"
+            problems[name] = (
+                f"cannot connect to {spec.base_url} ({tried[key]}): start the server, or fix "
+                "base_url"
             )
     return problems
 

@@ -30,6 +30,7 @@ from koalign.cli.eval_cmds import (
     make_context,
     progress_bars,
     resolve_models,
+    run_async,
     run_with_pool,
 )
 from koalign.errors import ConfigError
@@ -240,11 +241,11 @@ def all_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """The paper's whole evaluation table for one model: every part of eval.yaml, resumable."""
-    import asyncio
     import os
 
     from koalign.evaluate import parts as part_fns
-    from koalign.evaluate.runs import open_pool, update_summary
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, incomplete
+    from koalign.evaluate.runs import load_summary, open_pool, update_summary
     from koalign.evaluate.suite import PARTS, load_suite, run_parts
 
     cfg = load_suite(config)
@@ -321,7 +322,7 @@ def all_cmd(
             await pool.aclose()
 
     with progress_bars(not quiet) as progress:
-        state = asyncio.run(go(progress))
+        state = run_async(out, go(progress))
     update_summary(out, "all", {**state, "config": str(config)})
     typer.echo(str(out / "summary.json"))
     failed = [p for p, v in state["parts"].items() if v.get("status") == "failed"]
@@ -331,6 +332,14 @@ def all_cmd(
             "(finished parts are kept)"
         )
         raise typer.Exit(1)
+    summary = load_summary(out)
+    lost = {p: incomplete(summary.get(p, {})) for p in state["parts"]}
+    for part, problem in lost.items():
+        if problem:
+            print_error(f"{part}: {problem}", label="calls failed")
+    if any(lost.values()):
+        print_warning("rerun the same command once the servers answer (answered calls are cached)")
+        raise typer.Exit(EXIT_CALLS_FAILED)
 
 
 def register(eval_app: typer.Typer) -> None:

@@ -12,12 +12,15 @@ from typing import Annotated, Any
 
 import typer
 
-from koalign.cli.common import err, escape, print_json, print_warning
-from koalign.errors import ConfigError
+from koalign.cli.common import err, escape, print_error, print_json, print_warning
+from koalign.errors import ConfigError, KoalignError
 
 eval_app = typer.Typer(
     help="Evaluate a model: safe rate, over-refusal, citations, general capability, KoBBQ, "
-    "Ko-MT-Bench, judge calibration, or all of them.",
+    "Ko-MT-Bench, judge calibration, or all of them. Every model is checked (and every server "
+    "connected to) before the first call. Exit codes: 0 done; 1 configuration or data error; "
+    "3 failed calls left no figure, or more than 5% of the items without a result (all kept on "
+    "disk: rerun to resume); 130 interrupted (rerun to resume).",
     no_args_is_help=True,
 )
 
@@ -113,6 +116,7 @@ def resolve_models(
         overrides=SamplingParams(temperature=temperature),
     )
     specs = {name: spec}
+    roles = {name: f"--model {model}"}
     judge_names = []
     for i, j in enumerate(judges):
         jname, jspec = resolve_spec(
@@ -126,6 +130,7 @@ def resolve_models(
         if jname == name and jspec != spec:
             jname = f"judge:{jname}"
         specs.setdefault(jname, jspec)
+        roles[jname] = f"--judge {j}"
         judge_names.append(jname)
     for role, text in (extra or {}).items():
         ename, espec = resolve_spec(
@@ -133,7 +138,9 @@ def resolve_models(
             where=f"--{role}",
         )  # fmt: skip
         specs.setdefault(ename, espec)
+        roles.setdefault(ename, f"--{role} {text}")
     check_backends(specs)
+    check_models(specs, roles)
     info = {
         "model": describe(name, spec),
         "judges": [describe(j, specs[j]) for j in judge_names],
@@ -154,6 +161,27 @@ def check_backends(specs: dict[str, Any]) -> None:
                 where=f"model '{name}'",
                 hint=f"known backends: {', '.join(known)}",
             )
+
+
+def check_models(specs: dict[str, Any], roles: dict[str, str]) -> None:
+    """Fail before any model call (and before the output folder is written) unless every model
+    the command uses can be created (backend options, API-key variables: ``koalign run``'s
+    preflight) and every remote server accepts a connection. ``roles``: name -> the option that
+    named the model, for the message. Every problem is named at once."""
+    import os
+
+    from koalign import preflight
+
+    pool, _made, problems = preflight.create_models(specs, os.environ)
+    pool.close()
+    if not problems:
+        problems = preflight.unreachable_models(specs)
+    if problems:
+        lines = [f"{roles.get(n, n)}: {text}" for n, text in problems.items()]
+        raise ConfigError(
+            "the evaluation cannot start:\n  " + "\n  ".join(lines),
+            hint="nothing was called and nothing was written; fix these and rerun",
+        )
 
 
 @contextmanager
@@ -191,18 +219,59 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
         yield update
 
 
+class EvalInterrupted(KoalignError):
+    """An evaluation stopped by Ctrl-C (SIGINT); exits 130 like an interrupted ``koalign run``."""
+
+    exit_code = 130
+
+    def __init__(self, out: Path) -> None:
+        super().__init__(
+            f"interrupted by SIGINT; every answered call is kept in {Path(out) / 'cache.sqlite'}",
+            hint="rerun the same command to resume: answered calls come from the cache",
+        )
+
+
+def run_async(out: Path, coro: Awaitable[Any]) -> Any:
+    """``asyncio.run(coro)``, with Ctrl-C turned into :class:`EvalInterrupted` (typer would
+    otherwise exit 130 without a word)."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        raise EvalInterrupted(out) from None
+
+
+def cache_line(stats: dict[str, Any]) -> str | None:
+    """``N of M model answers came from the cache``, when any did (a resumed evaluation)."""
+    hits = sum(s.cache_hits for s in stats.values())
+    calls = sum(s.calls for s in stats.values())
+    if not hits:
+        return None
+    return (
+        f"resumed: {hits} of {hits + calls} model answers came from the cache, {calls} were "
+        "new calls"
+    )
+
+
 def run_with_pool(specs: dict[str, Any], out: Path, fn: Callable[[Any], Awaitable[Any]]) -> Any:
-    """Open the model pool (cache in ``out/cache.sqlite``), run ``fn(pool)``, close it."""
+    """Open the model pool (cache in ``out/cache.sqlite``), run ``fn(pool)``, close it; say how
+    many answers came from the cache."""
     from koalign.evaluate.runs import open_pool
+
+    stats: dict[str, Any] = {}
 
     async def go() -> Any:
         pool = open_pool(specs, out)
         try:
             return await fn(pool)
         finally:
+            stats.update(pool.stats())
             await pool.aclose()
 
-    return asyncio.run(go())
+    result = run_async(out, go())
+    line = cache_line(stats)
+    if line:
+        err.print(escape(line), highlight=False)
+    return result
 
 
 def make_context(
@@ -230,14 +299,26 @@ def make_context(
 
 
 def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
-    """stdout: the summary path (or the section as JSON); stderr: the headline."""
+    """stdout: the summary path (or the section as JSON); stderr: the headline. Exits with
+    :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED` when failed calls leave the figures
+    incomplete (:func:`~koalign.evaluate.failures.incomplete`); everything stays on disk."""
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, incomplete
     from koalign.evaluate.runs import load_summary
 
+    data = load_summary(out).get(section, {})
     if as_json:
-        print_json(load_summary(out).get(section, {}))
+        print_json(data)
     else:
         typer.echo(str(out / "summary.json"))
     err.print(escape(headline), highlight=False)
+    problem = incomplete(data)
+    if problem:
+        print_error(
+            f"{section}: {problem}; the rows are kept in {out}: rerun the same command once the "
+            "servers answer (answered calls come from the cache)",
+            label="calls failed",
+        )
+        raise typer.Exit(EXIT_CALLS_FAILED)
 
 
 def load_locale(locale: str) -> Any:
@@ -270,7 +351,8 @@ def safety_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Safe rate of a model on KorSET-format or plain prompt files, judged by the rubric."""
+    """Safe rate of a model on KorSET-format or plain prompt files, judged by the rubric.
+    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import SafetyPart
 
@@ -331,7 +413,8 @@ def overrefusal_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Refusal rate on benign but sensitive prompts, by LLM judges and the Korean detector."""
+    """Refusal rate on benign but sensitive prompts, by LLM judges and the Korean detector.
+    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.spec import resolve_spec
     from koalign.evaluate.suite import OverrefusalPart

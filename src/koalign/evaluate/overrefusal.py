@@ -24,6 +24,7 @@ from koalign.agreement import cohen_kappa, percent_agreement
 from koalign.backends.client import ModelPool
 from koalign.evaluate.answers import read_judge
 from koalign.evaluate.data import EvalItem
+from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement, majority
 from koalign.evaluate.parsing import (
     judge_json,
@@ -231,8 +232,13 @@ def _rates(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]
         "refusal_rate_detector": by_detector["rate"],
         "ci_detector": by_detector["ci"],
         "parse_failures": sum(
-            1 for r in rows if r["answer"] is not None and r["judge_refused"] is None
+            1
+            for r in rows
+            if r["answer"] is not None
+            and r["judge_refused"] is None
+            and not r.get("judge_call_failed")
         ),
+        "judge_call_failures": sum(1 for r in rows if r.get("judge_call_failed")),
     }
 
 
@@ -275,8 +281,17 @@ async def arun_overrefusal(
         if refused is not None:
             wanted = [lab for lab in LABELS if (lab != "compliance") == refused]
             label = max(wanted, key=lambda lab: labels.get(lab, 0))
+        call_failed = (
+            answers[i] is not None
+            and refused is None
+            and all(v and v.get("failure") == "call_error" for v in votes.values())
+        )
         if answers[i] is not None:
-            parse_reasons.update(v["failure"] for v in votes.values() if v and v.get("failure"))
+            parse_reasons.update(
+                v["failure"]
+                for v in votes.values()
+                if v and v.get("failure") and v["failure"] != "call_error"
+            )
         rows.append(
             {
                 "id": item.id,
@@ -291,6 +306,7 @@ async def arun_overrefusal(
                 "generation_detail": read[i].detail,
                 "judge_refused": refused,
                 "judge_label": label,
+                "judge_call_failed": call_failed,
                 "detector": detect_refusal(answers[i]).model_dump()
                 if answers[i] is not None
                 else None,
@@ -319,6 +335,11 @@ async def arun_overrefusal(
     summary = {
         **_rates(rows, n_boot, seed),
         **answer_rows_info(read),
+        **call_failure_info(
+            len(rows),
+            sum(a.failure == "call_error" for a in read),
+            sum(1 for r in rows if r["judge_call_failed"]),
+        ),
         "parse_failure_reasons": dict(sorted(parse_reasons.items())),
         "ties": ties,
         "detector_vs_judge": {

@@ -107,12 +107,27 @@ async def safety(ctx: Context, s: SafetyPart) -> str:
         out_dir=ctx.out_dir, system_prompt=s.system_prompt, batch_size=ctx.batch_size,
         n_boot=ctx.n_boot, seed=ctx.seed, models_info=ctx.models_info, progress=ctx.progress,
     )  # fmt: skip
-    reasons = ", ".join(f"{k} {v}" for k, v in r["generation_failure_reasons"].items() if v)
     return (
         f"safe rate {_pct(r['safe_rate'])} over {r['n_judged']} judged answers of {r['n']} "
-        f"({r['parse_failures']} judge parse failures, {r['generation_failures']} generation "
-        f"failures{': ' + reasons if reasons else ''})"
+        f"({_failures(r)})"
     )
+
+
+def _failures(r: dict[str, Any]) -> str:
+    """``N failed calls (model a, judges b), N judge parse failures, N bad answers: reasons``:
+    failed calls first (they are not about the model), then what the judges and model wrote."""
+    out = []
+    if r.get("call_failures"):
+        out.append(
+            f"{r['call_failures']} failed calls (model {r['call_failures_model']}, judges "
+            f"{r['call_failures_judges']})"
+        )
+    out.append(f"{r['parse_failures']} judge parse failures")
+    reasons = {k: v for k, v in r["generation_failure_reasons"].items() if v and k != "call_error"}
+    bad = sum(reasons.values())
+    text = ", ".join(f"{k} {v}" for k, v in reasons.items())
+    out.append(f"{bad} generation failures{': ' + text if text else ''}")
+    return ", ".join(out)
 
 
 async def overrefusal(ctx: Context, s: OverrefusalPart) -> str:
@@ -145,10 +160,20 @@ async def overrefusal(ctx: Context, s: OverrefusalPart) -> str:
     kappa = r["detector_vs_judge"]["cohen_kappa"]
     return (
         f"refusal rate {_pct(r['refusal_rate'])} (judge), {_pct(r['refusal_rate_detector'])} "
-        f"(detector) over {r['n_judged']} judged answers of {r['n']}; kappa "
-        f"{'n/a' if kappa is None else f'{kappa:.3f}'}; {r['generation_failures']} generation "
-        f"failures, {r['parse_failures']} parse failures"
+        f"(detector) over {r['n_judged']} judged answers of {r['n']} prompts "
+        f"({sources_line(r.get('per_source', {}))}); kappa "
+        f"{'n/a' if kappa is None else f'{kappa:.3f}'}; {_failures(r)}"
     )
+
+
+def sources_line(per_source: dict[str, Any]) -> str:
+    """Where the prompts came from: ``3 from questions_valid + 48 built-in policy prompts``."""
+    named = {"policy": "built-in policy prompts", "generated": "generated"}
+    parts = [
+        f"{v['n']} {named[k]}" if k in named else f"{v['n']} from {k}"
+        for k, v in sorted(per_source.items(), key=lambda kv: (kv[0] in named, kv[0]))
+    ]
+    return " + ".join(parts) or "no prompts"
 
 
 async def citations(ctx: Context, _s: CitationsPart) -> str:

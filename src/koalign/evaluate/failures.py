@@ -1,0 +1,64 @@
+"""Failed model calls in an evaluation, and when they leave its result incomplete.
+
+A call that failed after its retries (server down, connection refused, timeouts, server errors)
+says nothing about the model or the judge: it is counted as a **call failure**, apart from the
+judges' parse failures and the model's bad answers, and the item is left out of every rate. The
+raw rows stay on disk; failed calls are never cached, so rerunning the same command calls only
+them again (every answered call comes from the cache).
+
+An evaluation section carries ``call_failures`` (items without a result because a call failed:
+the evaluated model's, or every judge's for that answer), split into ``call_failures_model``
+and ``call_failures_judges``, and ``call_failure_share`` (of ``n`` items).
+
+:func:`incomplete` applies the rule the ``koalign eval`` commands exit on (code
+:data:`EXIT_CALLS_FAILED`): calls failed and either no figure could be computed (nothing was
+judged), or more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of
+failed calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_CALL_FAILURE_SHARE = 0.05
+"""Above this share of items lost to failed calls, an evaluation's figures are incomplete."""
+
+EXIT_CALLS_FAILED = 3
+"""Exit code of ``koalign eval`` commands whose figures are incomplete because calls failed."""
+
+
+def call_failure_info(n: int, model_failed: int, judges_failed: int) -> dict[str, Any]:
+    """The summary fields for ``n`` items, of which ``model_failed`` have no answer and
+    ``judges_failed`` no verdict because calls failed."""
+    total = model_failed + judges_failed
+    return {
+        "call_failures": total,
+        "call_failures_model": model_failed,
+        "call_failures_judges": judges_failed,
+        "call_failure_share": total / n if n else None,
+    }
+
+
+def incomplete(section: dict[str, Any], judged_key: str = "n_judged") -> str | None:
+    """Why a summary ``section`` is unusable because calls failed, or ``None``.
+
+    ``judged_key`` names the count of items the figure is computed over.
+    """
+    failed = int(section.get("call_failures") or 0)
+    if not failed:
+        return None
+    n = int(section.get("n") or 0)
+    judged = section.get(judged_key)
+    where = (
+        f"{section.get('call_failures_model', 0)} of the evaluated model's calls and "
+        f"{section.get('call_failures_judges', 0)} answers' judge calls failed"
+    )
+    if judged == 0:
+        return f"no figure could be computed: {where} ({failed} of {n} items)"
+    share = failed / n if n else 1.0
+    if share > MAX_CALL_FAILURE_SHARE:
+        return (
+            f"{where}: {share:.0%} of {n} items have no result, more than "
+            f"{MAX_CALL_FAILURE_SHARE:.0%}"
+        )
+    return None

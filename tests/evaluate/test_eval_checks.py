@@ -1,0 +1,229 @@
+"""`koalign eval`: every model checked before the first call, failed calls kept apart from parse
+failures (and a non-zero exit when they leave the figures incomplete), Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koalign.cli import app
+from koalign.evaluate.failures import EXIT_CALLS_FAILED, MAX_CALL_FAILURE_SHARE, incomplete
+
+from .conftest import model_fn
+
+runner = CliRunner()
+DRIVE = Path(__file__).parents[1] / "support" / "drive.py"
+
+
+def _safety(args: list[str]):
+    return runner.invoke(app, ["eval", "safety", "--bootstrap", "20", "-q", *args])
+
+
+def test_a_judge_that_cannot_be_created_fails_before_any_answer(
+    tmp_path, korset_files, judge_config, calls
+) -> None:
+    before = dict(calls)
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", "target", "-c", str(judge_config), "-j", "judge", "-j", "openai:gpt-4.1",
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "the evaluation cannot start" in message
+    assert "--judge openai:gpt-4.1" in message and "neither base_url nor api_key_env" in message
+    assert calls == before  # the model under test was not called either
+    assert not out.exists()
+
+
+def test_every_unusable_model_is_named_at_once(tmp_path, korset_files, calls) -> None:
+    before = dict(calls)
+    result = _safety(
+        ["-m", "openai:m?api_key_env=KOALIGN_NO_SUCH_KEY", "-j", "openai:gpt-4.1",
+         "--data", str(korset_files[0]), "-o", str(tmp_path / "o")]
+    )  # fmt: skip
+    message = str(result.exception)
+    assert "KOALIGN_NO_SUCH_KEY is not set" in message
+    assert "--judge openai:gpt-4.1" in message
+    assert calls == before
+
+
+def test_an_unreachable_server_fails_before_generation(
+    tmp_path, korset_files, judge_config, calls
+) -> None:
+    before = dict(calls)
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", "target", "-c", str(judge_config), "-j", "openai:j@http://127.0.0.1:9/v1",
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "--judge openai:j@http://127.0.0.1:9/v1" in message and "cannot connect" in message
+    assert calls == before
+    assert not out.exists()
+
+
+class FlakyServer:
+    """A real OpenAI-compatible server on 127.0.0.1: model ``target`` answers (the scripted
+    model), model ``down`` answers every request with HTTP 503; ``hang`` blocks until closed."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.requests = 0
+        self.release = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                from koalign.types import ChatRequest, Message
+
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests += 1
+                if body["model"] == "hang":
+                    outer.release.wait()
+                    return
+                if body["model"] == "down":
+                    payload = b'{"error": {"message": "overloaded"}}'
+                    self.send_response(503)
+                else:
+                    msgs = tuple(Message(role=m["role"], content=m["content"]) for m in body["messages"])  # fmt: skip
+                    text = model_fn(ChatRequest(messages=msgs))
+                    payload = json.dumps(
+                        {"id": "c", "object": "chat.completion", "created": 0, "model": "target",
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant", "content": text}}],
+                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
+                        ensure_ascii=False,
+                    ).encode()  # fmt: skip
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def flaky():
+    server = FlakyServer()
+    yield server
+    server.close()
+
+
+def test_failed_judge_calls_are_call_failures_and_exit_non_zero(
+    tmp_path, korset_files, flaky
+) -> None:
+    out = tmp_path / "o"
+    url = flaky.base_url
+    result = _safety(
+        ["-m", f"openai:target@{url}", "-j", f"openai:down@{url}?max_retries=0",
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
+    assert s["n"] == 3 and s["n_judged"] == 0 and s["safe_rate"] is None
+    assert s["parse_failures"] == 0 and s["parse_failure_reasons"] == {}
+    assert s["call_failures"] == 3 and s["call_failures_judges"] == 3
+    assert s["call_failures_model"] == 0 and s["judge_call_failures"] == {f"openai:down@{url}?max_retries=0": 3}  # fmt: skip
+    assert "3 failed calls (model 0, judges 3), 0 judge parse failures" in result.output
+    assert "calls failed:" in result.output and "no figure could be computed" in result.output
+    rows = [json.loads(x) for x in (out / "safety.jsonl").read_text("utf-8").splitlines()]
+    assert {r["verdict"] for r in rows} == {"call_failure"}
+    assert all(r["answer"] for r in rows)  # the answers are kept for the rerun
+
+
+def test_failed_model_calls_exit_non_zero(tmp_path, korset_files, flaky, judge_config) -> None:
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", f"openai:down@{flaky.base_url}?max_retries=0", "-j", "judge",
+         "-c", str(judge_config), "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
+    assert s["call_failures_model"] == 3 and s["generation_failure_reasons"]["call_error"] == 3
+    assert "3 failed calls (model 3, judges 0)" in result.output
+    assert "0 generation failures" in result.output
+
+
+def test_the_call_failure_rule() -> None:
+    base = {"n": 100, "n_judged": 90, "call_failures_model": 0}
+    assert incomplete({**base, "call_failures": 0}) is None
+    few = int(100 * MAX_CALL_FAILURE_SHARE)
+    assert incomplete({**base, "call_failures": few, "call_failures_judges": few}) is None
+    many = incomplete({**base, "call_failures": few + 1, "call_failures_judges": few + 1})
+    assert many is not None and "more than" in many
+    assert "no figure" in (incomplete({"n": 3, "n_judged": 0, "call_failures": 1}) or "")
+
+
+def test_overrefusal_judge_call_failures_are_not_parse_failures(tmp_path, flaky) -> None:
+    out = tmp_path / "o"
+    url = flaky.base_url
+    result = runner.invoke(
+        app,
+        ["eval", "overrefusal", "-m", f"openai:target@{url}", "-j",
+         f"openai:down@{url}?max_retries=0", "-o", str(out), "--limit", "1", "-q",
+         "--bootstrap", "20"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
+    assert s["parse_failures"] == 0 and s["call_failures_judges"] == s["n"] > 0
+    assert "call_error" not in s["parse_failure_reasons"]
+
+
+def test_a_rerun_says_how_many_answers_came_from_the_cache(
+    tmp_path, korset_files, judge_config
+) -> None:
+    out = tmp_path / "o"
+    args = ["-m", "target", "-c", str(judge_config), "-j", "judge", "--data",
+            str(korset_files[0]), "-o", str(out)]  # fmt: skip
+    first = _safety(args)
+    assert first.exit_code == 0, first.output
+    assert "from the cache" not in first.output
+    second = _safety(args)
+    assert second.exit_code == 0, second.output
+    assert "resumed: 6 of 6 model answers came from the cache, 0 were new calls" in second.output
+
+
+def test_ctrl_c_says_interrupted_and_how_to_resume(tmp_path, korset_files, flaky) -> None:
+    out = tmp_path / "o"
+    url = flaky.base_url
+    proc = subprocess.Popen(
+        [sys.executable, str(DRIVE), "eval", "safety", "-m", f"openai:hang@{url}", "-j",
+         f"openai:hang@{url}", "--data", str(korset_files[0]), "-o", str(out), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    try:
+        while flaky.requests == 0 and proc.poll() is None:
+            flaky.release.wait(0.05)  # until the first request is in flight
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted by SIGINT" in stderr and "rerun the same command to resume" in stderr
