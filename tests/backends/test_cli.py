@@ -107,7 +107,15 @@ def test_cache_stats_and_clear(tmp_path):
     assert again["models"] == [] and again["cached_responses"] == 0
 
 
-def test_cache_stats_never_cuts_model_names(tmp_path):
+def narrow(monkeypatch) -> None:
+    """An 80-column terminal (a pipe gets 200 columns)."""
+    from koalign.cli import common
+
+    monkeypatch.setattr(common.out, "width", 80)
+
+
+def test_cache_stats_never_cuts_model_names(tmp_path, monkeypatch):
+    narrow(monkeypatch)
     db = tmp_path / "cache.sqlite"
     names = [f"demo-scripted-judge-number-{n}-with-a-long-name" for n in ("one", "two")]
     specs = {
@@ -121,6 +129,21 @@ def test_cache_stats_never_cuts_model_names(tmp_path):
     assert table.exit_code == 0, table.output
     for n in names:
         assert n in table.stdout
+    assert "…" not in table.stdout  # headers and figures fold onto more lines, never cut
+
+
+def test_models_check_prints_the_whole_error_in_a_narrow_terminal(tmp_path, monkeypatch):
+    narrow(monkeypatch)
+    dead = "http://127.0.0.1:9/v1"
+    config = {"models": {"dead": {"backend": "openai", "model": "x", "base_url": dead}}}
+    config["models"]["dead"].update(max_retries=0, timeout=2)
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = runner.invoke(app, ["models", "check", str(path)], terminal_width=80)
+    assert result.exit_code == 1, result.output
+    assert "…" not in result.stdout
+    flat = "".join(c for c in result.stdout if c not in "│ \n")
+    assert "cannotconnectto" + dead.replace(" ", "") in flat
 
 
 def test_models_check_measures_role_prompts_against_the_window(tiny_model_dir):

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from koalign.cli.common import err, out, print_json
+from koalign.cli.common import err, fold, out, print_json
 from koalign.errors import ConfigError, KoalignError
 from koalign.yamlio import load_yaml
 
@@ -232,6 +232,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(name)
         for name in ("truncated", "retries", "mean latency (s)"):
             table.add_column(name)
+        fold(table)  # a narrow terminal folds figures onto more lines, never cuts them
         for m in stats["models"]:
             lat = m["mean_latency_s"]
             table.add_row(
@@ -326,8 +327,8 @@ def role_prompts(config: Path, specs: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def _models_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(
-        "model", "backend", "status", "latency (s)", "JSON schema", "window", "long prompt"
+    table = fold(
+        Table("model", "backend", "status", "latency (s)", "JSON schema", "window", "long prompt")
     )
     for r in rows:
         status = "[green]ok[/]" if r["ok"] else f"[red]{escape(r['error'])}[/]"

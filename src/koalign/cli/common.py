@@ -9,6 +9,7 @@ drop it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any, get_args
@@ -16,12 +17,30 @@ from typing import Any, get_args
 import typer
 from rich.console import Console
 from rich.markup import escape as _rich_escape
+from rich.table import Table
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from koalign.errors import KoalignError, LocaleError
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+
+def _console(**kwargs: Any) -> Console:
+    console = Console(soft_wrap=True, **kwargs)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 200  # a file or a pipe: table rows stay whole (rich assumes 80)
+    return console
+
+
+err = _console(stderr=True)
+out = _console()
+
+
+def fold(table: Table) -> Table:
+    """``table`` with every column folding long words onto the next line instead of cutting
+    them with an ellipsis (rich's default); returns the same table."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
+
 
 LocaleOpt = "--locale"
 
