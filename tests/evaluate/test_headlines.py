@@ -30,5 +30,7 @@ def test_overrefusal_headline_names_where_the_prompts_came_from(tmp_path, judge_
     n_file = s["per_source"]["questions_valid"]["n"]
     n_policy = s["per_source"]["policy"]["n"]
     assert n_file == 2 and n_policy > 0 and s["n"] == n_file + n_policy
-    line = f"of {s['n']} prompts ({n_file} from questions_valid + {n_policy} built-in policy prompts)"
+    line = (
+        f"of {s['n']} prompts ({n_file} from questions_valid + {n_policy} built-in policy prompts)"
+    )
     assert line in result.output

@@ -127,3 +127,38 @@ def test_cite_check_reads_eval_answer_files(tmp_path, judge_config, korset_files
     assert result.exit_code in (0, 1), result.output  # 1: a citation problem was found
     rows = [json.loads(x) for x in result.stdout.splitlines() if x.strip()]
     assert len(rows) == 2 and all("error" not in r for r in rows)
+
+
+def test_citation_statuses_add_up_to_the_citations_everywhere(tmp_path) -> None:
+    from koalign.cite import CITATION_STATUSES
+    from koalign.evaluate.report import build_report
+
+    out = tmp_path / "run"
+    out.mkdir()
+    rows = [
+        {"id": "1", "category": "G", "prompt": "p", "answer": "형법 제250조에 따라 처벌됩니다."},
+        {"id": "2", "category": "J", "prompt": "p", "answer": "형법 제999조도 있습니다."},
+    ]
+    (out / "safety.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8"
+    )
+    result = runner.invoke(app, ["eval", "citations", "--answers", str(out)])
+    assert result.exit_code == 0, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["citations"]
+    assert s["citations"] == 2
+    assert s["citation_status"]["unregistered"] == 1 and s["citation_status"]["nonexistent"] == 1
+    assert set(s["citation_status"]) == set(CITATION_STATUSES)
+    for section in (s, *s["per_file"].values(), *s["per_category"].values()):
+        assert sum(section["citation_status"].values()) == section["citations"]
+        if section["citations"]:
+            assert sum(section["citation_status_share"].values()) == 1
+    assert "unregistered 1, nonexistent 1" in result.output
+    paths = build_report([out], tmp_path / "report", n_boot=10)
+    lines = paths["report.md"].read_text("utf-8").splitlines()
+    header = next(line for line in lines if "cite a statute %" in line)
+    cells = dict(zip(header.split("|"), lines[lines.index(header) + 2].split("|"), strict=True))
+    counts = {
+        k.strip(): int(cells[k]) for k in cells if k.strip().replace(" ", "_") in CITATION_STATUSES
+    }
+    assert len(counts) == len(CITATION_STATUSES) and sum(counts.values()) == 2
+    assert counts["unregistered"] == 1

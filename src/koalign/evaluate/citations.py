@@ -2,8 +2,9 @@
 locale's registry by :func:`koalign.cite.check_text`.
 
 Figures: the share of answers that cite at least one statute (and at least one verified
-citation), the share of citations per status (verified, outdated, unverified, nonexistent,
-unknown_law), the share relevant to the category's policy, contacts per status and the answers
+citation), the count and share of citations per status (every status ``koalign cite check``
+gives, :data:`koalign.cite.CITATION_STATUSES`: verified, unregistered, nonexistent, outdated,
+unknown_law, unverified; they add up to ``citations``), the share relevant to the category's policy, contacts per status and the answers
 naming a retired number. Answers come from an evaluation directory's ``safety.jsonl`` /
 ``overrefusal.jsonl`` or are generated here (``koalign eval citations --model ... --data ...``).
 """
@@ -20,8 +21,6 @@ from koalign.evaluate.runs import read_jsonl, update_summary, write_jsonl
 from koalign.locale import Locale
 
 ANSWER_FILES = ("safety.jsonl", "overrefusal.jsonl")
-CITATION_STATUSES = ("verified", "outdated", "unverified", "nonexistent", "unknown_law")
-CONTACT_STATUSES = ("current", "retired", "unknown")
 
 
 def answers_from_dir(answers_dir: Path, files: Iterable[str] = ANSWER_FILES) -> list[dict]:
@@ -73,6 +72,8 @@ def _share(k: int, n: int) -> float | None:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The citation figures over checked rows (see the module docstring)."""
+    from koalign.cite import CITATION_STATUSES, CONTACT_STATUSES, PROBLEM_CITATIONS
+
     cites = [c for r in rows for c in r["citations"]]
     contacts = [c for r in rows for c in r["contacts"]]
     status = Counter(c["status"] for c in cites)
@@ -93,9 +94,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             s: _share(status.get(s, 0), len(cites)) for s in CITATION_STATUSES
         },
         "valid_share": _share(status.get("verified", 0), len(cites)),
-        "problem_share": _share(
-            sum(status.get(s, 0) for s in ("outdated", "nonexistent", "unknown_law")), len(cites)
-        ),
+        "problem_share": _share(sum(status.get(s, 0) for s in PROBLEM_CITATIONS), len(cites)),
         "relevant_share": _share(sum(relevant), len(relevant)),
         "contacts": len(contacts),
         "contact_status": {s: contact_status.get(s, 0) for s in CONTACT_STATUSES},

@@ -189,9 +189,11 @@ async def citations(ctx: Context, _s: CitationsPart) -> str:
 
 def citation_headline(r: dict[str, Any]) -> str:
     """One line for a citations section."""
+    statuses = ", ".join(f"{k} {v}" for k, v in r["citation_status"].items() if v)
     return (
         f"{_pct(r['citation_share'])} of {r['n']} answers cite a statute; "
-        f"{_pct(r['valid_share'])} of {r['citations']} citations verified; "
+        f"{_pct(r['valid_share'])} of {r['citations']} citations verified"
+        f"{' (' + statuses + ')' if statuses else ''}; "
         f"{r['answers_with_retired_contact']} answers name a retired number"
     )
 

@@ -247,20 +247,23 @@ def overrefusal_section(runs: list[Run]):
 
 def citations_section(runs: list[Run]):
     """The citation-validity table per run (share of answers citing a statute, verified share,
-    counts of outdated, nonexistent, unknown-law citations and retired numbers); ``[]`` when no run
-    has one."""
+    the count of every citation status ``koalign cite check`` gives, so they add up to the
+    citations, and retired numbers); ``[]`` when no run has one."""
     have = [r for r in runs if "citations" in r.summary]
     if not have:
         return []
+    from koalign.cite import CITATION_STATUSES
+
     headers = ["run", "answers", "cite a statute %", "cite a verified one %", "citations",
-               "verified %", "outdated", "nonexistent", "unknown law", "retired numbers"]  # fmt: skip
+               "verified %", *(st.replace("_", " ") for st in CITATION_STATUSES),
+               "retired numbers"]  # fmt: skip
     rows = []
     for r in have:
         s = r.summary["citations"]
         st = s["citation_status"]
         rows.append([r.label, str(s["n"]), pct(s["citation_share"]), pct(s["verified_citation_share"]),
-                     str(s["citations"]), pct(s["valid_share"]), str(st["outdated"]),
-                     str(st["nonexistent"]), str(st["unknown_law"]),
+                     str(s["citations"]), pct(s["valid_share"]),
+                     *(str(st[k]) if k in st else "–" for k in CITATION_STATUSES),
                      str(s["contact_status"]["retired"])])  # fmt: skip
     return [("table", headers, rows)]
 
