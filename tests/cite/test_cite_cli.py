@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+from rich.cells import cell_len
+from rich.console import Console
 from typer.testing import CliRunner
 
+from koalign.cite import index_for
 from koalign.cli import app
+from koalign.cli.cite_cmds import _table
+from koalign.locale import load_locale
 
 runner = CliRunner()
 
@@ -84,7 +90,24 @@ def test_bad_jsonl_line_is_reported_and_fails(tmp_path: Path, pack_dir: Path) ->
     rows = _json_lines(res.stdout)
     assert rows[0]["citations"][0]["article"] == "307"
     assert "not valid JSON" in rows[1]["error"] and rows[1]["id"] == 2
-    assert "string 'text' field" in rows[2]["error"]
+    assert rows[2]["error"] == (
+        f"{src}:3: expected an object with a string 'text' field, or a string 'answer' field "
+        "as in koalign eval answer files (an 'id' field is optional) (its fields: 'txt')"
+    )
+
+
+def test_answer_files_are_read_and_help_names_every_field(tmp_path: Path, pack_dir: Path) -> None:
+    src = tmp_path / "safety.jsonl"  # as koalign eval writes it: 'answer', no 'text'
+    rows = [{"id": "q1", "prompt": "?", "answer": "형법 제307조"}, {"text": None, "answer": "x"}]
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    res = runner.invoke(app, ["cite", "check", str(src), "--json", "-l", str(pack_dir)])
+    assert res.exit_code == 0, res.output
+    assert [r["id"] for r in _json_lines(res.stdout)] == ["q1", 2]
+    helped = runner.invoke(app, ["cite", "check", "--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0
+    words = " ".join(helped.output.replace("│", " ").split())
+    assert "the text in a string 'text' field, or 'answer' as in koalign eval answer files" in words
+    assert "'id' optional" in words
 
 
 def test_unreadable_input_exits_1(tmp_path: Path, pack_dir: Path) -> None:
@@ -104,3 +127,26 @@ def test_unknown_category_exits_1(tmp_path: Path, pack_dir: Path) -> None:
     res = runner.invoke(app, ["cite", "check", str(src), "--category", "Q", "-l", str(pack_dir)])
     assert res.exit_code == 1
     assert "no policy for category 'Q'" in res.output
+
+
+def _render(table: object, width: int) -> str:
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(table)
+    return console.export_text()
+
+
+def test_table_notes_are_said_once_and_wrap_instead_of_being_cut() -> None:
+    index = index_for(load_locale("ko"))
+    rid = "kosbi-answers-0000123-model-qwen2.5-7b-instruct"
+    report = index.check("개인정보 보호법 제71조, 형법 제999조")
+    c71 = report.to_dict()["citations"][0]
+    assert c71["reason"] == "registry entry unverified" and c71["confidence"] == "unverified"
+    for width in (60, 80, 200):
+        text = _render(_table([(rid, report.to_dict())]), width)
+        assert "…" not in text
+        assert max(cell_len(line) for line in text.splitlines()) <= width
+        lines = [line.split("│") for line in text.splitlines() if line.count("│") == 7]
+        notes = "".join("".join(cells[6].split()) for cells in lines)  # spaces dropped
+        assert notes.count("registryentryunverified") == 1, text
+        assert "no제999조inthestatutetext(lastarticle제372조)" in notes, text
+        assert "".join(cells[1].strip() for cells in lines).startswith(rid), text

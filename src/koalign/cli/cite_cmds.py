@@ -30,12 +30,24 @@ _STATUS_STYLE = {
 }
 
 
+_NOT_A_ROW = (
+    "expected an object with a string 'text' field, or a string 'answer' field as in koalign "
+    "eval answer files (an 'id' field is optional)"
+)
+
+
+def _json_type(value: Any) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
 def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], str]:
     """Read FILE (or stdin for '-') into (id, text, error) rows; also return the format.
 
     JSONL is recognised when the first non-empty line starts with '{': each line must then be
-    an object with a string ``text`` (or ``answer``, as in koalign's eval answer files; ``id``
-    optional, the line number otherwise). Otherwise every non-empty line is one text, with its
+    an object with a string ``text`` or, failing that, a string ``answer`` (as in koalign's eval
+    answer files); ``id`` optional, the line number otherwise; other fields are ignored. Otherwise every non-empty line is one text, with its
     line number as id. Raises KoalignError when the input cannot be read at all.
     """
     if file == "-":
@@ -69,16 +81,35 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
         except json.JSONDecodeError as exc:
             rows.append((n, None, f"{where}:{n}: not valid JSON ({exc.msg})"))
             continue
-        text = record.get("text", record.get("answer")) if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            rows.append((n, None, f"{where}:{n}: {_NOT_A_ROW}, got a JSON {_json_type(record)}"))
+            continue
+        text = record.get("text")
         if not isinstance(text, str):  # koalign's eval answer files hold 'answer'
-            rows.append((n, None, f"{where}:{n}: expected an object with a string 'text' field"))
+            text = record.get("answer")
+        if not isinstance(text, str):
+            fields = ", ".join(f"'{k}'" for k in record) or "none"
+            rows.append((n, None, f"{where}:{n}: {_NOT_A_ROW} (its fields: {fields})"))
             continue
         rows.append((record.get("id", n), text, None))
     return rows, "jsonl"
 
 
+def _note(parts: list[str]) -> str:
+    """The note cell: the parts (each possibly ``a; b``) joined by ``; ``, each once, in order
+    (a verdict's reason and the registry's confidence can say the same thing)."""
+    seen = dict.fromkeys(p.strip() for part in parts for p in part.split("; ") if p.strip())
+    return "; ".join(seen)
+
+
 def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
-    table = Table("id", "found", "law / contact", "article", "status", "note")
+    """One row per citation, contact and institution. Long cells wrap, and a word longer than
+    its column folds onto the next line: nothing is cut, whatever the terminal's width."""
+    table = Table()
+    # the note gets the most room: the other columns are capped (a longer cell wraps)
+    for header, most in (("id", 14), ("found", 16), ("law / contact", 14), ("article", 10),
+                         ("status", 12), ("note", None)):  # fmt: skip
+        table.add_column(header, overflow="fold", max_width=most)
     for rid, result in rows:
         for c in result["citations"]:
             style = _STATUS_STYLE.get(c["status"], "")
@@ -104,7 +135,7 @@ def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
                 c["law"],
                 article,
                 f"[{style}]{c['status']}[/]",
-                "; ".join(notes),
+                _note(notes),
             )
         for k in result["contacts"]:
             style = _STATUS_STYLE.get(k["status"], "")
@@ -117,7 +148,7 @@ def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
                 k.get("name") or "",
                 "",
                 f"[{style}]{k['status']}[/]",
-                "; ".join(notes),
+                _note(notes),
             )
         for i in result.get("institutions", []):
             style = _STATUS_STYLE.get(i["status"], "")
@@ -141,8 +172,9 @@ def register(app: typer.Typer) -> None:
         file: Annotated[
             str,
             typer.Argument(
-                help="Plain text (one text per line), JSONL with a 'text' field "
-                "(and optional 'id'), or '-' for stdin."
+                help="Plain text (one text per line); JSONL (one object per line, the text in "
+                "a string 'text' field, or 'answer' as in koalign eval answer files; 'id' "
+                "optional, the line number otherwise); or '-' for stdin."
             ),
         ],
         json_out: Annotated[
