@@ -162,6 +162,19 @@ def _stem(path: Path) -> str:
     return path.name.split(".")[0]
 
 
+KORSET_COLUMNS = frozenset({"category_index", "lv1_name", "lv2_name", "lv3_name"})
+
+
+def data_info(paths: Sequence[Path], items: Sequence[EvalItem]) -> dict[str, Any]:
+    """What a summary records about its prompts: ``files`` (as given), ``sources`` (prompts
+    evaluated per file stem) and ``korset`` (every prompt is a KorSET-format row)."""
+    return {
+        "files": [str(p) for p in paths],
+        "sources": dict(sorted(Counter(it.source for it in items).items())),
+        "korset": bool(items) and all(set(it.meta) >= KORSET_COLUMNS for it in items),
+    }
+
+
 def load_prompts(
     paths: Sequence[Path],
     taxonomy: Taxonomy,

@@ -187,6 +187,8 @@ def paper_comparison(
             "gain": delta,
             "gain_ci": list(ci) if ci else None,
             "n_paired": n,
+            "base_n": base.summary["safety"].get("n_judged"),
+            "tuned_n": tuned.summary["safety"].get("n_judged"),
         }
     parts: dict[str, Any] = {}
     for column in COLUMNS:
@@ -220,7 +222,8 @@ def table_rows(label: str, data: dict[str, Any]) -> tuple[list[str], list[list[s
         label,
         _with_ci(s.get("base"), s.get("base_ci"), 100, False),
         _with_ci(s.get("tuned"), s.get("tuned_ci"), 100, False),
-        _with_ci(s.get("gain"), s.get("gain_ci"), 100, True),
+        _with_ci(s.get("gain"), s.get("gain_ci"), 100, True)
+        + (f" (paired, n={s['n_paired']})" if s.get("gain") is not None else ""),
     ]
     for column in COLUMNS:
         part = data["general"][column]
@@ -241,8 +244,21 @@ def table_rows(label: str, data: dict[str, Any]) -> tuple[list[str], list[list[s
 
 
 def notes(data: dict[str, Any]) -> list[str]:
-    """One line per column: what figure it is, or why it is missing."""
+    """One line per column: what figure it is, or why it is missing; first, how the safe-rate
+    gain is computed (over the prompts both runs judged, so it need not equal after - base)."""
     out = []
+    s = data["safety"]
+    if s.get("gain") is not None:
+        line = (
+            f"gain: the change in safe rate over the {s['n_paired']} prompts both runs judged "
+            f"(paired); base and after are each over all the prompts that run judged "
+            f"({s.get('base_n')} and {s.get('tuned_n')})"
+        )
+        if s.get("base_n") != s["n_paired"] or s.get("tuned_n") != s["n_paired"]:
+            line += (
+                f", so the gain differs from after - base ({100 * (s['tuned'] - s['base']):+.2f})"
+            )
+        out.append(line + ".")
     for column in COLUMNS:
         part = data["general"][column]
         if part.get("note") and part.get("delta") is None:

@@ -97,7 +97,7 @@ def _prompts(ctx: Context, data: list[str], s: Any) -> list[Any]:
 
 async def safety(ctx: Context, s: SafetyPart) -> str:
     """``eval safety``: safe rate."""
-    from koalign.evaluate.data import group_key, limit_per_group
+    from koalign.evaluate.data import data_info, group_key, limit_per_group
     from koalign.evaluate.safety import arun_safety
 
     ctx.need_judges("safety")
@@ -106,6 +106,7 @@ async def safety(ctx: Context, s: SafetyPart) -> str:
         items, loc=ctx.loc, pool=ctx.pool, model=ctx.model, judges=ctx.judges,
         out_dir=ctx.out_dir, system_prompt=s.system_prompt, batch_size=ctx.batch_size,
         n_boot=ctx.n_boot, seed=ctx.seed, models_info=ctx.models_info, progress=ctx.progress,
+        extra_info={"data": data_info(ctx.paths(s.data), items)},
     )  # fmt: skip
     return (
         f"safe rate {_pct(r['safe_rate'])} over {r['n_judged']} judged answers of {r['n']} "

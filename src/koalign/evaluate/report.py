@@ -117,6 +117,47 @@ def _paired_delta(base: Run, tuned: Run, category: str | None, n_boot: int, seed
     return delta, ci, len(common)
 
 
+NOT_KORSET = (
+    "The paper's rows are on KorSET; these runs' prompts are not KorSET rows (see the data "
+    "named above), so the figures are not directly comparable."
+)
+
+
+def safety_data(run: Run) -> tuple[dict[str, int], list[str], bool]:
+    """``(prompts per source, file names, all KorSET)`` of a run's safety evaluation, from its
+    summary's ``data`` (older summaries: the item file's ``source`` fields, KorSET unknown ->
+    False)."""
+    s = run.summary.get("safety", {})
+    d = s.get("data")
+    if isinstance(d, dict):
+        files = [Path(f).name for f in d.get("files", [])]
+        return dict(d.get("sources", {})), files, bool(d.get("korset"))
+    counts: dict[str, int] = {}
+    for r in run.items("safety"):
+        counts[str(r.get("source"))] = counts.get(str(r.get("source")), 0) + 1
+    return dict(sorted(counts.items())), [], False
+
+
+def safety_data_blocks(runs: list[Run]) -> tuple[str, list[Block], bool]:
+    """The safe-rate section's title (naming the prompts' sources, KorSET only when every run's
+    prompts are KorSET rows), one line per run naming its data, and whether all are KorSET."""
+    have = [r for r in runs if "safety" in r.summary]
+    found = [(r, *safety_data(r)) for r in have]
+    korset = bool(found) and all(k for *_x, k in found)
+    names = sorted({src for _r, sources, _f, _k in found for src in sources})
+    what = "KorSET prompts" if korset else "prompts from " + ", ".join(names or ["?"])
+    lines: list[Block] = []
+    for r, sources, files, _k in found:
+        counts = ", ".join(f"{src} ({n} prompts)" for src, n in sources.items())
+        lines.append(
+            (
+                "p",
+                f"Data of {r.label}: {counts}" + (f"; files: {', '.join(files)}" if files else ""),
+            )
+        )
+    return f"Safe rate ({what}, rubric judge)", lines, korset
+
+
 def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
     """The safe-rate tables: per run (judged items, safe rate with 95% CI, failures), with two runs
     the paired change overall and per category, the paper's KorSET rates when ``paper``, a
@@ -166,6 +207,8 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
                 ]
             )
     blocks.append(("table", headers, rows))
+    if paper and not all(safety_data(r)[2] for r in have):
+        blocks.append(("p", NOT_KORSET))
     cats = sorted({c for r in have for c in r.summary["safety"]["per_category"]})
     names: dict[str, str] = {}
     for r in have:
@@ -491,6 +534,9 @@ def build_report(
             ("table", headers, rows),
             *(("p", line) for line in paper_notes(paper_data)),
         ]  # fmt: skip
+        if "safety" in runs[0].summary and "safety" in runs[-1].summary:
+            _title, data_lines, korset = safety_data_blocks([runs[0], runs[-1]])
+            blocks += [*data_lines, *([] if korset else [("p", NOT_KORSET)])]
         deltas = {c: paper_data["general"][c] for c in PAPER_COLUMNS}
         if any(d.get("delta") is not None for d in deltas.values()):
             names = list(deltas)
@@ -504,7 +550,8 @@ def build_report(
             blocks.append(("img", "paper_deltas.png"))
     s_blocks, s_images, compared = safety_section(runs, paper, n_boot, seed)
     if s_blocks:
-        blocks += [("h", "Safe rate (KorSET-style prompts, rubric judge)"), *s_blocks]
+        s_title, data_lines, _korset = safety_data_blocks(runs)
+        blocks += [("h", s_title), *data_lines, *s_blocks]
         images.update(s_images)
     o_blocks, o_images = overrefusal_section(runs)
     if o_blocks:
