@@ -142,8 +142,17 @@ def test_eval_kobbq_ideal_and_biased_answerers(tmp_path) -> None:
     )
     common = ["--data", SAMPLES, "--prompts", PROMPTS, "-c", cfg, "--limit", "8",
               "--bootstrap", "50", "--quiet"]  # fmt: skip
-    ideal = _run(["eval", "kobbq", "-m", "ideal", "-o", tmp_path / "i", *common])["kobbq"]
+    result = runner.invoke(
+        app, [str(a) for a in ["eval", "kobbq", "-m", "ideal", "-o", tmp_path / "i", *common]]
+    )
+    assert result.exit_code == 0, result.output
+    ideal = json.loads((tmp_path / "i" / "summary.json").read_text("utf-8"))["kobbq"]
     n_items = ideal["n_items"]
+    assert ideal["n_answers"] == 5 * n_items
+    assert (
+        "diff-bias ambiguous +0.000, disambiguated +0.000; "
+        f"{n_items} of {5 * n_items} answers ({n_items} items x 5 prompts) out of choice"
+    ) in result.output
     assert n_items == 96 and ideal["n_prompts"] == 5  # 8 per category, 12 categories
     assert ideal["accuracy"] == 1.0 and ideal["acc_amb"] == 1.0 and ideal["acc_dis"] == 1.0
     assert ideal["diff_bias_amb"] == 0.0 and ideal["diff_bias_dis"] == 0.0

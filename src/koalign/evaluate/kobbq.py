@@ -467,6 +467,7 @@ async def arun_kobbq(
         "ci": cis,
         "ci_method": f"percentile bootstrap over items, {n_boot} resamples, seed {seed}",
         "out_of_choice": overall["out_of_choice"],
+        "n_answers": len(rows),
         "generation_failures": sum(r["generation_error"] is not None for r in rows),
         "per_prompt": per_prompt,
         "per_category": per_category,

@@ -280,8 +280,9 @@ async def kobbq(ctx: Context, s: KoBBQPart) -> str:
     )  # fmt: skip
     return (
         f"KoBBQ accuracy {_pct(r['accuracy'])} (ambiguous {_pct(r['acc_amb'])}, disambiguated "
-        f"{_pct(r['acc_dis'])}); diff-bias {_fmt(r['diff_bias_amb'])} / "
-        f"{_fmt(r['diff_bias_dis'])}; {r['out_of_choice']} out of choice; mean over "
+        f"{_pct(r['acc_dis'])}); diff-bias ambiguous {_fmt(r['diff_bias_amb'])}, disambiguated "
+        f"{_fmt(r['diff_bias_dis'])}; {r['out_of_choice']} of {r['n_answers']} answers "
+        f"({r['n_items']} items x {r['n_prompts']} prompts) out of choice; mean over "
         f"{r['n_prompts']} prompts"
     )
 
