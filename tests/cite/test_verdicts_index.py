@@ -100,7 +100,12 @@ def one(index: CitationIndex, text: str) -> CitationVerdict:
         ("시험법 제10조", "unverified", "registry entry unverified"),
         # laws the index knows only by name
         ("최근폐지법 제3조", "outdated", "the Act was repealed (2026-10-02)"),
-        ("옛시험법 제3조", "unverified", "the statute corpus holds no checkable text of this Act"),
+        (
+            "옛시험법 제3조",
+            "unverified",
+            "the statute index has only a repeal notice of 1997-03-13 under this name, not the "
+            "text in force (the corpus lacks it)",
+        ),
         # unknown_law: after alias resolution, in neither the index nor the registry
         ("가짜시험법 제3조", "unknown_law", "not a Korean Act the index or registry knows"),
     ],
@@ -152,3 +157,45 @@ def test_json_shape_carries_confidence_reason_inferred(index: CitationIndex) -> 
     assert art["inferred"] is True
     assert art["status"] == "outdated" and art["reason"] == "paragraph 1 deleted 2016-01-06"
     assert art["confidence"] == "verified"
+
+
+def test_a_registry_law_whose_corpus_file_is_a_repeal_notice_says_so() -> None:
+    """Like 근로기준법 in the legalize-kr snapshot: the only file under the name is the 1997
+    repeal notice, so the registry alone judges, and the reason says why (not "no index")."""
+    registry = {
+        "laws": [
+            {"id": "old_act", "name": "옛시험법", "articles": [
+                {"article": "2", "summary": "정의", "confidence": "verified", "sources": ["x"]},
+                {"article": "3", "summary": "금지", "confidence": "unverified"},
+            ]},
+            {"id": "absent_act", "name": "없는시험법", "articles": []},
+        ],
+        "source_ids": {"x": "test"},
+    }  # fmt: skip
+    index = CitationIndex(
+        Statutes.model_validate(registry),
+        Contacts.model_validate(CONTACTS),
+        None,
+        StatuteIndex(build_index(CORPUS)),
+        today=date(2026, 11, 29),
+    )
+    notice = (
+        "the statute index has only a repeal notice of 1997-03-13 under this name, not the text "
+        "in force (the corpus lacks it)"
+    )
+    got = {t: (v.status, v.reason) for t in ("옛시험법 제60조", "옛시험법 제2조 제2항",
+           "옛시험법 제2조 제1호", "옛시험법 제2조", "없는시험법 제5조")
+           for v in [one(index, t)]}  # fmt: skip
+    assert got == {
+        "옛시험법 제60조": ("unverified", f"article not in the registry; {notice}"),
+        "옛시험법 제2조 제2항": (
+            "unverified",
+            f"paragraph 2 not listed by the registry; {notice}",
+        ),
+        "옛시험법 제2조 제1호": ("unverified", f"items need the statute text; {notice}"),
+        "옛시험법 제2조": ("verified", None),
+        "없는시험법 제5조": (
+            "unverified",
+            "article not in the registry; the statute index has no text of this Act",
+        ),
+    }

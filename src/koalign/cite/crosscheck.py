@@ -130,6 +130,16 @@ def _art_facts(
     return art, out
 
 
+def _not_checkable(facts: LawFacts) -> str:
+    if "repeal_notice" in facts.flags:
+        when = f" of {facts.promulgated}" if facts.promulgated else ""
+        return (
+            f"the corpus file for this name is a repeal notice{when}, not the text in force "
+            "(the corpus lacks it); articles not checked against the text"
+        )
+    return "the corpus text has no numbered articles; articles not checked against the text"
+
+
 def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding]:
     """Existence and deletion of every current registry article, from the statute index."""
     out: list[Finding] = []
@@ -146,7 +156,7 @@ def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding
                     "info",
                     law.id,
                     None,
-                    f"the corpus file is {', '.join(facts.flags)}; articles not checked",
+                    _not_checkable(facts),
                 )
             )
             continue

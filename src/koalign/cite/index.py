@@ -269,9 +269,7 @@ class CitationIndex:
                 "outdated", confidence=confidence, reason=f"the Act was repealed ({repealed})"
             )
         if law.registry is None:
-            return _Judgement(
-                "unverified", reason="the statute corpus holds no checkable text of this Act"
-            )
+            return _Judgement("unverified", reason=self._no_text(law))
         return self._judge_registry(law, entry, main, paragraph, item)
 
     def _repealed(self, law: KnownLaw) -> date | None:
@@ -402,7 +400,9 @@ class CitationIndex:
             last = law.registry.last_article
             if last is not None and main > last:
                 return _Judgement("nonexistent", reason=f"beyond the last article ({last})")
-            return _Judgement("unverified", reason="article not in the registry; no statute index")
+            return _Judgement(
+                "unverified", reason=f"article not in the registry; {self._no_text(law)}"
+            )
         confidence = entry.confidence
         if confidence == "unverified":
             return _Judgement(
@@ -412,13 +412,31 @@ class CitationIndex:
             return _Judgement(
                 "unverified",
                 confidence=confidence,
-                reason=f"paragraph {paragraph} not listed by the registry; no statute index",
+                reason=f"paragraph {paragraph} not listed by the registry; {self._no_text(law)}",
             )
         if item is not None:
             return _Judgement(
-                "unverified", confidence=confidence, reason="items need the statute index"
+                "unverified",
+                confidence=confidence,
+                reason=f"items need the statute text; {self._no_text(law)}",
             )
         return _Judgement("verified", confidence=confidence)
+
+    def _no_text(self, law: KnownLaw) -> str:
+        """Why the statute text cannot judge ``law``: no index at all, no entry for the law, or
+        an entry whose corpus file is a repeal notice or has no numbered articles."""
+        facts = law.facts
+        if self.statute_index is None:
+            return "no statute index"
+        if facts is None:
+            return "the statute index has no text of this Act"
+        if "repeal_notice" in facts.flags:
+            when = f" of {facts.promulgated.isoformat()}" if facts.promulgated else ""
+            return (
+                f"the statute index has only a repeal notice{when} under this name, not the "
+                "text in force (the corpus lacks it)"
+            )
+        return "the statute index has no numbered articles of this Act"
 
     def _in_force(self, facts: object, deleted: date) -> bool:
         """A deletion counts once its amendment is in force (its effective date has passed)."""
