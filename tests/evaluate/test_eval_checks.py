@@ -227,3 +227,19 @@ def test_ctrl_c_says_interrupted_and_how_to_resume(tmp_path, korset_files, flaky
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted by SIGINT" in stderr and "rerun the same command to resume" in stderr
+
+
+def test_config_typos_are_named_with_a_did_you_mean(tmp_path, korset_files) -> None:
+    models = tmp_path / "m.yaml"
+    models.write_text("models:\n  rj: {backnd: openai, model: x}\n", "utf-8")
+    result = _safety(
+        ["-m", "rj", "-j", "rj", "-c", str(models), "--data", str(korset_files[0]), "-o",
+         str(tmp_path / "o")]
+    )  # fmt: skip
+    assert "models.rj.backnd: unknown key (did you mean 'backend'?)" in str(result.exception)
+    suite = tmp_path / "eval.yaml"
+    suite.write_text("modle: x\nsafety: {data: [a.jsonl], limt: 3}\n", "utf-8")
+    result = runner.invoke(app, ["eval", "all", "-c", str(suite), "-o", str(tmp_path / "o")])
+    message = str(result.exception)
+    assert "modle: unknown key (did you mean 'model'?)" in message
+    assert "safety.limt: unknown key (did you mean 'limit'?)" in message

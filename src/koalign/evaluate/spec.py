@@ -51,15 +51,27 @@ def load_model_config(path: Path | None) -> dict[str, ModelSpec]:
             where=str(path),
             hint="declare models as `models: {name: {backend: ..., model: ...}}`",
         )
+    from koalign.config import _render  # the run config's renderer: unknown keys, did-you-mean
+
     specs = {}
+    problems: list[str] = []
     for name, body in models.items():
         try:
             specs[str(name)] = ModelSpec.model_validate(body)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(x) for x in first["loc"])
-            raise ConfigError(first["msg"], where=f"{path}:models.{name}.{loc}") from exc
+            problems += [
+                f"  models.{name}.{_render(e, ModelSpec).strip()}"
+                for e in _unknown_first(exc.errors())
+            ]
+    if problems:
+        raise ConfigError("invalid models:\n" + "\n".join(problems), where=str(path))
     return specs
+
+
+def _unknown_first(errors: list[Any]) -> list[Any]:
+    """Pydantic's errors with unknown keys first (a misspelt key also makes its field missing:
+    the misspelling is the problem to fix)."""
+    return sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
 
 
 def _scalar(text: str) -> Any:

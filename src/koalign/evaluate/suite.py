@@ -140,10 +140,13 @@ def load_suite(path: Path) -> SuiteConfig:
     try:
         return SuiteConfig.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(x) for x in first["loc"])
+        from koalign.config import _render  # the run config's renderer: unknown keys, did-you-mean
+
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         raise ConfigError(
-            first["msg"], where=f"{path}:{loc}", hint=f"parts: {', '.join(PARTS)}"
+            "invalid eval config:\n" + "\n".join(_render(e, SuiteConfig) for e in errors),
+            where=str(path),
+            hint=f"parts: {', '.join(PARTS)}",
         ) from None
 
 
