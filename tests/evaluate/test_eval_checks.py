@@ -207,12 +207,30 @@ def test_a_rerun_says_how_many_answers_came_from_the_cache(
     assert "resumed: 6 of 6 model answers came from the cache, 0 were new calls" in second.output
 
 
-def test_ctrl_c_says_interrupted_and_how_to_resume(tmp_path, korset_files, flaky) -> None:
+@pytest.mark.parametrize(
+    ("command", "signum", "code"),
+    [
+        ("safety", signal.SIGINT, 130),
+        ("safety", signal.SIGTERM, 143),
+        ("kobbq", signal.SIGTERM, 143),
+        ("mtbench", signal.SIGTERM, 143),
+    ],
+)
+def test_a_stop_signal_says_interrupted_and_how_to_resume(
+    tmp_path, korset_files, flaky, command, signum, code
+) -> None:
     out = tmp_path / "o"
     url = flaky.base_url
+    hang = f"openai:hang@{url}"
+    if command == "safety":
+        args = ["-m", hang, "-j", hang, "--data", str(korset_files[0])]
+    elif command == "kobbq":
+        data, prompts = _kobbq_files(tmp_path)
+        args = ["-m", hang, "--data", str(data), "--prompts", str(prompts)]
+    else:
+        args = ["-m", hang, "-j", hang, "--data", str(_mtbench_file(tmp_path))]
     proc = subprocess.Popen(
-        [sys.executable, str(DRIVE), "eval", "safety", "-m", f"openai:hang@{url}", "-j",
-         f"openai:hang@{url}", "--data", str(korset_files[0]), "-o", str(out), "-q"],
+        [sys.executable, str(DRIVE), "eval", command, *args, "-o", str(out), "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
@@ -220,26 +238,42 @@ def test_ctrl_c_says_interrupted_and_how_to_resume(tmp_path, korset_files, flaky
     try:
         while flaky.requests == 0 and proc.poll() is None:
             flaky.release.wait(0.05)  # until the first request is in flight
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, stderr
-    assert "interrupted by SIGINT" in stderr and "rerun the same command to resume" in stderr
+    assert proc.returncode == code, stderr
+    name = signal.Signals(signum).name
+    assert f"interrupted by {name}" in stderr and "rerun the same command to resume" in stderr
+    assert "cache.sqlite" in stderr
 
 
-def test_config_typos_are_named_with_a_did_you_mean(tmp_path, korset_files) -> None:
-    models = tmp_path / "m.yaml"
-    models.write_text("models:\n  rj: {backnd: openai, model: x}\n", "utf-8")
-    result = _safety(
-        ["-m", "rj", "-j", "rj", "-c", str(models), "--data", str(korset_files[0]), "-o",
-         str(tmp_path / "o")]
-    )  # fmt: skip
-    assert "models.rj.backnd: unknown key (did you mean 'backend'?)" in str(result.exception)
-    suite = tmp_path / "eval.yaml"
-    suite.write_text("modle: x\nsafety: {data: [a.jsonl], limt: 3}\n", "utf-8")
-    result = runner.invoke(app, ["eval", "all", "-c", str(suite), "-o", str(tmp_path / "o")])
-    message = str(result.exception)
-    assert "modle: unknown key (did you mean 'model'?)" in message
-    assert "safety.limt: unknown key (did you mean 'limit'?)" in message
+KOBBQ_ROWS = [
+    {"sample_id": f"age-001a-{k:03d}-{ctx}-bsd", "context": f"맥락 {k}", "question": "누가?",
+     "choices": ["노인", "청년", "알 수 없음"], "answer": "알 수 없음" if ctx == "amb" else "청년",
+     "biased_answer": "노인"}
+    for k in range(2) for ctx in ("amb", "dis")
+]  # fmt: skip
+KOBBQ_PROMPTS = "prompt_id\tprompt\tunknown\n1\t{context}\\n{question}\\nA: {a}\\nB: {b}\\nC: {c}\\n답:\t알 수 없음\n"
+
+
+def _kobbq_files(tmp_path: Path) -> tuple[Path, Path]:
+    data = tmp_path / "kobbq.jsonl"
+    data.write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in KOBBQ_ROWS), encoding="utf-8"
+    )
+    prompts = tmp_path / "prompts.tsv"
+    prompts.write_text(KOBBQ_PROMPTS, encoding="utf-8")
+    return data, prompts
+
+
+def _mtbench_file(tmp_path: Path) -> Path:
+    path = tmp_path / "question.jsonl"
+    rows = [
+        {"question_id": 1, "category": "writing", "turns": ["시를 써 주세요", "더 짧게"]},
+        {"question_id": 2, "category": "math", "turns": ["1+1은?", "2+2는?"],
+         "reference": ["2", "4"]},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path

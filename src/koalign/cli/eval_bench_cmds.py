@@ -244,7 +244,7 @@ def all_cmd(
     import os
 
     from koalign.evaluate import parts as part_fns
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED, incomplete
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, section_problems
     from koalign.evaluate.runs import load_summary, open_pool, update_summary
     from koalign.evaluate.suite import PARTS, load_suite, run_parts
 
@@ -333,9 +333,9 @@ def all_cmd(
         )
         raise typer.Exit(1)
     summary = load_summary(out)
-    lost = {p: incomplete(summary.get(p, {})) for p in state["parts"]}
-    for part, problem in lost.items():
-        if problem:
+    lost = {p: section_problems(p, summary.get(p, {})) for p in state["parts"]}
+    for part, problems in lost.items():
+        for problem in problems:
             print_error(f"{part}: {problem}", label="calls failed")
     if any(lost.values()):
         print_warning("rerun the same command once the servers answer (answered calls are cached)")

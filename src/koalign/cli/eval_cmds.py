@@ -5,6 +5,7 @@ refusal-detector`` and ``koalign report`` (``kobbq``, ``mtbench``, ``judge`` and
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ eval_app = typer.Typer(
     "Ko-MT-Bench, judge calibration, or all of them. Every model is checked (and every server "
     "connected to) before the first call. Exit codes: 0 done; 1 configuration or data error; "
     "3 failed calls left no figure, or more than 5% of the items without a result (all kept on "
-    "disk: rerun to resume); 130 interrupted (rerun to resume).",
+    "disk: rerun to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to resume).",
     no_args_is_help=True,
 )
 
@@ -220,24 +221,54 @@ def progress_bars(enabled: bool = True) -> Iterator[Callable[[str, int, int], No
 
 
 class EvalInterrupted(KoalignError):
-    """An evaluation stopped by Ctrl-C (SIGINT); exits 130 like an interrupted ``koalign run``."""
+    """An evaluation stopped by SIGINT (Ctrl-C) or SIGTERM; exits 128 + the signal's number
+    (130, 143) like an interrupted ``koalign run``."""
 
-    exit_code = 130
-
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
         super().__init__(
-            f"interrupted by SIGINT; every answered call is kept in {Path(out) / 'cache.sqlite'}",
+            f"interrupted by {signal.Signals(signum).name}; every answered call is kept in "
+            f"{Path(out) / 'cache.sqlite'}",
             hint="rerun the same command to resume: answered calls come from the cache",
         )
 
 
 def run_async(out: Path, coro: Awaitable[Any]) -> Any:
-    """``asyncio.run(coro)``, with Ctrl-C turned into :class:`EvalInterrupted` (typer would
-    otherwise exit 130 without a word)."""
+    """``asyncio.run(coro)``, with Ctrl-C (SIGINT) and SIGTERM turned into
+    :class:`EvalInterrupted` (typer would otherwise exit 130 without a word, and SIGTERM would
+    end the process without closing the cache). SIGTERM cancels the work as Ctrl-C does: the
+    calls in flight are dropped, the answered ones are already in the cache."""
+    stopped: list[int] = []
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+
+        def on_term() -> None:
+            stopped.append(signal.SIGTERM)
+            if task is not None:
+                task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGTERM, on_term)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            installed = False
+        try:
+            return await coro
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGTERM)
+
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(main())
     except KeyboardInterrupt:
-        raise EvalInterrupted(out) from None
+        raise EvalInterrupted(out, signal.SIGINT) from None
+    except asyncio.CancelledError:
+        if stopped:
+            raise EvalInterrupted(out, stopped[0]) from None
+        raise
 
 
 def cache_line(stats: dict[str, Any]) -> str | None:
@@ -301,8 +332,8 @@ def make_context(
 def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
     """stdout: the summary path (or the section as JSON); stderr: the headline. Exits with
     :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED` when failed calls leave the figures
-    incomplete (:func:`~koalign.evaluate.failures.incomplete`); everything stays on disk."""
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED, incomplete
+    incomplete (:func:`~koalign.evaluate.failures.section_problems`); everything stays on disk."""
+    from koalign.evaluate.failures import section_problems
     from koalign.evaluate.runs import load_summary
 
     data = load_summary(out).get(section, {})
@@ -311,14 +342,23 @@ def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
     else:
         typer.echo(str(out / "summary.json"))
     err.print(escape(headline), highlight=False)
-    problem = incomplete(data)
-    if problem:
+    exit_if_incomplete(section, section_problems(section, data), out)
+
+
+def exit_if_incomplete(section: str, problems: list[str], out: Path) -> None:
+    """Name each problem of :func:`~koalign.evaluate.failures.section_problems` and exit with
+    :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED`; nothing when there is none."""
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED
+
+    if not problems:
+        return
+    for problem in problems:
         print_error(
             f"{section}: {problem}; the rows are kept in {out}: rerun the same command once the "
             "servers answer (answered calls come from the cache)",
             label="calls failed",
         )
-        raise typer.Exit(EXIT_CALLS_FAILED)
+    raise typer.Exit(EXIT_CALLS_FAILED)
 
 
 def load_locale(locale: str) -> Any:

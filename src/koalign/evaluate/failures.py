@@ -8,12 +8,15 @@ them again (every answered call comes from the cache).
 
 An evaluation section carries ``call_failures`` (items without a result because a call failed:
 the evaluated model's, or every judge's for that answer), split into ``call_failures_model``
-and ``call_failures_judges``, and ``call_failure_share`` (of ``n`` items).
+and ``call_failures_judges``, and ``call_failure_share`` (of the section's items). A failed call
+is never also a generation failure, a parse failure, a wrong or an out-of-choice answer.
 
 :func:`incomplete` applies the rule the ``koalign eval`` commands exit on (code
 :data:`EXIT_CALLS_FAILED`): calls failed and either no figure could be computed (nothing was
 judged), or more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of
-failed calls.
+failed calls. :func:`section_problems` applies it to a ``summary.json`` section by name (every
+``eval`` command and ``eval all`` go through it), knowing which count is each section's items
+(:data:`SECTION_COUNTS`).
 """
 
 from __future__ import annotations
@@ -39,15 +42,18 @@ def call_failure_info(n: int, model_failed: int, judges_failed: int) -> dict[str
     }
 
 
-def incomplete(section: dict[str, Any], judged_key: str = "n_judged") -> str | None:
+def incomplete(
+    section: dict[str, Any], judged_key: str = "n_judged", n_key: str = "n"
+) -> str | None:
     """Why a summary ``section`` is unusable because calls failed, or ``None``.
 
-    ``judged_key`` names the count of items the figure is computed over.
+    ``judged_key`` names the count of items the figure is computed over, ``n_key`` the count of
+    all items.
     """
     failed = int(section.get("call_failures") or 0)
     if not failed:
         return None
-    n = int(section.get("n") or 0)
+    n = int(section.get(n_key) or 0)
     judged = section.get(judged_key)
     where = (
         f"{section.get('call_failures_model', 0)} of the evaluated model's calls and "
@@ -62,3 +68,34 @@ def incomplete(section: dict[str, Any], judged_key: str = "n_judged") -> str | N
             f"{MAX_CALL_FAILURE_SHARE:.0%}"
         )
     return None
+
+
+SECTION_COUNTS: dict[str, tuple[str, str]] = {
+    "safety": ("n", "n_judged"),
+    "overrefusal": ("n", "n_judged"),
+    "mtbench": ("n", "n_graded"),
+    "kobbq": ("n_answers", "n_scored"),
+    "citations": ("n_prompts", "n"),
+    "general": ("n", "n_parsed"),
+    "judge_calibration": ("n", "n_judged"),
+}
+"""Section name -> (key of its item count, key of the count its figures are computed over)."""
+
+
+def section_problems(name: str, section: dict[str, Any]) -> list[str]:
+    """What :func:`incomplete` finds in the ``summary.json`` section ``name``: one line per
+    unusable part (``general``: its multiple-choice part ``mc``; ``judge_calibration``: each
+    task, prefixed by its name); ``[]`` when the figures stand."""
+    n_key, judged_key = SECTION_COUNTS.get(name, ("n", "n_judged"))
+    if name == "general":
+        parts = {"": section.get("mc")}
+    elif name == "judge_calibration":
+        parts = {f"{task}: ": v for task, v in section.items() if isinstance(v, dict)}
+    else:
+        parts = {"": section}
+    out = []
+    for prefix, part in parts.items():
+        problem = incomplete(part, judged_key, n_key) if isinstance(part, dict) else None
+        if problem:
+            out.append(prefix + problem)
+    return out
