@@ -79,3 +79,38 @@ def test_unknown_model_key_gets_did_you_mean(write_config):
     assert "models.judge.max_concurency: unknown key (did you mean 'max_concurrency'?)" in (
         exc.value.render()
     )
+
+
+def test_override_errors_name_the_override_not_the_file(write_config):
+    path = write_config()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["seed=3", "models.judge.temprature=1"])
+    assert exc.value.where == "--set models.judge.temprature=1"
+    text = exc.value.render()
+    assert str(path) in exc.value.hint and "itself is valid" in exc.value.hint
+    # a sampling parameter (or a typo of one) at model level points under sampling:
+    assert (
+        "models.judge.temprature: unknown key (did you mean 'models.judge.sampling.temperature'?)"
+        in text
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["models.judge.max_tokens=9"])
+    assert "(did you mean 'models.judge.sampling.max_tokens'?)" in exc.value.render()
+
+
+def test_file_and_override_errors_each_name_their_source(write_config, tmp_path):
+    data = yaml.safe_load(write_config().read_text(encoding="utf-8"))
+    data["attack"]["roundz"] = 2
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["policy.view=half", "models.new.backend=scripted"])
+    assert exc.value.where == str(path)
+    lines = exc.value.message.splitlines()
+    assert "  attack.roundz: unknown key (did you mean 'rounds'?)" in lines
+    assert any(
+        line.startswith("  policy.view:") and line.endswith("[--set policy.view=half]")
+        for line in lines
+    )
+    # a key missing from a model the override created is the override's
+    assert "  models.new.model: Field required [--set models.new.backend=scripted]" in lines

@@ -6,19 +6,21 @@ to ``locale``, ``seed``, ``models`` and ``runtime``. :func:`load_config` reads t
 unknown top-level keys before anything else, applies ``--set a.b=c`` overrides (values are
 YAML, so ``--set attack.rounds=2`` gives an int) and validates everything: unknown keys, roles
 naming undeclared models, locale references. Every error names its config path and suggests the
-closest valid name.
+closest valid name (a sampling parameter written at model level points under ``sampling:``), and
+is blamed on the ``--set`` override that caused it, not on the file, when one did.
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from koalign.backends.base import ModelSpec
+from koalign.backends.base import ModelSpec, SamplingParams
 from koalign.errors import ConfigError, LocaleError, did_you_mean
 from koalign.jsonio import digest
 from koalign.stages.base import all_roles, all_templates, get_stage, stages
@@ -264,28 +266,94 @@ def load_config(
             where=where,
             hint=f"top-level keys: {', '.join(known)}",
         )
+    original = data
     data = apply_overrides(copy.deepcopy(data), overrides or [])
     model = run_config_model()
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            "invalid config:\n" + "\n".join(_render(e, model) for e in exc.errors()), where=where
-        ) from None
+        raise _invalid(exc, model, where, original, overrides or []) from None
+
+
+def _invalid(
+    exc: ValidationError,
+    model: type[BaseModel],
+    where: str,
+    original: dict[str, Any],
+    overrides: list[str],
+) -> ConfigError:
+    """One ConfigError for every validation error, each blamed on what caused it: the file, or
+    the ``--set`` override behind it (named as typed on the command line). An error is the
+    file's own when validating the file without the overrides gives it too."""
+    file_lines: set[str] = set()
+    if overrides:
+        try:
+            model.model_validate(original)
+        except ValidationError as plain:
+            file_lines = {_render(e, model) for e in plain.errors()}
+    from_file: list[str] = []
+    from_set: list[tuple[str, str]] = []
+    for err in exc.errors():
+        line = _render(err, model)
+        if not overrides or line in file_lines:
+            from_file.append(line)
+        else:
+            from_set.append((line, _override_cause(tuple(err["loc"]), overrides)))
+    causes = list(dict.fromkeys(c for _, c in from_set))
+    if not from_file:
+        one = len(causes) == 1 and causes[0] != ""
+        lines = [line if one else _tagged(line, c) for line, c in from_set]
+        return ConfigError(
+            ("invalid override:\n" if one else "invalid --set overrides:\n") + "\n".join(lines),
+            where=f"--set {causes[0]}" if one else "--set",
+            hint=(
+                f"{where if where != '<config>' else 'the config'} itself is valid; "
+                if not file_lines
+                else ""
+            )
+            + f"fix or drop the override{'' if one else 's'}",
+        )
+    lines = from_file + [_tagged(line, c) for line, c in from_set]
+    return ConfigError("invalid config:\n" + "\n".join(lines), where=where)
+
+
+def _tagged(line: str, override: str) -> str:
+    return f"{line} [--set {override}]" if override else f"{line} [--set]"
+
+
+def _override_cause(loc: tuple[Any, ...], overrides: list[str]) -> str:
+    """The ``--set`` override (as typed) behind the error at ``loc``: the last one whose key is
+    on the path to ``loc`` (or, for a missing key, to the mapping it belongs to); when none is,
+    the one override given, else ``""``."""
+    path = [str(x) for x in loc]
+    for size in (len(path), len(path) - 1):
+        for text in reversed(overrides):  # the last override touching loc is the one that stuck
+            parts = text.partition("=")[0].strip().split(".")
+            n = min(len(parts), size)
+            if n and parts[:n] == path[:n]:
+                return text
+    return overrides[0] if len(overrides) == 1 else ""
 
 
 def _render(err: Any, model: type[BaseModel]) -> str:
     loc = ".".join(str(x) for x in err["loc"])
     if err["type"] == "extra_forbidden":
-        parent_fields = _fields_at(err["loc"][:-1], model)
+        parent = _model_at(err["loc"][:-1], model)
         name = str(err["loc"][-1])
-        return f"  {loc}: unknown key{did_you_mean(name, parent_fields)}"
+        hint = did_you_mean(name, list(parent.model_fields) if parent else [])
+        if parent is ModelSpec and (not hint or name in SamplingParams.model_fields):
+            # a sampling parameter at model level belongs under sampling:
+            close = difflib.get_close_matches(name, list(SamplingParams.model_fields), 1, 0.6)
+            if close:
+                prefix = ".".join(str(x) for x in (*err["loc"][:-1], "sampling"))
+                hint = f" (did you mean '{prefix}.{close[0]}'?)"
+        return f"  {loc}: unknown key{hint}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     return f"  {loc}: {msg}" if loc else f"  {msg}"
 
 
-def _fields_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
-    """Field names of the model at a pydantic error location (for "did you mean")."""
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model at a pydantic error location, or None (a dict key, a plain value)."""
     import typing
 
     model: Any = root
@@ -296,14 +364,14 @@ def _fields_at(loc: tuple[Any, ...], root: type[BaseModel]) -> list[str]:
             continue
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
-            return []
+            return None
         ann = field.annotation
         args = typing.get_args(ann)
         skip_key = typing.get_origin(ann) is dict
         model = next((a for a in (ann, *args) if hasattr(a, "model_fields")), None)
         if model is None:
-            return []
-    return [] if skip_key else list(model.model_fields)
+            return None
+    return None if skip_key else model
 
 
 def validate_against_locale(config: RunConfig, loc: Any) -> None:
