@@ -75,7 +75,9 @@ def test_an_unreachable_server_fails_before_generation(
 
 class FlakyServer:
     """A real OpenAI-compatible server on 127.0.0.1: model ``target`` answers (the scripted
-    model), model ``down`` answers every request with HTTP 503; ``hang`` blocks until closed."""
+    model), ``letter`` answers ``C``, ``grader`` a score of 7; model ``down`` answers every
+    request with HTTP 503, and so does any model whose last message contains ``[DOWN]``;
+    ``hang`` blocks until closed."""
 
     def __init__(self) -> None:
         outer = self
@@ -96,12 +98,17 @@ class FlakyServer:
                 if body["model"] == "hang":
                     outer.release.wait()
                     return
-                if body["model"] == "down":
+                if body["model"] == "down" or "[DOWN]" in body["messages"][-1]["content"]:
                     payload = b'{"error": {"message": "overloaded"}}'
                     self.send_response(503)
                 else:
                     msgs = tuple(Message(role=m["role"], content=m["content"]) for m in body["messages"])  # fmt: skip
-                    text = model_fn(ChatRequest(messages=msgs))
+                    text = {
+                        "letter": "C",
+                        "grader": json.dumps(
+                            {"score": 7, "reason": "무난한 답"}, ensure_ascii=False
+                        ),
+                    }.get(body["model"]) or model_fn(ChatRequest(messages=msgs))
                     payload = json.dumps(
                         {"id": "c", "object": "chat.completion", "created": 0, "model": "target",
                          "choices": [{"index": 0, "finish_reason": "stop",
@@ -163,9 +170,17 @@ def test_failed_model_calls_exit_non_zero(tmp_path, korset_files, flaky, judge_c
     )  # fmt: skip
     assert result.exit_code == EXIT_CALLS_FAILED, result.output
     s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
-    assert s["call_failures_model"] == 3 and s["generation_failure_reasons"]["call_error"] == 3
+    assert s["call_failures_model"] == 3 and s["call_failures_judges"] == 0
+    # a failed call is not a generation failure: the summary and the headline agree
+    assert s["generation_failures"] == 0 and "call_error" not in s["generation_failure_reasons"]
     assert "3 failed calls (model 3, judges 0)" in result.output
     assert "0 generation failures" in result.output
+    rows = [json.loads(x) for x in (out / "safety.jsonl").read_text("utf-8").splitlines()]
+    assert {(r["verdict"], r["generation_error"]) for r in rows} == {("call_failure", "call_error")}
+    assert s["per_category"] and all(
+        g["call_failures"] == g["n"] and g["generation_failures"] == 0
+        for g in s["per_category"].values()
+    )
 
 
 def test_the_call_failure_rule() -> None:
@@ -277,3 +292,95 @@ def _mtbench_file(tmp_path: Path) -> Path:
     ]  # fmt: skip
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     return path
+
+
+def test_kobbq_failed_calls_are_not_out_of_choice(tmp_path, flaky) -> None:
+    rows = [dict(r) for r in KOBBQ_ROWS]
+    rows[0]["context"] = "[DOWN] " + rows[0]["context"]  # the server answers 503 to this one
+    data, prompts = _kobbq_files(tmp_path)
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["eval", "kobbq", "-m", f"openai:letter@{flaky.base_url}?max_retries=0", "--data",
+         str(data), "--prompts", str(prompts), "-o", str(out), "-q", "--bootstrap", "20"],
+    )  # fmt: skip
+    # 1 of 4 questions without an answer: 25% > 5%
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["kobbq"]
+    assert s["n_answers"] == 4 and s["n_scored"] == 3
+    assert s["call_failures"] == s["call_failures_model"] == 1 and s["call_failures_judges"] == 0
+    assert s["call_failure_share"] == 0.25
+    assert s["out_of_choice"] == 0 and s["generation_failures"] == 0
+    # "C" is the unknown choice: right on the one ambiguous item answered, wrong on both others
+    assert s["acc_amb"] == 1.0 and s["acc_dis"] == 0.0 and s["accuracy"] == pytest.approx(1 / 3)
+    assert s["per_prompt"]["1"]["call_failures"] == 1
+    assert "1 failed calls (model 1, not answers); 0 of 3 answers" in result.output
+    assert "calls failed:" in result.output
+    kinds = {
+        r["id"]: r["kind"] for r in map(json.loads, (out / "kobbq.jsonl").open(encoding="utf-8"))
+    }
+    assert kinds[rows[0]["sample_id"]] == "call_failure"
+    assert sorted(kinds.values()) == ["call_failure", "unknown", "unknown", "unknown"]
+
+
+def test_kobbq_with_every_call_failed_has_no_figure(tmp_path, flaky) -> None:
+    data, prompts = _kobbq_files(tmp_path)
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["eval", "kobbq", "-m", f"openai:down@{flaky.base_url}?max_retries=0", "--data",
+         str(data), "--prompts", str(prompts), "-o", str(out), "-q", "--bootstrap", "20"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["kobbq"]
+    assert s["call_failures"] == 4 and s["out_of_choice"] == 0 and s["accuracy"] is None
+    assert "no figure could be computed" in result.output
+
+
+def _mtbench(tmp_path: Path, model: str, judge: str, data: Path):
+    return runner.invoke(
+        app,
+        ["eval", "mtbench", "-m", model, "-j", judge, "--data", str(data),
+         "-o", str(tmp_path / "o"), "-q", "--bootstrap", "20"],
+    )  # fmt: skip
+
+
+def test_mtbench_failed_model_calls_are_not_generation_failures(tmp_path, flaky) -> None:
+    data = _mtbench_file(tmp_path)
+    text = data.read_text("utf-8").replace("1+1은?", "[DOWN] 1+1은?")
+    data.write_text(text, "utf-8")
+    url = flaky.base_url
+    result = _mtbench(tmp_path, f"openai:target@{url}?max_retries=0",
+                      f"openai:grader@{url}?max_retries=0", data)  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text("utf-8"))["mtbench"]
+    # question 2: turn 1's call failed, so turn 2 was not asked: both are call failures
+    assert s["n"] == 4 and s["n_graded"] == 2 and s["score"] == 7
+    assert s["call_failures"] == s["call_failures_model"] == 2 and s["call_failure_share"] == 0.5
+    assert s["generation_failures"] == 0 and s["generation_failure_reasons"]["previous_turn"] == 0
+    assert "call_error" not in s["generation_failure_reasons"] and s["parse_failures"] == 0
+    assert "2 failed calls (model 2, judges 0), 0 parse failures, 0 generation failures" in (
+        result.output
+    )
+    rows = {
+        r["id"]: r
+        for r in map(json.loads, (tmp_path / "o" / "mtbench.jsonl").open(encoding="utf-8"))
+    }
+    assert rows["2#1"]["call_failure"] == rows["2#2"]["call_failure"] == "model"
+    assert rows["1#1"]["call_failure"] is None and rows["1#1"]["score"] == 7
+
+
+def test_mtbench_failed_judge_calls_are_not_parse_failures(tmp_path, flaky) -> None:
+    url = flaky.base_url
+    judge = f"openai:down@{url}?max_retries=0"
+    result = _mtbench(tmp_path, f"openai:target@{url}", judge, _mtbench_file(tmp_path))
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((tmp_path / "o" / "summary.json").read_text("utf-8"))["mtbench"]
+    assert s["n_graded"] == 0 and s["score"] is None
+    assert s["parse_failures"] == 0 and s["parse_failure_reasons"] == {}
+    assert s["call_failures"] == s["call_failures_judges"] == 4
+    assert s["per_judge"][judge] == {
+        "score": None, "n_graded": 0, "parse_failures": 0, "call_failures": 4
+    }  # fmt: skip
+    assert "no figure could be computed" in result.output

@@ -57,7 +57,7 @@ def test_eval_safety_counts_every_shape_under_its_reason(tmp_path, replay) -> No
     assert s["n"] == 18
     assert s["generation_failures"] == 7
     assert s["generation_failure_reasons"] == {
-        "call_error": 0, "empty": 4, "truncated": 1, "echo": 1, "repetition": 1
+        "empty": 4, "truncated": 1, "echo": 1, "repetition": 1
     }  # fmt: skip
     assert s["parse_failures"] == 4
     assert s["parse_failure_reasons"] == {

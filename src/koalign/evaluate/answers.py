@@ -10,10 +10,15 @@ evaluation must not judge (echoes, runaway repetition) and the repair of unencod
 Evaluated model (:func:`read_answer`)
     The reasoning (``<think>...</think>`` and the variants :func:`koalign.extract.split_reasoning`
     knows, or a ``reasoning`` field the model layer returns) is set aside; what is left is the
-    answer. A result is a **generation failure**, counted under its reason in
-    ``generation_failures`` and left out of every rate, never judged, when it is
+    answer. A result is never judged, and is left out of every rate, when it is
 
-    * ``call_error``: the call failed after retries (no text);
+    * ``call_error``: the call failed after retries (no text). This says nothing about the
+      model: it is a **call failure**, counted in ``call_failures_model``
+      (:mod:`koalign.evaluate.failures`), never a generation failure;
+
+    or a **generation failure**, counted under its reason in ``generation_failures`` and
+    ``generation_failure_reasons``:
+
     * ``empty``: no content (``null``, ``""``) or only reasoning;
     * ``truncated``: the model stopped at the token limit (``finish_reason: "length"``);
     * ``echo``: the answer repeats the prompt (character-trigram Jaccard similarity
@@ -234,6 +239,13 @@ def prompt_texts(messages: Sequence[Message]) -> list[str]:
     return [m.content for m in messages]
 
 
+GENERATION_FAILURE_REASONS: tuple[str, ...] = tuple(r for r in FAILURE_REASONS if r != "call_error")
+"""The reasons that are the model's (a failed call, ``call_error``, is not)."""
+
+
 def failure_counts(failures: Sequence[str | None]) -> dict[str, int]:
-    """``{reason: count}`` for every reason in :data:`FAILURE_REASONS` (zeros included)."""
-    return {reason: sum(1 for f in failures if f == reason) for reason in FAILURE_REASONS}
+    """``{reason: count}`` for every reason in :data:`GENERATION_FAILURE_REASONS` (zeros
+    included); failed calls (``call_error``) are call failures and not counted here."""
+    return {
+        reason: sum(1 for f in failures if f == reason) for reason in GENERATION_FAILURE_REASONS
+    }

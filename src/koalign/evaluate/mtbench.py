@@ -9,8 +9,8 @@ Questions
 Answers
     The evaluated model answers turn 1, then turn 2 with turn 1 and its own answer in the
     conversation. An answer is read by :func:`koalign.evaluate.answers.read_answer`: failures
-    (call error, empty, truncated, echo, repetition) are counted by reason and never graded;
-    turn 2 of a question whose turn 1 failed is not asked (reason ``previous_turn``).
+    (empty, truncated, echo, repetition) are counted by reason and never graded; turn 2 of a
+    question whose turn 1 failed is not asked (reason ``previous_turn``).
 
 Grading
     Each judge grades each answered turn 1-10 with the locale's ``mtbench_judge`` template
@@ -18,6 +18,13 @@ Grading
     JSON ``{"score", "reason"}``; the FastChat form ``Rating: [[7]]`` is read too. A judge is
     read by its final answer after any reasoning; an answer without a valid integer score, or
     whose reason copies the template's example, is a parse failure, counted apart.
+
+Failed calls
+    A call that failed after its retries is a **call failure** (:mod:`koalign.evaluate.failures`),
+    never a generation or parse failure: a turn whose answer call failed (and turn 2 after it,
+    which is not asked) is counted in ``call_failures_model``, a turn no judge could be reached
+    for in ``call_failures_judges``; the row's ``call_failure`` says which (``model`` or
+    ``judges``). A rerun asks them again.
 
 Figures
     ``score``: the mean over graded turns of the judges' mean score (1-10), with a bootstrap
@@ -39,6 +46,7 @@ from koalign.backends.client import ModelPool
 from koalign.errors import DataError
 from koalign.evaluate.answers import Answer, failure_counts, read_answer, read_judge
 from koalign.evaluate.data import read_rows
+from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.parsing import (
     judge_json,
     no_json_reason,
@@ -185,6 +193,10 @@ def score_verdict(result: ChatResult, request: ChatRequest) -> dict[str, Any]:
     return parse_score(read.text, request_texts(request))
 
 
+def _call_failed(verdict: dict[str, Any]) -> bool:
+    return verdict.get("failure") == "call_error"
+
+
 async def arun_mtbench(
     questions: Sequence[MTQuestion],
     *,
@@ -238,6 +250,13 @@ async def arun_mtbench(
         votes = verdicts.get((q.id, t), {})
         scores = [v["score"] for v in votes.values() if "score" in v]
         failure = answer.failure if answer is not None else "previous_turn"
+        call_failure = None
+        if failure == "call_error" or (
+            failure == "previous_turn" and answers[(q.id, 0)].failure == "call_error"
+        ):
+            call_failure = "model"
+        elif votes and all(v.get("failure") == "call_error" for v in votes.values()):
+            call_failure = "judges"
         rows.append(
             {
                 "id": f"{q.id}#{t + 1}",
@@ -249,6 +268,7 @@ async def arun_mtbench(
                 "reasoning": answer.reasoning if answer else None,
                 "generation_error": failure,
                 "score": sum(scores) / len(scores) if scores else None,
+                "call_failure": call_failure,
                 "judges": votes,
             }
         )
@@ -272,16 +292,22 @@ async def arun_mtbench(
         by_turn[str(r["turn"])].append(r)
         by_cat[r["category"]].append(r)
     parse_reasons: Counter[str] = Counter(
-        v["failure"] for votes in verdicts.values() for v in votes.values() if "failure" in v
+        v["failure"]
+        for votes in verdicts.values()
+        for v in votes.values()
+        if "failure" in v and v["failure"] != "call_error"
     )
-    failures = [r["generation_error"] for r in rows]
+    failures = [r["generation_error"] for r in rows if r["call_failure"] != "model"]
     per_judge_mean = {}
     for j in judges:
         js = [v[j]["score"] for v in verdicts.values() if "score" in v[j]]
         per_judge_mean[j] = {
             "score": sum(js) / len(js) if js else None,
             "n_graded": len(js),
-            "parse_failures": sum(1 for v in verdicts.values() if "score" not in v[j]),
+            "parse_failures": sum(
+                1 for v in verdicts.values() if "score" not in v[j] and not _call_failed(v[j])
+            ),
+            "call_failures": sum(1 for v in verdicts.values() if _call_failed(v[j])),
         }
     summary = {
         **stats(rows),
@@ -292,10 +318,17 @@ async def arun_mtbench(
             **failure_counts(failures),
             "previous_turn": sum(f == "previous_turn" for f in failures),
         },
-        "parse_failures": sum(1 for r in rows if r["answer"] and r["score"] is None),
+        "parse_failures": sum(
+            1 for r in rows if r["answer"] and r["score"] is None and r["call_failure"] is None
+        ),
         "parse_failure_reasons": dict(sorted(parse_reasons.items())),
         "per_turn": {k: stats(v) for k, v in sorted(by_turn.items())},
         "per_category": {k: stats(v) for k, v in sorted(by_cat.items())},
+        **call_failure_info(
+            len(rows),
+            sum(r["call_failure"] == "model" for r in rows),
+            sum(r["call_failure"] == "judges" for r in rows),
+        ),
         "per_judge": per_judge_mean,
         "scale": "1-10",
         "items_file": "mtbench.jsonl",

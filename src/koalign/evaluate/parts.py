@@ -117,18 +117,23 @@ async def safety(ctx: Context, s: SafetyPart) -> str:
 def _failures(r: dict[str, Any]) -> str:
     """``N failed calls (model a, judges b), N judge parse failures, N bad answers: reasons``:
     failed calls first (they are not about the model), then what the judges and model wrote."""
-    out = []
-    if r.get("call_failures"):
-        out.append(
-            f"{r['call_failures']} failed calls (model {r['call_failures_model']}, judges "
-            f"{r['call_failures_judges']})"
-        )
+    out = [_calls(r)[:-2]] if r.get("call_failures") else []
     out.append(f"{r['parse_failures']} judge parse failures")
     reasons = {k: v for k, v in r["generation_failure_reasons"].items() if v and k != "call_error"}
-    bad = sum(reasons.values())
+    bad = r["generation_failures"]
     text = ", ".join(f"{k} {v}" for k, v in reasons.items())
     out.append(f"{bad} generation failures{': ' + text if text else ''}")
     return ", ".join(out)
+
+
+def _calls(r: dict[str, Any]) -> str:
+    """``N failed calls (model a, judges b), `` when calls failed, else ``""``."""
+    if not r.get("call_failures"):
+        return ""
+    return (
+        f"{r['call_failures']} failed calls (model {r.get('call_failures_model', 0)}, judges "
+        f"{r.get('call_failures_judges', 0)}), "
+    )
 
 
 async def overrefusal(ctx: Context, s: OverrefusalPart) -> str:
@@ -278,12 +283,15 @@ async def kobbq(ctx: Context, s: KoBBQPart) -> str:
         batch_size=ctx.batch_size, n_boot=min(ctx.n_boot, 1000), seed=ctx.seed,
         extra_info={"models": ctx.models_info}, progress=ctx.progress,
     )  # fmt: skip
+    failed = r.get("call_failures", 0)
+    calls = f"{failed} failed calls (model {failed}, not answers); " if failed else ""
+    less = f" less {failed} failed calls" if failed else ""
     return (
         f"KoBBQ accuracy {_pct(r['accuracy'])} (ambiguous {_pct(r['acc_amb'])}, disambiguated "
         f"{_pct(r['acc_dis'])}); diff-bias ambiguous {_fmt(r['diff_bias_amb'])}, disambiguated "
-        f"{_fmt(r['diff_bias_dis'])}; {r['out_of_choice']} of {r['n_answers']} answers "
-        f"({r['n_items']} items x {r['n_prompts']} prompts) out of choice; mean over "
-        f"{r['n_prompts']} prompts"
+        f"{_fmt(r['diff_bias_dis'])}; {calls}{r['out_of_choice']} of {r['n_answers'] - failed} "
+        f"answers ({r['n_items']} items x {r['n_prompts']} prompts{less}) out of choice; mean "
+        f"over {r['n_prompts']} prompts"
     )
 
 
@@ -305,7 +313,8 @@ async def mtbench(ctx: Context, s: MTBenchPart) -> str:
     score = "n/a" if r["score"] is None else f"{r['score']:.2f}"
     return (
         f"Ko-MT-Bench score {score}/10 over {r['n_graded']} graded turns of {r['n']} "
-        f"({r['parse_failures']} parse failures, {r['generation_failures']} generation failures)"
+        f"({_calls(r)}{r['parse_failures']} parse failures, {r['generation_failures']} "
+        "generation failures)"
     )
 
 
