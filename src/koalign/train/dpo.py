@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from koalign.errors import ConfigError, DataError, did_you_mean, require
 from koalign.train.config import LoraSettings, TrainConfig
 from koalign.train.data import DataSources, clean_row, load_rows, resolve_sources
+from koalign.train.hub import model_source
 from koalign.train.validate import ValidationReport, stop_token_ids, validate_rows
 
 log = logging.getLogger(__name__)
@@ -167,10 +168,10 @@ def _revision(cfg: TrainConfig) -> str | None:
     return kwargs.get("revision") if isinstance(kwargs, dict) else None
 
 
-def load_tokenizer(cfg: TrainConfig):
+def load_tokenizer(cfg: TrainConfig, *, local_only: bool = False):
     """The model's tokenizer, with ``chat_template`` (a file path or the template text) applied when
     the config gives one; a tokenizer without a chat template is logged as a warning (only standard
-    rows then work).
+    rows then work). ``local_only``: read only local files (see :func:`local_files_only`).
 
     Raises:
         ConfigError: the tokenizer cannot be loaded (not local, not cached, Hub unreachable).
@@ -179,7 +180,10 @@ def load_tokenizer(cfg: TrainConfig):
     transformers = require("transformers", "train", feature="DPO training")
     try:
         tok = transformers.AutoTokenizer.from_pretrained(
-            cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
+            cfg.model,
+            trust_remote_code=cfg.trust_remote_code,
+            revision=_revision(cfg),
+            local_files_only=local_only,
         )
     except OSError as exc:
         raise ConfigError(
@@ -196,7 +200,7 @@ def load_tokenizer(cfg: TrainConfig):
     return tok
 
 
-def generation_eos(cfg: TrainConfig) -> int | list[int] | None:
+def generation_eos(cfg: TrainConfig, *, local_only: bool = False) -> int | list[int] | None:
     """The model's end-of-sequence token id(s) from its generation config, or None when it has none
     or none can be loaded.
 
@@ -206,32 +210,49 @@ def generation_eos(cfg: TrainConfig) -> int | list[int] | None:
     transformers = require("transformers", "train", feature="DPO training")
     try:
         gen = transformers.GenerationConfig.from_pretrained(
-            cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
+            cfg.model,
+            trust_remote_code=cfg.trust_remote_code,
+            revision=_revision(cfg),
+            local_files_only=local_only,
         )
     except (OSError, ValueError):
         return None
     return gen.eos_token_id
 
 
-def prepare(cfg: TrainConfig, *, tokenizer: Any = None) -> Prepared:
+def local_files_only(cfg: TrainConfig) -> bool:
+    """Check that the base model can be had, before anything is loaded; True when it must be
+    read from local files only (cached while the Hub is unreachable or offline mode is on).
+
+    Raises:
+        ConfigError: at once, when the model is neither a local folder nor cached and the Hub
+            cannot be reached (see :func:`koalign.train.hub.model_source`).
+    """
+    return model_source(cfg.model, _revision(cfg)) == "cache"
+
+
+def prepare(cfg: TrainConfig, *, tokenizer: Any = None, local_only: bool | None = None) -> Prepared:
     """Resolve defaults, load the data and validate it against the model's chat template.
 
-    This is all that ``koalign train --check-only`` runs; nothing is trained.
+    This is all that ``koalign train --check-only`` runs; nothing is trained. ``local_only``:
+    the answer of :func:`local_files_only` when the caller already has it.
     """
     cuda = cuda_available()
     quantization = resolve_quantization(cfg, cuda)
     sources = resolve_sources(cfg.data, cfg.eval_data)
     has_eval = any(f.split == "eval" for f in sources.files)
     args = resolve_dpo_args(cfg, cuda=cuda, has_eval=has_eval)
+    if local_only is None:  # before TRL's slow import: a model that cannot be had fails at once
+        local_only = local_files_only(cfg)
     build_dpo_config(args)  # fail on bad dpo_args before any tokenizing
-    tokenizer = tokenizer or load_tokenizer(cfg)
+    tokenizer = tokenizer or load_tokenizer(cfg, local_only=local_only)
     rows, load_problems = load_rows(sources)
     merge_system = cfg.system_prompt == "merge"
     report = validate_rows(
         rows,
         tokenizer,
         max_length=args.get("max_length"),
-        stop_ids=stop_token_ids(tokenizer, generation_eos(cfg)),
+        stop_ids=stop_token_ids(tokenizer, generation_eos(cfg, local_only=local_only)),
         merge_system=merge_system,
         max_truncated_share=cfg.validation.max_truncated_share,
         allow_prompt_mismatch=cfg.validation.allow_prompt_mismatch,
@@ -303,8 +324,9 @@ def train(config: TrainConfig) -> TrainResult:
     """
     from koalign.train import report as reporting
 
-    tokenizer = load_tokenizer(config)
-    prep = prepare(config, tokenizer=tokenizer)
+    local_only = local_files_only(config)
+    tokenizer = load_tokenizer(config, local_only=local_only)
+    prep = prepare(config, tokenizer=tokenizer, local_only=local_only)
     if not prep.report.ok:
         raise DataError(
             "the dataset check refused the data:\n" + prep.report.summary(),
@@ -316,6 +338,8 @@ def train(config: TrainConfig) -> TrainResult:
     out = config.output_dir()
     out.mkdir(parents=True, exist_ok=True)
     args = build_dpo_config(prep.dpo_args)
+    if local_only:  # the model too, without the Hub's retries
+        args.model_init_kwargs = {**(args.model_init_kwargs or {}), "local_files_only": True}
     train_ds = datasets.Dataset.from_list(prep.train_rows)
     eval_ds = datasets.Dataset.from_list(prep.eval_rows) if prep.eval_rows else None
     log.info(
@@ -355,7 +379,7 @@ def train(config: TrainConfig) -> TrainResult:
     del trainer
     gc.collect()
     if main_process and merged and adapter_dir is not None:
-        merge_adapter(config, adapter_dir, out, cuda=prep.cuda)
+        merge_adapter(config, adapter_dir, out, cuda=prep.cuda, local_only=local_only)
     if main_process:
         tokenizer.save_pretrained(str(out))
     files = {}
@@ -403,7 +427,9 @@ def _confirm_trained_rows(prep: Prepared, trainer: Any, config: TrainConfig) -> 
         )
 
 
-def merge_adapter(cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool) -> None:
+def merge_adapter(
+    cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool, local_only: bool = False
+) -> None:
     """Load the base model unquantized, merge the adapter into it and save it to ``out``."""
     torch = require("torch", "train", feature="merging")
     peft = require("peft", "train", feature="merging")
@@ -412,7 +438,10 @@ def merge_adapter(cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool)
         torch.cuda.empty_cache()
     # The same class TRL trained (e.g. Gemma3ForConditionalGeneration), so adapter names match.
     config = transformers.AutoConfig.from_pretrained(
-        cfg.model, trust_remote_code=cfg.trust_remote_code, revision=_revision(cfg)
+        cfg.model,
+        trust_remote_code=cfg.trust_remote_code,
+        revision=_revision(cfg),
+        local_files_only=local_only,
     )
     arch = getattr(transformers, (config.architectures or [""])[0], None)
     arch = arch or transformers.AutoModelForCausalLM
@@ -421,6 +450,7 @@ def merge_adapter(cfg: TrainConfig, adapter_dir: Path, out: Path, *, cuda: bool)
         dtype=torch.bfloat16 if cuda else torch.float32,
         trust_remote_code=cfg.trust_remote_code,
         revision=_revision(cfg),
+        local_files_only=local_only,
     )
     merged = peft.PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(str(out))
