@@ -105,6 +105,7 @@ class FlakyServer:
                     msgs = tuple(Message(role=m["role"], content=m["content"]) for m in body["messages"])  # fmt: skip
                     text = {
                         "letter": "C",
+                        "one": '{"answer": 1, "reason": "첫째"}',
                         "grader": json.dumps(
                             {"score": 7, "reason": "무난한 답"}, ensure_ascii=False
                         ),
@@ -384,3 +385,84 @@ def test_mtbench_failed_judge_calls_are_not_parse_failures(tmp_path, flaky) -> N
         "score": None, "n_graded": 0, "parse_failures": 0, "call_failures": 4
     }  # fmt: skip
     assert "no figure could be computed" in result.output
+
+
+def test_general_failed_calls_are_neither_unparseable_nor_wrong(tmp_path, flaky) -> None:
+    data = tmp_path / "mc.jsonl"
+    rows = [
+        {"question": f"질문 {k}{' [DOWN]' if k == 0 else ''}", "choices": ["가", "나"],
+         "answer_index": 0}
+        for k in range(3)
+    ]  # fmt: skip
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["eval", "general", "-m", f"openai:one@{flaky.base_url}?max_retries=0", "--data",
+         str(data), "-o", str(out), "-q", "--bootstrap", "20"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    mc = json.loads((out / "summary.json").read_text("utf-8"))["general"]["mc"]
+    assert mc["n"] == 3 and mc["n_parsed"] == 2 and mc["unparseable"] == 0
+    assert mc["accuracy"] == 1.0 and mc["accuracy_all"] == 1.0  # the failed call is not wrong
+    assert mc["call_failures"] == mc["call_failures_model"] == 1
+    assert "over 2 answers of 3" in result.output and "1 failed calls (model 1" in result.output
+    items = [json.loads(x) for x in (out / "general.jsonl").read_text("utf-8").splitlines()]
+    assert [bool(r["call_error"]) for r in items] == [True, False, False]
+    assert items[0]["parse_error"] is None
+
+
+def test_judge_calibration_failed_calls_are_not_parse_failures(tmp_path, flaky) -> None:
+    data = tmp_path / "mine.jsonl"
+    rows = [
+        {"id": str(k), "prompt": "질문", "response": f"답 {k}{' [DOWN]' if k == 0 else ''}",
+         "label": "safe"}
+        for k in range(4)
+    ]  # fmt: skip
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    out = tmp_path / "o"
+    # "target" is no judge: every answer it gives is a parse failure, the 503 a call failure
+    judge = f"openai:target@{flaky.base_url}?max_retries=0"
+    result = runner.invoke(
+        app,
+        ["eval", "judge", "--task", "safety", "--data", str(data), "-o", str(out), "-j", judge,
+         "--bootstrap", "20", "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    entry = json.loads((out / "summary.json").read_text("utf-8"))["judge_calibration"]["safety"]
+    s = entry["judges"][judge]
+    assert s["call_failures"] == 1 and s["parse_failures"] == 3 and s["n_parsed"] == 0
+    assert "call_error" not in s["parse_failure_reasons"]
+    assert entry["call_failures"] == entry["call_failures_judges"] == 1
+    assert entry["n_judged"] == 0
+    table = (out / "judge_safety.md").read_text("utf-8")
+    assert "| failed calls | parse failures |" in table and f"| {judge} | 0 | 1 | 3 |" in table
+    assert "1 of 4 rows lack a label because a judge call failed" in result.output
+    assert "no figure could be computed" in result.output
+
+
+def test_citations_with_a_model_whose_calls_fail(tmp_path, korset_files, flaky) -> None:
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["eval", "citations", "-m", f"openai:down@{flaky.base_url}?max_retries=0", "--data",
+         str(korset_files[0]), "-o", str(out), "-q"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["citations"]
+    assert s["n_prompts"] == 3 and s["n"] == 0
+    assert s["call_failures"] == s["call_failures_model"] == 3 and s["generation_failures"] == 0
+    assert "3 failed calls (model 3, judges 0);" in result.output
+
+
+def test_the_report_shows_failed_calls_apart(tmp_path, korset_files, flaky, judge_config) -> None:
+    out = tmp_path / "o"
+    _safety(
+        ["-m", f"openai:down@{flaky.base_url}?max_retries=0", "-j", "judge",
+         "-c", str(judge_config), "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    result = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / "r" / "report.md").read_text("utf-8")
+    assert "| failed calls | parse failures | generation failures |" in md
+    assert "| o | 0 | – | 3 | 0 | 0 |" in md  # 3 failed calls, none a generation failure

@@ -25,6 +25,7 @@ from koalign.cli.eval_cmds import (
     SeedOpt,
     TempOpt,
     data_values,
+    exit_if_incomplete,
     finish,
     load_locale,
     make_context,
@@ -60,7 +61,8 @@ def kobbq_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """KoBBQ: accuracy and diff-bias in ambiguous and disambiguated contexts, per prompt and
-    averaged over the authors' prompts."""
+    averaged over the authors' prompts. Exits 3 when failed calls leave the figures incomplete
+    (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import KoBBQPart
 
@@ -99,7 +101,8 @@ def mtbench_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Ko-MT-Bench: two-turn questions, each answer graded 1-10 by the judges (MT-Bench
-    single-answer grading, reference answers where given)."""
+    single-answer grading, reference answers where given). Exits 3 when failed calls leave the
+    figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import MTBenchPart
 
@@ -154,11 +157,13 @@ def judge_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Judge calibration: accuracy and Cohen's kappa of each --judge against human labels."""
+    """Judge calibration: accuracy and Cohen's kappa of each --judge against human labels.
+    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
     import random
 
     from koalign.evaluate.calibration import TASKS, arun_calibration, load_labelled, markdown_table
     from koalign.evaluate.data import expand_paths
+    from koalign.evaluate.failures import section_problems
     from koalign.jsonio import write_text_atomic
 
     if task not in TASKS:
@@ -203,6 +208,16 @@ def judge_cmd(
     else:
         typer.echo(str(out / f"judge_{task}.md"))
     err.print(escape(table), highlight=False)
+    if entry.get("call_failures"):
+        err.print(
+            escape(
+                f"{entry['call_failures']} of {entry['n']} rows lack a label because a judge "
+                f"call failed: "
+                + ", ".join(f"{j} {s['call_failures']}" for j, s in entry["judges"].items())
+            ),
+            highlight=False,
+        )
+    exit_if_incomplete("judge", section_problems("judge_calibration", {task: entry}), out)
 
 
 def all_cmd(

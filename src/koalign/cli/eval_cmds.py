@@ -516,9 +516,11 @@ def citations_cmd(
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Statute citations and hotline numbers in answers, checked against the registry."""
+    """Statute citations and hotline numbers in answers, checked against the registry. With
+    --model, exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate.citations import answers_from_dir, run_citations
     from koalign.evaluate.data import expand_paths, group_key, limit_per_group, load_prompts
+    from koalign.evaluate.failures import call_failure_info
     from koalign.evaluate.parts import citation_headline
     from koalign.evaluate.safety import answer_all
 
@@ -555,7 +557,13 @@ def citations_cmd(
             for it, a in zip(items, read, strict=True)
             if a.text is not None
         ]  # fmt: skip
-        extra = {"models": info, "generation_failures": len(items) - len(rows)}
+        failed = sum(a.failure == "call_error" for a in read)
+        extra = {
+            "models": info,
+            "n_prompts": len(items),
+            "generation_failures": len(items) - len(rows) - failed,
+            **call_failure_info(len(items), failed, 0),
+        }
     summary = run_citations(rows, loc=loc, out_dir=out, extra_info=extra)
     finish("citations", out, as_json, citation_headline(summary))
 

@@ -4,8 +4,12 @@ A judge is worth only as much as its agreement with people. This module asks one
 judges to label rows that people have already labelled, and reports, per judge: accuracy
 (Wilson interval), Cohen's kappa with the humans (bootstrap interval), the confusion table,
 precision and recall of the flagged class, the same per category, and parse failures apart
-(an answer without a verdict is never counted as agreeing or disagreeing). Several judges are
-compared side by side, with their agreement with each other.
+(an answer without a verdict is never counted as agreeing or disagreeing). A judge call that
+failed after its retries is a call failure (:mod:`koalign.evaluate.failures`), counted per judge
+in ``call_failures`` and never as a parse failure; the entry's ``call_failures`` counts the
+rows some judge has no label for because its call failed, and ``n_judged`` is the fewest rows
+a judge's figures cover. Several judges are compared side by side, with their agreement with
+each other.
 
 Tasks (``--task``); each names what its label means and has its own judge prompt:
 
@@ -48,6 +52,7 @@ from koalign.errors import ConfigError, DataError
 from koalign.evaluate.answers import read_judge
 from koalign.evaluate.categories import CategoryResolver
 from koalign.evaluate.data import EvalItem, read_rows
+from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement
 from koalign.evaluate.parsing import (
     judge_json,
@@ -308,6 +313,23 @@ def scores(
     }
 
 
+def _scores(
+    human: Sequence[bool],
+    judge: Sequence[bool | None],
+    call_failed: Sequence[bool],
+    *,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """:func:`scores`, with the rows whose call failed counted as ``call_failures``, not as
+    parse failures."""
+    out = scores(human, judge, n_boot=n_boot, seed=seed)
+    failed = sum(call_failed)
+    out["parse_failures"] -= failed
+    out["call_failures"] = failed
+    return out
+
+
 async def arun_calibration(
     items: Sequence[CalItem],
     task: Task,
@@ -347,6 +369,7 @@ async def arun_calibration(
         ]
 
     verdicts = dict(zip(judges, await asyncio.gather(*(one(j) for j in judges)), strict=True))
+    failed = {j: [v.get("failure") == "call_error" for v in verdicts[j]] for j in judges}
     rows = [
         {
             "id": it.id,
@@ -375,13 +398,23 @@ async def arun_calibration(
         for n, it in enumerate(items):
             by_cat[it.category or "?"].append(n)
         per_judge[j] = {
-            **scores(human, flags, n_boot=n_boot, seed=seed),
+            **_scores(human, flags, failed[j], n_boot=n_boot, seed=seed),
             "parse_failure_reasons": dict(
-                sorted(Counter(v["failure"] for v in verdicts[j] if "failure" in v).items())
+                sorted(
+                    Counter(
+                        v["failure"]
+                        for v in verdicts[j]
+                        if "failure" in v and v["failure"] != "call_error"
+                    ).items()
+                )
             ),
             "per_category": {
-                cat: scores(
-                    [human[n] for n in idx], [flags[n] for n in idx], n_boot=n_boot, seed=seed
+                cat: _scores(
+                    [human[n] for n in idx],
+                    [flags[n] for n in idx],
+                    [failed[j][n] for n in idx],
+                    n_boot=n_boot,
+                    seed=seed,
                 )
                 for cat, idx in sorted(by_cat.items())
             },
@@ -392,6 +425,10 @@ async def arun_calibration(
         "flagged_class": task.flagged,
         "n": len(items),
         "human_flagged": sum(human),
+        "n_judged": min((s["n_parsed"] for s in per_judge.values()), default=0),
+        **call_failure_info(
+            len(items), 0, sum(any(failed[j][n] for j in judges) for n in range(len(items)))
+        ),
         "judges": per_judge,
         "judge_agreement": agreement({j: [v.get("flagged") for v in verdicts[j]] for j in judges}),
         "ci_method": (
@@ -421,14 +458,14 @@ def markdown_table(entry: dict[str, Any]) -> str:
         f"Task `{entry['task']}`: {entry['label_meaning']}. n = {entry['n']}, "
         f"human-flagged ({entry['flagged_class']}) = {entry['human_flagged']}.",
         "",
-        "| judge | parsed | parse failures | accuracy [95% CI] | Cohen's kappa [95% CI] | "
-        "precision | recall | tp | fp | fn | tn |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| judge | parsed | failed calls | parse failures | accuracy [95% CI] | "
+        "Cohen's kappa [95% CI] | precision | recall | tp | fp | fn | tn |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for j, s in entry["judges"].items():
         c = s["confusion"]
         lines.append(
-            f"| {j} | {s['n_parsed']} | {s['parse_failures']} | "
+            f"| {j} | {s['n_parsed']} | {s.get('call_failures', 0)} | {s['parse_failures']} | "
             f"{fmt(s['accuracy'], s['accuracy_ci'])} | {fmt(s['cohen_kappa'], s['kappa_ci'])} | "
             f"{fmt(s['precision'])} | {fmt(s['recall'])} | {c['tp']} | {c['fp']} | {c['fn']} | "
             f"{c['tn']} |"

@@ -12,7 +12,10 @@ Two ways to score, chosen per model:
 * ``generate`` (servers without log-probabilities): the ``mc_answer`` template asks for the
   choice number as JSON; answers that cannot be read as a valid number (and empty or truncated
   answers) are *unparseable*, reported apart and left out of ``accuracy`` (``accuracy_all``
-  counts them wrong). The number is read from the final answer after any reasoning.
+  counts them wrong). The number is read from the final answer after any reasoning. A call that
+  failed after its retries is no answer: it is a call failure (``call_error`` on the item,
+  ``call_failures`` in the summary; :mod:`koalign.evaluate.failures`), never unparseable and
+  never wrong, and left out of every figure.
 
 Accuracy is reported overall and per ``source`` and ``category``, each with the chance level
 (mean of 1/number of choices) and a bootstrap interval.
@@ -31,6 +34,7 @@ from koalign.backends.client import ModelPool
 from koalign.errors import BackendError, require
 from koalign.evaluate.answers import read_answer
 from koalign.evaluate.data import MCItem
+from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.runs import Progress, call_batched, load_summary, update_summary, write_jsonl
 from koalign.evaluate.stats import DEFAULT_BOOT, DEFAULT_SEED, rate
 from koalign.extract import extract_json
@@ -230,7 +234,10 @@ async def score_generate(
     for item, request, result in zip(items, requests, results, strict=True):
         read = read_answer(result, request.messages[-1].content)
         error: str | None
-        if read.failure in {"call_error", "empty", "truncated"}:
+        call_error = read.detail if read.failure == "call_error" else None
+        if call_error is not None:
+            pred, error = None, None
+        elif read.failure in {"empty", "truncated"}:
             pred, error = None, f"{read.failure}: {read.detail}"
         else:
             pred, error = parse_choice(result.text, len(item.choices))
@@ -241,6 +248,7 @@ async def score_generate(
                 "pred_norm": None,
                 "raw": result.text,
                 "parse_error": error,
+                "call_error": call_error,
             }
         )
     return out
@@ -248,15 +256,17 @@ async def score_generate(
 
 def _accuracy(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
     parsed = [r for r in rows if r["pred"] is not None]
+    answered = [r for r in rows if not r.get("call_error")]  # a failed call is no answer
     acc = rate([r["correct"] for r in parsed], n_boot=n_boot, seed=seed)
     out = {
         "n": len(rows),
         "n_parsed": len(parsed),
         "accuracy": acc["rate"],
         "ci": acc["ci"],
-        "accuracy_all": sum(r["correct"] for r in rows) / len(rows) if rows else None,
+        "accuracy_all": sum(r["correct"] for r in answered) / len(answered) if answered else None,
         "chance": sum(1 / len(r["choices"]) for r in rows) / len(rows) if rows else None,
-        "unparseable": len(rows) - len(parsed),
+        "unparseable": len(answered) - len(parsed),
+        **call_failure_info(len(rows), len(rows) - len(answered), 0),
         "context_truncated": sum(bool(r.get("context_truncated")) for r in rows),
     }
     norm = [r["correct_norm"] for r in rows if r.get("correct_norm") is not None]
@@ -274,7 +284,8 @@ def summarise_mc(
     Returns:
         ``(rows, summary)``: the summary has, overall, per source and per category, ``n``,
             ``n_parsed``, ``accuracy`` (0-1, over parsed answers) with its bootstrap ``ci``,
-            ``accuracy_all`` (unparsed counted wrong), ``chance`` (mean 1/choices), ``unparseable``,
+            ``accuracy_all`` (unparsed counted wrong; failed calls left out), ``chance`` (mean
+            1/choices), ``unparseable``, the ``call_failures`` fields,
             ``context_truncated`` and, for log-likelihood scoring, ``accuracy_norm``
             (length-normalised).
 

@@ -196,7 +196,9 @@ async def citations(ctx: Context, _s: CitationsPart) -> str:
 def citation_headline(r: dict[str, Any]) -> str:
     """One line for a citations section."""
     statuses = ", ".join(f"{k} {v}" for k, v in r["citation_status"].items() if v)
+    calls = _calls(r)[:-2] + "; " if r.get("call_failures") else ""
     return (
+        f"{calls}"
         f"{_pct(r['citation_share'])} of {r['n']} answers cite a statute; "
         f"{_pct(r['valid_share'])} of {r['citations']} citations verified"
         f"{' (' + statuses + ')' if statuses else ''}; "
@@ -239,8 +241,9 @@ async def general(
                 "their beginning was cut (context_truncated in general.jsonl)"
             )
         parts.append(
-            f"multiple choice {_pct(mc['accuracy'])} (chance {_pct(mc['chance'])}, "
-            f"{mc['unparseable']} unparseable, {mc['context_truncated']} contexts cut)"
+            f"multiple choice {_pct(mc['accuracy'])} over {mc['n_parsed']} answers of {mc['n']} "
+            f"(chance {_pct(mc['chance'])}, {_calls(mc)}{mc['unparseable']} unparseable, "
+            f"{mc['context_truncated']} contexts cut)"
         )
     if s.tasks:
         if ctx.progress:

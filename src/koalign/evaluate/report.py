@@ -158,6 +158,20 @@ def safety_data_blocks(runs: list[Run]) -> tuple[str, list[Block], bool]:
     return f"Safe rate ({what}, rubric judge)", lines, korset
 
 
+def _calls_cell(s: dict[str, Any]) -> str:
+    """Failed calls of a section (model and judges); a summary written before they were
+    counted apart gives the model's (``generation_failure_reasons.call_error``)."""
+    reasons = s.get("generation_failure_reasons") or {}
+    return str(s.get("call_failures", reasons.get("call_error", 0)))
+
+
+def _generation_cell(s: dict[str, Any]) -> str:
+    """Generation failures without failed calls (a summary written before they were counted
+    apart includes them in ``generation_failures``)."""
+    reasons = s.get("generation_failure_reasons") or {}
+    return str(s["generation_failures"] - reasons.get("call_error", 0))
+
+
 def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
     """The safe-rate tables: per run (judged items, safe rate with 95% CI, failures), with two runs
     the paired change overall and per category, the paper's KorSET rates when ``paper``, a
@@ -175,10 +189,11 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
     if not have:
         return blocks, images, data
     pair = len(have) == 2
-    headers = ["run", "n judged", "safe rate % [95% CI]", "parse failures", "generation failures"]
+    headers = ["run", "n judged", "safe rate % [95% CI]", "failed calls", "parse failures",
+               "generation failures"]  # fmt: skip
     rows = [
-        [r.label, str(s["n_judged"]), pct_ci(s["safe_rate"], s["ci"]), str(s["parse_failures"]),
-         str(s["generation_failures"])]
+        [r.label, str(s["n_judged"]), pct_ci(s["safe_rate"], s["ci"]), _calls_cell(s),
+         str(s["parse_failures"]), _generation_cell(s)]
         for r in have
         for s in [r.summary["safety"]]
     ]  # fmt: skip
@@ -193,6 +208,7 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
                 f"{signed(delta)}{ci_text}",
                 "",
                 "",
+                "",
             ]
         )
     if paper:
@@ -202,6 +218,7 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
                     f"paper: {model} (KorSET, base → DPO)",
                     "",
                     f"{before:.2f} → {after:.2f} ({after - before:+.2f})",
+                    "",
                     "",
                     "",
                 ]
@@ -424,13 +441,13 @@ def mtbench_section(runs: list[Run]) -> list[Block]:
         m = r.summary["mtbench"]
         rows.append(
             [r.label, sc(m), sc(m["per_turn"].get("1")), sc(m["per_turn"].get("2")),
-             str(m["n_graded"]), str(m["parse_failures"]), str(m["generation_failures"])]
+             str(m["n_graded"]), _calls_cell(m), str(m["parse_failures"]), _generation_cell(m)]
         )  # fmt: skip
     cats = sorted({c for r in have for c in r.summary["mtbench"]["per_category"]})
     cat_rows = [[c, *[sc(r.summary["mtbench"]["per_category"].get(c)) for r in have]] for c in cats]
     return [
-        ("table", ["run", "score [95% CI]", "turn 1", "turn 2", "graded", "parse failures",
-                   "generation failures"], rows),
+        ("table", ["run", "score [95% CI]", "turn 1", "turn 2", "graded", "failed calls",
+                   "parse failures", "generation failures"], rows),
         ("table", ["category", *[r.label for r in have]], cat_rows),
     ]  # fmt: skip
 
