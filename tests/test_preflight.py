@@ -165,3 +165,58 @@ def test_models_check_measures_every_role_of_a_run_config(small_locale, tmp_path
     assert all(f["fits"] is False for f in judge_roles.values())
     assert {f["role"] for f in rows["resp-1"]["roles"]} == {"responders", "filter_judges"}
     assert out.returncode == 1  # a role that does not fit fails the check
+
+
+def _closed_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def test_offline_dry_run_plans_cost_without_servers_or_keys(small_locale, tmp_path, monkeypatch):
+    monkeypatch.delenv("KOALIGN_TEST_KEY_OFF", raising=False)
+    data = server_config(str(small_locale), _closed_url())
+    data["models"]["judge"].update(
+        api_key_env="KOALIGN_TEST_KEY_OFF", price_in_per_1m=2.0, price_out_per_1m=8.0
+    )
+    data["models"]["judge"]["sampling"] = {"max_tokens": 100}
+    config = write(tmp_path / "c.yaml", data)
+    run = str(tmp_path / "run")
+    # the default dry run still checks keys and servers
+    out = cli("run", config, "-o", run, "--dry-run", "--limit", "6")
+    assert out.returncode == 1 and "KOALIGN_TEST_KEY_OFF is not set" in out.stderr
+    out = cli("run", config, "-o", run, "--dry-run", "--offline", "--json", "--limit", "6")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["offline"] is True
+    assert plan["not_checked"] == ["servers", "api_keys", "context_windows"]
+    assert plan["notes"][0].startswith("offline: no server was contacted and no API key")
+    assert "KOALIGN_TEST_KEY_OFF (not set here: KOALIGN_TEST_KEY_OFF)" in plan["notes"][1]
+    judge = plan["models"]["judge"]
+    assert (
+        judge["calls_at_most"] > 0 and judge["tokens_out_at_most"] == judge["calls_at_most"] * 100
+    )
+    expected = (judge["tokens_in_at_most"] * 2.0 + judge["tokens_out_at_most"] * 8.0) / 1e6
+    assert judge["cost_at_most"] == pytest.approx(expected)
+    assert plan["models"]["gen"]["cost_at_most"] is None  # no prices: no bound
+    assert plan["cost_at_most"] == pytest.approx(expected)
+    assert not (tmp_path / "run").exists()
+    text = cli("run", config, "-o", run, "--dry-run", "--offline", "--limit", "6")
+    assert text.returncode == 0, text.stderr
+    assert "offline dry run: servers and API keys were not checked" in text.stderr
+    assert text.stdout.strip() == (
+        "dry run (offline): nothing was called; servers and API keys were not checked"
+    )
+
+
+def test_offline_dry_run_still_checks_backends_and_needs_dry_run(small_locale, tmp_path):
+    data = server_config(str(small_locale), _closed_url())
+    data["models"]["gen"]["backend"] = "opneai"
+    config = write(tmp_path / "c.yaml", data)
+    out = cli("run", config, "-o", str(tmp_path / "run"), "--dry-run", "--offline")
+    assert out.returncode == 1 and "unknown backend 'opneai' (did you mean 'openai'?)" in out.stderr
+    out = cli("run", config, "-o", str(tmp_path / "run"), "--offline")
+    assert out.returncode == 1 and "--offline only applies to --dry-run" in out.stderr
+    assert not (tmp_path / "run").exists()

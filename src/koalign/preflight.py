@@ -8,8 +8,13 @@ and, when the model layer can tell, checks that each role's longest prompt plus 
 ``max_tokens`` fits the model's context window. All problems are collected and raised as one
 :class:`~koalign.errors.ConfigError`.
 
-:func:`plan` estimates the work of a run (records per stage, calls and tokens per model, as
-upper bounds) for ``koalign run --dry-run``.
+:func:`check_offline` is the part of :func:`check` that needs no server and no key (for
+``koalign run --dry-run --offline``): backends are created with the API-key variables that are
+not set standing in as placeholders, templates are rendered; nothing is contacted, so servers,
+keys and context windows are not checked (the returned notes say so).
+
+:func:`plan` estimates the work of a run (records per stage, calls, tokens and, where the
+models have prices, cost per model, as upper bounds) for ``koalign run --dry-run``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ __all__ = [
     "RolePrompt",
     "RunPlan",
     "check",
+    "check_offline",
     "create_models",
     "longest_prompts",
     "plan",
@@ -259,6 +265,48 @@ def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = Non
         )
 
 
+#: What an offline dry run does not check (``koalign run --dry-run --offline``).
+NOT_CHECKED_OFFLINE = ("servers", "api_keys", "context_windows")
+
+
+def check_offline(
+    config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None
+) -> list[str]:
+    """The checks of :func:`check` that contact nothing and need no API key: every model's
+    backend is created (unknown backends, bad options, missing extras; an API-key variable that
+    is not set is not a problem here), every template is rendered for every category.
+
+    Returns:
+        Notes saying what was not checked: servers, API keys (the variables the run needs, and
+        which of them are not set in ``env``) and context windows.
+
+    Raises:
+        ConfigError: naming every problem found, as :func:`check`.
+    """
+    import os
+
+    env = dict(os.environ if env is None else env)
+    keys = sorted({s.api_key_env for s in config.models.values() if s.api_key_env})
+    unset = [k for k in keys if not env.get(k)]
+    # stand-ins so that backends can be created; they are closed unused, nothing is sent
+    pool, _, problems = _models(config, {**env, **dict.fromkeys(unset, "not-checked")})
+    _close(pool)
+    problems += longest_prompts(config, loc)[1]
+    if problems:
+        raise ConfigError(
+            "the run cannot start:\n  " + "\n  ".join(problems),
+            hint="nothing was called and no run directory was created; fix these and rerun",
+        )
+    notes = [
+        "offline: no server was contacted and no API key was checked, nor any context window; "
+        "run --dry-run without --offline where the servers are up and the keys are set"
+    ]
+    if keys:
+        missing = f" (not set here: {', '.join(unset)})" if unset else ""
+        notes.append(f"API-key variables the run needs: {', '.join(keys)}{missing}")
+    return notes
+
+
 # ----------------------------------------------------------------------------- dry run
 @dataclass
 class RunPlan:
@@ -268,13 +316,16 @@ class RunPlan:
     calls: dict[str, int] = field(default_factory=dict)
     tokens_in: dict[str, int] = field(default_factory=dict)
     tokens_out: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, float | None] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of the plan: ``records`` per stage, ``roles`` -> models, per model the
-        upper bounds ``calls_at_most``, ``tokens_in_at_most`` and ``tokens_out_at_most``, and
-        ``notes``."""
+        upper bounds ``calls_at_most``, ``tokens_in_at_most``, ``tokens_out_at_most`` and
+        ``cost_at_most`` (in the models' price currency; None for a model without prices),
+        ``cost_at_most`` of the priced models together, and ``notes``."""
+        priced = [c for c in self.cost.values() if c is not None]
         return {
             "records": self.records,
             "roles": self.roles,
@@ -283,9 +334,11 @@ class RunPlan:
                     "calls_at_most": self.calls[m],
                     "tokens_in_at_most": self.tokens_in.get(m, 0),
                     "tokens_out_at_most": self.tokens_out.get(m, 0),
+                    "cost_at_most": self.cost.get(m),
                 }
                 for m in sorted(self.calls)
             },
+            "cost_at_most": round(sum(priced), 6) if priced else None,
             "notes": self.notes,
         }
 
@@ -338,11 +391,22 @@ def plan(config: RunConfig, loc: Locale, *, limit: int | None = None) -> RunPlan
     add("responders", cases, "responder")
     add("response_judge", cases * len(roles["responders"]), "response_judge")
     add("filter_judges", cases, "filter_judge")
+    for m in rp.calls:
+        spec = config.models[m]
+        if spec.price_in_per_1m is None and spec.price_out_per_1m is None:
+            rp.cost[m] = None
+        else:
+            cost = rp.tokens_in[m] * (spec.price_in_per_1m or 0.0) + rp.tokens_out[m] * (
+                spec.price_out_per_1m or 0.0
+            )
+            rp.cost[m] = round(cost / 1e6, 6)
     rp.notes = [
         "upper bounds: every seed kept, every round run, every case passed on; real runs drop "
         "seeds, stop attacking a target once it is broken and filter cases",
         "tokens_in from each role's longest prompt (conservative estimate where the tokenizer "
         "is not local); tokens_out from max_tokens (0 when unset)",
         "JSON repairs and retries come on top",
+        "cost from the models' price_in_per_1m and price_out_per_1m (in their currency; n/a "
+        "for a model without prices)",
     ]
     return rp

@@ -25,8 +25,16 @@ DryRunOpt = Annotated[
     bool,
     typer.Option(
         "--dry-run",
-        help="Check everything and print the plan (stages, roles, models, upper bounds of calls "
-        "and tokens per model) without calling any model or creating the run directory.",
+        help="Check everything and print the plan (stages, roles, models, upper bounds of calls, "
+        "tokens and cost per model) without calling any model or creating the run directory.",
+    ),
+]
+OfflineOpt = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="With --dry-run: contact no server and require no API key (servers, keys and "
+        "context windows are then not checked); the plan and cost bounds are the same.",
     ),
 ]
 
@@ -178,13 +186,21 @@ def run_pipeline(
     data: dict[str, Any] | None = None,
     json: bool = False,
     dry_run: bool = False,
+    offline: bool = False,
 ) -> dict[str, Any]:
     from koalign.config import load_run_config
     from koalign.runner import Pipeline
 
+    if offline and not dry_run:
+        from koalign.errors import ConfigError
+
+        raise ConfigError(
+            "--offline only applies to --dry-run",
+            hint="add --dry-run to plan offline; a real run needs its servers and keys",
+        )
     cfg, loc = load_run_config(config, overrides or [], data=data)
     if dry_run:
-        return show_plan(cfg, loc, stages, limit=limit, json=json)
+        return show_plan(cfg, loc, stages, limit=limit, json=json, offline=offline)
     pipeline = Pipeline(
         cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
     )
@@ -204,21 +220,38 @@ def run_pipeline(
 
 
 def show_plan(
-    cfg: Any, loc: Any, stages: tuple[str, ...], *, limit: int | None, json: bool
+    cfg: Any,
+    loc: Any,
+    stages: tuple[str, ...],
+    *,
+    limit: int | None,
+    json: bool,
+    offline: bool = False,
 ) -> dict[str, Any]:
-    """Check the config (no call, no run directory) and print the plan of a run."""
+    """Check the config (no call, no run directory) and print the plan of a run. ``offline``:
+    only the checks that contact no server and need no key (labelled as such)."""
     from koalign import preflight
 
     if limit is not None and limit <= 0:
         from koalign.errors import ConfigError
 
         raise ConfigError(f"--limit {limit} selects nothing", hint="give a positive number")
-    preflight.check(cfg, loc)
+    offline_notes = preflight.check_offline(cfg, loc) if offline else []
+    if not offline:
+        preflight.check(cfg, loc)
     plan = preflight.plan(cfg, loc, limit=limit).as_dict()
     plan["stages"] = list(stages)
+    plan["offline"] = offline
+    plan["not_checked"] = list(preflight.NOT_CHECKED_OFFLINE) if offline else []
+    plan["notes"] = offline_notes + plan["notes"]
     if json:
         print_json(plan)
         return plan
+    if offline:
+        err.print(
+            "[bold yellow]offline dry run:[/] servers and API keys were not checked",
+            highlight=False,
+        )
     err.print(f"[bold]stages:[/] {' -> '.join(stages)}", highlight=False)
     roles = Table(title="roles", title_justify="left")
     roles.add_column("role")
@@ -227,7 +260,7 @@ def show_plan(
         roles.add_row(role, ", ".join(models), style=None)
     err.print(roles)
     table = Table(title="per model (upper bounds)", title_justify="left")
-    for col in ("model", "calls", "tokens in", "tokens out"):
+    for col in ("model", "calls", "tokens in", "tokens out", "cost"):
         table.add_column(col, justify="right" if col != "model" else "left")
     for m, v in plan["models"].items():
         table.add_row(
@@ -235,13 +268,27 @@ def show_plan(
             f"{v['calls_at_most']:,}",
             f"{v['tokens_in_at_most']:,}",
             f"{v['tokens_out_at_most']:,}",
+            _money(v["cost_at_most"]),
         )
     err.print(table)
     err.print(f"records at most: {plan['records']}", highlight=False, markup=False)
+    if plan["cost_at_most"] is not None:
+        err.print(f"cost at most: {_money(plan['cost_at_most'])}", highlight=False, markup=False)
     for note in plan["notes"]:
         err.print(f"  {note}", highlight=False, markup=False)
-    typer.echo("dry run: nothing was called")
+    typer.echo(
+        "dry run (offline): nothing was called; servers and API keys were not checked"
+        if offline
+        else "dry run: nothing was called"
+    )
     return plan
+
+
+def _money(value: float | None) -> str:
+    """A cost bound: 2 decimals from 1 up, 4 below (0.0042), n/a without prices."""
+    if value is None:
+        return "n/a"
+    return f"{value:,.2f}" if value >= 1 else f"{value:.4f}"
 
 
 def register(app: typer.Typer) -> None:
@@ -253,10 +300,18 @@ def register(app: typer.Typer) -> None:
         set_: SetOpt = None,
         json: JsonOpt = False,
         dry_run: DryRunOpt = False,
+        offline: OfflineOpt = False,
     ) -> None:
         """Run every stage (seeds, attack, respond, judge, export); resumes a run directory."""
         run_pipeline(
-            config, out, stage_names(), overrides=set_, limit=limit, json=json, dry_run=dry_run
+            config,
+            out,
+            stage_names(),
+            overrides=set_,
+            limit=limit,
+            json=json,
+            dry_run=dry_run,
+            offline=offline,
         )
 
     for stage in stage_names():
