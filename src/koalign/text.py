@@ -65,6 +65,7 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 _MERSENNE = (1 << 61) - 1
 _MAX_HASH = (1 << 32) - 1
+_BAND_MULT = 0x100000001B3  # the 64-bit FNV prime
 
 
 @functools.lru_cache(maxsize=32)
@@ -93,9 +94,9 @@ class NearDuplicateFilter:
     64-bit hashes, universal hashing modulo 2^61 - 1 as in datasketch, banded for a threshold
     0.1 below ``threshold`` for recall); a candidate counts only when the exact Jaccard
     similarity of the n-gram sets reaches ``threshold``, so LSH never causes a false positive.
-    State per kept text: its band keys and a sorted array of its n-gram hashes (about 8 bytes
-    per n-gram), so memory stays small for hundreds of thousands of texts. Deterministic for a
-    given ``seed``.
+    State per kept text: one 64-bit hash per band and a sorted array of its n-gram hashes
+    (about 8 bytes per n-gram): about 2 KB for an 80-character prompt, so memory stays small
+    for hundreds of thousands of texts. Deterministic for a given ``seed``.
     """
 
     def __init__(
@@ -111,9 +112,11 @@ class NearDuplicateFilter:
         self._a = rng.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
         self._b = rng.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
         self._bands, self._rows = lsh_params(min(0.9, max(0.1, threshold - 0.1)), num_perm)
-        self._tables: list[dict[bytes, list[str]]] = [{} for _ in range(self._bands)]
-        self._kept: dict[str, Any] = {}
-        self._order: dict[str, int] = {}
+        # band hash (64-bit: a collision only adds a candidate, which is checked exactly)
+        # -> the index of the one kept text in that bucket, or a list of them
+        self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self._bands)]
+        self._kept: list[Any] = []  # index -> sorted n-gram hashes
+        self._keys: list[str] = []  # index -> key
 
     def _hashes(self, text: str) -> Any:
         import numpy as np
@@ -124,7 +127,7 @@ class NearDuplicateFilter:
         }
         return np.array(sorted(values), dtype=np.uint64)
 
-    def _bands_of(self, hashes: Any) -> list[bytes]:
+    def _bands_of(self, hashes: Any) -> list[int]:
         import numpy as np
 
         if len(hashes) == 0:
@@ -134,8 +137,12 @@ class NearDuplicateFilter:
             with np.errstate(over="ignore"):
                 perm = (np.outer(low, self._a) + self._b) % np.uint64(_MERSENNE)
             sig = (perm & np.uint64(_MAX_HASH)).min(axis=0)
-        r = self._rows
-        return [sig[i * r : (i + 1) * r].tobytes() for i in range(self._bands)]
+        rows = sig[: self._bands * self._rows].reshape(self._bands, self._rows)
+        key = np.zeros(self._bands, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(self._rows):  # a 64-bit polynomial hash of each band's rows
+                key = key * np.uint64(_BAND_MULT) + rows[:, j]
+        return [int(k) for k in key]
 
     def add(self, key: str, text: str) -> str | None:
         """The key of an earlier kept text that ``text`` nearly duplicates, or ``None`` (then
@@ -144,19 +151,32 @@ class NearDuplicateFilter:
 
         hashes = self._hashes(text)
         bands = self._bands_of(hashes)
-        candidates: set[str] = set()
+        candidates: set[int] = set()
         for table, band in zip(self._tables, bands, strict=True):
-            candidates.update(table.get(band, ()))
-        for other in sorted(candidates, key=self._order.__getitem__):
+            hit = table.get(band)
+            if hit is None:
+                continue
+            if isinstance(hit, int):
+                candidates.add(hit)
+            else:
+                candidates.update(hit)
+        for other in sorted(candidates):  # indices are the order of addition
             kept = self._kept[other]
             inter = len(np.intersect1d(hashes, kept, assume_unique=True))
             union = len(hashes) + len(kept) - inter
             if (inter / union if union else 1.0) >= self.threshold:
-                return other
-        self._kept[key] = hashes
-        self._order[key] = len(self._order)
+                return self._keys[other]
+        index = len(self._keys)
+        self._kept.append(hashes)
+        self._keys.append(key)
         for table, band in zip(self._tables, bands, strict=True):
-            table.setdefault(band, []).append(key)
+            hit = table.get(band)
+            if hit is None:
+                table[band] = index
+            elif isinstance(hit, int):
+                table[band] = [hit, index]
+            else:
+                hit.append(index)
         return None
 
 
