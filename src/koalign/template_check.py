@@ -14,6 +14,9 @@ its users do, through the same builders and the same sandbox
   ``mtbench_judge``, ``acceptability_judge``, ``bias_judge``) through the request builders of
   ``koalign eval``, for every category and for rows without one.
 
+:func:`evaluation_example` renders one evaluation template the same way for
+``koalign prompt show`` (``safety_judge`` and ``refusal_judge`` for a given category).
+
 Only the branches these values take are exercised: a ``{% if %}`` that no example reaches is
 parsed, not rendered. A template no stage or evaluation renders is only parsed (a note says so).
 """
@@ -25,10 +28,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from koalign.errors import KoalignError
+from koalign.errors import KoalignError, LocaleError
 from koalign.locale import Locale
+from koalign.types import Message
 
-__all__ = ["TemplateProblem", "template_problems"]
+__all__ = ["EVALUATION_TEMPLATES", "TemplateProblem", "evaluation_example", "template_problems"]
+
+#: The templates ``koalign eval`` renders (the pipeline's are ``stages.base.all_templates()``).
+EVALUATION_TEMPLATES = (
+    "safety_judge",
+    "refusal_judge",
+    "mc_answer",
+    "mtbench_judge",
+    "acceptability_judge",
+    "bias_judge",
+)
 
 _FIX = (
     "fix the template, then `koalign prompt show {role} --category {cat} --locale {loc}` "
@@ -133,6 +147,33 @@ def _evaluation_cases(loc: Locale) -> Iterator[tuple[str, str, Render]]:
             f"`koalign eval judge --task {name}`",
             partial(calibration._request, loc, task, row, resolver),
         )
+
+
+def evaluation_example(loc: Locale, template: str, category: str | None) -> tuple[Message, ...]:
+    """One evaluation template rendered through ``koalign eval``'s request builder with the
+    example values :func:`template_problems` uses: for ``category`` where the template is given
+    one (``safety_judge``, ``refusal_judge``; ``None``: a row without a category), else its
+    first example (``mtbench_judge``: turn 1).
+
+    Raises:
+        LocaleError: ``template`` is not an evaluation template, or ``category`` is not in the
+            taxonomy; the template's own render errors as they are.
+    """
+    if template not in EVALUATION_TEMPLATES:
+        from koalign.errors import did_you_mean
+
+        raise LocaleError(
+            f"unknown evaluation template '{template}'{did_you_mean(template, EVALUATION_TEMPLATES)}",
+            hint=f"evaluation templates: {', '.join(EVALUATION_TEMPLATES)}",
+        )
+    by_category = template in ("safety_judge", "refusal_judge")
+    if by_category and category is not None:
+        category = loc.taxonomy.category(category).id  # unknown ids: the taxonomy's error
+    wanted = f"category {category}" if category else "a row without a category"
+    for name, uses, render in _evaluation_cases(loc):
+        if name == template and (not by_category or uses == wanted):
+            return tuple(render().messages)
+    raise LocaleError(f"no example for prompts/{template}.j2")  # pragma: no cover
 
 
 def template_problems(loc: Locale) -> tuple[list[TemplateProblem], list[str]]:

@@ -341,18 +341,41 @@ def register(app: typer.Typer) -> None:
 
     @prompt_app.command("show")
     def prompt_show(
-        role: Annotated[str, typer.Argument(help="Template role, e.g. responder, harm_judge.")],
+        role: Annotated[
+            str,
+            typer.Argument(
+                help="Template: a pipeline role (e.g. responder, harm_judge) or an evaluation "
+                "template (safety_judge, refusal_judge, mc_answer, mtbench_judge, "
+                "acceptability_judge, bias_judge)."
+            ),
+        ],
         category: Annotated[str, typer.Option("--category", "-c", help="Category id.")] = "A",
         locale: Annotated[
             str, typer.Option("--locale", "-l", help="Locale name or folder.")
         ] = "ko",
         json: JsonOpt = False,
     ) -> None:
-        """Render one role's template for a category with example values."""
+        """Render one template for a category with example values, through the builder that
+        uses it (the pipeline's stages, or `koalign eval` for the evaluation templates)."""
+        from koalign.errors import LocaleError, did_you_mean
         from koalign.locale import load_locale
+        from koalign.stages.base import all_templates
         from koalign.stages.preview import render_example
+        from koalign.template_check import EVALUATION_TEMPLATES, evaluation_example
 
-        messages = render_example(load_locale(locale), role, category.upper())
+        known = [*all_templates(), *EVALUATION_TEMPLATES]
+        if role not in known:
+            raise LocaleError(
+                f"unknown template '{role}'{did_you_mean(role, known)}",
+                where="prompt show",
+                hint=f"pipeline roles: {', '.join(all_templates())}; evaluation templates: "
+                f"{', '.join(EVALUATION_TEMPLATES)}",
+            )
+        loc = load_locale(locale)
+        if role in EVALUATION_TEMPLATES:
+            messages = evaluation_example(loc, role, category.upper())
+        else:
+            messages = render_example(loc, role, category.upper())
         if json:
             print_json([m.model_dump() for m in messages])
             return
