@@ -151,3 +151,16 @@ def test_presets_load_with_the_paper_settings() -> None:
     for path in (EXAMPLES / "accelerate").glob("*.yaml"):
         acc = yaml.safe_load(path.read_text(encoding="utf-8"))
         assert acc["distributed_type"] in {"DEEPSPEED", "FSDP"} and acc["mixed_precision"] == "bf16"
+
+
+def test_override_errors_name_the_override_not_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "train.yaml"
+    path.write_text("model: org/Base-7B\ndata: [x.jsonl]\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_train_config(path, overrides=["lr=1"])
+    assert exc.value.where == "--set lr=1" and exc.value.message == "lr: unknown key"
+    assert f"{path} itself is valid" in (exc.value.hint or "")
+    path.write_text("model: org/Base-7B\ndata: [x.jsonl]\nepochs: 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:  # the file's own error stays the file's
+        load_train_config(path, overrides=["peft.r=8"])
+    assert exc.value.where == str(path) and "epochs: unknown key" in exc.value.message

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,8 +178,25 @@ def load_train_config(
     for key, value in fields.items():
         if value is not None and value != []:
             data[key] = value
+    where = str(path) if path else "config"
+    before = copy.deepcopy(data)
     apply_overrides(data, overrides)
-    return validate_config(data, where=str(path) if path else "config")
+    try:
+        return validate_config(data, where=where)
+    except ConfigError as exc:
+        if not overrides:
+            raise
+        try:  # the file (and options) alone: valid means the overrides are to blame
+            validate_config(before, where=where)
+        except ConfigError:
+            raise exc from None
+        raise ConfigError(
+            exc.message,
+            where=f"--set {overrides[0]}" if len(overrides) == 1 else "--set",
+            hint=f"{where} itself is valid; fix or drop the override"
+            + ("" if len(overrides) == 1 else "s")
+            + "; config keys: docs/training.md",
+        ) from None
 
 
 def validate_config(data: dict[str, Any], *, where: str = "config") -> TrainConfig:
