@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.evaluate.replay import ReplayServer
 from typer.testing import CliRunner
 
 from koalign.cli import app
 from koalign.jsonio import read_jsonl
+from support.replay import ReplayServer
 
 runner = CliRunner()
 SHAPES = [
