@@ -15,6 +15,7 @@ from koalign.backends import backend_names, register_backend
 from koalign.backends.scripted import ScriptedBackend
 from koalign.locale import Locale, load_locale
 from koalign.types import ChatRequest, Message
+from support.servers import completion, reply
 
 CALLS: dict[str, int] = {}
 
@@ -157,18 +158,7 @@ class ScriptServer:
                 schema = schema_from_text(messages[-1].content)
                 request = ChatRequest(messages=messages, json_schema=schema)
                 text = _SERVED[body["model"]](request)
-                payload = json.dumps(
-                    {"id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": text}}],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
-                    ensure_ascii=False,
-                ).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                reply(self, completion(body["model"], text))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from koalign.agreement import cohen_kappa
 from koalign.cli import app
 from koalign.jsonio import read_jsonl
+from support.servers import completion, reply
 
 runner = CliRunner()
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
@@ -58,18 +59,7 @@ class LabelServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 text = "\n".join(m["content"] for m in body["messages"])
                 payload = outer.answer(body["model"], text)
-                data = json.dumps(
-                    {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": payload}}],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
-                    ensure_ascii=False,
-                ).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, completion(body["model"], payload))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

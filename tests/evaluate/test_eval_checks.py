@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from koalign.cli import app
 from koalign.evaluate.failures import EXIT_CALLS_FAILED, MAX_CALL_FAILURE_SHARE, incomplete
+from support.servers import completion, reply
 
 from .conftest import model_fn
 
@@ -99,8 +100,7 @@ class FlakyServer:
                     outer.release.wait()
                     return
                 if body["model"] == "down" or "[DOWN]" in body["messages"][-1]["content"]:
-                    payload = b'{"error": {"message": "overloaded"}}'
-                    self.send_response(503)
+                    reply(self, b'{"error": {"message": "overloaded"}}', 503)
                 else:
                     msgs = tuple(Message(role=m["role"], content=m["content"]) for m in body["messages"])  # fmt: skip
                     text = {
@@ -110,18 +110,7 @@ class FlakyServer:
                             {"score": 7, "reason": "무난한 답"}, ensure_ascii=False
                         ),
                     }.get(body["model"]) or model_fn(ChatRequest(messages=msgs))
-                    payload = json.dumps(
-                        {"id": "c", "object": "chat.completion", "created": 0, "model": "target",
-                         "choices": [{"index": 0, "finish_reason": "stop",
-                                      "message": {"role": "assistant", "content": text}}],
-                         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
-                        ensure_ascii=False,
-                    ).encode()  # fmt: skip
-                    self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                    reply(self, completion("target", text))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from koalign.backends.structured import schema_from_text
 from koalign.cli import app
+from support.servers import completion, reply
 
 runner = CliRunner()
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
@@ -50,19 +51,7 @@ class JudgeServer:
                                "reason": "검토함"}  # fmt: skip
                 else:
                     verdict = {"score": 1 + h % 10, "reason": "검토함"}
-                data = json.dumps(
-                    {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant",
-                                              "content": json.dumps(verdict, ensure_ascii=False)}}],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}},
-                    ensure_ascii=False,
-                ).encode()  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, completion(body["model"], json.dumps(verdict, ensure_ascii=False)))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

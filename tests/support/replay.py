@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from koalign.backends.structured import schema_from_text
+from support.servers import completion, reply
 
 MODEL_SHAPES = re.compile(r"<<([a-z-]+)>>")
 JUDGE_SHAPES = re.compile(r"\[\[([A-Z-]+)\]\]")
@@ -198,17 +199,10 @@ class ReplayServer:
                     content, finish = safety_judge_answer("\n".join(texts), schema)
                 else:
                     content, finish = refusal_judge_answer("\n".join(texts), texts)
-                payload = json.dumps(
-                    {"id": "r1", "object": "chat.completion", "created": 0, "model": model,
-                     "choices": [{"index": 0, "finish_reason": finish,
-                                  "message": {"role": "assistant", "content": content, **extra}}],
-                     "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}},
-                ).encode("ascii")  # fmt: skip
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                payload = completion(
+                    model, content, finish_reason=finish, usage=(10, 5), ascii_only=True, **extra
+                )
+                reply(self, payload)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

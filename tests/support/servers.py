@@ -1,5 +1,6 @@
-"""The benchmark double (bench/harness.py) as a loopback OpenAI-compatible server for tests, and
-a run config whose every role goes to it through the ``openai`` backend."""
+"""The benchmark double (bench/harness.py) as a loopback OpenAI-compatible server for tests, a
+run config whose every role goes to it through the ``openai`` backend, and the answer body and
+reply helpers the tests' own small servers share."""
 
 from __future__ import annotations
 
@@ -21,6 +22,49 @@ if str(BENCH) not in sys.path:
 import harness  # noqa: E402
 
 MODELS = ("gen", "target-a", "target-b", "judge", "resp-1", "resp-2", "resp-3")
+
+
+def completion(
+    model: str,
+    content: str | None,
+    *,
+    finish_reason: str = "stop",
+    usage: tuple[int, int] = (1, 1),
+    ascii_only: bool = False,
+    **message: Any,
+) -> bytes:
+    """A ``chat.completion`` response body with one choice (``message`` adds fields such as
+    ``reasoning_content``); ``ascii_only`` escapes non-ASCII text (a lone surrogate too)."""
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": finish_reason,
+                "message": {"role": "assistant", "content": content, **message},
+            }
+        ],
+        "usage": {
+            "prompt_tokens": usage[0],
+            "completion_tokens": usage[1],
+            "total_tokens": usage[0] + usage[1],
+        },
+    }
+    if ascii_only:
+        return json.dumps(body).encode("ascii")
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+def reply(handler: Any, payload: bytes, status: int = 200) -> None:
+    """Send ``payload`` as a JSON response from a ``BaseHTTPRequestHandler``."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
 
 
 @contextlib.contextmanager
