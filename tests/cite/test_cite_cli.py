@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from rich.cells import cell_len
@@ -78,7 +81,7 @@ def test_table_output(tmp_path: Path, pack_dir: Path) -> None:
     res = runner.invoke(app, ["cite", "check", str(src), "-l", str(pack_dir)])
     assert res.exit_code == 0, res.output
     assert "outdated" in res.stdout and "retired" in res.stdout
-    assert "1 texts: contact_retired 1, outdated 1" in res.stdout
+    assert "1 texts; citations: outdated 1 (1); contacts: retired 1 (1)" in res.stdout
     assert "1 of 1 texts rejected by the default rule" in res.stdout
 
 
@@ -142,7 +145,7 @@ def test_table_notes_are_said_once_and_wrap_instead_of_being_cut() -> None:
     c71 = report.to_dict()["citations"][0]
     assert c71["reason"] == "registry entry unverified" and c71["confidence"] == "unverified"
     for width in (60, 80, 200):
-        text = _render(_table([(rid, report.to_dict())]), width)
+        text = _render(_table([(rid, report.to_dict())], width), width)
         assert "…" not in text
         assert max(cell_len(line) for line in text.splitlines()) <= width
         lines = [line.split("│") for line in text.splitlines() if line.count("│") == 7]
@@ -150,3 +153,59 @@ def test_table_notes_are_said_once_and_wrap_instead_of_being_cut() -> None:
         assert notes.count("registryentryunverified") == 1, text
         assert "no제999조inthestatutetext(lastarticle제372조)" in notes, text
         assert "".join(cells[1].strip() for cells in lines).startswith(rid), text
+
+
+def test_null_answers_are_skipped_and_counted_not_errors(tmp_path: Path, pack_dir: Path) -> None:
+    src = tmp_path / "safety.jsonl"  # koalign eval output with two generation failures
+    rows = [
+        {"id": "q1", "prompt": "?", "answer": "형법 제307조, 상담은 109"},
+        {"id": "q2", "prompt": "?", "answer": None, "error": "timeout"},
+        {"id": "q3", "text": None},
+        {"id": "q4", "answer": 5},  # not a generation failure: still an error
+    ]
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    res = runner.invoke(app, ["cite", "check", str(src), "--json", "-l", str(pack_dir)])
+    assert res.exit_code == 1
+    got = _json_lines(res.stdout)
+    assert [r["id"] for r in got] == ["q1", "q2", "q3", 4]
+    assert got[1] == {"id": "q2", "skipped": "no answer (null)"} and "error" in got[3]
+    assert "2 rows without an answer skipped" in res.stderr
+    assert "1 unreadable input line(s)" in res.stderr
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows[:3]), encoding="utf-8")
+    table = runner.invoke(app, ["cite", "check", str(src), "-l", str(pack_dir)])
+    assert table.exit_code == 0, table.output
+    assert "1 texts; citations: verified 1 (1); contacts: current 1 (1)" in table.stdout
+    assert "2 rows without an answer skipped" in table.stdout
+    assert "error" not in table.output and "unreadable" not in table.output
+
+
+def test_summary_counts_citations_and_contacts_apart(tmp_path: Path, pack_dir: Path) -> None:
+    src = tmp_path / "a.txt"
+    lines = ["형법 제307조, 형법 제999조, 국번 없이 109", "형법 제307조, 상담은 1393"]
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    res = runner.invoke(app, ["cite", "check", str(src), "-l", str(pack_dir)])
+    assert res.exit_code == 0, res.output
+    assert (
+        "2 texts; citations: verified 2, nonexistent 1 (3); contacts: current 1, retired 1 (2)"
+        in res.stdout
+    )
+
+
+def test_status_and_short_ids_are_never_split_at_80_columns(tmp_path: Path) -> None:
+    src = tmp_path / "a.jsonl"
+    text = "형법 제999조, 개인정보 보호법 제71조, 동물보호법 제8조, 상담은 1393, 여성가족부, 형법 제307조"
+    lines = [{"id": f"q{i:03d}", "text": text} for i in range(3)]
+    src.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines), encoding="utf-8")
+    env = {**os.environ, "COLUMNS": "80"}
+    res = subprocess.run(
+        [sys.executable, "-m", "koalign", "cite", "check", str(src)],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("│") for line in res.stdout.splitlines() if line.count("│") == 7]
+    assert rows and max(cell_len(line) for line in res.stdout.splitlines() if "│" in line) <= 80
+    statuses = {cells[5].strip() for cells in rows} - {""}
+    assert statuses == {"nonexistent", "unverified", "outdated", "retired", "renamed", "verified"}
+    ids = {cells[1].strip() for cells in rows} - {""}
+    assert ids == {"q000", "q001", "q002"}
+    assert min(cell_len(cells[6]) for cells in rows) >= 20  # the note keeps room to read

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.cells import cell_len
 from rich.table import Table
 
 from koalign.cli.common import err, out, print_error, print_jsonl
@@ -45,10 +46,14 @@ def _json_type(value: Any) -> str:
 def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], str]:
     """Read FILE (or stdin for '-') into (id, text, error) rows; also return the format.
 
+    A row with neither text nor error is one to skip: a JSONL object whose ``text`` and
+    ``answer`` are null or absent, at least one of them present (a generation failure in an
+    eval answer file).
+
     JSONL is recognised when the first non-empty line starts with '{': each line must then be
     an object with a string ``text`` or, failing that, a string ``answer`` (as in koalign's eval
-    answer files); ``id`` optional, the line number otherwise; other fields are ignored. Otherwise every non-empty line is one text, with its
-    line number as id. Raises KoalignError when the input cannot be read at all.
+    answer files); ``id`` optional, the line number otherwise; other fields are ignored.
+    Otherwise every non-empty line is one text, with its line number as id. Raises KoalignError when the input cannot be read at all.
     """
     if file == "-":
         raw = sys.stdin.buffer.read()
@@ -87,6 +92,10 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
         text = record.get("text")
         if not isinstance(text, str):  # koalign's eval answer files hold 'answer'
             text = record.get("answer")
+        given = [record[k] for k in ("text", "answer") if k in record]
+        if not isinstance(text, str) and given and all(v is None for v in given):
+            rows.append((record.get("id", n), None, None))  # a generation failure: no answer
+            continue
         if not isinstance(text, str):
             fields = ", ".join(f"'{k}'" for k in record) or "none"
             rows.append((n, None, f"{where}:{n}: {_NOT_A_ROW} (its fields: {fields})"))
@@ -102,17 +111,42 @@ def _note(parts: list[str]) -> str:
     return "; ".join(seen)
 
 
-def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
+_CAPS = {"id": 14, "found": 16, "law / contact": 14, "article": 10}  # the most a column takes
+_FLOORS = {"id": 6, "found": 6, "law / contact": 6, "article": 4}  # ... and the least
+_NOTE_WANTS = 24  # the note's share before the other columns give up room
+
+
+def _widths(cells: list[list[str]], width: int | None) -> dict[str, int]:
+    """Fixed widths for every column but the note: each as wide as its longest cell up to its
+    cap, the status as wide as its longest word. With a terminal width, the widest of the
+    other columns gives up room, one cell at a time down to its floor, until the note has
+    ``_NOTE_WANTS`` cells or all it needs."""
+    heads = [*_CAPS, "status", "note"]
+    natural = {
+        h: max([cell_len(w) for w in h.split()] + [cell_len(row[i]) for row in cells])
+        for i, h in enumerate(heads)
+    }
+    fixed = {h: min(natural[h], cap) for h, cap in _CAPS.items()}
+    if width is not None:
+        room = width - (3 * len(heads) + 1) - natural["status"]  # borders and padding
+        want = min(natural["note"], _NOTE_WANTS)
+        while room - sum(fixed.values()) < want:
+            shrinkable = [h for h in fixed if fixed[h] > _FLOORS[h]]
+            if not shrinkable:
+                break
+            fixed[max(shrinkable, key=lambda h: fixed[h] - _FLOORS[h])] -= 1
+    fixed["status"] = natural["status"]
+    return fixed
+
+
+def _table(rows: list[tuple[Any, dict[str, Any]]], width: int | None = None) -> Table:
     """One row per citation, contact and institution. Long cells wrap, and a word longer than
-    its column folds onto the next line: nothing is cut, whatever the terminal's width."""
-    table = Table()
-    # the note gets the most room: the other columns are capped (a longer cell wraps)
-    for header, most in (("id", 14), ("found", 16), ("law / contact", 14), ("article", 10),
-                         ("status", 12), ("note", None)):  # fmt: skip
-        table.add_column(header, overflow="fold", max_width=most)
+    its column folds onto the next line: nothing is cut, whatever the terminal's width. The
+    status never wraps and the note column takes the room the others leave (``width``: the
+    terminal's, when known)."""
+    cells: list[list[str]] = []
     for rid, result in rows:
         for c in result["citations"]:
-            style = _STATUS_STYLE.get(c["status"], "")
             article = c["article"] or ""
             if c["paragraph"]:
                 article += f" ¶{c['paragraph']}"
@@ -129,34 +163,68 @@ def _table(rows: list[tuple[Any, dict[str, Any]]]) -> Table:
                 notes.append("registry entry unverified")
             if c.get("relevant") is False:
                 notes.append("not in this category's policy")
-            table.add_row(
-                str(rid),
-                c["text"],
-                c["law"],
-                article,
-                f"[{style}]{c['status']}[/]",
-                _note(notes),
+            cells.append(
+                [
+                    str(rid),
+                    c["text"],
+                    c["law"],
+                    article,
+                    c["status"],
+                    _note(notes),
+                ]
             )
         for k in result["contacts"]:
-            style = _STATUS_STYLE.get(k["status"], "")
             notes = [f"now: {k['replacement']}"] if k.get("replacement") else []
             if k.get("confidence") == "unverified":
                 notes.append("registry entry unverified")
-            table.add_row(
-                str(rid),
-                k["number"],
-                k.get("name") or "",
-                "",
-                f"[{style}]{k['status']}[/]",
-                _note(notes),
+            cells.append(
+                [
+                    str(rid),
+                    k["number"],
+                    k.get("name") or "",
+                    "",
+                    k["status"],
+                    _note(notes),
+                ]
             )
         for i in result.get("institutions", []):
-            style = _STATUS_STYLE.get(i["status"], "")
             note = f"now: {i['current_name']}" + (
                 f" (since {i['renamed_on']})" if i.get("renamed_on") else ""
             )
-            table.add_row(str(rid), i["name"], "", "", f"[{style}]{i['status']}[/]", note)
+            cells.append([str(rid), i["name"], "", "", i["status"], note])
+    fixed = _widths(cells, width)
+    table = Table()
+    for header, w in fixed.items():
+        table.add_column(header, overflow="fold", width=w, no_wrap=header == "status")
+    table.add_column("note", overflow="fold")
+    for row in cells:
+        style = _STATUS_STYLE.get(row[4], "")
+        table.add_row(*row[:4], f"[{style}]{row[4]}[/]", row[5])
     return table
+
+
+def summary_line(texts: int, totals: dict[str, int]) -> str:
+    """``N texts; citations: verified 80, nonexistent 40 (120); contacts: current 80 (80)``:
+    the verdict counts of :meth:`CitationReport.counts` per kind of finding, most frequent
+    first, each kind with its total (a kind with nothing found is left out)."""
+    kinds: dict[str, dict[str, int]] = {"citations": {}, "contacts": {}, "institutions": {}}
+    for verdict, n in totals.items():
+        kind, _, status = verdict.partition("_")
+        if kind == "contact" and status:
+            kinds["contacts"][status] = n
+        elif kind == "institution" and status:
+            kinds["institutions"][status] = n
+        else:
+            kinds["citations"][verdict] = n
+    parts = [f"{texts} texts"]
+    for kind, counts in kinds.items():
+        if counts:
+            listed = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            each = ", ".join(f"{k} {v}" for k, v in listed)
+            parts.append(f"{kind}: {each} ({sum(counts.values())})")
+    if len(parts) == 1:
+        parts.append("nothing found")
+    return "; ".join(parts)
 
 
 def register(app: typer.Typer) -> None:
@@ -207,7 +275,7 @@ def register(app: typer.Typer) -> None:
             print_error(exc)
             raise typer.Exit(1) from None
         results: list[tuple[Any, dict[str, Any]]] = []
-        unreadable = rejected = 0
+        unreadable = rejected = skipped = 0
         totals: dict[str, int] = {}
         for rid, text, problem in rows:
             if problem is not None:
@@ -216,7 +284,11 @@ def register(app: typer.Typer) -> None:
                 if json_out:
                     print_jsonl({"id": rid, "error": problem})
                 continue
-            assert text is not None
+            if text is None:
+                skipped += 1
+                if json_out:
+                    print_jsonl({"id": rid, "skipped": "no answer (null)"})
+                continue
             report = index.check(text, category=cat)
             for key, n in report.counts().items():
                 totals[key] = totals.get(key, 0) + n
@@ -226,13 +298,20 @@ def register(app: typer.Typer) -> None:
                 print_jsonl({"id": rid, **result})
             else:
                 results.append((rid, result))
+        skip_line = (
+            f"{skipped} row{'' if skipped == 1 else 's'} without an answer skipped "
+            "(text and answer null: a generation failure)"
+        )
         if json_out:
             sys.stdout.flush()
+            if skipped:
+                err.print(skip_line, highlight=False)
         else:
-            if any(r["citations"] or r["contacts"] for _, r in results):
-                out.print(_table(results))
-            summary = ", ".join(f"{k} {v}" for k, v in sorted(totals.items())) or "nothing found"
-            out.print(f"{len(results)} texts: {summary}", highlight=False)
+            if any(r["citations"] or r["contacts"] or r["institutions"] for _, r in results):
+                out.print(_table(results, out.width))
+            out.print(summary_line(len(results), totals), highlight=False)
+            if skipped:
+                out.print(skip_line, highlight=False)
             out.print(
                 f"{rejected} of {len(results)} texts rejected by the default rule "
                 f"({', '.join(sorted(DEFAULT_REJECT))})",
