@@ -161,6 +161,21 @@ def test_a_finished_stage_file_changed_by_hand_is_reported_and_rebuilt(reference
     assert sorted(paid_calls(run_dir)) == before  # from the cache: nothing paid again
 
 
+def test_a_smaller_limit_says_which_records_it_leaves_out(reference, tmp_path, caplog):
+    import shutil
+
+    config, _ = reference
+    run_dir = tmp_path / "copy"
+    shutil.copytree(config.parent / "run", run_dir)
+    before = len(lines(run_dir / "seeds.jsonl"))
+    paid = sorted(paid_calls(run_dir))
+    with caplog.at_level("WARNING", logger="koalign.runner"):
+        run(config, run_dir, limit=3)
+    assert len(lines(run_dir / "seeds.jsonl")) == 3
+    assert f"seeds: {before - 3} records in seeds.jsonl are not in this run's plan" in caplog.text
+    assert sorted(paid_calls(run_dir)) == paid  # nothing paid: all from the cache
+
+
 def test_changing_a_stage_config_invalidates_it_and_later_stages_only(reference, tmp_path):
     import shutil
 

@@ -890,6 +890,16 @@ class _StageRun:
             )
         fsync = self.runtime.fsync
         self.rlog.flush()
+        outside = len(self.rlog) - len(set(order))
+        if outside > 0:
+            log.warning(
+                "%s: %d records in %s are not in this run's plan (a smaller --limit or a "
+                "changed input) and are left out of it; their answered calls stay in the cache, "
+                "so running with the earlier plan again costs nothing",
+                self.stage.name,
+                outside,
+                self.rlog.path.name,
+            )
         if self.stage.has_decide:
             validate = self.stage.Record.model_validate_json
             decided = self.stage.decide(self.ctx, (validate(self.rlog.read(r)) for r in order))
