@@ -225,30 +225,42 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(stats)
             return
-        table = Table(title=str(path))
-        width = max((len(m["model"]) for m in stats["models"]), default=5)
-        table.add_column("model", no_wrap=True, min_width=width)  # names are never cut
-        for name in ("backend", "calls", "hits", "tokens in", "tokens out", "cost", "errors"):
-            table.add_column(name)
-        for name in ("truncated", "retries", "mean latency (s)"):
-            table.add_column(name)
-        fold(table)  # a narrow terminal folds figures onto more lines, never cuts them
+        headers = ["model", "backend", "calls", "hits", "tokens in", "tokens out", "cost"]
+        headers += ["errors", "truncated", "retries", "mean latency (s)"]
+        rows = []
         for m in stats["models"]:
             lat = m["mean_latency_s"]
-            table.add_row(
-                m["model"],
-                m["backend"],
-                str(m["calls"]),
-                str(m["cache_hits"]),
-                str(m["tokens_in"]),
-                str(m["tokens_out"]),
-                f"{m['cost']:.4f}",
-                str(m["errors"]),
-                str(m["truncated"]),
-                str(m["retries"]),
-                f"{lat:.3f}" if lat is not None else "-",
+            rows.append(
+                [
+                    m["model"],
+                    m["backend"],
+                    str(m["calls"]),
+                    str(m["cache_hits"]),
+                    str(m["tokens_in"]),
+                    str(m["tokens_out"]),
+                    f"{m['cost']:.4f}",
+                    str(m["errors"]),
+                    str(m["truncated"]),
+                    str(m["retries"]),
+                    f"{lat:.3f}" if lat is not None else "-",
+                ]
             )
-        out.print(table)
+        # a table when its rows fit the terminal (cells plus 3 characters of border each), else
+        # one block per model: nothing is cut or broken mid-word
+        need = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers))
+        if out.width >= need + 1:
+            table = Table(title=str(path))
+            for h in headers:
+                table.add_column(h, no_wrap=True)
+            for r in rows:
+                table.add_row(*r)
+            out.print(table)
+        else:
+            out.print(str(path), highlight=False, markup=False)
+            for r in rows:
+                out.print(f"{r[0]} ({r[1]})", highlight=False, markup=False)
+                for h, v in zip(headers[2:], r[2:], strict=True):
+                    out.print(f"  {h}: {v}", highlight=False, markup=False)
         out.print(f"{stats['cached_responses']} cached responses", highlight=False)
 
     @cache_app.command("clear")
