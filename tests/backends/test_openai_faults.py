@@ -209,3 +209,26 @@ def test_api_key_is_sent_but_never_in_errors(fault_server):
     assert srv.log[0]["auth"] == f"Bearer {secret}"
     assert secret not in result.error.message
     assert secret not in repr(pool.specs)
+
+
+def test_openai_without_base_url_or_key_variable_means_the_openai_api():
+    from koalign.backends.openai_compat import DEFAULT_BASE_URL
+    from koalign.errors import BackendError
+    from koalign.evaluate.spec import parse_shorthand
+
+    bare = ModelSpec(backend="openai", model="gpt-4.1")
+    assert bare.api_key_env == "OPENAI_API_KEY"
+    assert parse_shorthand("openai:gpt-4.1", where="--judge").api_key_env == "OPENAI_API_KEY"
+    local = ModelSpec(backend="openai", model="m", base_url="http://127.0.0.1:8000/v1")
+    assert local.api_key_env is None  # a local server needs no key
+    assert ModelSpec(backend="scripted", model="m").api_key_env is None
+    assert ModelSpec(backend="openai", model="m", api_key_env="MY_KEY").api_key_env == "MY_KEY"
+
+    with pytest.raises(BackendError) as caught:
+        ModelPool({"j": bare}, env={}).get("j")
+    text = str(caught.value)
+    assert "OPENAI_API_KEY is not set" in text
+    assert "export OPENAI_API_KEY=..." in text and "set base_url for a local server" in text
+    pool = ModelPool({"j": bare}, env={"OPENAI_API_KEY": "sk-test"})
+    assert pool.get("j").backend.base_url == DEFAULT_BASE_URL  # type: ignore[attr-defined]
+    pool.close()

@@ -39,6 +39,10 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{_REDACTED}@{host}"))
 
 
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+"""The API-key variable of an ``openai`` model that names neither base_url nor api_key_env."""
+
+
 class ModelSpec(BaseModel):
     """A model declared in config by name (``models: {name: spec}``)."""
 
@@ -53,7 +57,10 @@ class ModelSpec(BaseModel):
         "api_key_env.",
     )
     api_key_env: str | None = Field(
-        None, description="NAME of the environment variable holding the API key (never the key)."
+        None,
+        description="NAME of the environment variable holding the API key (never the key). "
+        "An openai model with neither base_url nor api_key_env uses the OpenAI API with "
+        f"{OPENAI_KEY_ENV}.",
     )
     sampling: SamplingParams = Field(
         default_factory=SamplingParams, description="Default sampling parameters."
@@ -107,6 +114,19 @@ class ModelSpec(BaseModel):
             url = data.get("base_url")
             if isinstance(url, str) and _has_credentials(url):
                 data = {**data, "base_url": _redact(url)}
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_api_by_default(cls, data: Any) -> Any:
+        # `openai:gpt-4.1` and `{backend: openai, model: gpt-4.1}` mean the OpenAI API
+        if (
+            isinstance(data, dict)
+            and data.get("backend") == "openai"
+            and data.get("base_url") is None
+            and data.get("api_key_env") is None
+        ):
+            data = {**data, "api_key_env": OPENAI_KEY_ENV}
         return data
 
     @field_validator("reasoning", mode="before")

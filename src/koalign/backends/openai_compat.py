@@ -232,17 +232,12 @@ class OpenAIBackend(Backend):
         if spec.api_key_env:
             key = self.env.get(spec.api_key_env)
             if not key:
+                local = "" if spec.base_url else ", or set base_url for a local server"
                 raise BackendError(
                     f"the environment variable {spec.api_key_env} is not set",
                     where=f"model '{spec.model}'",
-                    hint=f"export {spec.api_key_env}=... (api_key_env names the variable)",
+                    hint=f"export {spec.api_key_env}=... (api_key_env names the variable){local}",
                 )
-        elif spec.base_url is None:
-            raise BackendError(
-                "neither base_url nor api_key_env is set",
-                where=f"model '{spec.model}'",
-                hint="set base_url for a local server, or api_key_env for a hosted API",
-            )
         self.base_url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = self.base_url + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
