@@ -31,3 +31,22 @@ def test_a_limited_run_does_not_report_the_full_quota_as_a_shortfall():
     assert "shortfall vs quota 1030" in highlights("seeds", seeds)[0]
     limited = highlights("seeds", seeds, limited=True)[0]
     assert "1030" not in limited and "--limit" in limited
+
+
+def test_offline_dry_run_prints_figures_not_python_values(tmp_path):
+    import re
+
+    from support.servers import ROOT, cli
+
+    config = str(ROOT / "examples" / "hosted.yaml")
+    out = cli("run", config, "-o", str(tmp_path / "run"), "--dry-run", "--offline")
+    assert out.returncode == 0, out.stderr
+    (line,) = [ln for ln in out.stderr.splitlines() if ln.startswith("records at most:")]
+    assert re.fullmatch(
+        r"records at most: seeds [\d,]+, attack [\d,]+, respond [\d,]+, judge [\d,]+, "
+        r"export [\d,]+",
+        line,
+    ), line
+    assert re.search(r"\d,\d{3}", line)  # thousands separated, as the table's figures
+    assert "{'" not in out.stderr and "['" not in out.stderr and "None" not in out.stderr
+    assert not (tmp_path / "run").exists()

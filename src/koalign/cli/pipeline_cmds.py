@@ -257,7 +257,7 @@ def show_plan(
     roles.add_column("role")
     roles.add_column("models")
     for role, models in plan["roles"].items():
-        roles.add_row(role, ", ".join(models), style=None)
+        roles.add_row(role, fmt(models), style=None)
     err.print(roles)
     table = Table(title="per model (upper bounds)", title_justify="left")
     for col in ("model", "calls", "tokens in", "tokens out", "cost"):
@@ -265,13 +265,14 @@ def show_plan(
     for m, v in plan["models"].items():
         table.add_row(
             m,
-            f"{v['calls_at_most']:,}",
-            f"{v['tokens_in_at_most']:,}",
-            f"{v['tokens_out_at_most']:,}",
+            _count(v["calls_at_most"]),
+            _count(v["tokens_in_at_most"]),
+            _count(v["tokens_out_at_most"]),
             _money(v["cost_at_most"]),
         )
     err.print(table)
-    err.print(f"records at most: {plan['records']}", highlight=False, markup=False)
+    records = {stage: _count(n) for stage, n in plan["records"].items()}
+    err.print(f"records at most: {fmt(records)}", highlight=False, markup=False)
     if plan["cost_at_most"] is not None:
         err.print(f"cost at most: {_money(plan['cost_at_most'])}", highlight=False, markup=False)
     for note in plan["notes"]:
@@ -282,6 +283,11 @@ def show_plan(
         else "dry run: nothing was called"
     )
     return plan
+
+
+def _count(value: Any) -> str:
+    """A count with thousands separators (5,490); other values as :func:`fmt` says them."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else fmt(value)
 
 
 def _money(value: float | None) -> str:
