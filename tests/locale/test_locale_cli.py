@@ -117,3 +117,15 @@ def test_plugin_registration_does_not_hide_builtin_backends() -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     names = res.stdout.strip().split(",")
     assert {"myplugin", "openai", "hf", "scripted"} <= set(names), res.stderr
+
+
+def test_locale_check_takes_the_pack_as_an_argument_too(mini_locale_dir: Path) -> None:
+    res = koalign("locale", "check", str(mini_locale_dir))
+    assert res.returncode == 0, res.stderr
+    assert "ok locale 'mini'" in res.stdout
+    same = koalign("locale", "check", str(mini_locale_dir), "-l", str(mini_locale_dir) + "/")
+    assert same.returncode == 0, same.stderr
+    both = koalign("locale", "check", str(mini_locale_dir), "--locale", "ko")
+    assert both.returncode == 1
+    assert f"two locales given: '{mini_locale_dir}' and --locale 'ko'" in both.stderr
+    assert "give the locale once" in both.stderr and "Traceback" not in both.stderr

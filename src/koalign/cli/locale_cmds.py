@@ -186,6 +186,14 @@ def _build_summary(
     return summary
 
 
+def _same_locale(a: str, b: str) -> bool:
+    """Whether two --locale values name the same pack (the same name, or the same folder)."""
+    if a == b:
+        return True
+    pa, pb = Path(a), Path(b)
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
 def register(app: typer.Typer) -> None:
     locale_app = typer.Typer(help="Check and inspect locale packs.", no_args_is_help=True)
     policy_app = typer.Typer(help="Show the safe-response policy.", no_args_is_help=True)
@@ -194,7 +202,22 @@ def register(app: typer.Typer) -> None:
 
     @locale_app.command("check")
     def locale_check(
-        locale: LocaleArg = "ko",
+        pack: Annotated[
+            str | None,
+            typer.Argument(
+                metavar="LOCALE",
+                help="Bundled locale name or path to a locale folder (the same as --locale).",
+                show_default=False,
+            ),
+        ] = None,
+        locale: Annotated[
+            str | None,
+            typer.Option(
+                "--locale",
+                "-l",
+                help="Bundled locale name or path to a locale folder (default: ko).",
+            ),
+        ] = None,
         max_age_days: Annotated[
             int, typer.Option(help="Warn about facts last checked more than this many days ago.")
         ] = 365,
@@ -204,8 +227,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate every file and cross-reference of a locale pack, and render every prompt
         template with example values as the pipeline and the evaluations render it."""
+        if pack is not None and locale is not None and not _same_locale(pack, locale):
+            print_error(
+                KoalignError(
+                    f"two locales given: '{pack}' and --locale '{locale}'",
+                    hint="give the locale once, as an argument or with --locale",
+                ),
+                label="locale check failed",
+            )
+            raise typer.Exit(1)
         try:
-            loc = load_locale(locale)
+            loc = load_locale(pack or locale or "ko")
         except LocaleError as exc:
             print_error(exc.message, label="locale check failed")
             print_lines(exc.problems)
