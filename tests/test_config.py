@@ -114,3 +114,20 @@ def test_file_and_override_errors_each_name_their_source(write_config, tmp_path)
     )
     # a key missing from a model the override created is the override's
     assert "  models.new.model: Field required [--set models.new.backend=scripted]" in lines
+
+
+def test_an_override_of_an_undeclared_model_names_the_models_that_exist(write_config):
+    path = write_config()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["models.judgr.model=x"])
+    assert exc.value.where == "--set models.judgr.model=x"
+    assert exc.value.message == "no model 'judgr' in the config (did you mean 'judge'?)"
+    assert "models: " in exc.value.hint and "judge" in exc.value.hint
+    assert "models.judgr.backend" in exc.value.hint  # how to add one on purpose
+    assert "Field required" not in exc.value.render()
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["models.nosuch.sampling.temperature=0.5"])
+    assert "no model 'nosuch' in the config" in exc.value.message
+    # a new model given its backend and model is declared on purpose
+    cfg = load_config(path, ["models.extra.backend=scripted", "models.extra.model=m"])
+    assert cfg.models["extra"].model == "m"

@@ -268,6 +268,7 @@ def load_config(
         )
     original = data
     data = apply_overrides(copy.deepcopy(data), overrides or [])
+    _no_new_partial_models(original, data, overrides or [])
     model = run_config_model()
     try:
         return model.model_validate(data)
@@ -315,6 +316,42 @@ def _invalid(
         )
     lines = from_file + [_tagged(line, c) for line, c in from_set]
     return ConfigError("invalid config:\n" + "\n".join(lines), where=where)
+
+
+def _no_new_partial_models(
+    original: dict[str, Any], data: dict[str, Any], overrides: list[str]
+) -> None:
+    """Refuse a ``--set models.NAME.KEY=...`` that names a model the config does not declare
+    (a typo, most likely) unless the overrides give the new model its backend: a new model is
+    declared on purpose by its backend (its other missing fields are then reported as such)."""
+    before = original.get("models")
+    after = data.get("models")
+    if not isinstance(after, dict):
+        return
+    known = [str(k) for k in before] if isinstance(before, dict) else []
+    required = [n for n, f in ModelSpec.model_fields.items() if f.is_required()]
+    for name, entry in after.items():
+        if str(name) in known or not isinstance(entry, dict):
+            continue
+        if "backend" in entry:
+            continue  # a new model, declared on purpose
+        cause = next(
+            (
+                t
+                for t in overrides
+                if t.partition("=")[0].strip().split(".")[:2] == ["models", str(name)]
+            ),
+            None,
+        )
+        if cause is None:
+            continue
+        missing = ", ".join(f"models.{name}.{k}" for k in required if k not in entry)
+        raise ConfigError(
+            f"no model '{name}' in the config{did_you_mean(str(name), known)}",
+            where=f"--set {cause}",
+            hint=(f"models: {', '.join(known)}; " if known else "the config declares no models; ")
+            + f"to add a model, set {missing} as well",
+        )
 
 
 def _tagged(line: str, override: str) -> str:
