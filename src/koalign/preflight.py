@@ -37,6 +37,7 @@ __all__ = [
     "check_offline",
     "create_models",
     "longest_prompts",
+    "missing_local_models",
     "plan",
     "unreachable_models",
     "window_problems",
@@ -234,6 +235,41 @@ def unreachable_models(specs: Mapping[str, Any], timeout_s: float = 3.0) -> dict
                 f"cannot connect to {spec.base_url} ({tried[key]}): start the server, or fix "
                 "base_url"
             )
+    return problems
+
+
+def _looks_local(model: str) -> bool:
+    """Whether an ``hf`` model name is meant as a local path (not a hub id such as
+    ``Qwen/Qwen2.5-7B``): absolute, ``./``/``../``/``~`` relative, or a ``.gguf`` file."""
+    return (
+        model.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        or model in {".", ".."}
+        or model.count("/") >= 2  # a hub id is ORG/NAME
+        or model.lower().endswith(".gguf")
+        or (len(model) > 2 and model[1] == ":" and model[2] in "/\\")  # C:/...
+    )
+
+
+def missing_local_models(specs: Mapping[str, Any]) -> dict[str, str]:
+    """Name -> problem for each ``hf`` model of ``specs`` (name -> ModelSpec) whose ``model`` is
+    a local path (see :func:`_looks_local`) that is neither a file nor a folder, and for each
+    ``options.adapter`` folder that does not exist. Nothing is loaded."""
+    from pathlib import Path
+
+    problems: dict[str, str] = {}
+    for name, spec in specs.items():
+        if spec.backend != "hf":
+            continue
+        path = Path(spec.model).expanduser()
+        if _looks_local(spec.model) and not path.exists():
+            problems[name] = (
+                f"local model path {spec.model} does not exist: give an existing model folder "
+                "or file (or a hub id such as Qwen/Qwen2.5-7B-Instruct)"
+            )
+            continue
+        adapter = spec.options.get("adapter")
+        if adapter and not Path(str(adapter)).expanduser().is_dir():
+            problems[name] = f"adapter folder {adapter} does not exist: give a PEFT adapter folder"
     return problems
 
 

@@ -16,7 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 from koalign.cli import app
-from koalign.evaluate.failures import EXIT_CALLS_FAILED, MAX_CALL_FAILURE_SHARE, incomplete
+from koalign.errors import KoalignError
+from koalign.evaluate.failures import (
+    EXIT_CALLS_FAILED,
+    MAX_CALL_FAILURE_SHARE,
+    incomplete,
+    section_problems,
+)
 from support.servers import completion, reply
 
 from .conftest import model_fn
@@ -41,7 +47,7 @@ def test_a_judge_that_cannot_be_created_fails_before_any_answer(
     assert result.exit_code != 0
     message = str(result.exception)
     assert "the evaluation cannot start" in message
-    assert "--judge openai:gpt-4.1" in message and "neither base_url nor api_key_env" in message
+    assert "--judge openai:gpt-4.1: model 'gpt-4.1': " in message
     assert calls == before  # the model under test was not called either
     assert not out.exists()
 
@@ -72,6 +78,101 @@ def test_an_unreachable_server_fails_before_generation(
     assert "--judge openai:j@http://127.0.0.1:9/v1" in message and "cannot connect" in message
     assert calls == before
     assert not out.exists()
+
+
+def test_every_model_problem_is_named_at_once_with_its_option(
+    tmp_path, korset_files, calls, monkeypatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = dict(calls)
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", "openai:x@http://127.0.0.1:9/v1", "-j", "openai:y@http://127.0.0.1:8/v1",
+         "-j", "openai:gpt-4.1", "-j", "bogus:z", "-j", "nonsense",
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0
+    lines = str(result.exception).splitlines()
+    assert lines[0] == "the evaluation cannot start:"
+    named = {line.strip().split(": ", 1)[0] for line in lines[1:]}
+    assert {"--model openai:x@http://127.0.0.1:9/v1", "--judge openai:y@http://127.0.0.1:8/v1",
+            "--judge openai:gpt-4.1", "--judge bogus:z", "--judge nonsense"} <= named  # fmt: skip
+    message = str(result.exception)
+    assert "cannot connect to http://127.0.0.1:9/v1" in message
+    assert "cannot connect to http://127.0.0.1:8/v1" in message
+    assert "--judge bogus:z: unknown backend 'bogus'" in message
+    assert calls == before and not out.exists()
+
+
+def test_eval_all_names_models_by_their_config_key(tmp_path, korset_files, calls) -> None:
+    suite = tmp_path / "eval.yaml"
+    suite.write_text(
+        "models:\n"
+        "  judge: {backend: openai, model: j, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "model: 'bogus:m'\n"
+        "judges: [judge, 'openai:k@http://127.0.0.1:8/v1']\n"
+        f"safety: {{data: ['{korset_files[0]}']}}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["eval", "all", "-c", str(suite), "-o", str(out), "-q"])
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert "eval.yaml model 'bogus:m': unknown backend 'bogus'" in message
+    assert "eval.yaml models.judge: cannot connect to http://127.0.0.1:9/v1" in message
+    assert "eval.yaml judges[1] 'openai:k@http://127.0.0.1:8/v1': cannot connect" in message
+    assert "--judge judge" not in message
+    assert not out.exists()
+
+
+def test_a_missing_local_hf_model_fails_the_check(tmp_path, korset_files, judge_config) -> None:
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", "hf:/nonexistent/model", "-j", "judge", "-c", str(judge_config),
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0
+    message = str(result.exception)
+    assert (
+        "--model hf:/nonexistent/model: local model path /nonexistent/model does not exist"
+        in message
+    )
+    assert not out.exists()
+
+
+def _bad_data(folder: Path) -> dict[str, str]:
+    (folder / "latin1.jsonl").write_bytes('{"prompt": "caf\u00e9"}\n'.encode("latin-1"))
+    (folder / "noprompt.jsonl").write_text('{"question": "뭐죠?"}\n', encoding="utf-8")
+    return {
+        "glob": str(folder / "nothing-*.jsonl"),
+        "latin1": str(folder / "latin1.jsonl"),
+        "noprompt": str(folder / "noprompt.jsonl"),
+    }
+
+
+@pytest.mark.parametrize("case", ["glob", "latin1", "noprompt"])
+def test_a_data_error_writes_nothing(tmp_path, judge_config, calls, case) -> None:
+    before = dict(calls)
+    out = tmp_path / "o"
+    result = _safety(
+        ["-m", "target", "-j", "judge", "-c", str(judge_config),
+         "--data", _bad_data(tmp_path)[case], "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0 and isinstance(result.exception, KoalignError)
+    assert calls == before
+    assert not out.exists()
+
+
+def test_a_data_error_keeps_an_existing_out(tmp_path, judge_config) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    result = _safety(
+        ["-m", "target", "-j", "judge", "-c", str(judge_config),
+         "--data", _bad_data(tmp_path)["noprompt"], "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code != 0
+    assert (out / "notes.txt").read_text("utf-8") == "mine"
 
 
 class FlakyServer:
@@ -181,6 +282,30 @@ def test_the_call_failure_rule() -> None:
     many = incomplete({**base, "call_failures": few + 1, "call_failures_judges": few + 1})
     assert many is not None and "more than" in many
     assert "no figure" in (incomplete({"n": 3, "n_judged": 0, "call_failures": 1}) or "")
+
+
+def test_no_judged_answer_exits_non_zero_whatever_the_cause(tmp_path, korset_files, flaky) -> None:
+    out = tmp_path / "o"
+    url = flaky.base_url
+    result = _safety(
+        ["-m", f"openai:target@{url}", "-j", f"openai:letter@{url}?max_retries=0",
+         "--data", str(korset_files[0]), "-o", str(out)]
+    )  # fmt: skip
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
+    assert s["n_judged"] == 0 and s["call_failures"] == 0 and s["parse_failures"] == s["n"] == 3
+    assert "no figure:" in result.output and "3 judge parse failures" in result.output
+    assert "calls failed:" not in result.output
+
+
+def test_the_no_figure_rule() -> None:
+    assert incomplete({"n": 3, "n_judged": 2, "parse_failures": 1}) is None
+    none = incomplete({"n": 3, "n_judged": 0, "parse_failures": 3}) or ""
+    assert "no figure" in none and "3 judge parse failures" in none
+    assert incomplete({"n": 0, "n_judged": 0}) is None
+    assert incomplete({"n": 3, "n_judged": 0}, empty_is_failure=False) is None
+    assert section_problems("citations", {"n_prompts": 3, "n": 0}) == []
+    assert section_problems("general", {"mc": {"n": 4, "n_parsed": 0, "unparseable": 4}})
 
 
 def test_overrefusal_judge_call_failures_are_not_parse_failures(tmp_path, flaky) -> None:
@@ -374,6 +499,8 @@ def test_mtbench_failed_judge_calls_are_not_parse_failures(tmp_path, flaky) -> N
         "score": None, "n_graded": 0, "parse_failures": 0, "call_failures": 4
     }  # fmt: skip
     assert "no figure could be computed" in result.output
+    assert "score n/a (no judged answers) over 0 graded turns" in result.output
+    assert "n/a/10" not in result.output
 
 
 def test_general_failed_calls_are_neither_unparseable_nor_wrong(tmp_path, flaky) -> None:

@@ -108,8 +108,9 @@ def test_eval_overrefusal_on_square_questions(tmp_path, judge_config) -> None:
              "--no-policy-prompts", "--limit", "3", "-o", str(out), "--bootstrap", "50",
              "--quiet"])  # fmt: skip
     s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
-    assert set(s["per_source_category"]) == {"contentious", "ethical", "predictive", "etc", "?"}
-    assert s["n"] == 15  # 3 per source label, the non-sensitive rows (no label) as "?"
+    labels = {"contentious", "ethical", "predictive", "etc", "uncategorised"}
+    assert set(s["per_source_category"]) == labels
+    assert s["n"] == 15  # 3 per source label, the non-sensitive rows (no label) as "uncategorised"
     rows = [json.loads(x) for x in (out / "overrefusal.jsonl").read_text("utf-8").splitlines()]
     questions = {}
     for line in data.read_text("utf-8").splitlines():

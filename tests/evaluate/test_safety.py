@@ -99,7 +99,7 @@ def test_eval_safety_on_korset_parquet(tmp_path, korset_files, judge_config) -> 
     lo, hi = s["ci"]
     assert 0 <= lo <= 5 / 7 <= hi <= 1
     assert s["per_domain"]["5"]["n"] == 4  # L (3) + K (1)
-    assert "?" in s["per_category"]  # the row without a category
+    assert "uncategorised" in s["per_category"]  # the row without a category
     rows = [json.loads(x) for x in (tmp_path / "out" / "safety.jsonl").read_text().splitlines()]
     assert len(rows) == 8
     garbled = next(r for r in rows if "[GARBLED]" in r["prompt"])
@@ -206,7 +206,7 @@ def test_eval_safety_on_public_korean_sets_keeps_their_labels(tmp_path, judge_co
     redteam_labels = {json.loads(x)["category"] for x in redteam.read_text("utf-8").splitlines()}
     assert redteam_labels <= set(per_source)
     assert all(v["n"] <= 2 for v in per_source.values())
-    assert s["per_category"] == {"?": s["per_category"]["?"]}  # all uncategorised
+    assert list(s["per_category"]) == ["uncategorised"]  # all uncategorised
     assert s["n"] == sum(v["n"] for v in per_source.values())
 
 

@@ -190,6 +190,18 @@ mtbench: {{data: [mt.jsonl]}}
     return config
 
 
+def _done(result) -> None:
+    """Every part ran; the random tiny model answers no KoBBQ question within its choices, so
+    KoBBQ has no figure and the command exits 3 for that alone (no call failed)."""
+    if result.exit_code == 3:
+        problems = [ln for ln in result.output.splitlines() if ln.startswith(("no figure:", "calls failed:"))]  # fmt: skip
+        assert problems and all(ln.startswith("no figure: kobbq:") for ln in problems), (
+            result.output
+        )
+    else:
+        assert result.exit_code == 0, result.output
+
+
 def test_eval_all_offline_resumed_and_the_paper_table(tmp_path, tiny_model_dir) -> None:
     import peft
     import transformers
@@ -200,7 +212,7 @@ def test_eval_all_offline_resumed_and_the_paper_table(tmp_path, tiny_model_dir) 
         base, tuned = tmp_path / "base", tmp_path / "tuned"
         args = ["eval", "all", "-c", str(config), "--bootstrap", "50", "--quiet"]
         result = runner.invoke(app, [*args, "-o", str(base)])
-        assert result.exit_code == 0, result.output
+        _done(result)
         summary = json.loads((base / "summary.json").read_text("utf-8"))
         parts = summary["all"]["parts"]
         assert {p: v["status"] for p, v in parts.items()} == {
@@ -215,12 +227,12 @@ def test_eval_all_offline_resumed_and_the_paper_table(tmp_path, tiny_model_dir) 
         # resumed: nothing is recomputed, no judge call is made again
         calls = server.requests
         result = runner.invoke(app, [*args, "-o", str(base)])
-        assert result.exit_code == 0, result.output
+        _done(result)
         assert "finished earlier, kept" in result.output and server.requests == calls
         # a skipped part is reported and keeps its earlier result
         result = runner.invoke(app, [*args, "-o", str(base), "--skip", "kobbq", "--force",
                                      "--only", "citations"])  # fmt: skip
-        assert result.exit_code == 0, result.output
+        _done(result)
         assert (
             json.loads((base / "summary.json").read_text("utf-8"))["all"]["parts"]["kobbq"][
                 "status"
@@ -236,7 +248,7 @@ def test_eval_all_offline_resumed_and_the_paper_table(tmp_path, tiny_model_dir) 
         adapter = tmp_path / "adapter"
         lora.save_pretrained(adapter)
         result = runner.invoke(app, [*args, "-o", str(tuned), "--adapter", str(adapter)])
-        assert result.exit_code == 0, result.output
+        _done(result)
     finally:
         server.close()
     report = tmp_path / "report"

@@ -61,8 +61,8 @@ def kobbq_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """KoBBQ: accuracy and diff-bias in ambiguous and disambiguated contexts, per prompt and
-    averaged over the authors' prompts. Exits 3 when failed calls leave the figures incomplete
-    (see `koalign eval --help`)."""
+    averaged over the authors' prompts. Exits 3 when there is no figure, or failed calls leave
+    the figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import KoBBQPart
 
@@ -101,8 +101,8 @@ def mtbench_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Ko-MT-Bench: two-turn questions, each answer graded 1-10 by the judges (MT-Bench
-    single-answer grading, reference answers where given). Exits 3 when failed calls leave the
-    figures incomplete (see `koalign eval --help`)."""
+    single-answer grading, reference answers where given). Exits 3 when there is no figure, or
+    failed calls leave the figures incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import MTBenchPart
 
@@ -158,7 +158,8 @@ def judge_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Judge calibration: accuracy and Cohen's kappa of each --judge against human labels.
-    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
+    `koalign eval --help`)."""
     import random
 
     from koalign.evaluate.calibration import TASKS, arun_calibration, load_labelled, markdown_table
@@ -185,7 +186,7 @@ def judge_cmd(
         items = [it for n, it in enumerate(items) if n in keep]
     first, *rest = judge
     _name, judges, specs, info = resolve_models(
-        first, [first, *rest], config, None, 2048, None, seed
+        first, [first, *rest], config, None, 2048, None, seed, labels={"model": f"--judge {first}"}
     )
     loc = load_locale(locale)
 
@@ -218,6 +219,24 @@ def judge_cmd(
             highlight=False,
         )
     exit_if_incomplete("judge", section_problems("judge_calibration", {task: entry}), out)
+
+
+def _config_labels(file: str, cfg: Any, *, from_model: bool, from_judges: bool) -> dict[str, str]:
+    """Where each model of ``eval all`` came from, for its problems: the config's key
+    (``eval.yaml models.judge`` for a configured name, else ``eval.yaml judges[0]``); models
+    given on the command line keep their option (the default labels)."""
+
+    def where(key: str, text: str) -> str:
+        return f"{file} models.{text}" if text in cfg.models else f"{file} {key} '{text}'"
+
+    labels = {}
+    if from_model and cfg.model:
+        labels["model"] = where("model", cfg.model)
+    if from_judges:
+        labels |= {f"judge[{i}]": where(f"judges[{i}]", j) for i, j in enumerate(cfg.judges)}
+    if cfg.overrefusal is not None and cfg.overrefusal.generator:
+        labels["generator"] = where("overrefusal.generator", cfg.overrefusal.generator)
+    return labels
 
 
 def all_cmd(
@@ -259,7 +278,7 @@ def all_cmd(
     import os
 
     from koalign.evaluate import parts as part_fns
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED, section_problems
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed, section_problems
     from koalign.evaluate.runs import load_summary, open_pool, update_summary
     from koalign.evaluate.suite import PARTS, load_suite, run_parts
 
@@ -275,7 +294,7 @@ def all_cmd(
         raise ConfigError("the config has no part to run", where=str(config),
                           hint=f"add one of: {', '.join(PARTS)}")  # fmt: skip
     skipped = set(skip or []) | ({p for p in PARTS if p not in (only or PARTS)})
-    model = model or cfg.model
+    model_opt, model = model, model or cfg.model
     if not model:
         raise ConfigError(
             "no model", where="--model", hint="give --model or `model:` in the config"
@@ -293,9 +312,11 @@ def all_cmd(
         if cfg.overrefusal is not None and cfg.overrefusal.generator
         else None
     )
+    labels = _config_labels(config.name, cfg, from_model=model_opt is None,
+                            from_judges=not judge)  # fmt: skip
     name, judge_names, specs, info = resolve_models(
         model, judges, config if cfg.models else None, adapter, max_tokens, temperature, seed,
-        extra=extra,
+        extra=extra, labels=labels,
     )  # fmt: skip
     loc = load_locale(cfg.locale)
     base = config.parent
@@ -351,9 +372,13 @@ def all_cmd(
     lost = {p: section_problems(p, summary.get(p, {})) for p in state["parts"]}
     for part, problems in lost.items():
         for problem in problems:
-            print_error(f"{part}: {problem}", label="calls failed")
+            print_error(f"{part}: {problem}",
+                        label="calls failed" if calls_failed(problem) else "no figure")  # fmt: skip
     if any(lost.values()):
-        print_warning("rerun the same command once the servers answer (answered calls are cached)")
+        print_warning(
+            "rerun the same command once the servers answer, or the judge is fixed (answered "
+            "calls are cached)"
+        )
         raise typer.Exit(EXIT_CALLS_FAILED)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,8 +20,9 @@ eval_app = typer.Typer(
     help="Evaluate a model: safe rate, over-refusal, citations, general capability, KoBBQ, "
     "Ko-MT-Bench, judge calibration, or all of them. Every model is checked (and every server "
     "connected to) before the first call. Exit codes: 0 done; 1 configuration or data error; "
-    "3 failed calls left no figure, or more than 5% of the items without a result (all kept on "
-    "disk: rerun to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to resume).",
+    "3 no figure could be computed (nothing judged or scored, whatever the cause: failed calls, "
+    "judge parse failures, generation failures), or failed calls left more than 5% of the items "
+    "without a result (all kept on disk: rerun to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to resume).",
     no_args_is_help=True,
 )
 
@@ -93,6 +94,11 @@ def data_values(data: list[str] | None, more: list[str] | None) -> list[str]:
     return [*(data or []), *(more or [])]
 
 
+def _problem(label: str, exc: KoalignError) -> str:
+    """``label: message (hint)``: the error without its own ``where`` (``label`` says it)."""
+    return f"{label}: {exc.message}" + (f" ({exc.hint})" if exc.hint else "")
+
+
 def resolve_models(
     model: str,
     judges: list[str],
@@ -102,87 +108,116 @@ def resolve_models(
     temperature: float | None,
     seed: int,
     extra: dict[str, str] | None = None,
+    *,
+    labels: dict[str, str] | None = None,
 ) -> tuple[str, list[str], dict[str, Any], dict[str, Any]]:
-    """Resolve the evaluated model, the judges and ``extra`` models (name -> SPEC, e.g. a
-    generator); returns the model name, judge names, all specs and a description."""
+    """Resolve the evaluated model, the judges and ``extra`` models (role -> SPEC, e.g. a
+    generator); returns the model name, judge names, all specs and a description.
+
+    Every problem (a SPEC that does not parse or names no configured model, an unknown backend,
+    a missing API-key variable, an unreachable server, a local model path that does not exist)
+    is collected and raised as one :class:`ConfigError`, each line prefixed by where the model
+    came from: ``labels`` maps ``"model"``, ``"judge[i]"`` and each ``extra`` role to that
+    place (default: the option, e.g. ``--judge openai:gpt-4.1``)."""
     from koalign.evaluate.spec import describe, load_model_config, resolve_spec
     from koalign.types import SamplingParams
 
+    labels = labels or {}
     cfg = load_model_config(config)
-    name, spec = resolve_spec(
-        model,
-        cfg,
-        adapter=adapter,
-        defaults=SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed),
-        overrides=SamplingParams(temperature=temperature),
-    )
-    specs = {name: spec}
-    roles = {name: f"--model {model}"}
-    judge_names = []
-    for i, j in enumerate(judges):
-        jname, jspec = resolve_spec(
-            j,
+    problems: list[str] = []
+    specs: dict[str, Any] = {}
+    roles: dict[str, str] = {}
+    model_label = labels.get("model", f"--model {model}")
+    name = model
+    try:
+        name, spec = resolve_spec(
+            model,
             cfg,
-            defaults=SamplingParams(temperature=0.0, max_tokens=2048, seed=seed),
-            where=f"--judge[{i}]",
+            adapter=adapter,
+            defaults=SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed),
+            overrides=SamplingParams(temperature=temperature),
         )
+        specs[name] = spec
+        roles[name] = model_label
+    except ConfigError as exc:
+        problems.append(_problem(model_label, exc))
+    judge_names: list[str] = []
+    for i, j in enumerate(judges):
+        label = labels.get(f"judge[{i}]", f"--judge {j}")
+        try:
+            jname, jspec = resolve_spec(
+                j,
+                cfg,
+                defaults=SamplingParams(temperature=0.0, max_tokens=2048, seed=seed),
+                where=f"--judge[{i}]",
+            )
+        except ConfigError as exc:
+            line = _problem(label, exc)
+            if line not in problems:
+                problems.append(line)
+            continue
         if jname in judge_names:
-            raise ConfigError(f"judge '{jname}' is given twice", where="--judge")
-        if jname == name and jspec != spec:
+            problems.append(f"{label}: judge '{jname}' is given twice (give each judge once)")
+            continue
+        if jname == name and name in specs and jspec != specs[name]:
             jname = f"judge:{jname}"
         specs.setdefault(jname, jspec)
-        roles[jname] = f"--judge {j}"
+        roles[jname] = label
         judge_names.append(jname)
     for role, text in (extra or {}).items():
-        ename, espec = resolve_spec(
-            text, cfg, defaults=SamplingParams(temperature=0.7, max_tokens=2048, seed=seed),
-            where=f"--{role}",
-        )  # fmt: skip
+        label = labels.get(role, f"--{role} {text}")
+        try:
+            ename, espec = resolve_spec(
+                text, cfg, defaults=SamplingParams(temperature=0.7, max_tokens=2048, seed=seed),
+                where=f"--{role}",
+            )  # fmt: skip
+        except ConfigError as exc:
+            problems.append(_problem(label, exc))
+            continue
         specs.setdefault(ename, espec)
-        roles.setdefault(ename, f"--{role} {text}")
-    check_backends(specs)
-    check_models(specs, roles)
+        roles.setdefault(ename, label)
+    problems += model_problems(specs, roles)
+    if problems:
+        raise ConfigError(
+            "the evaluation cannot start:\n  " + "\n  ".join(problems),
+            hint="nothing was called and nothing was written; fix these and rerun",
+        )
     info = {
-        "model": describe(name, spec),
+        "model": describe(name, specs[name]),
         "judges": [describe(j, specs[j]) for j in judge_names],
     }
     return name, judge_names, specs, info
 
 
-def check_backends(specs: dict[str, Any]) -> None:
-    """Fail before any model call when a spec names an unknown backend."""
+def model_problems(specs: dict[str, Any], roles: dict[str, str]) -> list[str]:
+    """Every reason a model of ``specs`` cannot be used, checked before any model call (and
+    before the output folder is written): an unknown backend, a model that cannot be created
+    (backend options, API-key variables: ``koalign run``'s preflight), a local ``hf`` path that
+    does not exist, a remote server that refuses connections. ``roles``: name -> where the model
+    came from (each line starts with it)."""
+    import os
+
+    from koalign import preflight
     from koalign.backends import backend_names
     from koalign.errors import did_you_mean
 
     known = backend_names()
+    found: dict[str, str] = {}
     for name, spec in specs.items():
         if spec.backend not in known:
-            raise ConfigError(
-                f"unknown backend '{spec.backend}'{did_you_mean(spec.backend, known)}",
-                where=f"model '{name}'",
-                hint=f"known backends: {', '.join(known)}",
+            found[name] = (
+                f"unknown backend '{spec.backend}'{did_you_mean(spec.backend, known)} "
+                f"(known backends: {', '.join(known)})"
             )
-
-
-def check_models(specs: dict[str, Any], roles: dict[str, str]) -> None:
-    """Fail before any model call (and before the output folder is written) unless every model
-    the command uses can be created (backend options, API-key variables: ``koalign run``'s
-    preflight) and every remote server accepts a connection. ``roles``: name -> the option that
-    named the model, for the message. Every problem is named at once."""
-    import os
-
-    from koalign import preflight
-
-    pool, _made, problems = preflight.create_models(specs, os.environ)
+    usable = {n: s for n, s in specs.items() if n not in found}
+    pool, _made, created = preflight.create_models(usable, os.environ)
     pool.close()
-    if not problems:
-        problems = preflight.unreachable_models(specs)
-    if problems:
-        lines = [f"{roles.get(n, n)}: {text}" for n, text in problems.items()]
-        raise ConfigError(
-            "the evaluation cannot start:\n  " + "\n  ".join(lines),
-            hint="nothing was called and nothing was written; fix these and rerun",
-        )
+    found.update(created)
+    for name, text in preflight.missing_local_models(usable).items():
+        found.setdefault(name, text)
+    reachable = {n: s for n, s in usable.items() if n not in found}
+    found.update(preflight.unreachable_models(reachable))
+    return [f"{roles.get(n, n)}: {found[n]}" for n in specs if n in found]
 
 
 @contextmanager
@@ -298,11 +333,37 @@ def run_with_pool(specs: dict[str, Any], out: Path, fn: Callable[[Any], Awaitabl
             stats.update(pool.stats())
             await pool.aclose()
 
-    result = run_async(out, go())
+    fresh = not Path(out).exists()
+    try:
+        result = run_async(out, go())
+    except Exception:
+        if fresh and not any(s.calls or s.cache_hits for s in stats.values()):
+            remove_unused_out(out)
+        raise
     line = cache_line(stats)
     if line:
         err.print(escape(line), highlight=False)
     return result
+
+
+def remove_unused_out(out: Path) -> None:
+    """Remove ``out`` when it holds nothing but an unused call cache (the command created it and
+    failed before any model call, e.g. on a data error): a failed command leaves nothing
+    behind. Anything else in it is kept."""
+    from koalign.evaluate.runs import CACHE
+
+    out = Path(out)
+    names = {CACHE, f"{CACHE}-wal", f"{CACHE}-shm", f"{CACHE}-journal"}
+    try:
+        entries = list(out.iterdir())
+    except OSError:
+        return
+    if any(e.name not in names or not e.is_file() for e in entries):
+        return
+    for e in entries:
+        e.unlink(missing_ok=True)
+    with suppress(OSError):
+        out.rmdir()
 
 
 def make_context(
@@ -348,16 +409,23 @@ def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
 def exit_if_incomplete(section: str, problems: list[str], out: Path) -> None:
     """Name each problem of :func:`~koalign.evaluate.failures.section_problems` and exit with
     :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED`; nothing when there is none."""
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed
 
     if not problems:
         return
     for problem in problems:
-        print_error(
-            f"{section}: {problem}; the rows are kept in {out}: rerun the same command once the "
-            "servers answer (answered calls come from the cache)",
-            label="calls failed",
-        )
+        if calls_failed(problem):
+            print_error(
+                f"{section}: {problem}; the rows are kept in {out}: rerun the same command once "
+                "the servers answer (answered calls come from the cache)",
+                label="calls failed",
+            )
+        else:
+            print_error(
+                f"{section}: {problem} in {out}: fix the judge (or the model) and rerun "
+                "(answered calls come from the cache)",
+                label="no figure",
+            )
     raise typer.Exit(EXIT_CALLS_FAILED)
 
 
@@ -392,7 +460,8 @@ def safety_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Safe rate of a model on KorSET-format or plain prompt files, judged by the rubric.
-    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
+    `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import SafetyPart
 
@@ -454,7 +523,8 @@ def overrefusal_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Refusal rate on benign but sensitive prompts, by LLM judges and the Korean detector.
-    Exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
+    `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.spec import resolve_spec
     from koalign.evaluate.suite import OverrefusalPart

@@ -50,7 +50,7 @@ from koalign.agreement import cohen_kappa
 from koalign.backends.client import ModelPool
 from koalign.errors import ConfigError, DataError
 from koalign.evaluate.answers import read_judge
-from koalign.evaluate.categories import CategoryResolver
+from koalign.evaluate.categories import UNCATEGORISED, CategoryResolver
 from koalign.evaluate.data import EvalItem, read_rows
 from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement
@@ -396,7 +396,7 @@ async def arun_calibration(
         flags = [v.get("flagged") for v in verdicts[j]]
         by_cat: dict[str, list[int]] = defaultdict(list)
         for n, it in enumerate(items):
-            by_cat[it.category or "?"].append(n)
+            by_cat[it.category or UNCATEGORISED].append(n)
         per_judge[j] = {
             **_scores(human, flags, failed[j], n_boot=n_boot, seed=seed),
             "parse_failure_reasons": dict(

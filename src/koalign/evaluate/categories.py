@@ -35,6 +35,9 @@ from typing import Any
 from koalign.errors import ConfigError
 from koalign.locale_schema import Taxonomy
 
+UNCATEGORISED = "uncategorised"
+"""The key under which per-category figures group the rows that have no category."""
+
 # Korean and English label variants seen for the CAGE/KorSET categories, by KorSET split.
 KORSET_ALIASES: dict[str, tuple[str, ...]] = {
     "1_A_Toxic_Language": (

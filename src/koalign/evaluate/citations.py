@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from koalign.errors import DataError
+from koalign.evaluate.categories import UNCATEGORISED
 from koalign.evaluate.runs import read_jsonl, update_summary, write_jsonl
 from koalign.locale import Locale
 
@@ -120,8 +121,8 @@ def run_citations(
     by_cat: dict[str, list[dict[str, Any]]] = defaultdict(list)
     by_file: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in checked:
-        by_cat[r["category"] or "?"].append(r)
-        by_file[r["from"] or "?"].append(r)
+        by_cat[r["category"] or UNCATEGORISED].append(r)
+        by_file[r["from"] or "unknown"].append(r)
     summary = {
         **summarise(checked),
         "per_category": {k: summarise(v) for k, v in sorted(by_cat.items())},

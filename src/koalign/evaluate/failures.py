@@ -12,9 +12,10 @@ and ``call_failures_judges``, and ``call_failure_share`` (of the section's items
 is never also a generation failure, a parse failure, a wrong or an out-of-choice answer.
 
 :func:`incomplete` applies the rule the ``koalign eval`` commands exit on (code
-:data:`EXIT_CALLS_FAILED`): calls failed and either no figure could be computed (nothing was
-judged), or more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of
-failed calls. :func:`section_problems` applies it to a ``summary.json`` section by name (every
+:data:`EXIT_CALLS_FAILED`): no figure could be computed (the section has items but nothing was
+judged or scored, whatever the cause: failed calls, judge parse failures, generation failures),
+or more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of failed
+calls. :func:`section_problems` applies it to a ``summary.json`` section by name (every
 ``eval`` command and ``eval all`` go through it), knowing which count is each section's items
 (:data:`SECTION_COUNTS`).
 """
@@ -27,7 +28,8 @@ MAX_CALL_FAILURE_SHARE = 0.05
 """Above this share of items lost to failed calls, an evaluation's figures are incomplete."""
 
 EXIT_CALLS_FAILED = 3
-"""Exit code of ``koalign eval`` commands whose figures are incomplete because calls failed."""
+"""Exit code of ``koalign eval`` commands whose figures are incomplete: no figure at all, or
+too many items lost to failed calls."""
 
 
 def call_failure_info(n: int, model_failed: int, judges_failed: int) -> dict[str, Any]:
@@ -42,25 +44,50 @@ def call_failure_info(n: int, model_failed: int, judges_failed: int) -> dict[str
     }
 
 
+_CAUSES = (
+    ("parse_failures", "judge parse failures"),
+    ("generation_failures", "generation failures"),
+    ("unparseable", "unparseable answers"),
+    ("out_of_choice", "out-of-choice answers"),
+)
+"""Per-item failure counts a section may carry (key, what it counts), named when nothing
+could be judged."""
+
+
 def incomplete(
-    section: dict[str, Any], judged_key: str = "n_judged", n_key: str = "n"
+    section: dict[str, Any],
+    judged_key: str = "n_judged",
+    n_key: str = "n",
+    *,
+    empty_is_failure: bool = True,
 ) -> str | None:
-    """Why a summary ``section`` is unusable because calls failed, or ``None``.
+    """Why a summary ``section`` is unusable, or ``None``.
 
     ``judged_key`` names the count of items the figure is computed over, ``n_key`` the count of
-    all items.
+    all items. A section with items but no figure at all (nothing judged or scored) is unusable
+    whatever the cause: failed calls, judge parse failures, generation failures
+    (``empty_is_failure=False`` for a section whose figure may legitimately be over nothing,
+    e.g. citations when the answers cite nothing). Otherwise failed calls make it unusable above
+    :data:`MAX_CALL_FAILURE_SHARE` of the items.
     """
     failed = int(section.get("call_failures") or 0)
-    if not failed:
-        return None
     n = int(section.get(n_key) or 0)
     judged = section.get(judged_key)
     where = (
         f"{section.get('call_failures_model', 0)} of the evaluated model's calls and "
         f"{section.get('call_failures_judges', 0)} answers' judge calls failed"
     )
-    if judged == 0:
-        return f"no figure could be computed: {where} ({failed} of {n} items)"
+    if judged == 0 and n and (failed or empty_is_failure):
+        causes = [f"{section[k]} {what}" for k, what in _CAUSES if section.get(k)]
+        if failed:
+            causes.insert(0, where)
+        why = "; ".join(causes) or "no item has a result"
+        return (
+            f"no figure could be computed: {why} (0 of {n} items judged); see the rows for "
+            "the raw answers"
+        )
+    if not failed:
+        return None
     share = failed / n if n else 1.0
     if share > MAX_CALL_FAILURE_SHARE:
         return (
@@ -68,6 +95,12 @@ def incomplete(
             f"{MAX_CALL_FAILURE_SHARE:.0%}"
         )
     return None
+
+
+def calls_failed(problem: str) -> bool:
+    """Whether a problem of :func:`incomplete` comes from failed calls (rerunning once the
+    servers answer may fix it), rather than from answers that could not be judged."""
+    return "calls failed" in problem
 
 
 SECTION_COUNTS: dict[str, tuple[str, str]] = {
@@ -95,7 +128,11 @@ def section_problems(name: str, section: dict[str, Any]) -> list[str]:
         parts = {"": section}
     out = []
     for prefix, part in parts.items():
-        problem = incomplete(part, judged_key, n_key) if isinstance(part, dict) else None
+        problem = (
+            incomplete(part, judged_key, n_key, empty_is_failure=name != "citations")
+            if isinstance(part, dict)
+            else None
+        )
         if problem:
             out.append(prefix + problem)
     return out

@@ -98,6 +98,17 @@ def stratified_delta(
     return {"delta": point, "ci": ci, "n_paired": sum(len(v) for v in by_leaf.values())}
 
 
+def _missing_task(name: str, b_task: str | None, t_task: str | None) -> str:
+    """Why an lm-eval column has no change: which run lacks the task (or that they differ)."""
+    if b_task is None and t_task is None:
+        return f"no lm-eval task '{name}' in either run"
+    if b_task is None:
+        return f"no lm-eval task '{name}' in the base run"
+    if t_task is None:
+        return f"no lm-eval task '{name}' in the tuned run"
+    return f"lm-eval task '{name}' is '{b_task}' in the base run but '{t_task}' in the tuned run"
+
+
 def _lm_eval_part(
     base: Run, tuned: Run, column: str, tasks: Mapping[str, str], n_boot: int, seed: int
 ) -> dict[str, Any]:
@@ -108,7 +119,7 @@ def _lm_eval_part(
         found.append((find_task(lm, name), lm))
     (b_task, b_lm), (t_task, t_lm) = found
     if b_task is None or t_task is None or b_task != t_task:
-        return {"delta": None, "ci": None, "note": f"no lm-eval task '{name}' in both runs"}
+        return {"delta": None, "ci": None, "note": _missing_task(name, b_task, t_task)}
     b_entry, t_entry = b_lm[b_task], t_lm[t_task]
     leaves = sorted(b_entry.get("leaf_metrics") or {b_task: b_entry.get("metric")})
     out = stratified_delta(
@@ -129,14 +140,26 @@ def _lm_eval_part(
     return out
 
 
+def _not_run(what: str, base: Run, tuned: Run, section: str) -> str:
+    """Which run lacks ``section``: ``"KoBBQ not run in the tuned run"``, or in either."""
+    b, t = section in base.summary, section in tuned.summary
+    if not b and not t:
+        return f"{what} not run in either run"
+    return f"{what} not run in the {'base' if not b else 'tuned'} run"
+
+
 def _mtbench_part(base: Run, tuned: Run, n_boot: int, seed: int) -> dict[str, Any]:
     if "mtbench" not in base.summary or "mtbench" not in tuned.summary:
-        return {"delta": None, "ci": None, "note": "Ko-MT-Bench not run in both"}
+        return {"delta": None, "ci": None, "note": _not_run("Ko-MT-Bench", base, tuned, "mtbench")}
     b = {r["id"]: r["score"] for r in base.items("mtbench") if r.get("score") is not None}
     t = {r["id"]: r["score"] for r in tuned.items("mtbench") if r.get("score") is not None}
     common = sorted(set(b) & set(t))
     if not common:
-        return {"delta": None, "ci": None, "note": "no turn graded in both"}
+        return {
+            "delta": None,
+            "ci": None,
+            "note": "no turn is graded in both runs, so none can be paired",
+        }
     xs, ys = [b[i] for i in common], [t[i] for i in common]
     ci = bootstrap_diff_ci(xs, ys, paired=True, n_boot=n_boot, seed=seed)
     return {
@@ -153,7 +176,7 @@ def _kobbq_part(base: Run, tuned: Run, n_boot: int, seed: int) -> dict[str, Any]
     from koalign.evaluate.kobbq import paired_delta
 
     if "kobbq" not in base.summary or "kobbq" not in tuned.summary:
-        return {"delta": None, "ci": None, "note": "KoBBQ not run in both"}
+        return {"delta": None, "ci": None, "note": _not_run("KoBBQ", base, tuned, "kobbq")}
     out = paired_delta(base.items("kobbq"), tuned.items("kobbq"), n_boot=n_boot, seed=seed)
     out.update(
         base=base.summary["kobbq"].get("accuracy"),
@@ -176,7 +199,7 @@ def paper_comparison(
     from koalign.evaluate.report import _paired_delta
 
     tasks = dict(tasks or {})
-    safety: dict[str, Any] = {"note": "eval safety not run in both"}
+    safety: dict[str, Any] = {"note": _not_run("eval safety", base, tuned, "safety")}
     if "safety" in base.summary and "safety" in tuned.summary:
         delta, ci, n = _paired_delta(base, tuned, None, n_boot, seed)
         safety = {

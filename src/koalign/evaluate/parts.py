@@ -313,9 +313,9 @@ async def mtbench(ctx: Context, s: MTBenchPart) -> str:
         out_dir=ctx.out_dir, batch_size=ctx.batch_size, n_boot=ctx.n_boot, seed=ctx.seed,
         extra_info={"models": ctx.models_info}, progress=ctx.progress,
     )  # fmt: skip
-    score = "n/a" if r["score"] is None else f"{r['score']:.2f}"
+    score = "n/a (no judged answers)" if r["score"] is None else f"{r['score']:.2f}/10"
     return (
-        f"Ko-MT-Bench score {score}/10 over {r['n_graded']} graded turns of {r['n']} "
+        f"Ko-MT-Bench score {score} over {r['n_graded']} graded turns of {r['n']} "
         f"({_calls(r)}{r['parse_failures']} parse failures, {r['generation_failures']} "
         "generation failures)"
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 from koalign.errors import DataError
 from koalign.evaluate import charts
+from koalign.evaluate.categories import UNCATEGORISED
 from koalign.evaluate.paper import COLUMNS as PAPER_COLUMNS
 from koalign.evaluate.paper import (
     PAPER_GENERAL_DELTAS,
@@ -224,6 +225,8 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
                 ]
             )
     blocks.append(("table", headers, rows))
+    if pair:
+        blocks.append(("p", change_note(have[0], have[1], data["overall_delta"]["n_paired"])))
     if paper and not all(safety_data(r)[2] for r in have):
         blocks.append(("p", NOT_KORSET))
     cats = sorted({c for r in have for c in r.summary["safety"]["per_category"]})
@@ -276,6 +279,24 @@ def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
         blocks.append(("p", "Judge agreement (Fleiss' kappa over items every judge parsed):"))
         blocks.append(("table", ["run", "judges", "Fleiss kappa", "unanimous %"], agree_rows))
     return blocks, images, data
+
+
+def change_note(base: Run, tuned: Run, n_paired: int) -> str:
+    """The note under the safe-rate table of two runs: the change is over the prompts both runs
+    judged (paired), so it need not equal the difference of the two rates."""
+    b, t = base.summary["safety"], tuned.summary["safety"]
+    line = (
+        f"change: the difference in safe rate over the {n_paired} prompts both runs judged "
+        f"(paired); each run's rate is over all the prompts it judged ({b['n_judged']} for "
+        f"{base.label}, {t['n_judged']} for {tuned.label})"
+    )
+    if n_paired != b["n_judged"] or n_paired != t["n_judged"]:
+        if b.get("safe_rate") is not None and t.get("safe_rate") is not None:
+            diff = 100 * (t["safe_rate"] - b["safe_rate"])
+            line += f", so the change need not equal {tuned.label} − {base.label} ({diff:+.1f})"
+        else:
+            line += ", so the change need not equal the difference of the two rates"
+    return line + "."
 
 
 def overrefusal_section(runs: list[Run]):
@@ -500,7 +521,9 @@ def examples_section(runs: list[Run], n: int) -> list[Block]:
             )
         )
         for b, t in pairs[:n]:
-            blocks.append(("pre", f"[{t['category']}] {t['id']}\n{_clip(t['prompt'], 400)}"))
+            blocks.append(
+                ("pre", f"[{t['category'] or UNCATEGORISED}] {t['id']}\n{_clip(t['prompt'], 400)}")
+            )
             blocks.append(("table", [f"{base.label}: {b['verdict']}", f"{tuned.label}: {t['verdict']}"],
                            [[_clip(b["answer"]), _clip(t["answer"])]]))  # fmt: skip
     return blocks

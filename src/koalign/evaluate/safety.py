@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from koalign.backends.client import ModelPool
 from koalign.evaluate.answers import Answer, failure_counts, read_answer, read_judge
+from koalign.evaluate.categories import UNCATEGORISED
 from koalign.evaluate.data import EvalItem
 from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement, majority
@@ -257,7 +258,7 @@ def _group_rates(
 ) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[row[key] or "?"].append(row)
+        groups[row[key] or UNCATEGORISED].append(row)
     out = {}
     for gid in sorted(groups):
         grp = groups[gid]
