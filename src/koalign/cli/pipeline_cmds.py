@@ -47,7 +47,8 @@ SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
 
 class RichProgress:
     """Progress bars on stderr, one per stage (stages run at once as records flow): done/total,
-    ETA, calls, cache hits, tokens; a summary table when a stage ends."""
+    ETA, calls, cache hits, tokens; a summary table when a stage ends. When stderr is not a
+    terminal only the tables are printed."""
 
     def __init__(self, *, limited: bool = False) -> None:
         self._limited = limited
@@ -64,6 +65,7 @@ class RichProgress:
                 TextColumn("{task.fields[stats]}"),
                 console=err,
                 transient=False,
+                disable=not err.is_terminal,  # a file or a pipe gets the stage tables only
             )
             self._bar.start()
         return self._bar
