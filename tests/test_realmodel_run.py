@@ -102,9 +102,10 @@ def test_a_three_seed_run_and_eval_safety_on_smollm2(tmp_path):
     args += ["--data", str(prompts), "-o", str(tmp_path / "eval"), "--max-tokens", "64"]
     args += ["--bootstrap", "200", "--quiet", "--json"]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output[-3000:]
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))
     safety = summary["safety"]
+    # exit 3: no figure (nothing judged, e.g. every verdict cut at the judge's token limit)
+    assert result.exit_code == (3 if safety["n_judged"] == 0 else 0), result.output[-3000:]
     rows = [
         json.loads(x)
         for x in (tmp_path / "eval" / "safety.jsonl").read_text(encoding="utf-8").splitlines()
