@@ -4,9 +4,9 @@ Input: a folder holding ``kr/<law>/법률.md`` files and ``kr/대한민국헌법
 legalize-kr, or ``../shared/data/statutes``), or the ``kr`` folder itself. Each file starts with
 a YAML header (``제목``, ``법령ID``, ``법령MST``, ``법령구분``, ``공포일자``, ``공포번호``,
 ``시행일자``); the body has ``##### 제N조의M (title)`` headings, paragraphs ``**①**``, items
-``  1\\.`` / ``  2의2\\.`` and sub-items ``    가\\.``; deleted provisions read ``삭제 <2016.1.6>``;
-amendment notes read ``<개정 2014.12.30, 2016.1.6>``; the 부칙 follow ``## 부칙``, each headed
-``부칙 <제21231호,2025.12.23>``.
+``  1\\.`` / ``  2의2\\.`` and sub-items ``    가\\.``; deleted provisions read ``삭제 <YYYY.M.D>``;
+amendment notes read ``<개정 YYYY.M.D, YYYY.M.D>``; the 부칙 follow ``## 부칙``, each headed
+``부칙 <제N호,YYYY.M.D>`` (the promulgation number and date).
 
 Dates: the file's ``시행일자`` belongs to its latest amendment. An article's own effective date
 is that of its latest amendment note, read from the 부칙 promulgated on that date: "공포한
