@@ -88,8 +88,8 @@ def test_laws_missing_or_not_checkable(findings: list) -> None:
     assert (
         "info",
         None,
-        "the corpus file for this name is a repeal notice of 1997-03-13, not the text in force "
-        "(the corpus lacks it); articles not checked against the text",
+        "the statute index has only a repeal notice of 1997-03-13 under this name, not the text "
+        "in force (the corpus lacks it); articles not checked against the text",
     ) in findings
     assert summarise(check_against_text(REGISTRY, CORPUS)) == {"error": 5, "newer": 1, "info": 1}
 

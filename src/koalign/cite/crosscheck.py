@@ -130,16 +130,6 @@ def _art_facts(
     return art, out
 
 
-def _not_checkable(facts: LawFacts) -> str:
-    if "repeal_notice" in facts.flags:
-        when = f" of {facts.promulgated}" if facts.promulgated else ""
-        return (
-            f"the corpus file for this name is a repeal notice{when}, not the text in force "
-            "(the corpus lacks it); articles not checked against the text"
-        )
-    return "the corpus text has no numbered articles; articles not checked against the text"
-
-
 def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding]:
     """Existence and deletion of every current registry article, from the statute index."""
     out: list[Finding] = []
@@ -156,7 +146,8 @@ def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding
                     "info",
                     law.id,
                     None,
-                    _not_checkable(facts),
+                    f"the statute index has {facts.unchecked_reason}; articles not checked "
+                    "against the text",
                 )
             )
             continue

@@ -430,13 +430,7 @@ class CitationIndex:
             return "no statute index"
         if facts is None:
             return "the statute index has no text of this Act"
-        if "repeal_notice" in facts.flags:
-            when = f" of {facts.promulgated.isoformat()}" if facts.promulgated else ""
-            return (
-                f"the statute index has only a repeal notice{when} under this name, not the "
-                "text in force (the corpus lacks it)"
-            )
-        return "the statute index has no numbered articles of this Act"
+        return f"the statute index has {facts.unchecked_reason}"
 
     def _in_force(self, facts: object, deleted: date) -> bool:
         """A deletion counts once its amendment is in force (its effective date has passed)."""

@@ -172,6 +172,20 @@ class LawFacts:
         return not self.flags
 
     @property
+    def unchecked_reason(self) -> str | None:
+        """Why the text cannot judge this Act, worded to follow "the statute index has": only a
+        repeal notice (with its date) or no numbered articles; None when it is checkable."""
+        if "repeal_notice" in self.flags:
+            when = f" of {self.promulgated.isoformat()}" if self.promulgated else ""
+            return (
+                f"only a repeal notice{when} under this name, not the text in force "
+                "(the corpus lacks it)"
+            )
+        if self.flags:
+            return "no numbered articles of this Act"
+        return None
+
+    @property
     def last_article(self) -> int:
         """Highest main article number."""
         if self._last is None:
