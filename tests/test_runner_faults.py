@@ -4,6 +4,7 @@ cleanly; every stage reconciles its counts, also against a faulty server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,10 +69,9 @@ def start(args: list[str]) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize(
-    ("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
-)
-def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path, sig, code, name):
+@contextlib.contextmanager
+def busy_run(small_locale: Path, tmp_path: Path) -> Iterator[subprocess.Popen]:
+    """A `koalign run` (stop_grace_s 1) against a 3 s-latency double, once it is making calls."""
     with double(latency_mean=3.0) as url:
         data = server_config(str(small_locale), url, runtime={"stop_grace_s": 1.0})
         config = write(tmp_path / "c.yaml", data)
@@ -78,6 +79,14 @@ def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path,
         deadline = time.monotonic() + 60
         while served_or_inflight(url) == 0 and time.monotonic() < deadline:
             time.sleep(0.1)
+        yield proc
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")]
+)
+def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path, sig, code, name):
+    with busy_run(small_locale, tmp_path) as proc:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)  # a guard against a hang, not a measurement
     assert proc.returncode == code, err[-2000:]
@@ -92,13 +101,7 @@ def test_a_signal_stops_the_run_and_marks_it_interrupted(small_locale, tmp_path,
 
 def test_one_signal_delivered_twice_still_gives_the_grace_period(small_locale, tmp_path):
     # GNU timeout (timeout -s INT ...) signals the child and then its process group
-    with double(latency_mean=3.0) as url:
-        data = server_config(str(small_locale), url, runtime={"stop_grace_s": 1.0})
-        config = write(tmp_path / "c.yaml", data)
-        proc = start(["run", config, "-o", str(tmp_path / "run")])
-        deadline = time.monotonic() + 60
-        while served_or_inflight(url) == 0 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    with busy_run(small_locale, tmp_path) as proc:
         proc.send_signal(signal.SIGINT)
         time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
