@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from koalign.backends import backend_names, register_backend
 from koalign.backends.scripted import ScriptedBackend
 from koalign.locale import Locale, load_locale
 from koalign.types import ChatRequest, Message
-from support.servers import completion, reply
+from support.servers import QuietHandler, completion, reply, serve
 
 CALLS: dict[str, int] = {}
 
@@ -136,21 +135,15 @@ class ScriptServer:
     prompt, where the model layer writes it)."""
 
     def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         from koalign.backends.structured import schema_from_text
 
         outer = self
         self.requests = 0
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 outer.requests += 1
                 messages = tuple(
                     Message(role=m["role"], content=m["content"]) for m in body["messages"]
@@ -160,11 +153,7 @@ class ScriptServer:
                 text = _SERVED[body["model"]](request)
                 reply(self, completion(body["model"], text))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.httpd, self.base_url = serve(Handler)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from typer.testing import CliRunner
 from koalign.agreement import cohen_kappa
 from koalign.cli import app
 from koalign.jsonio import read_jsonl
-from support.servers import completion, reply
+from support.servers import QuietHandler, completion, reply, serve
 
 runner = CliRunner()
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
@@ -49,22 +47,14 @@ class LabelServer:
 
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 text = "\n".join(m["content"] for m in body["messages"])
                 payload = outer.answer(body["model"], text)
                 reply(self, completion(body["model"], payload))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.base_url = serve(Handler)
 
     def answer(self, model: str, prompt: str) -> str:
         tag = "답변" if "<답변>" in prompt else "문장"

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from koalign.evaluate.failures import (
     incomplete,
     section_problems,
 )
-from support.servers import completion, reply
+from support.servers import QuietHandler, completion, reply, serve
 
 from .conftest import model_fn
 
@@ -186,16 +185,11 @@ class FlakyServer:
         self.requests = 0
         self.release = threading.Event()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 from koalign.types import ChatRequest, Message
 
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 outer.requests += 1
                 if body["model"] == "hang":
                     outer.release.wait()
@@ -213,10 +207,7 @@ class FlakyServer:
                     }.get(body["model"]) or model_fn(ChatRequest(messages=msgs))
                     reply(self, completion("target", text))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.base_url = serve(Handler)
 
     def close(self) -> None:
         self.release.set()

@@ -5,9 +5,7 @@ complete)."""
 from __future__ import annotations
 
 import json
-import threading
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from typer.testing import CliRunner
 
 from koalign.backends.structured import schema_from_text
 from koalign.cli import app
-from support.servers import completion, reply
+from support.servers import QuietHandler, completion, reply, serve
 
 runner = CliRunner()
 SHARED = Path(__file__).parents[2].parent / "shared" / "data"
@@ -28,14 +26,9 @@ class JudgeServer:
         self.requests = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 outer.requests += 1
                 text = "\n".join(m["content"] for m in body["messages"])
                 schema = schema_from_text(text) or {}
@@ -53,10 +46,7 @@ class JudgeServer:
                     verdict = {"score": 1 + h % 10, "reason": "검토함"}
                 reply(self, completion(body["model"], json.dumps(verdict, ensure_ascii=False)))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.base_url = serve(Handler)
 
     def close(self) -> None:
         self.httpd.shutdown()

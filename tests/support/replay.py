@@ -24,11 +24,10 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from koalign.backends.structured import schema_from_text
-from support.servers import completion, reply
+from support.servers import QuietHandler, completion, reply, serve
 
 MODEL_SHAPES = re.compile(r"<<([a-z-]+)>>")
 JUDGE_SHAPES = re.compile(r"\[\[([A-Z-]+)\]\]")
@@ -176,14 +175,9 @@ class ReplayServer:
         self.judged: set[str] = set()  # the prompt shapes the judges were asked about
         self.lock = threading.Lock()
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.body()
                 model = body["model"]
                 with outer.lock:
                     outer.requests[model] = outer.requests.get(model, 0) + 1
@@ -204,11 +198,7 @@ class ReplayServer:
                 )
                 reply(self, payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.httpd, self.base_url = serve(Handler)
 
     def close(self) -> None:
         self.httpd.shutdown()
