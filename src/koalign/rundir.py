@@ -431,22 +431,16 @@ class RunDir:
                 self.manifest["stages"][name]["status"] = "invalidated"
         self.save()
 
-    def is_done(self, stage: str, key: str) -> bool:
-        """True when ``stage`` finished ``done`` under ``key`` (see :meth:`stage_key`) and its file
-        still has the digest recorded then."""
+    def done_state(self, stage: str, key: str) -> str | None:
+        """``"done"`` when ``stage`` finished ``done`` under ``key`` (see :meth:`stage_key`) and
+        its file still has the digest recorded then; ``"changed"`` when it finished under ``key``
+        but its file is missing or has another digest (edited, damaged or replaced by hand);
+        else ``None`` (the file is read once)."""
         entry = self.manifest["stages"].get(stage)
         if not entry or entry.get("status") != "done" or entry.get("key") != key:
-            return False
-        return file_digest(self.path(stage)) == entry.get("output_digest")
-
-    def changed_since_done(self, stage: str) -> bool:
-        """True when ``stage`` finished ``done`` but its file is missing or no longer has the
-        digest recorded then (edited, damaged or replaced by hand)."""
-        entry = self.manifest["stages"].get(stage)
-        if not entry or entry.get("status") != "done" or not entry.get("output_digest"):
-            return False
-        path = self.path(stage)
-        return not path.is_file() or file_digest(path) != entry.get("output_digest")
+            return None
+        same = file_digest(self.path(stage)) == entry.get("output_digest")
+        return "done" if same else "changed"
 
     def _move_stale(self, stage: str, tag: str) -> None:
         stale = self.root / "stale"

@@ -514,11 +514,10 @@ class Pipeline:
             else:
                 digest_in, _ = self._require_done(upstream)
             key = self.rundir.stage_key(s.name, digest_in, self._key_extra(upstream))
-            if self.rundir.is_done(s.name, key) and all(
-                (self.rundir.root / f).is_file() for f in s.files
-            ):
+            state = self.rundir.done_state(s.name, key)
+            if state == "done" and all((self.rundir.root / f).is_file() for f in s.files):
                 skipped.add(s.name)
-            elif self.rundir.changed_since_done(s.name):
+            elif state == "changed":
                 log.warning(
                     "%s: %s changed since the stage finished (its digest no longer matches "
                     "manifest.json): the stage runs again; records still in the file are "
