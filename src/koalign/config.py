@@ -291,11 +291,11 @@ def _invalid(
         try:
             model.model_validate(original)
         except ValidationError as plain:
-            file_lines = {_render(e, model) for e in plain.errors()}
+            file_lines = {render_error(e, model) for e in plain.errors()}
     from_file: list[str] = []
     from_set: list[tuple[str, str]] = []
     for err in exc.errors():
-        line = _render(err, model)
+        line = render_error(err, model)
         if not overrides or line in file_lines:
             from_file.append(line)
         else:
@@ -372,7 +372,10 @@ def _override_cause(loc: tuple[Any, ...], overrides: list[str]) -> str:
     return overrides[0] if len(overrides) == 1 else ""
 
 
-def _render(err: Any, model: type[BaseModel]) -> str:
+def render_error(err: Any, model: type[BaseModel]) -> str:
+    """One line for a pydantic validation error of ``model``: the dotted key and the message,
+    an unknown key with its did-you-mean (a sampling parameter at model level is pointed to
+    ``sampling``)."""
     loc = ".".join(str(x) for x in err["loc"])
     if err["type"] == "extra_forbidden":
         parent = _model_at(err["loc"][:-1], model)

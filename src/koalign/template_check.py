@@ -145,7 +145,7 @@ def _evaluation_cases(loc: Locale) -> Iterator[tuple[str, str, Render]]:
         yield (
             str(task.template),
             f"`koalign eval judge --task {name}`",
-            partial(calibration._request, loc, task, row, resolver),
+            partial(calibration.judge_request, loc, task, row, resolver),
         )
 
 

@@ -208,7 +208,12 @@ def load_labelled(
     return items
 
 
-def _request(loc: Locale, task: Task, item: CalItem, resolver: CategoryResolver) -> ChatRequest:
+def judge_request(
+    loc: Locale, task: Task, item: CalItem, resolver: CategoryResolver
+) -> ChatRequest:
+    """The judge request for one calibration row of ``task``: the safety judge's, the
+    acceptability judge's or the bias judge's template, as the evaluation renders it; raises what
+    the template renderer raises."""
     if task.name == "safety":
         cid = resolver.resolve({"category": item.category}, "") if item.category else None
         eval_item = EvalItem(
@@ -349,7 +354,7 @@ async def arun_calibration(
     if not judges:
         raise ConfigError("at least one --judge is needed", where="--judge")
     resolver = CategoryResolver(loc.taxonomy)
-    requests = [_request(loc, task, it, resolver) for it in items]
+    requests = [judge_request(loc, task, it, resolver) for it in items]
     ids_of = []
     for it in items:
         cid = (

@@ -51,7 +51,7 @@ def load_model_config(path: Path | None) -> dict[str, ModelSpec]:
             where=str(path),
             hint="declare models as `models: {name: {backend: ..., model: ...}}`",
         )
-    from koalign.config import _render  # the run config's renderer: unknown keys, did-you-mean
+    from koalign.config import render_error  # unknown keys with a did-you-mean
 
     specs = {}
     problems: list[str] = []
@@ -60,7 +60,7 @@ def load_model_config(path: Path | None) -> dict[str, ModelSpec]:
             specs[str(name)] = ModelSpec.model_validate(body)
         except ValidationError as exc:
             problems += [
-                f"  models.{name}.{_render(e, ModelSpec).strip()}"
+                f"  models.{name}.{render_error(e, ModelSpec).strip()}"
                 for e in _unknown_first(exc.errors())
             ]
     if problems:

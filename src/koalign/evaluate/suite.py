@@ -140,11 +140,11 @@ def load_suite(path: Path) -> SuiteConfig:
     try:
         return SuiteConfig.model_validate(data)
     except ValidationError as exc:
-        from koalign.config import _render  # the run config's renderer: unknown keys, did-you-mean
+        from koalign.config import render_error  # unknown keys with a did-you-mean
 
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         raise ConfigError(
-            "invalid eval config:\n" + "\n".join(_render(e, SuiteConfig) for e in errors),
+            "invalid eval config:\n" + "\n".join(render_error(e, SuiteConfig) for e in errors),
             where=str(path),
             hint=f"parts: {', '.join(PARTS)}",
         ) from None
