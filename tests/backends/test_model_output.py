@@ -66,7 +66,8 @@ def test_reasoning_field_and_modes(fault_server):
         {"content": "끝나지 않은 생각만 있다"},  # reasoning: yes, no tag: no answer
     ]
     with fault_server(script) as srv:
-        [a, b], _ = run(srv, [req("a"), req("b")])
+        [a], _ = run(srv, [req("a")])  # one request per call: actions go in arrival order
+        [b], _ = run(srv, [req("b")])
         [c], _ = run(srv, [req("c")], reasoning="no")
         [d], _ = run(srv, [req("d")], reasoning="yes")
     assert (a.text, a.reasoning, a.raw) == ("답입니다", "생각 중", None)
