@@ -91,6 +91,11 @@ def split_reasoning(text: str | None) -> tuple[str | None, str]:
 
 # ----------------------------------------------------------------------------- JSON
 _DECODER = json.JSONDecoder()
+# Where a JSON object or array can begin: ``{`` before a key or ``}``, ``[`` before a value or
+# ``]`` (``json`` also reads NaN and Infinity). Brackets that cannot begin one (``[사용자 요청]``,
+# ``{{ slot }}``) are skipped without a decode attempt, whose error would count the lines
+# before it.
+_START = re.compile(r'\{[ \t\n\r]*["}]|\[[ \t\n\r]*[]"{\[0-9tfnNI-]')
 
 
 def json_candidates(text: str) -> list[Any]:
@@ -102,9 +107,10 @@ def json_candidates(text: str) -> list[Any]:
     out: list[Any] = []
     i, n = 0, len(text)
     while i < n:
-        j = min((k for k in (text.find("{", i), text.find("[", i)) if k >= 0), default=-1)
-        if j < 0:
+        m = _START.search(text, i)
+        if m is None:
             break
+        j = m.start()
         try:
             value, end = _DECODER.raw_decode(text, j)
         except json.JSONDecodeError:

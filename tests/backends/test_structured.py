@@ -10,7 +10,7 @@ from koalign.backends.structured import (
     validate_json,
     with_schema_contract,
 )
-from koalign.extract import extract_json, split_reasoning
+from koalign.extract import extract_json, json_candidates, split_reasoning
 from koalign.types import ChatRequest, Message
 
 SCHEMA = {
@@ -125,3 +125,9 @@ def test_read_answer_modes_and_outcomes():
     assert cut.text == '{"a": 1'
     for empty in (None, "", " \n", "<think>만</think>"):
         assert read_answer(empty, finish_reason="stop").error.kind == "empty"
+
+
+def test_json_candidates_skips_brackets_that_begin_no_json():
+    text = '[사용자 요청] {{ slot }} { "a": [1, NaN, -Infinity] } [ ] {x} [true] {"b": {}} [-1]'
+    want = [{"a": [1, float("nan"), float("-inf")]}, [], [True], {"b": {}}, [-1]]
+    assert repr(json_candidates(text)) == repr(want)
