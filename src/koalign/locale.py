@@ -96,20 +96,22 @@ class Locale(_Model):
     def script_ratio(self, text: str) -> float:
         """Share of letters in ``text`` that belong to the pack's script (e.g. Hangul), 0-1
         (0.0 for a text without letters)."""
-        letters = len(_LETTERS.findall(text))
+        letters = _NOT_LETTERS.sub("", text)
         if not letters:
             return 0.0
-        return len(_script_pattern(tuple(self.meta.script_ranges)).findall(text)) / letters
+        outside = _outside_script(tuple(self.meta.script_ranges))
+        return len(outside.sub("", letters)) / len(letters)
 
 
-_LETTERS = re.compile(r"[^\W\d_]")
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
 
 
 @functools.lru_cache(maxsize=16)
-def _script_pattern(ranges: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
-    """Letters inside the script ranges (a character class built once per pack)."""
+def _outside_script(ranges: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
+    """Characters outside the script ranges (a character class built once per pack): removing
+    them from the letters leaves the script's letters."""
     body = "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges)
-    return re.compile(f"(?=[^\\W\\d_])[{body}]")
+    return re.compile(f"[^{body}]+")
 
 
 def bundled_locales() -> list[str]:
