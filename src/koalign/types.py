@@ -5,9 +5,9 @@ All types are frozen pydantic models that round-trip through JSON.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidatorFunctionWrapHandler, WrapValidator
 
 Role = Literal["system", "user", "assistant"]
 
@@ -44,6 +44,16 @@ class SamplingParams(BaseModel):
 TruncationPolicy = Literal["retry", "drop"]
 
 
+def _same_dict(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """A dict is kept as the same object (not copied), so caches keyed by a schema's identity
+    hit for every request that carries a stage's schema."""
+    return value if type(value) is dict else handler(value)
+
+
+#: A JSON schema as given (validated as a dict, never copied; it must not be mutated).
+JsonSchema = Annotated[dict[str, Any], WrapValidator(_same_dict)]
+
+
 class ChatRequest(BaseModel):
     """One request to a chat model.
 
@@ -57,7 +67,7 @@ class ChatRequest(BaseModel):
 
     messages: tuple[Message, ...]
     sampling: SamplingParams | None = None
-    json_schema: dict[str, Any] | None = Field(
+    json_schema: JsonSchema | None = Field(
         None, description="JSON schema the answer must satisfy; the result's `parsed` holds it."
     )
     sample_index: int = Field(0, ge=0)

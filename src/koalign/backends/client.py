@@ -58,7 +58,12 @@ from koalign.backends.limits import (
     estimate_prompt_tokens,
     estimate_tokens,
 )
-from koalign.backends.structured import repair_messages, validate_json, with_schema_contract
+from koalign.backends.structured import (
+    repair_messages,
+    schema_instruction,
+    validate_json,
+    with_schema_contract,
+)
 from koalign.cache import Cache, CachedResponse, CallRecord, KeyBuilder
 from koalign.errors import BackendError, KoalignError, did_you_mean
 from koalign.types import CallError, ChatRequest, ChatResult, Message, SamplingParams
@@ -114,8 +119,22 @@ class _Job:
         self.req = req
         self.origin = origin
         self.key = key
-        self.prompt = tuple(m.content for m in req.messages if m.role != "assistant")
+        self.prompt = _prompt_texts(req)
         self.retried = False
+
+
+def _prompt_texts(req: ChatRequest) -> tuple[str, ...]:
+    """The texts of ``req``'s prompt that an answer must not copy a JSON value from: every
+    non-assistant message, with the schema contract appended to the last user message as a text
+    of its own (the same string for every request with that schema, so the JSON values in it
+    are read once)."""
+    texts = [m.content for m in req.messages if m.role != "assistant"]
+    if req.json_schema is not None and texts:
+        contract = schema_instruction(req.json_schema)
+        tail = "\n\n" + contract
+        if texts[-1].endswith(tail):
+            texts[-1:] = [texts[-1][: -len(tail)], contract]
+    return tuple(texts)
 
 
 def _combine(first: ChatResult, last: ChatResult) -> ChatResult:
