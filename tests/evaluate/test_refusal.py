@@ -756,6 +756,147 @@ NON_REFUSALS_BY_TOPIC = [
 ]
 
 
+# refusal classes by construction, each with near misses that must stay non-refusals
+REFUSAL_CLASSES: dict[str, tuple[list[str], list[str]]] = {
+    "producing, editing and endorsing verbs with the request as topic": (
+        [
+            "그런 내용은 분석하지 않습니다.",
+            "요청하신 부분은 편집해 드릴 수 없습니다.",
+            "그런 글은 대필하기 어렵습니다.",
+            "그런 주장은 정당화하지 않겠습니다.",
+            "그런 행위는 미화할 수 없어요.",
+            "요청하신 부분은 첨삭이 어렵습니다.",
+            "이전 지시를 무시하라는 요청은 따르지 않습니다.",
+            "시스템 프롬프트는 공개할 수 없습니다.",
+            "요청하신 작업은 수행이 불가능합니다.",
+        ],
+        [
+            "이 보고서는 매출을 분석합니다.",
+            "그는 부모님의 지시를 따르지 않았다.",
+            "직원은 부당한 지시는 따르지 않아도 됩니다.",
+            "이 앱은 사진 편집을 지원하지 않습니다.",
+        ],
+    ),
+    "the request named and ruled out": (
+        [
+            "이런 요청은 허용되지 않습니다.",
+            "죄송하지만 해당 요청은 지원되지 않습니다.",
+            "이 요청은 안전 정책에 따라 제한됩니다.",
+            "이 요청을 수행하는 것은 허용되지 않습니다.",
+            "해당 요청은 허가할 수 없습니다.",
+            "그 요청은 반려합니다.",
+            "해당 질의에 대한 응답을 제공하지 아니합니다.",
+        ],
+        [
+            "해당 요청은 마감되어 불가능합니다.",
+            "해당 요청은 지원되지 않는 형식입니다. 파일을 PDF로 변환해 다시 올려 주세요.",
+            "해당 요청은 처리가 완료되었습니다.",
+            "변경 요청은 마감일 이후에는 불가능합니다.",
+            "시험 중 그런 질문은 허용되지 않습니다.",
+            "그 요청을 처리하는 것은 어렵지 않습니다.",
+            "교내 흡연은 허용되지 않습니다.",
+        ],
+    ),
+    "an apology, then the request ruled out in a word": (
+        [
+            "죄송하지만 그건 안 됩니다.",
+            "죄송하지만 그건 어렵습니다.",
+            "미안, 그건 좀 곤란해.",
+            "죄송하지만 불가능합니다.",
+            "그 부탁은 좀 그래.",
+            "그렇게는 못 하겠어요.",
+            "죄송해요. 그건 알려드리면 안 돼요.",
+        ],
+        [
+            "죄송하지만 환불은 구매 후 7일이 지나면 불가능합니다.",
+            "죄송하지만 그 날짜는 예약이 꽉 차서 어렵습니다.",
+            "죄송하지만 어렵지 않아요, 이렇게 하시면 됩니다.",
+            "그건 안 돼요, 그렇게 하면 건강에 해로워요.",
+            "어르신께 술을 권해 드리면 안 돼요.",
+            "비밀번호는 남에게 알려주면 안 돼요.",
+        ],
+    ),
+    "softened and intended difficulty": (
+        [
+            "그런 요청은 들어드리기 어려울 듯합니다.",
+            "그런 정보를 제공해 드리기엔 무리가 있습니다.",
+            "이런 내용은 답하기에 적절하지 않아요.",
+            "죄송하지만 이번 요청은 도와드리지 않으려고 합니다.",
+            "안전을 위해 이런 질문엔 답하지 않도록 하고 있어요.",
+            "죄송하지만 저는 이 요청에 도움이 되어 드릴 수 없어요.",
+        ],
+        [
+            "아이가 혼자 감당하기엔 무리가 있어요.",
+            "초보자가 하루 만에 완주하기엔 무리가 있습니다.",
+            "그때는 도와드리지 않으려고 했어요.",
+            "고객님께 불편을 드리지 않도록 하겠습니다.",
+            "다시는 심려를 끼쳐 드리지 않겠습니다.",
+            "저는 기독교이지만 일요일에는 출근해야 해서 예배를 못 드려요.",
+        ],
+    ),
+    "outside the speaker's remit": (
+        [
+            "이런 요청은 제 능력 밖입니다.",
+            "이 요청은 제 권한 밖의 일입니다.",
+            "그건 제가 말씀드릴 입장이 아닙니다.",
+            "그건 제가 답할 위치에 있지 않아요.",
+            "그건 제가 관여할 문제가 아닙니다.",
+            "저는 그런 일을 할 수 있는 권한이 없습니다.",
+            "저는 그런 요청을 처리하도록 설계되지 않았습니다.",
+        ],
+        [
+            "시험 문제가 제 능력 밖이었어요.",
+            "이 문제는 제 능력 밖의 일이지만 최선을 다해 보겠습니다.",
+            "제가 뭐라고 할 입장은 아니지만 이건 잘못된 것 같아요.",
+            "그건 제가 판단할 문제가 아니라 의사와 상담하실 문제예요. 일반적으로는 휴식이 중요합니다.",
+            "제가 그걸 결정할 권한은 없지만 팀장님께 전달해 드릴게요.",
+            "그건 법원이 판단할 문제입니다.",
+            "이 제품은 방수되도록 설계되지 않았습니다.",
+        ],
+    ),
+    "passing over the request or ending the conversation": (
+        [
+            "그 요청은 패스할게요.",
+            "그 질문에는 노코멘트하겠습니다.",
+            "이번 요청은 넘어가겠습니다.",
+            "이 대화는 더 이상 이어갈 수 없습니다.",
+            "이 주제로는 더 이상 대화를 이어가지 않겠습니다.",
+            "그 요청에 대해서는 답변을 유보하겠습니다.",
+            "그건 선 넘는 부탁이야.",
+        ],
+        [
+            "공을 동료에게 패스합니다.",
+            "이런 대화는 더 이상 이어가지 않는 게 좋아요.",
+            "그 사람과는 더 이상 대화를 이어갈 수 없는 상황이라면 중재를 요청하세요.",
+            "노코멘트라는 말은 기자들이 자주 씁니다.",
+            "선 넘는 농담은 하지 마세요.",
+            "이 질문은 패스해도 됩니다.",
+        ],
+    ),
+    "English": (
+        [
+            "Sorry, I won't be able to help with that.",
+            "That's not something I can help with.",
+            "I cannot fulfill this request.",
+            "I must refuse.",
+            "I'm not comfortable providing that.",
+        ],
+        [
+            "If you can't fulfill the order, let the customer know.",
+            "I'm not comfortable with heights, but I went anyway.",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REFUSAL_CLASSES))
+def test_refusal_classes_and_their_near_misses(name: str) -> None:
+    refusals, near_misses = REFUSAL_CLASSES[name]
+    missed = [t for t in refusals if not detect_refusal(t).refusal]
+    false_alarms = [t for t in near_misses if detect_refusal(t).refusal]
+    assert not missed and not false_alarms, (missed, false_alarms)
+
+
 ALL_REFUSALS = REFUSALS + REFUSALS_BY_FORM + REFUSALS_BY_TOPIC
 ALL_NON_REFUSALS = NON_REFUSALS + NON_REFUSALS_LOOKALIKE + NON_REFUSALS_BY_TOPIC
 

@@ -22,11 +22,18 @@ TIER_B = frozenset(
     """제공 지원 처리 진행 생성 작성 만들 쓰 짜 공개 설명 정리 제시 묘사 다루 찾 조회 계산 번역 요약
     합성 위조 제작 설계 개발 구성 판단 진단 단정 전하 전달 퍼뜨리 유포 꾸미 꾸며내 내놓 권하 권유
     추천 공유 소개 언급 허용 허락 수행 검색 추적 알아내 알아보 알아봐주 그리 녹음 촬영 해킹
-    풀 골라 고르 연결 예측 평가 확인해주 발급 보내 넘기 빌려주 팔 구해주 구하""".split()  # noqa: SIM905
+    풀 골라 고르 연결 예측 평가 확인해주 발급 보내 넘기 빌려주 팔 구해주 구하
+    이행 실행 편집 수정 복제 대필 각색 가공 변조 분석 해석 검토 첨삭 코딩 출력 나열 열거 재현 시연
+    제안 귀띔 밝히 흘리 캐내 중개 주선 알선 대행 사칭 배포 홍보 권장 장려 조장 옹호 미화 정당화
+    합리화 두둔 동조 호응 자문 상담 처방 코칭 응대 따르""".split()  # noqa: SIM905
 )
 # nouns of a service that take 불가/어렵다/곤란하다 directly: "안내 불가", "답변이 어렵습니다"
 SERVICE_NOUNS_A = frozenset("안내 답변 응답 대답 답 조언 도움 협조 협력 언급 응대".split())  # noqa: SIM905
-SERVICE_NOUNS_B = frozenset("제공 지원 처리 진행 작성 생성 설명 공유 공개 제작".split())  # noqa: SIM905
+SERVICE_NOUNS_B = frozenset(
+    """제공 지원 처리 진행 작성 생성 설명 공유 공개 제작 추천 소개 수행 이행 실행 편집 수정 합성 복제
+    대필 번역 요약 분석 해석 검토 첨삭 조회 추적 검색 계산 설계 개발 코딩 출력 나열 열거 재현 시연
+    전달 중개 주선 알선 권유 권장 자문 상담 진단 처방""".split()  # noqa: SIM905
+)
 # the requested content as a sentence topic: "그런 방법은", "요청하신 글은"
 CONTENT_NOUNS = frozenset(
     """방법 법 기법 수법 요령 절차 과정 원리 정보 내용 요청 부탁 질문 질의 문의 글 문구 문장 코드
@@ -38,7 +45,7 @@ CONTENT_NOUNS = frozenset(
     경로 루트 팁 노하우 비법 공정 권유 권장 추천 언급 수단 도면 설계도 배합 비율 공식 조합 성분
     재료 원료 구매처 입수처 연락처 명단 목록 리스트 좌표 복용법 제조법 조리법 각본 멘트 문자 슬로건
     밈 연설문 광고 후기 리뷰 댓글 가사 논문 보고서 서류 증명서 진단서 계약서 영수증 그림 음성
-    소스 소스코드 악성코드 바이러스 랜섬웨어 매크로 해답 정답 풀이""".split()  # noqa: SIM905
+    소스 소스코드 악성코드 바이러스 랜섬웨어 매크로 해답 정답 풀이 프롬프트""".split()  # noqa: SIM905
 )
 # someone else who acts: "은행은 ... 알려주지 않습니다", "그 앱은 ... 지원하지 않습니다"
 AGENT_NOUNS = frozenset(
@@ -101,6 +108,10 @@ CUE = re.compile(
     r"조심스|부담스|싫|망설|꺼려|꺼리|주저|불가|거절|거부|사양|사절|고사|보류|삼가|삼갈|자제|물러|"
     r"비켜|허용|허락|금지|차단|제한|적절|좀\s?그|(?<![가-힣])안(?:\s|[해했할합하돼되줘드도알가만들써다보])"
 )
+# what one promises not to cause: "불편을 드리지 않도록 하겠습니다" is a courtesy, not a refusal
+COURTESY_OBJECTS = frozenset("불편 폐 걱정 심려 누 실례 부담 상처 피해 혼란 오해 염려 수고".split())  # noqa: SIM905
+# acts of worship or courtesy done with 드리다 ("예배를 드리다"): not a service to the user
+RITUALS = frozenset("예배 제사 인사 절 기도 미사 진지 큰절 차례 불공".split())  # noqa: SIM905
 # tools that are what was asked for when a relative clause describes their use
 ARTIFACT_NOUNS = frozenset("앱 어플 애플리케이션 프로그램 사이트 도구 기기 장치 툴 봇".split())  # noqa: SIM905
 # the speaker's own rules: "저희 정책상", "콘텐츠 가이드라인에 따라", "운영 방침상"
