@@ -66,6 +66,7 @@ for module in (locale_cmds, backend_cmds, cite_cmds, pipeline_cmds, train_cmds, 
 
 def main() -> None:
     """Console entry point: runs the app and turns koalign errors into messages and exit code 1."""
+    pipeline_cmds.OWNS_PROCESS = True
     try:
         app()
     except KoalignError as exc:  # a LocaleError's problems follow, one per line
