@@ -18,8 +18,9 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
 ``negated_help``
     a verb of helping, telling or producing, negated with the speaker as agent:
     ``안내하지 않겠습니다``, ``돕지 못합니다``, ``알려 드리지 않아요``, ``다루지 않는 주제``,
-    ``답변은 하지 않습니다``, ``조언도 드리지 않습니다``. Passive forms (``제공되지 않습니다``,
-    ``표시되지 않습니다``) describe something that does not exist, and are not matched.
+    ``답변은 하지 않습니다``, ``조언도 드리지 않습니다``, ``정치적 견해는 밝히지 않겠습니다``.
+    Passive forms (``제공되지 않습니다``, ``표시되지 않습니다``) describe something that does not
+    exist, and are not matched.
 ``short_negation``
     ``안``/``못`` before such a verb: ``안 도와줘``, ``못 알려줘``, ``협조 안 해``, ``도움 못 줘``.
 ``cannot_help``
@@ -32,7 +33,8 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
     as a practice: ``들어드리기 어려울 듯합니다``, ``제공해 드리기엔 무리가 있습니다``,
     ``답하지 않도록 하고 있어요``, ``도와드리지 않으려고 합니다``; with the request as topic, verbs
     of producing, editing and endorsing too: ``그런 글은 대필하기 어렵습니다``, ``그런 주장은
-    정당화하지 않겠습니다``, ``요청하신 작업은 수행이 불가능합니다``.
+    정당화하지 않겠습니다``, ``요청하신 작업은 수행이 불가능합니다``; a nominal sentence:
+    ``처리 불가.``, ``제공 불가능.``.
 ``unwilling``
     ``도와줄 생각 없어``, ``쓰고 싶지 않아요``.
 ``declines``
@@ -46,8 +48,8 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
     the request is outside what the speaker does: ``제가 안내할 수 있는 영역이 아닙니다``,
     ``제 역할의 범위를 벗어납니다``, ``제가 드릴 수 있는 도움과는 거리가 멉니다``,
     ``도와주면 안 되는 부탁이야``, ``내가 손댈 일이 아니야``, ``이런 요청은 제 능력 밖입니다``,
-    ``그건 제가 말씀드릴 입장이 아닙니다``, ``그럴 권한이 없습니다``, ``저는 그런 요청을
-    처리하도록 설계되지 않았습니다``.
+    ``그건 제가 말씀드릴 입장이 아닙니다``, ``그럴 권한이 없습니다``, ``답변 가능한 범위를
+    벗어납니다``, ``저는 그런 요청을 처리하도록 설계되지 않았습니다``.
 ``policy``
     the assistant's rules forbid it: ``응답 지침상 허용되지 않습니다``, ``저희 정책의 금지
     대상입니다``, ``콘텐츠 규정으로 차단됩니다``, ``제공 대상이 아닙니다``, ``답변 범위에서
@@ -309,6 +311,13 @@ _RULES: list[tuple[str, str, str]] = [
         "",
     ),
     ("hard_to_help", rf"(?:내용|주제|질문|요청)(?:은|는)\s?(?:\S+\s)?다루기\s?{_DIFFICULT}", ""),
+    # a nominal sentence: "처리 불가.", "제공 불가능." (not "환불 처리 불가", a rule)
+    (
+        "hard_to_help",
+        r"(?:^|[.!?\n]\s*)(?:답변|응답|안내|제공|작성|생성|처리|진행)\s?불가(?:능)?(?:\s?(?:합니다|입니다))?"
+        r"\s*(?:[.!]|$)",
+        "",
+    ),
     (
         "hard_to_help",
         rf"(?:요청|부탁)(?:은|는|에는|엔)\s?(?:(?!\S*{_UNAVAILABLE}\s)\S+\s)?(?:불가|곤란|수락하기\s?어렵)",
@@ -318,7 +327,7 @@ _RULES: list[tuple[str, str, str]] = [
     (
         "declines",
         r"(?:거절|거부|사양)(?:하겠|하도록|할게|할께|합니다|해요|하려|할\s?수밖에|이야|이에요|"
-        r"입니다|하기로)",
+        r"입니다|하기로|함(?=[.!\s]|$))",
         "",
     ),
     ("declines", r"(?:정중히|정중하게|부득이)\s?(?:거절|사양|물러|비켜)", ""),
@@ -422,11 +431,37 @@ _RULES: list[tuple[str, str, str]] = [
         r"아냐|아닌\s?(?:것\s?같|듯)|있지\s?않(?!지만|고|으나))",
         "",
     ),
+    # "이 요청은 답변 가능한 범위를 벗어납니다"
+    (
+        "out_of_scope",
+        r"(?:답변|안내|응답|대답|도움|설명|조언|상담)\s?(?:가능한|드릴\s?수\s?있는)\s?(?:범위|영역|선|주제)"
+        r"(?:를|을|가|이|는|은|에서)?\s?(?:벗어|넘어|넘는|아니|아닙|밖)",
+        "",
+    ),
+    # "정치적 견해는 밝히지 않겠습니다", "그 질문에 대해서는 입장을 밝힐 수 없습니다"
+    (
+        "negated_help",
+        rf"(?:입장|의견|견해|생각)(?:을|를|은|는)?\s?(?:밝힐\s?수\s?(?:가\s?)?없(?!다)|밝히지\s?않"
+        rf"(?!{_NOT_IDIOM}|{_CONNECTIVE})|밝히기\s?(?:어렵|곤란))",
+        "speaker",
+    ),
+    (
+        "cannot_help",
+        r"제\s?입으로(?:는)?\s?(?:말할|말씀드릴|얘기할|말씀\s?드릴)\s?수\s?(?:가\s?)?없",
+        "",
+    ),
+    (
+        "policy",
+        rf"(?:안내|제공|공유|작성|생성|답변|응답|설명|공개)(?:이|가)\s?(?:\S+\s)?허용되지\s?않"
+        rf"(?!{_NOT_IDIOM}|{_CONNECTIVE})",
+        "request",
+    ),
     # "저는 그런 요청을 처리하도록 설계되지 않았습니다": what the speaker was built to do
     (
         "out_of_scope",
-        r"(?:저는|전|본\s?(?:모델|AI|서비스)은?는?)\s?[^.!?\n]{0,40}?도록\s?(?:설계|프로그래밍|훈련|학습|만들어)"
-        r"(?:되지|되어\s?있지|돼\s?있지|지지|져\s?있지)\s?않(?![^.!?\n]*(?:다고|라고))",
+        r"(?:저는|전|본\s?(?:모델|AI|서비스)은?는?)\s?[^.!?\n]{0,40}?(?:하|주|리|돕)도록\s?"
+        r"(?:설계|프로그래밍|훈련|학습|만들어)(?:되지|되어\s?있지|돼\s?있지|지지|져\s?있지)\s?않"
+        r"(?![^.!?\n]*(?:다고|라고|나\s?봐|나\s?싶|을까|는지))",
         "design",
     ),
     # "저는 그런 일을 할 수 있는 권한이 없습니다"
