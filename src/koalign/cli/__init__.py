@@ -64,11 +64,26 @@ for module in (locale_cmds, backend_cmds, cite_cmds, pipeline_cmds, train_cmds, 
     module.register(app)
 
 
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown of the heap (about 0.4 s after a
+    400-seed run: millions of objects freed one by one). Only used after a pipeline run that
+    closed its stage files, cache and connections itself; logs and streams are flushed first."""
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     """Console entry point: runs the app and turns koalign errors into messages and exit code 1."""
-    pipeline_cmds.OWNS_PROCESS = True
     try:
         app()
+    except SystemExit as exc:
+        if pipeline_cmds.RUN_CLOSED and exc.code in (0, None):
+            _exit_now(0)
+        raise
     except KoalignError as exc:  # a LocaleError's problems follow, one per line
         print_error(exc)
         sys.exit(getattr(exc, "exit_code", 1))  # 130/143 for SIGINT/SIGTERM

@@ -206,9 +206,9 @@ def run_pipeline(
     pipeline = Pipeline(
         cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
     )
-    if OWNS_PROCESS:
-        _tune_gc()
     manifest = pipeline.run(stages)
+    global RUN_CLOSED
+    RUN_CLOSED = True
     for stage, entry in manifest["stages"].items():
         if entry.get("failed_calls"):
             err.print(
@@ -223,22 +223,9 @@ def run_pipeline(
     return manifest
 
 
-#: Set by the console entry point: the process is koalign's own, so process-wide settings
-#: (the garbage collector's) may be changed; never when the app is called inside another program.
-OWNS_PROCESS = False
-
-
-def _tune_gc() -> None:
-    """Fewer garbage-collector passes during a run: what exists before it (modules, the locale,
-    the statute index) is frozen out of collections, and the youngest generation is collected
-    every 10,000 allocations instead of 700 (records and answers live until their stage writes
-    them, so frequent passes find little to free). Halves the collector's time on a 400-seed
-    run (bench/bench_flow.py)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
+#: True once a pipeline run has returned with everything it opened closed (stage files, cache,
+#: connections): the console entry point may then end the process at once.
+RUN_CLOSED = False
 
 
 def show_plan(
