@@ -301,6 +301,27 @@ def policy_cue(toks: list[Tok], chain_start: int) -> bool:
     return False
 
 
+def object_after_topic(toks: list[Tok], chain_start: int) -> bool:
+    """Does an object (a noun with 을/를 that is not requested content) stand between the
+    clause's topic and the chain ("이 보고서는 세부 비용을 분석하지 않습니다")? Then the topic
+    is the one that acts, not what is acted on."""
+    topic = -1
+    for k in range(chain_start):
+        t = toks[k]
+        if t.tag in {"SF", "SP"}:
+            topic = -1
+        elif t.tag == "JX" and t.form in {"은", "는", "ᆫ"}:
+            topic = k
+    if topic < 0:
+        return False
+    for k in range(topic + 1, chain_start):
+        if toks[k].tag == "JKO":
+            noun = noun_before(toks, k)
+            if noun is not None and classify(noun) != "content":
+                return True
+    return False
+
+
 def demonstrative(toks: list[Tok], chain_start: int) -> bool:
     """Does the clause point at the request ("그런 거", "그건", "이런 일")?"""
     for k in range(chain_start - 1, -1, -1):
@@ -318,6 +339,8 @@ def conditioned(toks: list[Tok], chain_start: int) -> bool:
     """Is the clause before the chain a condition ("동의 없이", "이 경우에는", "... 때는")?"""
     for k in range(chain_start - 1, -1, -1):
         t = toks[k]
+        if t.tag == "EC" and t.form in {"면", "으면"}:
+            return True  # "권한이 없으면 실행할 수 없습니다": a rule with its condition
         if t.tag in {"SF", "SP", "EC"}:
             return False
         if t.form == "없이" and t.tag == "MAG":
