@@ -423,7 +423,7 @@ async def call(
         "reasoning": getattr(result, "reasoning", None),
     }
     if result.text is not None and _SURROGATE.search(result.text):
-        return Call[Any](
+        return _AnyCall(
             raw=repair_surrogates(result.text),
             error=CallFailure(
                 kind="replacement_char",
@@ -433,7 +433,7 @@ async def call(
             **common,
         )
     if result.error is not None:
-        return Call[Any](
+        return _AnyCall(
             raw=result.text,
             error=CallFailure(kind=result.error.kind, message=result.error.message),
             **common,
@@ -444,12 +444,16 @@ async def call(
     try:
         value = parse(source)
     except ParseError as exc:
-        return Call[Any](
+        return _AnyCall(
             raw=result.text, error=CallFailure(kind=exc.kind, message=str(exc)), **common
         )
     raw = None if value == result.text else result.text
-    return Call[Any](value=value, raw=raw, **common)
+    return _AnyCall(value=value, raw=raw, **common)
 
+
+#: ``Call[Any]``, parametrised once (pydantic's lookup of a parametrised class costs more than
+#: building the call record).
+_AnyCall = Call[Any]
 
 _TAG_ROLES = {"target": "targets", "responder": "responders", "filter_judge": "filter_judges"}
 
