@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from koalign import __version__
 from koalign.cli import (
     backend_cmds,
     cite_cmds,
@@ -32,6 +31,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from koalign import __version__
+
         typer.echo(f"koalign {__version__}")
         raise typer.Exit()
 
