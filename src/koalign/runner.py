@@ -23,7 +23,9 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +53,10 @@ from koalign.types import ChatRequest, ChatResult
 log = logging.getLogger(__name__)
 
 _SAME_SIGNAL_S = 0.2
+#: A finished stage file up to this size (bytes) is decoded once for the passes that read it
+#: after the stage (its report, its extra files, the next stage's plan); a larger one is
+#: streamed from disk at every pass, so memory stays bounded whatever the run's size.
+DECODE_ONCE_MAX_BYTES = 8 << 20
 """A stop signal this soon after the first one is the same signal delivered twice (seconds)."""
 
 AnyStage = Stage[Any, Any, Any, Any]
@@ -277,6 +283,10 @@ class Pipeline:
         self.roles = config.roles.resolved()
         self.stop_event: asyncio.Event | None = None
         self._signal: int | None = None
+        self._running = False
+        self._gc_lock = threading.Lock()
+        # stage -> ((inode, size, mtime), records): at most two small stage files, decoded once
+        self._decoded: dict[str, tuple[tuple[int, int, int], list[Any]]] = {}
 
     # ------------------------------------------------------------------ model pool
     @property
@@ -330,7 +340,8 @@ class Pipeline:
         import gc
 
         self.rundir.lock()
-        self._warm_up()
+        self._running = True
+        self._warm_up(names)
         # Everything alive now (modules, config, locale pack, statute index) lives for the whole
         # run: frozen, the cyclic garbage collector stops scanning it again and again while
         # thousands of records come and go (13-17% of the CPU of a run on the benchmark).
@@ -342,18 +353,41 @@ class Pipeline:
         try:
             return await self._arun(list(names) if names is not None else list(stage_names()))
         finally:
-            gc.set_threshold(*thresholds)
-            gc.unfreeze()
+            self._decoded.clear()
+            with self._gc_lock:
+                self._running = False
+                gc.set_threshold(*thresholds)
+                gc.unfreeze()
             self.rundir.unlock()
 
-    def _warm_up(self) -> None:
-        """Build what every record will need before the run (the citation index), so that it
-        is built once and counted as start-up."""
-        respond = self.config.section("respond") if hasattr(self.config, "respond") else None
-        if respond is not None and getattr(respond, "citation_check", False):
-            from koalign.cite import index_for
+    def _warm_up(self, names: Sequence[str] | None) -> None:
+        """Build, on a background thread while the first calls are out, what later records need
+        and the first ones do not: the citation index (respond) and numpy (the seeds'
+        near-duplicate filter). A stage that needs the index first waits for the build; what
+        the thread built is then frozen out of garbage collection like the rest of the
+        start-up state. A failure is left to the stage that needs it to report."""
+        import gc
 
-            index_for(self.locale)
+        respond = self.config.section("respond") if hasattr(self.config, "respond") else None
+        index = respond is not None and getattr(respond, "citation_check", False)
+        seeds = names is None or "seeds" in names
+
+        def build() -> None:
+            try:
+                if seeds:
+                    import numpy  # noqa: F401
+                if index:
+                    from koalign.cite import index_for
+
+                    index_for(self.locale)
+            except Exception:  # reported by the stage that needs it
+                log.debug("warm-up failed", exc_info=True)
+                return
+            with self._gc_lock:
+                if self._running:  # never after the run has unfrozen the heap
+                    gc.freeze()
+
+        threading.Thread(target=build, name="koalign-warm-up", daemon=True).start()
 
     async def _arun(self, names: list[str]) -> dict[str, Any]:
         order = list(stage_names())
@@ -651,10 +685,30 @@ class Pipeline:
         return file_digest(path), True
 
     def _records(self, stage: AnyStage) -> Iterator[Any]:
-        """A finished stage's records, streamed from its file in order."""
+        """A finished stage's records, in file order: streamed from its file, or, for a file of
+        at most :data:`DECODE_ONCE_MAX_BYTES`, decoded once and kept while the file is unchanged
+        (records are frozen). At most two stages' records are kept."""
         validate = stage.Record.model_validate_json
-        for line in self.rundir.log(stage.name).lines():
-            yield validate(line)
+        log = self.rundir.log(stage.name)
+        try:
+            st = os.stat(log.path)
+        except FileNotFoundError:
+            return
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = self._decoded.get(stage.name)
+        if hit is not None and hit[0] == stamp:
+            yield from hit[1]
+            return
+        if st.st_size > DECODE_ONCE_MAX_BYTES:
+            for line in log.lines():
+                yield validate(line)
+            return
+        records = [validate(line) for line in log.lines()]
+        self._decoded.pop(stage.name, None)
+        while len(self._decoded) >= 2:
+            self._decoded.pop(next(iter(self._decoded)))
+        self._decoded[stage.name] = (stamp, records)
+        yield from records
 
     def _stream_outputs(self, stage: AnyStage) -> Iterator[Any]:
         """A finished stage's outputs in plan order (records with transient failures left out,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -480,6 +481,7 @@ def _newer_than(entry: Article, corpus: date | None) -> bool:
 
 
 _INDEXES: OrderedDict[tuple[str, str], CitationIndex] = OrderedDict()
+_BUILD = threading.Lock()  # one build at a time: a second caller waits for the first one's index
 
 
 def _index_stamp(loc: Locale) -> str:
@@ -493,19 +495,24 @@ def _index_stamp(loc: Locale) -> str:
 
 def index_for(loc: Locale | CitationIndex) -> CitationIndex:
     """The index of a locale, built on first use and kept (keyed by the pack's digest and the
-    statute index file's size and modification time)."""
+    statute index file's size and modification time). Thread-safe: a caller that arrives while
+    another thread builds the same index waits for it."""
     if isinstance(loc, CitationIndex):
         return loc
     key = (loc.digest, _index_stamp(loc))
     index = _INDEXES.get(key)
-    if index is None:
-        log.debug("building citation index for locale %s", loc.id)
-        index = CitationIndex.from_locale(loc)
-        _INDEXES[key] = index
-        while len(_INDEXES) > _CACHE_SIZE:
-            _INDEXES.popitem(last=False)
-    else:
-        _INDEXES.move_to_end(key)
+    if index is not None:
+        return index
+    with _BUILD:
+        index = _INDEXES.get(key)
+        if index is None:
+            log.debug("building citation index for locale %s", loc.id)
+            index = CitationIndex.from_locale(loc)
+            _INDEXES[key] = index
+            while len(_INDEXES) > _CACHE_SIZE:
+                _INDEXES.popitem(last=False)
+        else:
+            _INDEXES.move_to_end(key)
     return index
 
 

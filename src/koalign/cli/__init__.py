@@ -86,8 +86,22 @@ def main() -> None:
             _exit_now(0)
         raise
     except KoalignError as exc:  # a LocaleError's problems follow, one per line
+        code = getattr(exc, "exit_code", 1)  # 130/143 for SIGINT/SIGTERM
+        if code in (130, 143):
+            _ignore_stop_signals()
         print_error(exc)
-        sys.exit(getattr(exc, "exit_code", 1))  # 130/143 for SIGINT/SIGTERM
+        sys.exit(code)
     except KeyboardInterrupt:
+        _ignore_stop_signals()
         err.print("[yellow]interrupted[/]; rerun the same command to resume")
         sys.exit(130)
+
+
+def _ignore_stop_signals() -> None:
+    """After a stop by signal, the same signal delivered again while the process exits (GNU
+    timeout signals the child, then its process group) must not kill it mid-exit and turn
+    exit status 130 into death by signal."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
