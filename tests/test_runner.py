@@ -373,3 +373,34 @@ def test_the_card_shows_the_filter_judges_calibration_when_given(write_config, t
 
     with pytest.raises(ConfigError, match=r"export\.calibration"):
         run(config, tmp_path / "run2", [f"export.calibration={tmp_path / 'missing'}"])
+
+
+def test_small_stage_files_are_decoded_once_and_only_adjacent_stages_are_kept(
+    reference, tmp_path, monkeypatch
+):
+    import shutil
+
+    import koalign.runner as runner_mod
+    from koalign.stages import get_stage
+
+    config, _ = reference
+    run_dir = tmp_path / "run"
+    shutil.copytree(config.parent / "run", run_dir)
+    cfg, loc = load_run_config(config, [])
+    pipe = Pipeline(cfg, loc, run_dir, preflight=False)
+    attack, respond, judge = get_stage("attack"), get_stage("respond"), get_stage("judge")
+    list(pipe._records(attack))
+    first = list(pipe._records(respond))
+    second = list(pipe._records(respond))
+    assert first and second[0] is first[0]  # kept, not decoded again
+    assert set(pipe._decoded) == {"attack", "respond"}  # respond and its input
+    list(pipe._records(judge))  # judge and its input (respond) kept; attack let go
+    assert set(pipe._decoded) == {"respond", "judge"}
+    path = run_dir / "respond.jsonl"
+    path.write_bytes(path.read_bytes())  # a changed file (new stamp) is decoded again
+    again = list(pipe._records(respond))
+    assert again == first and again[0] is not first[0]
+    monkeypatch.setattr(runner_mod, "DECODE_ONCE_MAX_BYTES", 10)
+    path.write_bytes(path.read_bytes())
+    streamed = list(pipe._records(respond))  # over the budget: streamed, nothing kept
+    assert streamed == first and "respond" not in pipe._decoded

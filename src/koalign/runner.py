@@ -56,7 +56,7 @@ _SAME_SIGNAL_S = 0.2
 #: A finished stage file up to this size (bytes) is decoded once for the passes that read it
 #: after the stage (its report, its extra files, the next stage's plan); a larger one is
 #: streamed from disk at every pass, so memory stays bounded whatever the run's size.
-DECODE_ONCE_MAX_BYTES = 8 << 20
+DECODE_ONCE_MAX_BYTES = 6 << 20
 """A stop signal this soon after the first one is the same signal delivered twice (seconds)."""
 
 AnyStage = Stage[Any, Any, Any, Any]
@@ -687,9 +687,16 @@ class Pipeline:
     def _records(self, stage: AnyStage) -> Iterator[Any]:
         """A finished stage's records, in file order: streamed from its file, or, for a file of
         at most :data:`DECODE_ONCE_MAX_BYTES`, decoded once and kept while the file is unchanged
-        (records are frozen). At most two stages' records are kept."""
+        (records are frozen). Only the records of this stage and of the stage before it are
+        kept (the passes after a stage read it and its input), so at most two small files'
+        records are held at any time."""
         validate = stage.Record.model_validate_json
         log = self.rundir.log(stage.name)
+        order = list(stage_names())
+        i = order.index(stage.name)
+        near = {stage.name, order[i - 1]} if i > 0 else {stage.name}
+        for name in [n for n in self._decoded if n not in near]:
+            del self._decoded[name]
         try:
             st = os.stat(log.path)
         except FileNotFoundError:
@@ -699,14 +706,12 @@ class Pipeline:
         if hit is not None and hit[0] == stamp:
             yield from hit[1]
             return
+        self._decoded.pop(stage.name, None)
         if st.st_size > DECODE_ONCE_MAX_BYTES:
             for line in log.lines():
                 yield validate(line)
             return
         records = [validate(line) for line in log.lines()]
-        self._decoded.pop(stage.name, None)
-        while len(self._decoded) >= 2:
-            self._decoded.pop(next(iter(self._decoded)))
         self._decoded[stage.name] = (stamp, records)
         yield from records
 
