@@ -687,9 +687,10 @@ class Pipeline:
     def _records(self, stage: AnyStage) -> Iterator[Any]:
         """A finished stage's records, in file order: streamed from its file, or, for a file of
         at most :data:`DECODE_ONCE_MAX_BYTES`, decoded once and kept while the file is unchanged
-        (records are frozen). Only the records of this stage and of the stage before it are
-        kept (the passes after a stage read it and its input), so at most two small files'
-        records are held at any time."""
+        (records are frozen) for the passes that follow one another with no record computed in
+        between (a stage's report and extra files, then the next stage's plan). Only the
+        records of this stage and of the stage before it are kept, and both are let go as soon
+        as any stage appends a record, so decoded records never stay while the run goes on."""
         validate = stage.Record.model_validate_json
         log = self.rundir.log(stage.name)
         order = list(stage_names())
@@ -790,6 +791,8 @@ class _StageRun:
     async def _compute(self, ctx: StageContext, rid: str, item: Any) -> Any:
         rec = await self.stage.process(ctx, item)
         self.rlog.append(rid, rec.model_dump(mode="json", exclude_none=True))
+        if self.pipe._decoded:  # records flow again: decoded files are let go (see _records)
+            self.pipe._decoded.clear()
         return rec
 
     async def _one(self, item: Any) -> None:
