@@ -396,6 +396,10 @@ def test_small_stage_files_are_decoded_once_and_only_adjacent_stages_are_kept(
     assert set(pipe._decoded) == {"attack", "respond"}  # respond and its input
     list(pipe._records(judge))  # judge and its input (respond) kept; attack let go
     assert set(pipe._decoded) == {"respond", "judge"}
+    reader = pipe._records(respond)  # a reader that outlives the kept list
+    head = [next(reader), next(reader)]
+    pipe._decoded.clear()  # let go (a record was appended somewhere)
+    assert head + list(reader) == first  # the rest comes from the file
     path = run_dir / "respond.jsonl"
     path.write_bytes(path.read_bytes())  # a changed file (new stamp) is decoded again
     again = list(pipe._records(respond))

@@ -704,17 +704,31 @@ class Pipeline:
             return
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         hit = self._decoded.get(stage.name)
-        if hit is not None and hit[0] == stamp:
-            yield from hit[1]
-            return
-        self._decoded.pop(stage.name, None)
-        if st.st_size > DECODE_ONCE_MAX_BYTES:
-            for line in log.lines():
+        if hit is None or hit[0] != stamp:
+            self._decoded.pop(stage.name, None)
+            if st.st_size > DECODE_ONCE_MAX_BYTES:
+                for line in log.lines():
+                    yield validate(line)
+                return
+            self._decoded[stage.name] = (stamp, [validate(line) for line in log.lines()])
+        del hit
+        # read the kept list one record at a time without holding it, so that a long-lived
+        # reader (the next stage's plan) does not keep it alive once it is let go; then the rest
+        # comes from the file (unchanged: same stamp, same order)
+        i = 0
+        while True:
+            entry = self._decoded.get(stage.name)
+            if entry is None or entry[0] != stamp:
+                break
+            if i >= len(entry[1]):
+                return
+            record = entry[1][i]
+            del entry
+            yield record
+            i += 1
+        for n, line in enumerate(log.lines()):
+            if n >= i:
                 yield validate(line)
-            return
-        records = [validate(line) for line in log.lines()]
-        self._decoded[stage.name] = (stamp, records)
-        yield from records
 
     def _stream_outputs(self, stage: AnyStage) -> Iterator[Any]:
         """A finished stage's outputs in plan order (records with transient failures left out,
