@@ -53,11 +53,13 @@ from koalign.types import ChatRequest, ChatResult
 log = logging.getLogger(__name__)
 
 _SAME_SIGNAL_S = 0.2
-#: A finished stage file up to this size (bytes) is decoded once for the passes that read it
-#: after the stage (its report, its extra files, the next stage's plan); a larger one is
-#: streamed from disk at every pass, so memory stays bounded whatever the run's size.
-DECODE_ONCE_MAX_BYTES = 6 << 20
 """A stop signal this soon after the first one is the same signal delivered twice (seconds)."""
+
+#: A finished stage file up to this size (bytes) is decoded once for the passes that read it
+#: one after another after the stage (its report, its extra files, the next stage's plan); a
+#: larger one is streamed from disk at every pass, so memory stays bounded whatever the run's
+#: size.
+DECODE_ONCE_MAX_BYTES = 6 << 20
 
 AnyStage = Stage[Any, Any, Any, Any]
 
@@ -694,8 +696,8 @@ class Pipeline:
         validate = stage.Record.model_validate_json
         log = self.rundir.log(stage.name)
         order = list(stage_names())
-        i = order.index(stage.name)
-        near = {stage.name, order[i - 1]} if i > 0 else {stage.name}
+        pos = order.index(stage.name)
+        near = {stage.name, order[pos - 1]} if pos > 0 else {stage.name}
         for name in [n for n in self._decoded if n not in near]:
             del self._decoded[name]
         try:
