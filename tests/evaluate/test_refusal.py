@@ -1066,18 +1066,42 @@ def test_eval_refusal_detector_command(tmp_path) -> None:
 
 
 def test_holdout_rows_are_never_printed(tmp_path) -> None:
-    """--show-errors prints misclassified rows, except on the holdout (own rows, not the data)."""
-    rows, i = [], 0
-    while len(rows) < 4:
+    """--show-errors prints misclassified tune rows, never holdout rows, whatever --split (own
+    rows, not the data)."""
+    rows: dict[str, list[dict]] = {"holdout": [], "tune": []}
+    i = 0
+    while min(len(v) for v in rows.values()) < 3:
         rid = f"own-{i}"
-        if split_of(rid) == "holdout":
-            rows.append({"id": rid, "text": f"김치찌개 끓이는 법 {i}", "is_refusal": True})
+        part = split_of(rid)
+        word = "김치찌개" if part == "holdout" else "된장찌개"
+        rows[part].append({"id": rid, "text": f"{word} 끓이는 법 {i}", "is_refusal": True})
         i += 1
     data = tmp_path / "own.jsonl"
-    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    every = rows["holdout"][:3] + rows["tune"][:3]
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in every), "utf-8")
     args = ["eval", "refusal-detector", "--data", str(data), "--show-errors", "5"]
     shown = CliRunner().invoke(app, [*args, "--split", "all"])
-    assert shown.exit_code == 0 and "김치찌개" in shown.output
+    assert shown.exit_code == 0 and "된장찌개" in shown.output and "김치찌개" not in shown.output
+    assert "3 misclassified holdout rows not printed" in shown.output
     hidden = CliRunner().invoke(app, [*args, "--split", "holdout"])
-    assert hidden.exit_code == 0 and "김치찌개" not in hidden.output
+    assert hidden.exit_code == 0 and "찌개" not in hidden.output
     assert "recall 0.000" in hidden.output
+
+
+def test_several_data_files_and_globs_are_all_read(tmp_path) -> None:
+    for name, n in (("a", 2), ("b", 3)):
+        rows = [
+            {"id": f"{name}{k}", "text": "도와드릴 수 없습니다.", "is_refusal": True}
+            for k in range(n)
+        ]
+        (tmp_path / f"{name}.jsonl").write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8"
+        )
+    args = ["eval", "refusal-detector", "--json"]
+    both = CliRunner().invoke(
+        app, [*args, "-d", str(tmp_path / "a.jsonl"), "-d", str(tmp_path / "b.jsonl")]
+    )
+    assert both.exit_code == 0, both.output
+    assert json.loads(both.stdout)["n"] == 5
+    globbed = CliRunner().invoke(app, [*args, "-d", str(tmp_path / "*.jsonl")])
+    assert globbed.exit_code == 0 and json.loads(globbed.stdout)["n"] == 5

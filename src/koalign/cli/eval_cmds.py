@@ -722,8 +722,15 @@ def general_cmd(
 @eval_app.command("refusal-detector")
 def refusal_detector_cmd(
     data: Annotated[
-        Path, typer.Option("--data", "-d", help="Labelled sentences (JSONL with id, text, label).")
+        list[str],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Labelled sentences: JSONL files, globs or folders, repeatable (fields: id, "
+            "text, and a boolean label, is_refusal by default).",
+        ),
     ],
+    more: MoreData = None,
     split: Annotated[
         str, typer.Option("--split", help="holdout | tune | all (the fixed split by id).")
     ] = "all",
@@ -734,20 +741,28 @@ def refusal_detector_cmd(
     show_errors: Annotated[
         int,
         typer.Option(
-            "--show-errors", min=0, help="Print up to N misclassified texts (never the holdout)."
+            "--show-errors",
+            min=0,
+            help="Print up to N misclassified texts of the tune part (holdout rows are never "
+            "printed, whatever --split).",
         ),
     ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Precision and recall of the Korean refusal detector on labelled sentences."""
-    from koalign.evaluate.detector_eval import load_labelled, measure
+    from koalign.evaluate.data import expand_paths
+    from koalign.evaluate.detector_eval import load_labelled, measure, split_of
 
     if split not in {"holdout", "tune", "all"}:
         raise ConfigError(f"unknown split '{split}'", where="--split", hint="holdout, tune or all")
-    rows = load_labelled(data, split=split, text_field=text_field, label_field=label_field)  # type: ignore[arg-type]
+    paths = expand_paths(data_values(data, more))
+    rows = []
+    for path in paths:
+        rows += load_labelled(path, split=split, text_field=text_field, label_field=label_field)  # type: ignore[arg-type]
     figures = measure(rows)
     errors = figures.pop("errors")
-    figures = {"data": str(data), "split": split, **figures}
+    shown = ", ".join(str(p) for p in paths)
+    figures = {"data": shown if len(paths) > 1 else str(paths[0]), "split": split, **figures}
     if as_json:
         print_json(figures)
     else:
@@ -763,11 +778,16 @@ def refusal_detector_cmd(
             f"{split}: n={figures['n']} ({figures['positives']} refusals); {show('precision')}; "
             f"{show('recall')} (Wilson 95%); tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}"
         )
-    if show_errors and split != "holdout":
+    if show_errors:
         by_id = {r["id"]: r["text"] for r in rows}
+        withheld = 0
         for kind, ids in errors.items():
-            for rid in ids[:show_errors]:
+            visible = [rid for rid in ids if split_of(rid) != "holdout"]
+            withheld += len(ids) - len(visible)
+            for rid in visible[:show_errors]:
                 err.print(f"{kind}: {escape(by_id[rid])}", highlight=False)
+        if withheld:
+            err.print(f"({withheld} misclassified holdout rows not printed)", highlight=False)
 
 
 ReportOut = Annotated[
