@@ -18,7 +18,8 @@ One invocation, for one fixed latency L:
    ``AsyncOpenAI.chat.completions.create``) against a fresh double; its request bodies are the
    bodies koalign sent, assigned per model.
 
-Prints one JSON line. Example::
+Prints one JSON line. At a few dozen seeds the efficiency is mostly start-up time (about a
+second before the first request); the figures in docs/benchmarks.md use 400. Example::
 
     python bench/bench_flow.py --seeds 400 --latency 0.2
 """
@@ -336,11 +337,23 @@ def served(base_url: str) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=400)
-    p.add_argument("--latency", type=float, default=0.2)
-    p.add_argument("--cap", type=int, default=64)
-    p.add_argument("--favour", type=float, default=0.8)
-    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--seeds", type=int, default=400, help="koalign run --limit (seed candidates)")
+    p.add_argument("--latency", type=float, default=0.2, help="the double's fixed latency, seconds")
+    p.add_argument(
+        "--cap",
+        type=int,
+        default=64,
+        help="each model's max_concurrency in koalign's config (the double has no cap of its own)",
+    )
+    p.add_argument(
+        "--favour",
+        type=float,
+        default=0.8,
+        help="chance that a JSON answer keeps its record going (see bench/harness.py)",
+    )
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="where the run goes (default: a temp folder)"
+    )
     p.add_argument("--no-plain", action="store_true", help="skip the plain-loop replay")
     p.add_argument(
         "--per-type",

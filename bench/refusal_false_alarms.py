@@ -1,9 +1,11 @@
 """Refusal detector over third-party Korean text that is overwhelmingly not refusals.
 
-Reads, in place, the files of ../shared/data named below (no labels of refusal exist for them:
+Reads, in place, the files of ../shared/data (or ``--data-dir``) named below (no labels of refusal exist for them:
 every hit is printed so that it can be read by eye) and prints one JSON line with the number of
 texts and of texts flagged as refusals per file, then, with ``--show``, each flagged text with
-the rule and phrase that decided. Used for the "false alarms" table of docs/evaluation.md::
+the rule and phrase that decided. A file's texts are the fields named in :data:`FILES`, each a
+text of its own (SQuARe responses: the question and the response of each row). Used for the
+"false alarms" table of docs/evaluation.md::
 
     python bench/refusal_false_alarms.py --show
 """
@@ -32,10 +34,16 @@ FILES = {
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--show", action="store_true", help="print every flagged text to stderr")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA,
+        help="the third-party data folder (default: ../shared/data next to the repository)",
+    )
     args = p.parse_args()
     out: dict[str, dict[str, int]] = {}
     for name, fields in FILES.items():
-        path = DATA / name
+        path = args.data_dir / name
         if not path.is_file():
             sys.exit(f"third-party data not present: {path} (see shared/data/README.md)")
         texts = flagged = 0
