@@ -275,3 +275,32 @@ def test_credentials_in_a_url_are_refused_without_echoing_them(small_locale, tmp
     out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run"))
     assert out.returncode == 1 and "api_key_env" in out.stderr
     assert SENTINEL not in out.stderr + out.stdout and not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_during_the_preflight_says_nothing_was_paid(small_locale, tmp_path):
+    """A server that accepts connections and never answers holds the preflight (it reads each
+    model's window from GET /models): Ctrl-C there ends the command at once, exit 130, with a
+    message, and no run directory."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    threading.Thread(
+        target=lambda: [held.append(listener.accept()[0]) for _ in iter(int, 1)], daemon=True
+    ).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+    proc = start(["run", config, "-o", str(tmp_path / "run")])
+    deadline = time.monotonic() + 60
+    while not held and time.monotonic() < deadline:  # the preflight is waiting for an answer
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)  # a guard against a hang (the model timeout is 30 s)
+    listener.close()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted by SIGINT before the first model call: nothing was paid" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()

@@ -30,6 +30,7 @@ float32 on CPU), ``adapter`` (a PEFT adapter folder loaded on top), ``max_batch_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -469,8 +470,9 @@ class HFBackend(Backend):
     async def acontext_window(self) -> int | None:
         """The smaller of the model config's ``max_position_embeddings`` and the tokenizer's
         ``model_max_length`` (when it states one), or ``None``. Reads the config file (or the
-        GGUF header) when the weights are not loaded."""
-        return await asyncio.to_thread(self._context_window)
+        GGUF header) when the weights are not loaded (on a daemon thread: a stop signal while
+        the Hub is retried ends the command at once instead of waiting out the retries)."""
+        return await _on_daemon_thread(self._context_window)
 
     def counts_tokens_exactly(self) -> bool:
         """Always: the model's own tokenizer counts."""
@@ -575,3 +577,30 @@ class _Batcher:
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+
+async def _on_daemon_thread(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` on a daemon thread, awaited. Unlike ``asyncio.to_thread``, an interrupted
+    caller neither waits for the thread when its event loop shuts down nor when the process
+    exits (a model or tokenizer load may retry an unreachable Hub for minutes)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            result = (True, fn(*args))
+        except BaseException as exc:  # handed to the caller
+            result = (False, exc)
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=run, name="koalign-hf-load", daemon=True).start()
+    return await future

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from koalign.cli.common import err, print_json
+from koalign.errors import KoalignError
 from koalign.stages import stage_names
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
@@ -200,13 +201,23 @@ def run_pipeline(
             "--offline only applies to --dry-run",
             hint="add --dry-run to plan offline; a real run needs its servers and keys",
         )
-    cfg, loc = load_run_config(config, overrides or [], data=data)
-    if dry_run:
-        return show_plan(cfg, loc, stages, limit=limit, json=json, offline=offline)
-    pipeline = Pipeline(
-        cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
-    )
-    manifest = pipeline.run(stages)
+    try:
+        cfg, loc = load_run_config(config, overrides or [], data=data)
+        if dry_run:
+            return show_plan(cfg, loc, stages, limit=limit, json=json, offline=offline)
+        pipeline = Pipeline(
+            cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
+        )
+    except KeyboardInterrupt:  # typer would exit 130 without a word
+        raise _StartInterrupted() from None
+    try:
+        manifest = pipeline.run(stages)
+    except KeyboardInterrupt:  # outside the run's own signal handling (its start or end)
+        import signal
+
+        from koalign.runner import Interrupted
+
+        raise Interrupted(signal.SIGINT) from None
     global RUN_CLOSED
     RUN_CLOSED = True
     for stage, entry in manifest["stages"].items():
@@ -226,6 +237,18 @@ def run_pipeline(
 #: True once a pipeline run has returned with everything it opened closed (stage files, cache,
 #: connections): the console entry point may then end the process at once.
 RUN_CLOSED = False
+
+
+class _StartInterrupted(KoalignError):
+    """Ctrl-C before the run started (config, locale, preflight): exits 130 with a message."""
+
+    exit_code = 130
+
+    def __init__(self) -> None:
+        super().__init__(
+            "interrupted by SIGINT before the first model call: nothing was paid",
+            hint="rerun the same command to start",
+        )
 
 
 def show_plan(
