@@ -9,10 +9,11 @@ amendment notes read ``<개정 YYYY.M.D, YYYY.M.D>``; the 부칙 follow ``## 부
 ``부칙 <제N호,YYYY.M.D>`` (the promulgation number and date).
 
 Dates: the file's ``시행일자`` belongs to its latest amendment. An article's own effective date
-is that of its latest amendment note, read from the 부칙 promulgated on that date: "공포한
-날부터 시행" (that day), "공포 후 N개월/N년/N일이 경과한 날부터" (the day after the period ends,
-e.g. 2026-03-12 + 6 months -> 2026-09-13), "YYYY년 M월 D일부터"; a "다만, 제X조의 개정규정은 ..."
-exception applies to the articles it names. A 부칙 that cannot be read leaves the date unknown.
+is that of its latest amendment note, read from the 부칙 promulgated on that date (the forms are
+in ``_RULES``): effect on promulgation (that day), after a period of N days, months or years
+(the day after the period ends: D + N months -> the day after D's date N months later), or on
+a stated date; a proviso (``다만``) naming articles gives those articles their own date. A 부칙
+that cannot be read leaves the date unknown.
 """
 
 from __future__ import annotations
@@ -105,10 +106,10 @@ class LawText:
 
     @property
     def flags(self) -> list[str]:
-        """``repeal_notice``: the file holds a repeal notice ("…은 이를 폐지한다") instead of the
-        Act's text; some snapshots carry such stale files for Acts that were re-enacted
-        (근로기준법 in 1997, 방송법 in 1980). ``no_articles``: a short Act without numbered
-        articles. The articles of either cannot be checked."""
+        """``repeal_notice``: the file holds only a notice that the Act is repealed instead of
+        the Act's text (some snapshots keep such a stale file for an Act that was repealed and
+        enacted again). ``no_articles``: a short Act without numbered articles. The articles of
+        either cannot be checked."""
         if self.repeal_notice:
             return ["repeal_notice"]
         return [] if self.articles else ["no_articles"]
@@ -165,7 +166,7 @@ def _apply_rule(kind: str, m: re.Match[str], promulgated: date) -> date | None:
 
 def _rule_date(text: str, promulgated: date) -> date | None:
     """The effective date a clause states (the earliest-placed rule in it); None when the
-    date is left to a decree or an outside event ("대통령령으로 정하는 날", "발효되는 날")."""
+    date is left to a decree or rule, or to an outside event (a treaty taking effect)."""
     if re.search(r"(?:령|규칙)으로\s*정하는\s*날|발효되는\s*날", text):
         return None
     found: list[tuple[int, date | None]] = []
@@ -311,7 +312,7 @@ def _read_body(art: ArticleText, lines: list[str]) -> None:
     dm = _DELETED.match(first)
     if dm:
         art.deleted = _date(*dm.groups())
-    in_note = False  # a court-decision annotation ("[96헌마172 ...]") with its own numbering
+    in_note = False  # a court-decision annotation (``[<case number> ...]``) with its own numbering
     for line in lines:
         if _ANNOTATION.match(line):
             in_note = True
