@@ -126,7 +126,7 @@ def repeat_share(text: str) -> float:
 
 
 _GRAM_SETS: dict[tuple[str, int], frozenset[str]] = {}
-_SEEN_ONCE: dict[str, None] = {}
+_SEEN_ONCE: set[int] = set()  # hashes of sources seen once (a collision only builds a set early)
 _CACHE_SIZE = 512
 
 
@@ -139,10 +139,11 @@ def _grams_of(source: str, n: int) -> frozenset[str] | str:
     if hit is not None:
         return hit
     collapsed = _collapse(source)
-    if source not in _SEEN_ONCE:
+    key = hash(source)
+    if key not in _SEEN_ONCE:
         if len(_SEEN_ONCE) >= 4 * _CACHE_SIZE:
             _SEEN_ONCE.clear()
-        _SEEN_ONCE[source] = None
+        _SEEN_ONCE.add(key)
         return collapsed
     if len(_GRAM_SETS) >= _CACHE_SIZE:
         _GRAM_SETS.clear()
