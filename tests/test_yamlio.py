@@ -67,6 +67,20 @@ def test_duplicate_keys_in_a_flow_mapping_and_merge_overrides() -> None:
     assert load_yaml("a: {k: 1}\nb: {k: 2}\n") == {"a": {"k": 1}, "b": {"k": 2}}
 
 
+def test_duplicate_keys_are_found_as_read_values_and_in_every_branch() -> None:
+    # keys read as the same value are duplicates however they are written
+    with pytest.raises(ConfigError, match="duplicate key 1"):
+        load_yaml("m:\n  1: a\n  0x1: b\n")
+    with pytest.raises(ConfigError, match="duplicate key 'x'"):
+        load_yaml("m:\n  1: a\n  '1': b\n  x: 1\n  \"x\": 2\n")
+    # deep inside lists, in a document with no anchor and in one with an alias elsewhere
+    doc = "a:\n  - b:\n      - {k: 1, j: 2, k: 3}\n"
+    with pytest.raises(ConfigError, match="duplicate key 'k'"):
+        load_yaml(doc)
+    with pytest.raises(ConfigError, match="duplicate key 'k'"):
+        load_yaml("s: &s [1]\nt: *s\n" + doc)
+
+
 def test_alias_bomb_is_refused_naming_an_anchor_line() -> None:
     with pytest.raises(ConfigError) as info:
         load_yaml(billion_laughs(), where="bomb.yaml")

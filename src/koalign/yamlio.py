@@ -48,6 +48,7 @@ MAX_ALIAS_NODES = 10_000
 MAX_DEPTH = 100
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 _Base: type[yaml.SafeLoader]
 try:  # libyaml parses ~10x faster; the pure-Python loader behaves the same
@@ -118,7 +119,7 @@ def load_yaml(
             raise error(f"not valid YAML: {exc}", where=name) from None
         if node is None:
             return None
-        _check_graph(node, loader, name, max_alias_nodes, max_depth, error)
+        _check_tree(node, loader, name, max_alias_nodes, max_depth, error)
         try:
             return loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:
@@ -263,6 +264,38 @@ def _check_graph(
         )
 
 
+def _check_tree(
+    root: Node,
+    loader: _Loader,
+    name: str,
+    max_alias_nodes: int,
+    max_depth: int,
+    error: type[KoalignError],
+) -> None:
+    """Check duplicate keys and nesting in one walk while the nodes form a tree; at the first
+    node reached twice (an alias) or nested too deep, hand over to :func:`_check_graph`, which
+    also measures what aliases expand to and words the errors."""
+    seen: set[int] = set()
+    stack: list[tuple[Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ScalarNode):
+            continue
+        nid = id(node)
+        depth += 1
+        if nid in seen or depth > max_depth:
+            _check_graph(root, loader, name, max_alias_nodes, max_depth, error)
+            return
+        seen.add(nid)
+        if isinstance(node, MappingNode):
+            _check_duplicate_keys(node, loader, name, error)
+            for key, value in node.value:
+                stack.append((key, depth))
+                stack.append((value, depth))
+        else:
+            stack.extend((kid, depth) for kid in node.value)
+
+
 def _check_duplicate_keys(
     node: MappingNode, loader: _Loader, name: str, error: type[KoalignError]
 ) -> None:
@@ -271,11 +304,14 @@ def _check_duplicate_keys(
     for key_node, _value in node.value:
         if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
             continue
-        try:
-            key = loader.construct_object(key_node, deep=True)
-            hash(key)
-        except (yaml.YAMLError, TypeError, ValueError):
-            continue  # construction reports it with its line later
+        if key_node.tag == _STR_TAG:
+            key: Any = key_node.value  # what construction gives, without constructing
+        else:
+            try:
+                key = loader.construct_object(key_node, deep=True)
+                hash(key)
+            except (yaml.YAMLError, TypeError, ValueError):
+                continue  # construction reports it with its line later
         line = key_node.start_mark.line + 1
         if key in seen:
             raise error(
