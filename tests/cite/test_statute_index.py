@@ -113,6 +113,23 @@ def test_save_is_deterministic_and_round_trips(tmp_path: Path) -> None:
     assert a.stat().st_mode & 0o777 == 0o644
 
 
+def test_articles_are_decoded_per_law_and_format_1_is_still_read() -> None:
+    data = build_index(CORPUS, built=date(2026, 11, 29))
+    assert data["format"] == 2 and all(isinstance(row[7], str) for row in data["laws"])
+    index = StatuteIndex(data)
+    law = index.law("시험법")
+    assert law is not None and law._rows is None  # nothing decoded before the first lookup
+    facts = law.articles["3"]
+    assert law._rows is not None and all(x._rows is None for x in index.laws if x is not law)
+    # the same facts from a version-1 file, whose articles are lists
+    v1 = dict(
+        data, format=1, laws=[[*row[:7], json.loads(row[7]), *row[8:]] for row in data["laws"]]
+    )
+    old = StatuteIndex(v1).law("시험법")
+    assert old is not None and old.articles["3"] == facts
+    assert [x.raw_articles for x in StatuteIndex(v1).laws] == [x.raw_articles for x in index.laws]
+
+
 def test_unreadable_or_foreign_index_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "x.json.gz"
     bad.write_bytes(b"not gzip")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,9 +117,9 @@ class LawText:
 
     def encode(self) -> list[Any]:
         """The law as one row of the index's ``laws`` list: ``[name, law_id, mst, kind, promulgated,
-        promulgation_no, effective, [ARTICLE, ...]]`` with dates as ``YYYYMMDD`` integers, plus
-        ``flags`` (and no articles) for a file that cannot be checked (see
-        :mod:`koalign.cite.statute_index`)."""
+        promulgation_no, effective, ARTICLES]`` with dates as ``YYYYMMDD`` integers and
+        ``ARTICLES`` the compact JSON text of ``[ARTICLE, ...]``, plus ``flags`` (and no
+        articles) for a file that cannot be checked (see :mod:`koalign.cite.statute_index`)."""
         row: list[Any] = [
             self.name,
             self.law_id,
@@ -127,7 +128,11 @@ class LawText:
             from_date(self.promulgated),
             self.promulgation_no,
             from_date(self.effective),
-            [] if self.flags else [a.encode() for a in self.articles.values()],
+            json.dumps(
+                [] if self.flags else [a.encode() for a in self.articles.values()],
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ),
         ]
         if self.flags:
             row.append(self.flags)

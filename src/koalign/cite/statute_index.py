@@ -9,12 +9,17 @@ amendment notes (``<개정 ...>``, ``<신설 ...>``) and the date its latest ame
 (see :mod:`koalign.cite.statute_build`) from a legalize-kr checkout and stored as gzip'd JSON
 (``statute_index.json.gz`` in the locale folder).
 
-File format (version 1), one JSON object::
+File format (version 2), one JSON object::
 
-    {"format": 1, "built": "2026-11-29", "source": {...}, "laws": [LAW, ...]}
-    LAW     = [name, law_id, mst, kind, promulgated, promulgation_no, effective, [ART, ...],
+    {"format": 2, "built": "2026-11-29", "source": {...}, "laws": [LAW, ...]}
+    LAW     = [name, law_id, mst, kind, promulgated, promulgation_no, effective, ARTICLES,
                flags?]
+    ARTICLES = the compact JSON text of [ART, ...] (a string)
     ART     = [number, paragraphs, items, deleted, amended, effective, deleted_paras, deleted_items]
+
+A law's articles are kept as JSON text inside the file so that reading the index decodes only
+1,721 rows (18 ms instead of 170 ms for the shipped snapshot); a law's articles are decoded
+when it is first looked up. Version 1 (the same, with ``[ART, ...]`` as a list) is still read.
 
 Dates are integers ``YYYYMMDD`` (0 = none). ``paragraphs`` is the count of numbered
 paragraphs (0: the article is one unnumbered paragraph). ``items`` is a list with one string per
@@ -23,7 +28,7 @@ paragraph (one string for an unnumbered article) of item labels as ranges, e.g.
 ``deleted_items`` maps ``"<paragraph>:<item>"`` (paragraph 0 for an unnumbered article) to
 its deletion date. ``flags`` (optional) holds ``"repeal_notice"`` when the corpus file is a
 repeal notice instead of the Act's text, ``"no_articles"`` for a short Act without numbered
-articles (such laws are known by name; their articles are not checked). Articles are decoded lazily, per law, on first lookup.
+articles (such laws are known by name; their articles are not checked).
 """
 
 from __future__ import annotations
@@ -41,7 +46,10 @@ import orjson
 from koalign.errors import KoalignError
 from koalign.jsonio import write_text_atomic
 
-FORMAT = 1
+#: The version :func:`save_index` writes (and :func:`~koalign.cite.statute_build.build_index`
+#: returns).
+FORMAT = 2
+_READABLE = (1, 2)
 INDEX_FILE = "statute_index.json.gz"
 _DOTS = "·ㆍ・‧∙•"
 _SPACE_DOTS = re.compile(r"[\s" + _DOTS + r"]+")
@@ -149,10 +157,20 @@ class LawFacts:
     promulgated: date | None
     promulgation_no: str
     effective: date | None
-    raw_articles: list[Any] = field(repr=False)
+    packed_articles: list[Any] | str = field(repr=False)
     flags: tuple[str, ...] = ()
+    _rows: list[Any] | None = field(default=None, repr=False)
     _articles: dict[str, ArticleFacts] | None = field(default=None, repr=False)
     _last: int | None = field(default=None, repr=False)
+
+    @property
+    def raw_articles(self) -> list[Any]:
+        """The article rows as stored (``[ART, ...]``, see the module docstring), decoded from
+        the file's JSON text on first use."""
+        if self._rows is None:
+            packed = self.packed_articles
+            self._rows = orjson.loads(packed) if isinstance(packed, str) else packed
+        return self._rows
 
     @property
     def articles(self) -> dict[str, ArticleFacts]:
@@ -215,9 +233,10 @@ class StatuteIndex:
     """All laws of one snapshot of the statute corpus, looked up by official name."""
 
     def __init__(self, data: dict[str, Any], *, path: Path | None = None) -> None:
-        if data.get("format") != FORMAT:
+        if data.get("format") not in _READABLE:
             raise KoalignError(
-                f"statute index format {data.get('format')!r} is not supported (expected {FORMAT})",
+                f"statute index format {data.get('format')!r} is not supported "
+                f"(expected {' or '.join(map(str, _READABLE))})",
                 where=str(path) if path else None,
                 hint="rebuild it with `koalign statutes build --from DIR`",
             )
@@ -233,7 +252,7 @@ class StatuteIndex:
                 promulgated=to_date(row[4]),
                 promulgation_no=row[5],
                 effective=to_date(row[6]),
-                raw_articles=row[7],
+                packed_articles=row[7],
                 flags=tuple(row[8]) if len(row) > 8 else (),
             )
             for row in data.get("laws", [])
