@@ -283,6 +283,17 @@ CHECKPOINT_EVERY = 2000
 (a checkpoint is the only step that waits for the disk; 2,000 rows are about 2.5 MB of WAL)."""
 
 
+def _write_batch(conn: sqlite3.Connection, batch: list[_Write]) -> None:
+    """Execute the statements of ``batch`` in an open transaction: one ``executemany`` per
+    statement, rows in batch order (each statement is an insert into its own table)."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    for statements, _, _ in batch:
+        for sql, params in statements:
+            rows.setdefault(sql, []).append(params)
+    for sql, params_list in rows.items():
+        conn.executemany(sql, params_list)
+
+
 def _settle(futures: list[asyncio.Future[None]], failure: BaseException | None) -> None:
     for fut in futures:
         if not fut.done():
@@ -455,9 +466,7 @@ class Cache:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for statements, _, _ in batch:
-                        for sql, params in statements:
-                            conn.execute(sql, params)
+                    _write_batch(conn, batch)
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
@@ -508,9 +517,7 @@ class Cache:
                 self._hand_over(batch)
                 return
             try:
-                for statements, _, _ in batch:
-                    for sql, params in statements:
-                        conn.execute(sql, params)
+                _write_batch(conn, batch)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
