@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -239,6 +240,73 @@ def _config_labels(file: str, cfg: Any, *, from_model: bool, from_judges: bool) 
     return labels
 
 
+def input_problems(
+    cfg: Any, parts: list[str], base: Path, loc: Any, judges: list[str], file: str
+) -> list[str]:
+    """Every reason the parts of ``eval all`` about to run (``parts``) would fail on their
+    input, found by reading each part's files as the part will (no model call, nothing
+    written): a path or glob that matches nothing, a file that cannot be read, a row without
+    the prompt field, a KoBBQ or MT-Bench file of the wrong shape, a bad category map, a part
+    that needs judges without one. Each line names the part, its key in ``file`` (eval.yaml)
+    and the problem, with the fix in the config's terms."""
+    from koalign.errors import KoalignError
+    from koalign.evaluate.categories import load_category_map
+    from koalign.evaluate.data import expand_paths, load_mc, load_prompts
+    from koalign.evaluate.kobbq import load_kobbq, load_prompt_file
+    from koalign.evaluate.mtbench import load_questions
+    from koalign.evaluate.suite import resolve
+
+    def files(values: list[str]) -> list[Path]:
+        return expand_paths([str(resolve(base, v)) for v in values])
+
+    def one(value: str) -> Path:
+        return Path(str(resolve(base, value)))
+
+    def prompts(s: Any, mapping: dict[str, str] | None) -> Any:
+        return load_prompts(
+            files(s.data), loc.taxonomy, prompt_field=s.prompt_field,
+            category_field=s.category_field, category_map=mapping,
+        )  # fmt: skip
+
+    problems: list[str] = []
+
+    def check(part: str, key: str, read: Callable[..., Any], *args: Any) -> Any:
+        """``read(*args)``; a koalign error becomes a problem line naming the part's key."""
+        try:
+            return read(*args)
+        except KoalignError as exc:
+            hint = exc.hint or ""
+            for option, field in (("--data", "data"), ("--prompts", "prompts"),
+                                  ("--prompt-field", "prompt_field")):  # fmt: skip
+                hint = hint.replace(option, f"{part}.{field}")
+            where = f"{exc.where}: " if exc.where else ""
+            problems.append(
+                f"{part} ({file} {part}.{key}): {where}{exc.message}"
+                + (f" ({hint})" if hint else "")
+            )
+            return None
+
+    for part in parts:
+        s = getattr(cfg, part)
+        if part in ("safety", "overrefusal", "mtbench") and not judges:
+            problems.append(f"{part}: needs at least one judge (--judge, or `judges:` in {file})")
+        if part in ("safety", "overrefusal") and s.data:
+            mapping = None
+            if s.category_map:
+                mapping = check(
+                    part, "category_map", load_category_map, one(s.category_map), loc.taxonomy
+                )
+            check(part, "data", prompts, s, mapping)
+        elif part == "general" and s.data:
+            check(part, "data", lambda values: load_mc(files(values)), s.data)
+        elif part == "kobbq":
+            check(part, "data", load_kobbq, one(s.data))
+            check(part, "prompts", load_prompt_file, one(s.prompts))
+        elif part == "mtbench":
+            check(part, "data", lambda values: load_questions(files(values)), s.data)
+    return problems
+
+
 def all_cmd(
     out: OutOpt,
     config: Annotated[
@@ -274,13 +342,14 @@ def all_cmd(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """The paper's whole evaluation table for one model: every part of eval.yaml, resumable."""
+    """The paper's whole evaluation table for one model: every part of eval.yaml, resumable.
+    Every part's input files are read before the first model call."""
     import os
 
     from koalign.evaluate import parts as part_fns
     from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed, section_problems
     from koalign.evaluate.runs import load_summary, open_pool, update_summary
-    from koalign.evaluate.suite import PARTS, load_suite, run_parts
+    from koalign.evaluate.suite import PARTS, fingerprint, load_suite, run_parts
 
     cfg = load_suite(config)
     for flag, names in (("--skip", skip), ("--only", only)):
@@ -321,6 +390,19 @@ def all_cmd(
     loc = load_locale(cfg.locale)
     base = config.parent
     previous = part_fns.previous_state(out)
+    to_run = [
+        p for p in configured if p not in skipped
+        and (force or previous.get("parts", {}).get(p, {}).get("status") != "done"
+             or previous["parts"][p].get("fingerprint")
+             != fingerprint(p, getattr(cfg, p), info, loc.digest))
+    ]  # fmt: skip
+    problems = input_problems(cfg, to_run, base, loc, judge_names, config.name)
+    if problems:
+        raise ConfigError(
+            "the evaluation cannot start:\n  " + "\n  ".join(problems),
+            hint=f"nothing was called and nothing was written; fix {config.name} (paths are "
+            "relative to its folder) or leave the part out with --skip PART, and rerun",
+        )
 
     def event(part: str, status: str, data: dict[str, Any]) -> None:
         if status == "start":
