@@ -202,9 +202,17 @@ def test_offline_dry_run_plans_cost_without_servers_or_keys(small_locale, tmp_pa
     assert judge["cost_at_most"] == pytest.approx(expected)
     assert plan["models"]["gen"]["cost_at_most"] is None  # no prices: no bound
     assert plan["cost_at_most"] == pytest.approx(expected)
+    unpriced = sorted(m for m in plan["models"] if m != "judge")
+    assert unpriced and plan["unpriced"] == unpriced and plan["half_priced"] == []
     assert not (tmp_path / "run").exists()
     text = cli("run", config, "-o", run, "--dry-run", "--offline", "--limit", "6")
     assert text.returncode == 0, text.stderr
+    lines = text.stderr.splitlines()
+    assert f"cost at most: {expected:.4f} for the priced models (judge)" in lines
+    assert (
+        f"no price set for: {', '.join(unpriced)} (set price_in_per_1m / price_out_per_1m); "
+        "their cost is not in the total"
+    ) in lines
     assert "offline dry run: servers and API keys were not checked" in text.stderr
     assert text.stdout.strip() == (
         "dry run (offline): nothing was called; servers and API keys were not checked"

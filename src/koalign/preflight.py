@@ -354,13 +354,16 @@ class RunPlan:
     tokens_out: dict[str, int] = field(default_factory=dict)
     cost: dict[str, float | None] = field(default_factory=dict)
     roles: dict[str, list[str]] = field(default_factory=dict)
+    half_priced: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of the plan: ``records`` per stage, ``roles`` -> models, per model the
         upper bounds ``calls_at_most``, ``tokens_in_at_most``, ``tokens_out_at_most`` and
         ``cost_at_most`` (in the models' price currency; None for a model without prices),
-        ``cost_at_most`` of the priced models together, and ``notes``."""
+        ``cost_at_most`` of the priced models together (None when no model has a price),
+        ``unpriced`` (the models without a price, left out of that total), ``half_priced``
+        (models with only one of the two prices; the other counts as 0) and ``notes``."""
         priced = [c for c in self.cost.values() if c is not None]
         return {
             "records": self.records,
@@ -375,6 +378,8 @@ class RunPlan:
                 for m in sorted(self.calls)
             },
             "cost_at_most": round(sum(priced), 6) if priced else None,
+            "unpriced": sorted(m for m in self.calls if self.cost.get(m) is None),
+            "half_priced": sorted(self.half_priced),
             "notes": self.notes,
         }
 
@@ -432,6 +437,8 @@ def plan(config: RunConfig, loc: Locale, *, limit: int | None = None) -> RunPlan
         if spec.price_in_per_1m is None and spec.price_out_per_1m is None:
             rp.cost[m] = None
         else:
+            if spec.price_in_per_1m is None or spec.price_out_per_1m is None:
+                rp.half_priced.append(m)
             cost = rp.tokens_in[m] * (spec.price_in_per_1m or 0.0) + rp.tokens_out[m] * (
                 spec.price_out_per_1m or 0.0
             )

@@ -50,3 +50,20 @@ def test_offline_dry_run_prints_figures_not_python_values(tmp_path):
     assert re.search(r"\d,\d{3}", line)  # thousands separated, as the table's figures
     assert "{'" not in out.stderr and "['" not in out.stderr and "None" not in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_cost_bound_names_the_models_it_leaves_out():
+    from koalign.cli.pipeline_cmds import cost_lines
+
+    models = {"a": {}, "b": {}, "c": {}}
+    fix = "set price_in_per_1m / price_out_per_1m"
+    every = {"models": models, "cost_at_most": 12.5, "unpriced": [], "half_priced": []}
+    assert cost_lines(every) == ["cost at most: 12.50"]
+    some = {**every, "unpriced": ["b", "c"], "half_priced": ["a"]}
+    assert cost_lines(some) == [
+        "cost at most: 12.50 for the priced models (a)",
+        f"no price set for: b, c ({fix}); their cost is not in the total",
+        "only one of price_in_per_1m / price_out_per_1m set for: a (the other is counted as 0)",
+    ]
+    none = {**every, "cost_at_most": None, "unpriced": ["a", "b", "c"]}
+    assert cost_lines(none) == [f"cost: n/a, no model has a price ({fix} for a bound)"]

@@ -305,8 +305,8 @@ def show_plan(
     err.print(table)
     records = {stage: _count(n) for stage, n in plan["records"].items()}
     err.print(f"records at most: {fmt(records)}", highlight=False, markup=False)
-    if plan["cost_at_most"] is not None:
-        err.print(f"cost at most: {_money(plan['cost_at_most'])}", highlight=False, markup=False)
+    for line in cost_lines(plan):
+        err.print(line, highlight=False, markup=False)
     for note in plan["notes"]:
         err.print(f"  {note}", highlight=False, markup=False)
     typer.echo(
@@ -315,6 +315,30 @@ def show_plan(
         else "dry run: nothing was called"
     )
     return plan
+
+
+def cost_lines(plan: dict[str, Any]) -> list[str]:
+    """The cost bound of a plan for people, naming the models it leaves out: those without a
+    price, and those with only one of the two prices (the other counted as 0)."""
+    unpriced, half = plan.get("unpriced", []), plan.get("half_priced", [])
+    fix = "set price_in_per_1m / price_out_per_1m"
+    if plan["cost_at_most"] is None:
+        return [f"cost: n/a, no model has a price ({fix} for a bound)"] if unpriced else []
+    if not unpriced:
+        lines = [f"cost at most: {_money(plan['cost_at_most'])}"]
+    else:
+        priced = [m for m in plan["models"] if m not in unpriced]
+        lines = [
+            f"cost at most: {_money(plan['cost_at_most'])} for the priced models "
+            f"({', '.join(priced)})",
+            f"no price set for: {', '.join(unpriced)} ({fix}); their cost is not in the total",
+        ]
+    if half:
+        lines.append(
+            f"only one of price_in_per_1m / price_out_per_1m set for: {', '.join(half)} (the "
+            "other is counted as 0)"
+        )
+    return lines
 
 
 def _count(value: Any) -> str:
