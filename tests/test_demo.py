@@ -223,3 +223,46 @@ def test_the_demo_killed_at_several_moments_equals_an_uninterrupted_run(tmp_path
     for name in ("seeds.jsonl", "attack.jsonl", "respond.jsonl", "judge.jsonl",
                  "export/train.jsonl", "export/validation.jsonl"):  # fmt: skip
         assert (run / name).read_bytes() == (ref / name).read_bytes(), name
+
+
+def test_ctrl_c_while_the_demo_builds_its_model_says_so_and_leaves_nothing(tmp_path):
+    import os
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    out = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "koalign", "demo", "-o", str(out)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300  # a guard, not a measurement
+    while not (out / "tiny-model.partial").exists() and not (out / "tiny-model").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the build never started"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    text = " ".join(stderr.split())
+    assert "interrupted by SIGINT while building the demo's tiny model" in text
+    assert f"nothing was written ({out} was removed again)" in text
+    assert "rerun the same command" in text and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_a_stopped_model_build_is_never_taken_for_a_finished_one(tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    (run / "tiny-model.partial").mkdir(parents=True)  # a build killed midway
+    (run / "tiny-model.partial" / "model.safetensors").write_bytes(b"half")
+    (run / "tiny-model").mkdir()  # an unfinished build in place, without config.json
+    (run / "tiny-model" / "tokenizer.json").write_text("{}", encoding="utf-8")
+    data = demo_config(run, model_dir=tiny_model_dir)
+    assert data["models"]["tiny"]["model"] == str((run / "tiny-model").resolve())
+    assert not (run / "tiny-model.partial").exists()
+    generation = json.loads((run / "tiny-model" / "generation_config.json").read_text("utf-8"))
+    assert generation["suppress_tokens"]  # made well-formed before it was put in place
+    tokenizer = (run / "tiny-model" / "tokenizer.json").read_text("utf-8")
+    assert tokenizer == (tiny_model_dir / "tokenizer.json").read_text("utf-8")

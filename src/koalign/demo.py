@@ -12,10 +12,32 @@ random fragments mix Hangul with punctuation and byte pieces.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from koalign.errors import KoalignError
 from koalign.stages.verdicts import CRITERIA
+
+
+class DemoInterrupted(KoalignError):
+    """Ctrl-C (SIGINT) while the demo's tiny model was being built: exits 130. The half-built
+    model is removed, so a rerun builds it again; nothing else was written."""
+
+    exit_code = 130
+
+    def __init__(self, run_dir: Path, *, created: bool) -> None:
+        state = (
+            f"nothing was written ({run_dir} was removed again)"
+            if created
+            else f"the half-built model was removed; {run_dir} is otherwise as it was"
+        )
+        super().__init__(
+            f"interrupted by SIGINT while building the demo's tiny model, before the pipeline "
+            f"started: {state}",
+            hint="rerun the same command to start the demo",
+        )
 
 
 def _verdicts(fail: str | None = None) -> str:
@@ -68,20 +90,69 @@ def _well_formed(model_dir: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
 
+@contextmanager
+def _noting_sigint(seen: list[int]) -> Iterator[None]:
+    """Record a SIGINT in ``seen`` and then raise KeyboardInterrupt as Python does. An interrupt
+    during the first import of torch or transformers can surface as an unrelated error (their
+    lazy imports turn it into ModuleNotFoundError); ``seen`` tells it was an interrupt."""
+    import signal
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # ignored, or handled by the caller
+        yield
+        return
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: Ctrl-C does not reach us here anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def demo_config(run_dir: str | Path, *, model_dir: str | Path | None = None) -> dict[str, Any]:
-    """Build the tiny model (once, under the run directory) and return the demo config."""
-    from koalign.tiny import build_tiny_model
+    """Build the tiny model (once, under the run directory) and return the demo config.
+
+    The model is built in ``tiny-model.partial`` and renamed to ``tiny-model`` once complete, so
+    a build that was stopped is never taken for a finished one.
+
+    Raises:
+        DemoInterrupted: Ctrl-C (SIGINT) during the build; the half-built model is removed (and
+            the run directory too when this call created it).
+    """
+    import shutil
 
     root = Path(run_dir)
     model = root / "tiny-model"
     if not (model / "config.json").is_file():
-        if model_dir is not None:
-            import shutil
+        created = not root.exists()
+        partial = root / "tiny-model.partial"
+        seen: list[int] = []
+        try:
+            with _noting_sigint(seen):
+                shutil.rmtree(partial, ignore_errors=True)
+                if model_dir is not None:
+                    shutil.copytree(model_dir, partial)
+                else:
+                    from koalign.tiny import build_tiny_model
 
-            shutil.copytree(model_dir, model)
-        else:
-            build_tiny_model(model, seed=0)
-        _well_formed(model)
+                    build_tiny_model(partial, seed=0)
+                _well_formed(partial)
+                shutil.rmtree(model, ignore_errors=True)  # an unfinished build of an old version
+                partial.rename(model)
+        except BaseException as exc:
+            if not (isinstance(exc, KeyboardInterrupt) or seen):
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
+            if created:
+                shutil.rmtree(root, ignore_errors=True)
+            raise DemoInterrupted(root, created=created) from None
     tiny = {
         "backend": "hf",
         "model": str(model.resolve()),
