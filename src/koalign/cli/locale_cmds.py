@@ -139,15 +139,17 @@ def _index_report(loc: Locale, max_age_days: int) -> tuple[str, list[str], list[
     age = (date.today() - snapshot).days if snapshot else None
     articles = sum(len(law.raw_articles) for law in index.laws)
     label = f", {src['label']}" if src.get("label") else ""
+    old = f" ({age} days old; warned about past {max_age_days} days, --max-age-days)"
     line = (
         f"statute index: {len(index.laws)} Acts / {articles} articles, corpus of {snapshot}"
-        f"{label}; built {index.built}; {age} days old"
+        f"{old if age is not None else ''}{label}; index built {index.built}"
     )
     warnings = []
     if age is not None and age > max_age_days:
         warnings.append(
             f"statute_index.json.gz: the statute corpus is {age} days old (latest text of "
-            f"{snapshot}); rebuild it from a fresh legalize-kr clone"
+            f"{snapshot}), past the {max_age_days} days of --max-age-days: rebuild it from a fresh "
+            "legalize-kr clone with `koalign statutes build --from DIR`"
         )
     errors, notes = [], []
     for f in check_against_index(loc.statutes, index):
@@ -219,7 +221,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         max_age_days: Annotated[
-            int, typer.Option(help="Warn about facts last checked more than this many days ago.")
+            int,
+            typer.Option(
+                help="Warn about facts last checked more than this many days ago: hotlines and "
+                "institutions (contacts.yaml `checked`), the pack's review (locale.yaml "
+                "`as_of`) and the statute corpus of the index."
+            ),
         ] = 365,
         strict: Annotated[
             bool, typer.Option(help="Fail (exit 1) when there are warnings.")
