@@ -20,9 +20,11 @@ eval_app = typer.Typer(
     help="Evaluate a model: safe rate, over-refusal, citations, general capability, KoBBQ, "
     "Ko-MT-Bench, judge calibration, or all of them. Every model is checked (and every server "
     "connected to) before the first call. Exit codes: 0 done; 1 configuration or data error; "
-    "3 no figure could be computed (nothing judged or scored, whatever the cause: failed calls, "
-    "judge parse failures, generation failures), or failed calls left more than 5% of the items "
-    "without a result (all kept on disk: rerun to resume); 130 interrupted by Ctrl-C, 143 by SIGTERM (rerun to resume).",
+    "2 usage error (an unknown option, a missing or invalid option value or argument; nothing "
+    "was run); 3 no figure could be computed (nothing judged or scored, whatever the cause: "
+    "failed calls, judge parse failures, generation failures), or failed calls left more than "
+    "5% of the items without a result (all kept on disk: rerun to resume); 130 interrupted by "
+    "Ctrl-C, 143 by SIGTERM (rerun to resume).",
     no_args_is_help=True,
 )
 

@@ -446,8 +446,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Cross-check the registry against the statute text: articles, deletions, penalties.
 
-        Exit status 1 when a registry entry contradicts the text (level 'error'); entries that
-        follow an amendment newer than the corpus are reported as 'newer', not as errors.
+        Entries that follow an amendment newer than the corpus are reported as
+        'newer', not as errors.
+
+        Exit status: 0 the check ran and nothing contradicts the text; 1 a registry
+        entry contradicts the text (level 'error'), or the locale or the source
+        cannot be read; 2 a usage error (an unknown option, a missing argument:
+        nothing was run).
         """
         from koalign.cite.crosscheck import check_against_text, summarise
 
