@@ -228,3 +228,35 @@ def test_offline_dry_run_still_checks_backends_and_needs_dry_run(small_locale, t
     out = cli("run", config, "-o", str(tmp_path / "run"), "--offline")
     assert out.returncode == 1 and "--offline only applies to --dry-run" in out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_existing_relative_path_is_local_and_org_name_is_a_hub_id(tmp_path, monkeypatch):
+    from koalign.backends.base import ModelSpec
+    from koalign.preflight import _looks_local, missing_local_models
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mymodels" / "qwen").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "smol.gguf").write_bytes(b"GGUF")
+    assert _looks_local("mymodels/qwen") and _looks_local("models/smol.gguf")
+    assert not _looks_local("Qwen/Qwen2.5-7B-Instruct") and not _looks_local("mymodels/nope")
+    models = {"folder": "mymodels/qwen", "gguf": "models/smol.gguf",
+              "hub": "Qwen/Qwen2.5-7B-Instruct", "gone": "models/gone.gguf",
+              "dot": "./mymodels/gone"}  # fmt: skip
+    specs = {name: ModelSpec(backend="hf", model=model) for name, model in models.items()}
+    assert sorted(missing_local_models(specs)) == ["dot", "gone"]
+
+
+def test_a_missing_local_hf_model_stops_a_run_before_anything_is_loaded(small_locale, tmp_path):
+    data = server_config(str(small_locale), _closed_url())
+    data["models"]["local"] = {"backend": "hf", "model": str(tmp_path / "nope" / "model.gguf")}
+    data["roles"]["targets"] = ["local"]
+    config = write(tmp_path / "c.yaml", data)
+    # offline too: whether a local file exists needs no server and no key
+    out = cli("run", config, "-o", str(tmp_path / "run"), "--dry-run", "--offline")
+    assert out.returncode == 1
+    text = " ".join(out.stderr.split())
+    assert (
+        f"models.local: local model path {tmp_path / 'nope' / 'model.gguf'} does not exist" in text
+    )
+    assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()

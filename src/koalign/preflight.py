@@ -2,7 +2,8 @@
 is created).
 
 :func:`check` creates every model's backend (unknown backend names, bad options, API-key
-variables: every missing variable is named at once), renders every role's prompt template for
+variables: every missing variable is named at once), checks that every ``hf`` model given as a
+local path (and every ``options.adapter``) exists, renders every role's prompt template for
 every category of the run (a template that fails to render fails here, not after paid calls),
 and, when the model layer can tell, checks that each role's longest prompt plus its
 ``max_tokens`` fits the model's context window. All problems are collected and raised as one
@@ -10,8 +11,9 @@ and, when the model layer can tell, checks that each role's longest prompt plus 
 
 :func:`check_offline` is the part of :func:`check` that needs no server and no key (for
 ``koalign run --dry-run --offline``): backends are created with the API-key variables that are
-not set standing in as placeholders, templates are rendered; nothing is contacted, so servers,
-keys and context windows are not checked (the returned notes say so).
+not set standing in as placeholders, local model paths are checked, templates are rendered;
+nothing is contacted, so servers, keys and context windows are not checked (the returned notes
+say so).
 
 :func:`plan` estimates the work of a run (records per stage, calls, tokens and, where the
 models have prices, cost per model, as upper bounds) for ``koalign run --dry-run``.
@@ -240,9 +242,14 @@ def unreachable_models(specs: Mapping[str, Any], timeout_s: float = 3.0) -> dict
 
 def _looks_local(model: str) -> bool:
     """Whether an ``hf`` model name is meant as a local path (not a hub id such as
-    ``Qwen/Qwen2.5-7B``): absolute, ``./``/``../``/``~`` relative, or a ``.gguf`` file."""
+    ``Qwen/Qwen2.5-7B``): a path that exists (``models/qwen`` for a folder there, as
+    transformers loads it), or one written as a path: absolute, ``./``/``../``/``~`` relative,
+    more than one ``/``, or a ``.gguf`` file. ``org/name`` that does not exist is a hub id."""
+    from pathlib import Path
+
     return (
-        model.startswith(("/", "./", "../", "~", ".\\", "..\\"))
+        Path(model).expanduser().exists()
+        or model.startswith(("/", "./", "../", "~", ".\\", "..\\"))
         or model in {".", ".."}
         or model.count("/") >= 2  # a hub id is ORG/NAME
         or model.lower().endswith(".gguf")
@@ -282,11 +289,16 @@ def _close(pool: Any) -> None:
         pool.close()
 
 
+def _missing_paths(config: RunConfig) -> list[str]:
+    return [f"models.{name}: {text}" for name, text in missing_local_models(config.models).items()]
+
+
 def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> None:
     """Raise one ConfigError naming every problem found (see the module docstring)."""
     import os
 
     pool, models, problems = _models(config, os.environ if env is None else env)
+    problems += _missing_paths(config)
     prompts, render_problems = longest_prompts(config, loc)
     problems += render_problems
     if not problems:
@@ -327,6 +339,7 @@ def check_offline(
     # stand-ins so that backends can be created; they are closed unused, nothing is sent
     pool, _, problems = _models(config, {**env, **dict.fromkeys(unset, "not-checked")})
     _close(pool)
+    problems += _missing_paths(config)
     problems += longest_prompts(config, loc)[1]
     if problems:
         raise ConfigError(
