@@ -119,6 +119,9 @@ def test_trl_errors_are_reraised_naming_the_config_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         build_dpo_config({**base, "betta": 0.1})
     assert exc.value.where == "dpo_args.betta" and "did you mean 'beta'" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:  # a short name people type
+        build_dpo_config({**base, "lr": 1e-5})
+    assert exc.value.hint == "did you mean 'learning_rate'? see the trl.DPOConfig documentation"
     with pytest.raises(ConfigError) as exc:
         build_dpo_config({**base, "max_prompt_length": 512})
     assert exc.value.where == "dpo_args.max_prompt_length" and "max_length" in str(exc.value)
@@ -158,9 +161,43 @@ def test_override_errors_name_the_override_not_the_file(tmp_path: Path) -> None:
     path.write_text("model: org/Base-7B\ndata: [x.jsonl]\n", encoding="utf-8")
     with pytest.raises(ConfigError) as exc:
         load_train_config(path, overrides=["lr=1"])
-    assert exc.value.where == "--set lr=1" and exc.value.message == "lr: unknown key"
+    assert exc.value.where == "--set lr=1"
+    assert exc.value.message == (
+        "lr: unknown key (did you mean 'dpo_args.learning_rate'? TRL's arguments go under dpo_args)"
+    )
     assert f"{path} itself is valid" in (exc.value.hint or "")
     path.write_text("model: org/Base-7B\ndata: [x.jsonl]\nepochs: 2\n", encoding="utf-8")
     with pytest.raises(ConfigError) as exc:  # the file's own error stays the file's
         load_train_config(path, overrides=["peft.r=8"])
     assert exc.value.where == str(path) and "epochs: unknown key" in exc.value.message
+
+
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("lr=1e-5", "dpo_args.learning_rate"),
+        ("learning_rate=1e-5", "dpo_args.learning_rate"),  # a TRL argument outside dpo_args
+        ("epochs=2", "dpo_args.num_train_epochs"),
+        ("bf16=true", "dpo_args.bf16"),
+        ("peft.rank=8", "r"),
+        ("peft.lora_alpha=8", "alpha"),
+        ("validation.max_truncated=0.2", "max_truncated_share"),
+    ],
+)
+def test_an_unknown_key_names_the_key_meant(tmp_path: Path, override: str, suggestion: str):
+    with pytest.raises(ConfigError) as exc:
+        load_train_config(overrides=[override], model="org/m", data=["x.jsonl"])
+    assert f"unknown key (did you mean '{suggestion}'?" in exc.value.message
+
+
+def test_the_suggested_trl_arguments_exist_in_trl() -> None:
+    import dataclasses
+
+    import trl
+
+    from koalign.train.config import COMMON_DPO_ARGS, DPO_ARG_ALIASES, LORA_ALIASES
+
+    known = {f.name for f in dataclasses.fields(trl.DPOConfig)}
+    assert set(COMMON_DPO_ARGS) <= known
+    assert set(DPO_ARG_ALIASES.values()) <= set(COMMON_DPO_ARGS)
+    assert set(LORA_ALIASES.values()) <= set(LoraSettings.model_fields)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +32,59 @@ DEFAULT_TARGET_MODULES = [
     "up_proj",
     "down_proj",
 ]
+
+
+#: trl.DPOConfig arguments people often set, for "did you mean" on a key given outside
+#: ``dpo_args`` (names only: koalign passes ``dpo_args`` to TRL as they are, and importing TRL
+#: to list them all takes seconds).
+COMMON_DPO_ARGS = (
+    "learning_rate", "num_train_epochs", "max_steps", "beta", "loss_type", "max_length",
+    "truncation_mode", "per_device_train_batch_size", "per_device_eval_batch_size",
+    "gradient_accumulation_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
+    "max_grad_norm", "optim", "seed", "bf16", "fp16", "logging_steps", "save_steps",
+    "save_strategy", "eval_steps", "eval_strategy", "report_to", "run_name",
+    "gradient_checkpointing", "activation_checkpointing", "precompute_ref_log_probs",
+    "model_init_kwargs", "use_cpu",
+)  # fmt: skip
+
+#: Short names people type -> the trl.DPOConfig argument (under ``dpo_args``).
+DPO_ARG_ALIASES = {
+    "lr": "learning_rate", "epochs": "num_train_epochs", "num_epochs": "num_train_epochs",
+    "steps": "max_steps", "batch_size": "per_device_train_batch_size",
+    "train_batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "grad_accum": "gradient_accumulation_steps", "gradient_accumulation": "gradient_accumulation_steps",
+    "warmup": "warmup_steps", "scheduler": "lr_scheduler_type", "max_len": "max_length",
+    "dpo_beta": "beta",
+}  # fmt: skip
+
+#: Short names people type for the LoRA settings (PEFT's own names) -> the ``peft`` key.
+LORA_ALIASES = {"rank": "r", "lora_r": "r", "lora_alpha": "alpha", "lora_dropout": "dropout",
+                "target": "target_modules", "modules": "target_modules"}  # fmt: skip
+
+
+def key_suggestion(key: str, section: str | None = None) -> str:
+    """``" (did you mean 'x'?)"`` for an unknown config key: the closest key of its section
+    (``None``: top level, ``"peft"``, ``"validation"``, ``"dpo_args"``), a short name
+    (``lr``, ``epochs``, ``rank``), or, at the top level, a trl.DPOConfig argument, which
+    belongs under ``dpo_args`` (``lr`` -> ``dpo_args.learning_rate``)."""
+    if section == "dpo_args":
+        name = DPO_ARG_ALIASES.get(key)
+        return f" (did you mean '{name}'?)" if name else did_you_mean(key, COMMON_DPO_ARGS)
+    if section == "peft":
+        if key in LORA_ALIASES:
+            return f" (did you mean '{LORA_ALIASES[key]}'?)"
+        return did_you_mean(key, LoraSettings.model_fields)
+    if section == "validation":
+        return did_you_mean(key, ValidationSettings.model_fields)
+    found = did_you_mean(key, TrainConfig.model_fields)
+    if found:
+        return found
+    name = DPO_ARG_ALIASES.get(key, key if key in COMMON_DPO_ARGS else None)
+    if name is None:
+        close = difflib.get_close_matches(key, COMMON_DPO_ARGS, n=1, cutoff=0.75)
+        name = close[0] if close else None
+    return f" (did you mean 'dpo_args.{name}'? TRL's arguments go under dpo_args)" if name else ""
 
 
 class LoraSettings(BaseModel):
@@ -214,13 +268,9 @@ def validate_config(data: dict[str, Any], *, where: str = "config") -> TrainConf
             ]
             msg = e["msg"]
             if e["type"] == "extra_forbidden":
-                sections: dict[str, type[BaseModel]] = {
-                    "peft": LoraSettings,
-                    "validation": ValidationSettings,
-                }
-                model = sections.get(parts[0] if len(parts) > 1 else "", TrainConfig)
-                fields = model.model_fields
-                msg = "unknown key" + did_you_mean(parts[-1], fields)
+                msg = "unknown key" + key_suggestion(
+                    parts[-1], parts[0] if len(parts) > 1 else None
+                )
             loc = ".".join(parts)
             problems.append(f"{loc}: {msg}" if loc else msg)
         raise ConfigError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import gc
 import logging
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from koalign.errors import ConfigError, DataError, did_you_mean, require
-from koalign.train.config import LoraSettings, TrainConfig
+from koalign.errors import ConfigError, DataError, require
+from koalign.train.config import DPO_ARG_ALIASES, LoraSettings, TrainConfig
 from koalign.train.data import DataSources, clean_row, load_rows, resolve_sources
 from koalign.train.hub import model_source
 from koalign.train.validate import ValidationReport, stop_token_ids, validate_rows
@@ -133,10 +134,13 @@ def build_dpo_config(args: dict[str, Any]):
     known = {f.name for f in dataclasses.fields(trl.DPOConfig)}
     for key in args:
         if key not in known:
+            alias = DPO_ARG_ALIASES.get(key)
+            close = [alias] if alias in known else difflib.get_close_matches(key, known, n=1)
             hint = (
                 f"renamed: use {RENAMED_ARGS[key]}"
                 if key in RENAMED_ARGS
-                else "see the trl.DPOConfig documentation" + did_you_mean(key, known)
+                else (f"did you mean '{close[0]}'? " if close else "")
+                + "see the trl.DPOConfig documentation"
             )
             raise ConfigError(
                 f"trl.DPOConfig has no argument {key!r}", where=f"dpo_args.{key}", hint=hint
