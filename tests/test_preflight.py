@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -260,3 +261,54 @@ def test_a_missing_local_hf_model_stops_a_run_before_anything_is_loaded(small_lo
         f"models.local: local model path {tmp_path / 'nope' / 'model.gguf'} does not exist" in text
     )
     assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
+
+
+def _cached(cache: Path, model: str, filename: str = "config.json") -> None:
+    """A Hugging Face cache entry for ``model`` as huggingface_hub lays it out."""
+    repo = cache / f"models--{model.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40, encoding="utf-8")
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / filename).write_text("{}", encoding="utf-8")
+
+
+def test_a_hub_model_that_cannot_be_had_is_named_before_anything_is_loaded(tmp_path, caplog):
+    from koalign.backends.base import ModelSpec
+    from koalign.preflight import hub_problems
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    _cached(cache, "org/cached")
+    specs = {
+        "a": ModelSpec(backend="hf", model="org/missing"),
+        "b": ModelSpec(backend="hf", model="org/missing"),
+        "c": ModelSpec(backend="hf", model="org/cached"),
+        "local": ModelSpec(backend="hf", model=str(tmp_path)),
+        "server": ModelSpec(backend="openai", model="org/missing", base_url=_closed_url()),
+    }
+    offline = hub_problems(specs, offline=True, cache_dir=str(cache))
+    assert sorted(offline) == ["a", "b"]
+    assert offline["a"].startswith(
+        "org/missing is not in the local Hugging Face cache and offline mode is on "
+        "(HF_HUB_OFFLINE): give a local model folder instead, or download it"
+    )
+    endpoint = _closed_url().removesuffix("/v1")  # a Hub that does not answer
+    unreachable = hub_problems(specs, offline=False, endpoint=endpoint, cache_dir=str(cache))
+    assert sorted(unreachable) == ["a", "b"]
+    assert f"and the Hub ({endpoint}) does not answer" in unreachable["a"]
+    assert "`hf download org/missing`" in unreachable["a"]
+    # cached: usable, but transformers would retry the Hub first; the log says how to avoid it
+    assert "org/cached" in caplog.text and "HF_HUB_OFFLINE=1" in caplog.text
+
+
+def test_the_readme_run_fails_at_once_where_the_hub_does_not_answer(tmp_path):
+    from support.servers import ROOT
+
+    env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf"),
+           "HF_ENDPOINT": _closed_url().removesuffix("/v1")}  # fmt: skip
+    config = str(ROOT / "examples" / "quickstart.yaml")
+    out = cli("run", config, "-o", str(tmp_path / "run"), "--limit", "2", env=env)
+    assert out.returncode == 1
+    text = " ".join(out.stderr.split())
+    assert "models.qwen: Qwen/Qwen2.5-1.5B-Instruct is not in the local Hugging Face cache" in text
+    assert "Retrying" not in out.stderr and not (tmp_path / "run").exists()

@@ -21,6 +21,7 @@ models have prices, cost per model, as upper bounds) for ``koalign run --dry-run
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,12 +33,15 @@ from koalign.errors import ConfigError, KoalignError
 from koalign.locale import Locale
 from koalign.types import Message
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "RolePrompt",
     "RunPlan",
     "check",
     "check_offline",
     "create_models",
+    "hub_problems",
     "longest_prompts",
     "missing_local_models",
     "plan",
@@ -280,6 +284,82 @@ def missing_local_models(specs: Mapping[str, Any]) -> dict[str, str]:
     return problems
 
 
+def hub_problems(
+    specs: Mapping[str, Any],
+    *,
+    offline: bool | None = None,
+    endpoint: str | None = None,
+    cache_dir: str | None = None,
+    timeout_s: float = 5.0,
+) -> dict[str, str]:
+    """Name -> problem for each ``hf`` model of ``specs`` given as a Hub id (not a local path)
+    that cannot be had: not in the local Hugging Face cache while offline mode is on
+    (``HF_HUB_OFFLINE``), or while the Hub does not answer, or unknown to the Hub. Without this
+    check transformers retries an unreachable Hub for each file before failing (minutes).
+
+    The Hub is asked once per model id (``model_info``, ``timeout_s``, no retry, nothing
+    downloaded); in offline mode nothing is asked. A cached model while the Hub does not answer
+    is no problem, but is logged: transformers retries the Hub before it uses the cache.
+    ``offline``, ``endpoint`` and ``cache_dir`` default to huggingface_hub's settings
+    (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, ``HF_HOME``)."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for name, spec in specs.items():
+        if spec.backend == "hf" and not _looks_local(spec.model):
+            weights = str(spec.options.get("gguf_file") or "config.json")
+            users.setdefault(spec.model, []).append((name, weights))
+    if not users:
+        return {}
+    try:
+        from huggingface_hub import HfApi, constants, try_to_load_from_cache
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    except ImportError:  # the hf backend names its missing extra when it is created
+        return {}
+    offline = constants.HF_HUB_OFFLINE if offline is None else offline
+    endpoint = endpoint or constants.ENDPOINT
+    cache = cache_dir or constants.HF_HUB_CACHE
+    problems: dict[str, str] = {}
+    fix = (
+        "give a local model folder instead, or download it where the Hub is reachable (`hf "
+        f"download {{model}}`) into the cache ({cache})"
+    )
+    for model, names in users.items():
+        cached = all(
+            isinstance(try_to_load_from_cache(model, f, cache_dir=cache_dir), str) for _, f in names
+        )
+        reason = None
+        if offline:
+            reason = None if cached else "offline mode is on (HF_HUB_OFFLINE)"
+        else:
+            try:
+                HfApi(endpoint=endpoint).model_info(model, timeout=timeout_s)
+            except RepositoryNotFoundError:
+                for name, _ in names:
+                    problems[name] = (
+                        f"no model {model} on the Hub ({endpoint}): check the id; for a private "
+                        "model log in first (`hf auth login`), or give a local model folder"
+                    )
+                continue
+            except HfHubHTTPError:
+                pass  # the Hub answered (gated, rate limited ...): transformers says what to do
+            except Exception as exc:  # no answer: DNS, connection refused, timeout, proxy
+                if cached:
+                    log.warning(
+                        "the Hugging Face Hub (%s) does not answer (%s): %s is in the local "
+                        "cache, but transformers retries the Hub for each file before using it "
+                        "(minutes); set HF_HUB_OFFLINE=1 to load it from the cache at once",
+                        endpoint, exc, model,
+                    )  # fmt: skip
+                else:
+                    reason = f"the Hub ({endpoint}) does not answer ({exc})"
+        if reason:
+            for name, _ in names:
+                problems[name] = (
+                    f"{model} is not in the local Hugging Face cache and {reason}: "
+                    + fix.format(model=model)
+                )
+    return problems
+
+
 def _close(pool: Any) -> None:
     import asyncio
 
@@ -299,6 +379,8 @@ def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = Non
 
     pool, models, problems = _models(config, os.environ if env is None else env)
     problems += _missing_paths(config)
+    if not problems:  # before any model file is read: an unreachable Hub is retried for minutes
+        problems += [f"models.{n}: {text}" for n, text in hub_problems(config.models).items()]
     prompts, render_problems = longest_prompts(config, loc)
     problems += render_problems
     if not problems:

@@ -195,7 +195,8 @@ def model_problems(specs: dict[str, Any], roles: dict[str, str]) -> list[str]:
     """Every reason a model of ``specs`` cannot be used, checked before any model call (and
     before the output folder is written): an unknown backend, a model that cannot be created
     (backend options, API-key variables: ``koalign run``'s preflight), a local ``hf`` path that
-    does not exist, a remote server that refuses connections. ``roles``: name -> where the model
+    does not exist, an ``hf`` Hub id that is not cached while the Hub does not answer (or
+    offline mode is on), a remote server that refuses connections. ``roles``: name -> where the model
     came from (each line starts with it)."""
     import os
 
@@ -216,6 +217,9 @@ def model_problems(specs: dict[str, Any], roles: dict[str, str]) -> list[str]:
     pool.close()
     found.update(created)
     for name, text in preflight.missing_local_models(usable).items():
+        found.setdefault(name, text)
+    hub = {n: s for n, s in usable.items() if n not in found}
+    for name, text in preflight.hub_problems(hub).items():
         found.setdefault(name, text)
     reachable = {n: s for n, s in usable.items() if n not in found}
     found.update(preflight.unreachable_models(reachable))
