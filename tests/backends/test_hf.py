@@ -179,3 +179,24 @@ def test_auto_device_uses_cuda_in_bf16_with_constrained_decoding(tiny_model_dir)
         assert r.ok, (r.error, r.text)
         jsonschema.validate(r.parsed, SCHEMA)
     pool.close()
+
+
+def test_a_model_path_under_the_home_folder_is_expanded(tiny_model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from koalign.backends.hf import fingerprint
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    backend = HFBackend(
+        ModelSpec(backend="hf", model="~/models/tiny", options={"adapter": "~/adapters/a"})
+    )
+    assert backend.source == str(tmp_path / "models" / "tiny")
+    assert backend.adapter == str(tmp_path / "adapters" / "a")
+    plain = HFBackend(ModelSpec(backend="hf", model="~/models/tiny"))
+    assert plain.cache_identity()["model_fp"] == fingerprint(str(tiny_model_dir))
+    spec = ModelSpec(backend="hf", model="~/models/tiny", sampling=SamplingParams(max_tokens=4))
+    pool = ModelPool({"m": spec})
+    [result] = pool.get("m").generate([ask("안녕하세요")])
+    pool.close()
+    assert answered(result)

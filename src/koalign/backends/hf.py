@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Sequence
@@ -98,14 +99,20 @@ def fingerprint(path: str | None) -> str | None:
 def gguf_source(spec: ModelSpec) -> tuple[str, str | None]:
     """``(folder or hub id, GGUF file name or None)`` for ``from_pretrained(..., gguf_file=)``:
     ``options.gguf_file`` names the file inside ``model``; a ``model`` ending in ``.gguf`` is
-    split into its folder and file name."""
+    split into its folder and file name. A leading ``~`` is the user's home folder."""
+    model = _home(spec.model)
     name = spec.options.get("gguf_file")
     if name:
-        return spec.model, str(name)
-    if spec.model.lower().endswith(".gguf"):
-        path = Path(spec.model)
+        return model, str(name)
+    if model.lower().endswith(".gguf"):
+        path = Path(model)
         return str(path.parent), path.name
-    return spec.model, None
+    return model, None
+
+
+def _home(path: str) -> str:
+    """``path`` with a leading ``~`` expanded (a hub id never starts with one)."""
+    return os.path.expanduser(path) if path.startswith("~") else path
 
 
 _MAX_SANE_WINDOW = 10**8  # tokenizers without a limit report ~1e30
@@ -128,7 +135,8 @@ class HFBackend(Backend):
                 )
         self.max_batch_size = int(spec.options.get("max_batch_size", 8))
         self.batch_wait_s = float(spec.options.get("batch_wait_ms", 2)) / 1000.0
-        self.adapter = spec.options.get("adapter")
+        adapter = spec.options.get("adapter")
+        self.adapter = _home(str(adapter)) if adapter else None
         self._lock = threading.Lock()
         self._model: Any = None
         self._tok: Any = None
@@ -145,7 +153,7 @@ class HFBackend(Backend):
         """Backend, model, content fingerprints of the model (folder or GGUF file) and adapter,
         and dtype."""
         if self._identity is None:
-            weights = self.spec.model
+            weights = self.source
             if self.gguf_file is not None:
                 weights = str(Path(self.source) / self.gguf_file)
             self._identity = {
