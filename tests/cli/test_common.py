@@ -92,3 +92,22 @@ def test_cite_check_prints_an_error_label_not_markup(tmp_path: Path) -> None:
     result = runner.invoke(app, ["cite", "check", str(data)])
     assert f"error: {data}:2: not valid JSON" in result.stderr
     assert "[bold red]" not in result.stderr
+
+
+def test_a_huggingface_hub_warning_is_printed_once() -> None:
+    # the hub logs through a handler of its own; a copy passed on to koalign's would print twice
+    script = (
+        "import sys\n"
+        "from koalign.cli import main\n"
+        "from huggingface_hub.utils import logging as hub_logging\n"
+        "sys.argv = ['koalign', 'locale', 'check']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "hub_logging.get_logger('huggingface_hub.file_download').warning('HUB-NOTE')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.stderr.count("HUB-NOTE") == 1, done.stderr

@@ -1,5 +1,6 @@
 """Help texts that list exit codes list every code the command can exit with, including 2,
-which every usage error (an unknown option, a missing argument) exits with."""
+which every usage error (an unknown option, a missing argument) exits with; a Ctrl-C while
+the command line loads exits 130."""
 
 from __future__ import annotations
 
@@ -42,3 +43,31 @@ def test_statutes_check_lists_its_usage_error_code() -> None:
     assert runner.invoke(app, ["statutes", "check"]).exit_code == 2  # --from is required
     help_text = " ".join((command("statutes", "check").help or "").split())
     assert "Exit status: 0 " in help_text and "; 2 a usage error" in help_text
+
+
+def test_cite_check_lists_its_usage_error_code() -> None:
+    assert runner.invoke(app, ["cite", "check"]).exit_code == 2  # FILE is required
+    help_text = " ".join((command("cite", "check").help or "").split())
+    assert "Exit status: 0 " in help_text and "2 a usage error" in help_text
+
+
+def test_ctrl_c_while_the_command_line_loads_exits_130_without_a_traceback() -> None:
+    import subprocess
+    import sys
+
+    # the interrupt is raised where a Ctrl-C would land: inside the import of the CLI
+    script = (
+        "import sys\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'koalign.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from koalign.__main__ import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 130
+    assert done.stderr == "koalign: interrupted while starting; nothing was run\n"

@@ -59,6 +59,9 @@ def _root(
     # HTTP clients log every request at INFO: at 100+ requests/s that floods stderr.
     for name in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # huggingface_hub prints through a handler of its own: passed on to ours too, each of its
+    # warnings would appear twice
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 for module in (locale_cmds, backend_cmds, cite_cmds, pipeline_cmds, train_cmds, eval_cmds):

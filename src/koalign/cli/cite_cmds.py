@@ -260,7 +260,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find statute citations, phone numbers and former institution names and check them.
 
-        Exit status: 0 when the check ran, 1 when the input, locale or category is unusable.
+        Exit status: 0 when the check ran, 1 when the input, locale or category is unusable,
+        2 a usage error (an unknown option, a missing argument: nothing was run).
         """
         from koalign.cite import DEFAULT_REJECT, index_for, rejection_reasons
         from koalign.locale import load_locale
