@@ -175,3 +175,15 @@ def test_cache_stats_on_a_missing_file_says_so(tmp_path):
     assert result.exit_code != 0
     assert isinstance(result.exception, KoalignError)
     assert "not found" in str(result.exception)
+
+
+def test_cache_stats_of_a_cache_without_calls(tmp_path: Path) -> None:
+    from koalign.cache import Cache
+
+    db = tmp_path / "cache.sqlite"
+    Cache(db).close()
+    table = runner.invoke(app, ["cache", "stats", "--db", str(db)])
+    assert table.exit_code == 0, table.output
+    assert "no calls recorded yet" in table.output
+    as_json = runner.invoke(app, ["cache", "stats", "--db", str(db), "--json"])
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["models"] == []

@@ -1057,7 +1057,20 @@ def test_eval_refusal_detector_command(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["split"] == "tune" and figures["n"] == 574
+    assert figures["in_sample_rows"] == 574  # the rows the grammar was written from
     assert "errors" not in figures
+    text = CliRunner().invoke(
+        app, ["eval", "refusal-detector", "--data", str(REFUSAL_DATA), "--split", "holdout"]
+    )
+    assert text.exit_code == 0 and "in-sample" not in text.output
+    tune = CliRunner().invoke(
+        app, ["eval", "refusal-detector", "--data", str(REFUSAL_DATA), "--split", "tune"]
+    )
+    assert "note: 574 of these 574 rows are the tune part" in " ".join(tune.output.split())
+    wrong = CliRunner().invoke(
+        app, ["eval", "refusal-detector", "--data", str(REFUSAL_DATA), "--split", "check"]
+    )
+    assert wrong.exit_code == 2  # a usage error
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "x", "is_refusal": "yes"}\n', "utf-8")
     result = CliRunner().invoke(app, ["eval", "refusal-detector", "--data", str(bad)])

@@ -225,6 +225,9 @@ def register(app: typer.Typer) -> None:
         if json:
             print_json(stats)
             return
+        if not stats["models"]:
+            out.print(f"{path}: no calls recorded yet", highlight=False, markup=False)
+            return
         headers = ["model", "backend", "calls", "hits", "tokens in", "tokens out", "cost"]
         headers += ["errors", "truncated", "retries", "mean latency (s)"]
         rows = []

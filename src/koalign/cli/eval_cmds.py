@@ -757,10 +757,12 @@ def refusal_detector_cmd(
 ) -> None:
     """Precision and recall of the Korean refusal detector on labelled sentences."""
     from koalign.evaluate.data import expand_paths
-    from koalign.evaluate.detector_eval import load_labelled, measure, split_of
+    from koalign.evaluate.detector_eval import in_sample, load_labelled, measure, split_of
 
     if split not in {"holdout", "tune", "all"}:
-        raise ConfigError(f"unknown split '{split}'", where="--split", hint="holdout, tune or all")
+        raise typer.BadParameter(
+            f"unknown split '{split}' (holdout, tune or all)", param_hint="'--split'"
+        )
     paths = expand_paths(data_values(data, more))
     rows = []
     for path in paths:
@@ -768,7 +770,13 @@ def refusal_detector_cmd(
     figures = measure(rows)
     errors = figures.pop("errors")
     shown = ", ".join(str(p) for p in paths)
-    figures = {"data": shown if len(paths) > 1 else str(paths[0]), "split": split, **figures}
+    tuned = in_sample(r["id"] for r in rows)
+    figures = {
+        "data": shown if len(paths) > 1 else str(paths[0]),
+        "split": split,
+        **figures,
+        "in_sample_rows": tuned,
+    }
     if as_json:
         print_json(figures)
     else:
@@ -784,6 +792,12 @@ def refusal_detector_cmd(
             f"{split}: n={figures['n']} ({figures['positives']} refusals); {show('precision')}; "
             f"{show('recall')} (Wilson 95%); tp {c['tp']} fp {c['fp']} fn {c['fn']} tn {c['tn']}"
         )
+        if tuned:
+            typer.echo(
+                f"note: {tuned} of these {figures['n']} rows are the tune part of the ko-redteam "
+                "refusal fixtures, which the detector was written from: in-sample, not a "
+                "measure; --split holdout gives the figure"
+            )
     if show_errors:
         by_id = {r["id"]: r["text"] for r in rows}
         withheld = 0

@@ -35,6 +35,17 @@ HOLDOUT_SALT = "koalign-refusal-holdout-v1:"
 HOLDOUT_PERCENT = 30
 
 
+#: Id prefix of the ko-redteam refusal fixtures, whose tune part the detector was written from.
+TUNED_ON_PREFIX = "ko-redteam-refusal_trainset-"
+
+
+def in_sample(row_ids: Iterable[str]) -> int:
+    """How many of ``row_ids`` the detector was tuned on: the tune part of the ko-redteam
+    refusal fixtures (ids starting with :data:`TUNED_ON_PREFIX`). Figures on such rows are
+    in-sample."""
+    return sum(1 for r in row_ids if r.startswith(TUNED_ON_PREFIX) and split_of(r) == "tune")
+
+
 def split_of(row_id: str) -> Literal["holdout", "tune"]:
     """The fixed side of a row: ``holdout`` (about 30% of ids) or ``tune`` (see module doc)."""
     h = int(hashlib.sha256((HOLDOUT_SALT + row_id).encode("utf-8")).hexdigest(), 16)
