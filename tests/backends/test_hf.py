@@ -80,9 +80,9 @@ def test_concurrent_single_requests_are_micro_batched(pool):
     seen: list[int] = []
     original = backend.generate_batch
 
-    def spy(requests):
+    def spy(requests, *rest):
         seen.append(len(requests))
-        return original(requests)
+        return original(requests, *rest)
 
     backend.generate_batch = spy
     try:
@@ -200,3 +200,40 @@ def test_a_model_path_under_the_home_folder_is_expanded(tiny_model_dir, tmp_path
     [result] = pool.get("m").generate([ask("안녕하세요")])
     pool.close()
     assert answered(result)
+
+
+def test_generation_ends_once_nobody_waits_for_it(tiny_model_dir):
+    """A stopped run cancels the tasks waiting for answers; the generation in the worker
+    thread then ends at the next token instead of running to max_new_tokens."""
+    backend = HFBackend(ModelSpec(backend="hf", model=str(tiny_model_dir)))
+    long = ask("긴 답을 써 주세요", sampling=SamplingParams(max_tokens=200))
+    asked = []
+
+    def after_three() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    [cut] = backend.generate_batch([long], after_three)
+    [full] = backend.generate_batch([long])
+    assert cut.tokens_out <= 4 < full.tokens_out
+
+    seen: list[bool] = []
+    original = backend.generate_batch
+
+    def spy(requests, abandoned=None):
+        result = original(requests, abandoned)
+        seen.append(bool(abandoned and abandoned()))
+        return result
+
+    backend.generate_batch = spy  # type: ignore[method-assign]
+
+    async def cancel_while_generating() -> None:
+        task = asyncio.ensure_future(backend.agenerate([long]))
+        while not backend._lock.locked() and not task.done():  # until the thread generates
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_generating())  # the loop's shutdown waits for the thread
+    assert seen == [True]  # the generation saw that nobody waited any more

@@ -97,9 +97,9 @@ def test_a_fixed_batch_with_one_member_missing_is_regenerated_whole(tiny_model_d
     seen: list[int] = []
     original = llm.backend.generate_batch
 
-    def record(requests):
+    def record(requests, *rest):
         seen.append(len(requests))
-        return original(requests)
+        return original(requests, *rest)
 
     llm.backend.generate_batch = record
     redone = llm.generate(batch, fixed_batch=True)

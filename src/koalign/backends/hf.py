@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -337,9 +338,13 @@ class HFBackend(Backend):
 
     # -- generation --------------------------------------------------------------------------
 
-    def generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
+    def generate_batch(
+        self, requests: Sequence[ChatRequest], abandoned: Callable[[], bool] | None = None
+    ) -> list[ChatResult]:
         """Generate for requests that share sampling parameters and schema (blocking; one
-        ``model.generate`` call, rows in the given order)."""
+        ``model.generate`` call, rows in the given order). ``abandoned`` is asked after every
+        token: once it returns True (nobody waits for the answers any more: a stopped run),
+        generation ends there and the cut results are not meant to be used."""
         import time
 
         self._load()
@@ -383,6 +388,10 @@ class HFBackend(Backend):
                 processors.append(RowSampler(seeds, temperature, top_p, enc["input_ids"].device))
             if processors:
                 kwargs["logits_processor"] = transformers.LogitsProcessorList(processors)
+            if abandoned is not None:
+                kwargs["stopping_criteria"] = transformers.StoppingCriteriaList(
+                    [_Abandoned(abandoned, torch)]
+                )
             with torch.inference_mode():
                 out = self._model.generate(**enc, **kwargs)
             latency = time.perf_counter() - start
@@ -442,7 +451,7 @@ class HFBackend(Backend):
         for members in groups.values():
             for k in range(0, len(members), self.max_batch_size):
                 chunk = members[k : k + self.max_batch_size]
-                results = await asyncio.to_thread(self.generate_batch, [requests[i] for i in chunk])
+                results = await _generate_in_thread(self, [requests[i] for i in chunk], None)
                 for i, result in zip(chunk, results, strict=True):
                     out[i] = result
         return [r for r in out if r is not None]
@@ -576,7 +585,9 @@ class _Batcher:
             self.pending = rest
             requests = [r for r, _ in batch]
             try:
-                results = await asyncio.to_thread(self.backend.generate_batch, requests)
+                results = await _generate_in_thread(
+                    self.backend, requests, functools.partial(_all_cancelled, batch)
+                )
             except Exception as exc:
                 for _, fut in batch:
                     if not fut.done():
@@ -585,6 +596,43 @@ class _Batcher:
             for (_, fut), result in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+
+def _all_cancelled(batch: list[tuple[ChatRequest, asyncio.Future[ChatResult]]]) -> bool:
+    """Whether every caller of a micro-batch stopped waiting (their futures cancelled)."""
+    return all(fut.cancelled() for _, fut in batch)
+
+
+class _Abandoned:
+    """A stopping criterion: every row stops once ``abandoned()`` is True."""
+
+    def __init__(self, abandoned: Callable[[], bool], torch: Any) -> None:
+        self.abandoned = abandoned
+        self.torch = torch
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        stop = bool(self.abandoned())
+        return self.torch.full(
+            (input_ids.shape[0],), stop, dtype=self.torch.bool, device=input_ids.device
+        )
+
+
+async def _generate_in_thread(
+    backend: HFBackend, requests: list[ChatRequest], abandoned: Callable[[], bool] | None
+) -> list[ChatResult]:
+    """``backend.generate_batch(requests)`` in a worker thread. When the awaiting task is
+    cancelled (a stopped run), generation ends at the next token instead of running to
+    ``max_new_tokens`` while the event loop's shutdown waits for the thread."""
+    cancelled = threading.Event()
+
+    def gone() -> bool:
+        return cancelled.is_set() or (abandoned is not None and abandoned())
+
+    try:
+        return await asyncio.to_thread(backend.generate_batch, requests, gone)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
 
 
 async def _on_daemon_thread(fn: Any, *args: Any) -> Any:
