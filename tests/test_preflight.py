@@ -312,3 +312,28 @@ def test_the_readme_run_fails_at_once_where_the_hub_does_not_answer(tmp_path):
     text = " ".join(out.stderr.split())
     assert "models.qwen: Qwen/Qwen2.5-1.5B-Instruct is not in the local Hugging Face cache" in text
     assert "Retrying" not in out.stderr and not (tmp_path / "run").exists()
+
+
+def test_offline_dry_run_names_hub_models_missing_from_the_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from koalign.backends.base import ModelSpec
+    from koalign.preflight import uncached_hub_models
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    _cached(cache, "org/cached")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    specs = {
+        "a": ModelSpec(backend="hf", model="org/missing"),
+        "c": ModelSpec(backend="hf", model="org/cached"),
+        "local": ModelSpec(backend="hf", model=str(tmp_path)),
+    }
+    assert uncached_hub_models(specs) == {"a": "org/missing"}
+    from koalign.preflight import check_offline
+    from support.servers import ROOT
+
+    config, loc = load_run_config(ROOT / "examples" / "quickstart.yaml")
+    notes = " ".join(check_offline(config, loc, env={}))
+    expected = "not in this machine's Hugging Face cache: models.qwen (Qwen/Qwen2.5-1.5B-Instruct)"
+    assert expected in notes

@@ -360,6 +360,25 @@ def hub_problems(
     return problems
 
 
+def uncached_hub_models(specs: Mapping[str, Any], cache_dir: str | None = None) -> dict[str, str]:
+    """Name -> Hub id for each ``hf`` model of ``specs`` given as a Hub id whose weights are not
+    in the local Hugging Face cache (``cache_dir``, default huggingface_hub's). Nothing is
+    asked of the Hub; ``{}`` without huggingface_hub."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return {}
+    out = {}
+    for name, spec in specs.items():
+        if spec.backend == "hf" and not _looks_local(spec.model):
+            weights = str(spec.options.get("gguf_file") or "config.json")
+            if not isinstance(
+                try_to_load_from_cache(spec.model, weights, cache_dir=cache_dir), str
+            ):
+                out[name] = spec.model
+    return out
+
+
 def _close(pool: Any) -> None:
     import asyncio
 
@@ -435,6 +454,13 @@ def check_offline(
     if keys:
         missing = f" (not set here: {', '.join(unset)})" if unset else ""
         notes.append(f"API-key variables the run needs: {', '.join(keys)}{missing}")
+    uncached = uncached_hub_models(config.models)
+    if uncached:
+        listed = ", ".join(f"models.{n} ({m})" for n, m in uncached.items())
+        notes.append(
+            f"not in this machine's Hugging Face cache: {listed}; the run downloads them from "
+            "the Hub, or stops before loading anything where the Hub cannot be reached"
+        )
     return notes
 
 
