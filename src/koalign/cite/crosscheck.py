@@ -158,7 +158,7 @@ def check_against_index(statutes: Statutes, index: StatuteIndex) -> list[Finding
                     law.id,
                     None,
                     f"registry checked against the text of {law.promulgated}, corpus text is of "
-                    f"{facts.promulgated} (newer than the corpus)",
+                    f"{facts.promulgated} (the registry follows a text newer than the corpus)",
                 )
             )
         if (

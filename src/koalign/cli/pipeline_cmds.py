@@ -205,6 +205,13 @@ def run_pipeline(
         cfg, loc = load_run_config(config, overrides or [], data=data)
         if dry_run:
             return show_plan(cfg, loc, stages, limit=limit, json=json, offline=offline)
+        n = len(cfg.models)
+        err.print(
+            f"checking {n} model{'' if n == 1 else 's'} (backends, servers, API keys, context "
+            "windows) and every prompt before the first call",
+            highlight=False,
+            markup=False,
+        )
         pipeline = Pipeline(
             cfg, loc, out, limit=limit, progress=RichProgress(limited=limit is not None)
         )
