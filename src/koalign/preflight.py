@@ -302,15 +302,14 @@ def hub_problems(
     is no problem, but is logged: transformers retries the Hub before it uses the cache.
     ``offline``, ``endpoint`` and ``cache_dir`` default to huggingface_hub's settings
     (``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, ``HF_HOME``)."""
-    users: dict[str, list[tuple[str, str]]] = {}
+    users: dict[str, list[str]] = {}
     for name, spec in specs.items():
         if spec.backend == "hf" and not _looks_local(spec.model):
-            weights = str(spec.options.get("gguf_file") or "config.json")
-            users.setdefault(spec.model, []).append((name, weights))
+            users.setdefault(spec.model, []).append(name)
     if not users:
         return {}
     try:
-        from huggingface_hub import HfApi, constants, try_to_load_from_cache
+        from huggingface_hub import HfApi, constants
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
     except ImportError:  # the hf backend names its missing extra when it is created
         return {}
@@ -322,10 +321,9 @@ def hub_problems(
         "give a local model folder instead, or download it where the Hub is reachable (`hf "
         f"download {{model}}`) into the cache ({cache})"
     )
+    missing = uncached_hub_models(specs, cache_dir)
     for model, names in users.items():
-        cached = all(
-            isinstance(try_to_load_from_cache(model, f, cache_dir=cache_dir), str) for _, f in names
-        )
+        cached = not any(name in missing for name in names)
         reason = None
         if offline:
             reason = None if cached else "offline mode is on (HF_HUB_OFFLINE)"
@@ -333,7 +331,7 @@ def hub_problems(
             try:
                 HfApi(endpoint=endpoint).model_info(model, timeout=timeout_s)
             except RepositoryNotFoundError:
-                for name, _ in names:
+                for name in names:
                     problems[name] = (
                         f"no model {model} on the Hub ({endpoint}): check the id; for a private "
                         "model log in first (`hf auth login`), or give a local model folder"
@@ -352,7 +350,7 @@ def hub_problems(
                 else:
                     reason = f"the Hub ({endpoint}) does not answer ({exc})"
         if reason:
-            for name, _ in names:
+            for name in names:
                 problems[name] = (
                     f"{model} is not in the local Hugging Face cache and {reason}: "
                     + fix.format(model=model)
