@@ -46,6 +46,9 @@ _NOTE = re.compile(r"[<\[](?:[^<>\[\]]*?)(?:개정|신설|전문개정|본조신
 _DATE = re.compile(r"(\d{4})\.\s*(\d{1,2})\.\s*(\d{1,2})")
 _SUPPL = re.compile(r"^부칙(?:\s*\((.*?)\))?\s*<제(\d+)호,\s*(\d{4})\.(\d{1,2})\.(\d{1,2})\.?>")
 _ART_REF = re.compile(r"제(\d+)조(?:의(\d+))?(?:[^,ㆍ·및]*?부터\s*제(\d+)조(?:의(\d+))?\s*까지)?")
+# How a 부칙 states when an amendment takes effect: the general drafting forms of Korean
+# legislation, written as patterns to read dates from the corpus at build time. No text of any
+# Act is kept in this module or in the index it builds (the index holds numbers and dates).
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"공포\s*후\s*(\d+)\s*년\s*(\d+)\s*개월이\s*경과한\s*날"), "ym"),
     (re.compile(r"공포(?:한)?\s*후\s*(\d+)\s*(?:개월|월)이\s*경과한\s*날"), "m"),
