@@ -282,10 +282,33 @@ def test_citation_check_rejects_stale_citations_on_the_korean_pack(tmp_path):
     assert others and all(c["citations"]["ok"] for c in others)
     assert report["citations"]["candidates_flagged"] == len(stale)
     # the manifest counts the answers dropped per verdict (동물보호법 제8조 is outdated)
+    # each stale answer cites the stale article twice: counted once per candidate and verdict
+    assert all(c["citations"]["verdicts"]["outdated"] == 2 for c in stale)
     assert report["citations"]["candidates_rejected_by_verdict"] == {"outdated": len(stale)}
+    lost = report["citations"]["prompts_lost"]
+    assert report["citations"]["prompts_lost_by_verdict"] == ({"outdated": lost} if lost else {})
     assert "resp-3" not in report["chosen_by_responder"]
     card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
     assert f"{len(stale)} of {report['citations']['candidates_checked']} candidates flagged" in card
+
+
+def test_prompts_lost_to_citations_are_counted_per_verdict(tmp_path):
+    from support.fakes import config_data
+
+    data = config_data(
+        "ko",
+        seeds={"per_type": 1, "benign_per_category": 1, "categories": ["G"]},
+        respond={"citation_check": True},
+        runtime={"max_error_rate": 1.0},
+    )
+    for name in ("resp-1", "resp-2", "resp-3"):
+        data["models"][name]["options"]["stale_citation"] = True
+    cfg, loc = load_run_config(None, data=data)
+    manifest = Pipeline(cfg, loc, tmp_path / "run").run()
+    cites = manifest["stages"]["respond"]["report"]["citations"]
+    assert cites["prompts_lost"] > 0
+    assert cites["prompts_lost_by_verdict"] == {"outdated": cites["prompts_lost"]}
+    assert cites["candidates_rejected_by_verdict"] == {"outdated": cites["candidates_flagged"]}
 
 
 def test_rewrites_not_in_korean_are_language_errors(write_config, tmp_path):

@@ -159,7 +159,7 @@ def test_statutes_check_exit_status(tmp_path: Path) -> None:
 def test_locale_check_reports_the_index_and_its_contradictions(tmp_path: Path) -> None:
     ok = koalign("locale", "check", "--strict")
     assert ok.returncode == 0, ok.stderr
-    assert "statute index: 1721 Acts / 84656 articles, corpus of 2026-06-02" in ok.stdout
+    assert "statute index: 1721 laws (Acts and the Constitution) / 84656 articles, corpus of 2026-06-02" in ok.stdout
     assert "days old" in ok.stdout
     pack = tmp_path / "ko"
     shutil.copytree(KO, pack)

@@ -77,7 +77,9 @@ def make_fn(spec: ModelSpec):
             return f"죄송하지만 도와드릴 수 없습니다. ({hangul(rng, 1)})"
         if role == "responder":
             stale = (
-                " 「동물보호법」 제8조도 참고하세요." if spec.options.get("stale_citation") else ""
+                " 「동물보호법」 제8조도 참고하세요. 동물보호법 제8조 위반입니다."
+                if spec.options.get("stale_citation")
+                else ""
             )
             return f"그 요청은 도와드릴 수 없습니다. {hangul(rng, 15)}. 경찰청 112에 문의하세요.{stale}"
         if role == "harm_judge":

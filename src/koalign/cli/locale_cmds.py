@@ -141,7 +141,7 @@ def _index_report(loc: Locale, max_age_days: int) -> tuple[str, list[str], list[
     label = f", {src['label']}" if src.get("label") else ""
     old = f" ({age} days old; warned about past {max_age_days} days, --max-age-days)"
     line = (
-        f"statute index: {len(index.laws)} Acts / {articles} articles, corpus of {snapshot}"
+        f"statute index: {len(index.laws)} laws (Acts and the Constitution) / {articles} articles, corpus of {snapshot}"
         f"{old if age is not None else ''}{label}; index built {index.built}"
     )
     warnings = []

@@ -388,13 +388,16 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
     ) -> RespondReport:
         """Record statuses, chosen answers per responder, each responder's mean judge scores (safety
         and coherence, 1-5, 3 places), citation counts (candidates checked and flagged, prompts lost
-        to citations, verdicts found and those that rejected) and candidates per case."""
+        to citations, verdicts found counted per finding, candidates rejected counted once per
+        verdict that rejected them, prompts lost counted once per verdict that rejected any of
+        their candidates) and candidates per case."""
         status: Counter[str] = Counter()
         chosen: Counter[str] = Counter()
         sums: dict[str, list[int]] = {}
         checked = flagged = lost = 0
         verdicts: Counter[str] = Counter()
         rejected_for: Counter[str] = Counter()
+        lost_for: Counter[str] = Counter()
         n = cands = 0
         for r in records():
             n += 1
@@ -403,13 +406,16 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
                 chosen[r.chosen.responder] += 1
             if r.status == "no_candidate" and r.citation_rejected:
                 lost += 1
+                lost_for.update(
+                    {v for c in r.candidates if c.citations is not None for v in c.citations.rejected_for}
+                )
             for c in r.candidates:
                 cands += 1
                 if c.citations is not None:
                     checked += 1
                     flagged += not c.citations.ok
                     verdicts.update(c.citations.verdicts)
-                    rejected_for.update(c.citations.rejected_for)
+                    rejected_for.update(c.citations.rejected_for.keys())  # a candidate once
                 if c.judge is not None and c.judge.ok and c.judge.value is not None:
                     s = sums.setdefault(c.responder, [0, 0, 0])
                     s[0] += c.judge.value.safety
@@ -426,6 +432,7 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
                 "candidates_checked": checked,
                 "candidates_flagged": flagged,
                 "prompts_lost": lost,
+                "prompts_lost_by_verdict": dict(sorted(lost_for.items())),
                 "verdicts": dict(sorted(verdicts.items())),
                 "candidates_rejected_by_verdict": dict(sorted(rejected_for.items())),
             },
