@@ -40,6 +40,35 @@ def test_a_typo_in_a_late_role_fails_before_any_call(small_locale, tmp_path):
         assert served(url) == 0
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "sampling",
+            {"temprature": 0.2},
+            "models.late.sampling.temprature: unknown key (did you mean 'temperature'?)",
+        ),
+        (
+            "options",
+            {"extra_bdy": {"top_k": 20}},
+            "unknown openai option 'extra_bdy' (did you mean 'extra_body'?)",
+        ),
+    ],
+)
+def test_a_misspelt_option_in_a_late_role_fails_before_any_call(
+    small_locale, tmp_path, field, value, message
+):
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["late"] = {"backend": "openai", "model": "x", "base_url": url, field: value}
+        data["roles"]["filter_judges"] = ["resp-1", "late"]
+        out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run"))
+        assert out.returncode == 1 and message in out.stderr, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert served(url) == 0
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_missing_api_key_is_named_at_once(small_locale, tmp_path, monkeypatch):
     monkeypatch.delenv("KOALIGN_TEST_KEY_A", raising=False)
     monkeypatch.delenv("KOALIGN_TEST_KEY_B", raising=False)
@@ -52,6 +81,32 @@ def test_every_missing_api_key_is_named_at_once(small_locale, tmp_path, monkeypa
             Pipeline(cfg, loc, tmp_path / "run")
         text = exc.value.render()
         assert "KOALIGN_TEST_KEY_A" in text and "KOALIGN_TEST_KEY_B" in text
+        assert served(url) == 0 and not (tmp_path / "run").exists()
+
+
+def test_every_missing_header_variable_is_named_at_once(small_locale, tmp_path, monkeypatch):
+    for name in ("KOALIGN_TEST_HDR_A", "KOALIGN_TEST_HDR_B", "KOALIGN_TEST_KEY_C"):
+        monkeypatch.delenv(name, raising=False)
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["judge"]["options"] = {"headers_env": {"X-Gateway": "KOALIGN_TEST_HDR_A"}}
+        data["models"]["resp-3"]["api_key_env"] = "KOALIGN_TEST_KEY_C"
+        data["models"]["resp-3"]["options"] = {"headers_env": {"X-Team": "KOALIGN_TEST_HDR_B"}}
+        config = write(tmp_path / "c.yaml", data)
+        out = cli("run", config, "-o", str(tmp_path / "run"))
+        assert out.returncode == 1, out.stderr[-2000:]
+        for name in ("KOALIGN_TEST_HDR_A", "KOALIGN_TEST_HDR_B", "KOALIGN_TEST_KEY_C"):
+            assert name in out.stderr
+        assert served(url) == 0 and not (tmp_path / "run").exists()
+        # offline, the variables the run needs are named, not required
+        out = cli("run", config, "-o", str(tmp_path / "run"), "--dry-run", "--offline", "--json")
+        assert out.returncode == 0, out.stderr[-2000:]
+        notes = json.loads(out.stdout)["notes"]
+        assert (
+            "API-key and header variables the run needs: KOALIGN_TEST_HDR_A, KOALIGN_TEST_HDR_B, "
+            "KOALIGN_TEST_KEY_C (not set here: KOALIGN_TEST_HDR_A, KOALIGN_TEST_HDR_B, "
+            "KOALIGN_TEST_KEY_C)"
+        ) in notes
         assert served(url) == 0 and not (tmp_path / "run").exists()
 
 

@@ -270,6 +270,42 @@ def test_an_api_key_never_reaches_a_file_or_a_message(small_locale, tmp_path):
             assert SENTINEL.encode() not in path.read_bytes(), path
 
 
+def test_a_header_value_never_reaches_a_file_or_a_message(small_locale, tmp_path):
+    """A secret written into options.headers, or read through options.headers_env, is sent but
+    never written: not into the run directory (manifest, stage files, cache, card), the dry
+    run's plan, the errors of a bad config or a missing variable, or any other output."""
+    written, from_env = SENTINEL + "-written", SENTINEL + "-env"
+    run = str(tmp_path / "run")
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        for i, spec in enumerate(data["models"].values()):
+            if i % 2:
+                spec["options"] = {"headers": {"Authorization": f"Bearer {written}"}}
+            else:
+                spec["options"] = {"headers_env": {"X-Gateway-Token": "KOALIGN_TEST_HEADER"}}
+        config = write(tmp_path / "c.yaml", data)
+        env = {"KOALIGN_TEST_HEADER": from_env}
+        outs = [cli("run", config, "-o", run, env=env)]
+        assert outs[0].returncode == 0, outs[0].stderr[-2000:]
+        assert served(url) > 0
+        outs += [
+            cli("run", config, "-o", run, "--dry-run", "--json", env=env),
+            cli("run", config, "-o", run, "--dry-run", "--offline", env=env),
+            cli("run", config, "-o", run, "--set", "attack.rounds=x", env=env),
+            cli("run", config, "-o", run, "--set", "models.gen.options.header={}", env=env),
+            cli("cache", "stats", "--db", str(tmp_path / "run" / "cache.sqlite")),
+        ]
+        missing = cli("run", config, "-o", str(tmp_path / "run2"))  # the variable is not set
+    assert [o.returncode for o in outs[1:]] == [0, 0, 1, 1, 0]
+    assert missing.returncode == 1 and "KOALIGN_TEST_HEADER is not set" in missing.stderr
+    assert '"**********"' in (tmp_path / "run" / "manifest.json").read_text(encoding="utf-8")
+    for out in [*outs, missing]:
+        assert SENTINEL not in out.stdout + out.stderr, out.args
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path
+
+
 def test_credentials_in_a_url_are_refused_without_echoing_them(small_locale, tmp_path):
     data = server_config(str(small_locale), f"http://user:{SENTINEL}@127.0.0.1:9/v1")
     out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run"))

@@ -420,8 +420,8 @@ def check_offline(
     config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None
 ) -> list[str]:
     """The checks of :func:`check` that contact nothing and need no API key: every model's
-    backend is created (unknown backends, bad options, missing extras; an API-key variable that
-    is not set is not a problem here), every template is rendered for every category.
+    backend is created (unknown backends, bad options, missing extras; an API-key or
+    ``headers_env`` variable that is not set is not a problem here), every template is rendered for every category.
 
     Returns:
         Notes saying what was not checked: servers, API keys (the variables the run needs, and
@@ -433,7 +433,7 @@ def check_offline(
     import os
 
     env = dict(os.environ if env is None else env)
-    keys = sorted({s.api_key_env for s in config.models.values() if s.api_key_env})
+    keys = sorted({v for s in config.models.values() for v in s.secret_env_vars()})
     unset = [k for k in keys if not env.get(k)]
     # stand-ins so that backends can be created; they are closed unused, nothing is sent
     pool, _, problems = _models(config, {**env, **dict.fromkeys(unset, "not-checked")})
@@ -451,7 +451,7 @@ def check_offline(
     ]
     if keys:
         missing = f" (not set here: {', '.join(unset)})" if unset else ""
-        notes.append(f"API-key variables the run needs: {', '.join(keys)}{missing}")
+        notes.append(f"API-key and header variables the run needs: {', '.join(keys)}{missing}")
     uncached = uncached_hub_models(config.models)
     if uncached:
         listed = ", ".join(f"models.{n} ({m})" for n, m in uncached.items())

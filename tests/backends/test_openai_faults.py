@@ -232,3 +232,85 @@ def test_openai_without_base_url_or_key_variable_means_the_openai_api():
     pool = ModelPool({"j": bare}, env={"OPENAI_API_KEY": "sk-test"})
     assert pool.get("j").backend.base_url == DEFAULT_BASE_URL  # type: ignore[attr-defined]
     pool.close()
+
+
+def test_header_values_are_sent_but_never_shown(fault_server):
+    import json
+
+    from pydantic import ValidationError
+
+    from koalign.evaluate.spec import describe
+
+    written, from_env = "gw-WRITTEN-SECRET-1", "gw-ENV-SECRET-2"
+    with fault_server(["400", "400"]) as srv:
+        literal = spec(srv.base_url, options={"headers": {"Authorization": f"Bearer {written}"}})
+        named = spec(srv.base_url, options={"headers_env": {"Authorization": "KOALIGN_TEST_GW"}})
+        pool = ModelPool({"a": literal, "b": named}, env={"KOALIGN_TEST_GW": from_env})
+        [ra] = pool.get("a").generate([req("x")])
+        [rb] = pool.get("b").generate([req("y")])
+    assert [e["auth"] for e in srv.log] == [f"Bearer {written}", from_env]
+    shown = [
+        repr(literal),
+        str(literal.options),
+        literal.model_dump_json(),
+        json.dumps(literal.model_dump(mode="json")),
+        json.dumps(describe("a", literal)),
+        repr(pool.specs),
+        ra.error.message,
+        rb.error.message,
+    ]
+    with pytest.raises(ValidationError) as info:  # an error quoting the whole input
+        ModelSpec.model_validate({"backend": "openai", "options": literal.options})
+    shown += [str(info.value), repr(info.value.errors())]
+    for text in shown:
+        assert written not in text and from_env not in text, text
+    assert literal.model_dump(mode="json")["options"]["headers"]["Authorization"] == "**********"
+    # headers change nothing that is cached: the cache identity (and so every key) is unchanged
+    plain = ModelPool({"m": spec(srv.base_url)}).get("m").backend.cache_identity()
+    for name in ("a", "b"):
+        assert pool.get(name).backend.cache_identity() == plain
+    assert plain == {
+        "backend": "openai",
+        "model": "m",
+        "base_url": srv.base_url,
+        "json_mode": "prompt",
+        "extra_body": None,
+    }
+
+
+def test_every_missing_key_and_header_variable_is_named_at_once():
+    from koalign.errors import BackendError
+
+    both = spec(
+        "http://127.0.0.1:9/v1",
+        api_key_env="KOALIGN_TEST_K",
+        options={"headers_env": {"X-A": "KOALIGN_TEST_HA", "X-B": "KOALIGN_TEST_HB"}},
+    )
+    with pytest.raises(BackendError) as caught:
+        ModelPool({"m": both}, env={"KOALIGN_TEST_HA": "set"}).get("m")
+    text = caught.value.render()
+    assert "environment variables KOALIGN_TEST_K, KOALIGN_TEST_HB are not set" in text
+    assert "export KOALIGN_TEST_K=... KOALIGN_TEST_HB=..." in text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"headers": "Authorization: Bearer gw-SECRET"}, "options.headers must be a mapping"),
+        ({"headers_env": ["GW"]}, "options.headers_env must be a mapping"),
+        ({"headers_env": {"X-A": 3}}, "headers_env.X-A must name an environment variable"),
+        ({"headers": {"X-A": ["gw-SECRET"]}}, "the value of header 'X-A' must be a string"),
+        (
+            {"headers": {"x-a": "gw-SECRET"}, "headers_env": {"X-A": "GW"}},
+            "header 'x-a' is set in both headers and headers_env",
+        ),
+        ({"header": {"X-A": "gw-SECRET"}}, "unknown openai option 'header'"),
+    ],
+)
+def test_bad_header_options_are_named_without_their_values(options, message):
+    from koalign.errors import BackendError
+
+    with pytest.raises(BackendError) as caught:
+        ModelPool({"m": spec("http://127.0.0.1:9/v1", options=options)}, env={"GW": "x"}).get("m")
+    text = caught.value.render()
+    assert message in text and "gw-SECRET" not in text

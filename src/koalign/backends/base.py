@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from koalign.errors import BackendError, did_you_mean
 from koalign.types import ChatRequest, ChatResult, Message, SamplingParams
@@ -37,6 +37,25 @@ def _redact(url: str) -> str:
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[1]
     return urlunsplit(parts._replace(netloc=f"{_REDACTED}@{host}"))
+
+
+def _hidden_headers(headers: Any) -> Any:
+    """``options.headers`` with every value held as a :class:`~pydantic.SecretStr`: it is sent as
+    it was written, but every dump, repr or message shows ``**********``."""
+    if isinstance(headers, dict):
+        return {k: _hidden(v) for k, v in headers.items()}
+    return _hidden(headers)  # not a mapping: refused by the backend, never echoed
+
+
+def _hidden(value: Any) -> Any:
+    if isinstance(value, SecretStr) or value is None or isinstance(value, dict | list):
+        return value
+    return SecretStr(str(value))
+
+
+def secret_value(value: Any) -> str:
+    """The text of a header value held by a ModelSpec (see ``options.headers``)."""
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
@@ -103,8 +122,23 @@ class ModelSpec(BaseModel):
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Backend-specific options (e.g. hf: device, dtype, adapter).",
+        description="Backend-specific options (e.g. hf: device, dtype, adapter). The values of "
+        "options.headers are never written or shown (every dump of the spec shows **********); "
+        "prefer options.headers_env, which names the environment variable of each header.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_header_values(cls, data: Any) -> Any:
+        # before validation, so that no error message (which quotes the input) carries them
+        if isinstance(data, dict) and isinstance(data.get("options"), dict):
+            options = data["options"]
+            if "headers" in options:
+                data = {
+                    **data,
+                    "options": {**options, "headers": _hidden_headers(options["headers"])},
+                }
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -136,6 +170,15 @@ class ModelSpec(BaseModel):
         if isinstance(value, bool):
             return "yes" if value else "no"
         return value
+
+    def secret_env_vars(self) -> list[str]:
+        """The environment variables this model reads secrets from: ``api_key_env`` and the
+        values of ``options.headers_env`` (in that order, each once)."""
+        names = [self.api_key_env] if self.api_key_env else []
+        headers_env = self.options.get("headers_env")
+        if isinstance(headers_env, dict):
+            names += [str(v) for v in headers_env.values() if isinstance(v, str) and v]
+        return list(dict.fromkeys(names))
 
     @field_validator("base_url")
     @classmethod

@@ -20,8 +20,10 @@ the body (``"\\ud83d"``) is decoded, not an error; a prompt holding one is sent 
 
 Options (``spec.options``): ``extra_body`` (a mapping merged into every request body, e.g.
 ``{"top_k": 20}`` for vLLM), ``schema_name`` (the name sent with ``response_format``, default
-``answer``), ``headers`` (extra HTTP headers, e.g. for a gateway), ``tokenizer`` (a local
-tokenizer folder or cached hub id used to count prompt tokens exactly; needs ``koalign[hf]``).
+``answer``), ``headers`` (extra HTTP headers, e.g. for a gateway: their values are never
+written or shown), ``headers_env`` (header name -> NAME of the environment variable holding its
+value, for secrets), ``tokenizer`` (a local tokenizer folder or cached hub id used to count
+prompt tokens exactly; needs ``koalign[hf]``).
 """
 
 from __future__ import annotations
@@ -38,14 +40,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from koalign.backends.base import Backend, ModelSpec
+from koalign.backends.base import Backend, ModelSpec, secret_value
 from koalign.errors import BackendError, did_you_mean
 from koalign.types import CallError, ChatRequest, ChatResult, ErrorKind, Message
 
 log = logging.getLogger(__name__)
 
 JSON_MODES = ("prompt", "response_format")
-OPTIONS = ("extra_body", "schema_name", "headers", "tokenizer")
+OPTIONS = ("extra_body", "schema_name", "headers", "headers_env", "tokenizer")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_context_length")
 """Fields of a ``/models`` entry read as the model's context window, in this order (vLLM's
@@ -199,6 +201,70 @@ def parse_completion(data: Any, latency: float) -> ChatResult:
     )
 
 
+def _mapping(spec: ModelSpec, option: str) -> dict[str, Any]:
+    value = spec.options.get(option)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):  # the value itself is never quoted: it may be a secret
+        raise BackendError(
+            f"options.{option} must be a mapping of header name to "
+            + ("value" if option == "headers" else "environment variable NAME"),
+            where=f"model '{spec.model}'.options.{option}",
+            hint=f"e.g. {option}: {{X-Gateway-Token: "
+            + ("...}" if option == "headers" else "GATEWAY_TOKEN}"),
+        )
+    return value
+
+
+def _extra_headers(spec: ModelSpec, env: dict[str, str]) -> dict[str, str]:
+    """The headers of ``options.headers`` and ``options.headers_env`` (values read from ``env``).
+
+    Raises one BackendError naming every environment variable that is not set (the API key's
+    included) and never quoting a header value."""
+    literal = _mapping(spec, "headers")
+    named = _mapping(spec, "headers_env")
+    where = f"model '{spec.model}'.options"
+    for name, value in literal.items():
+        if value is None or isinstance(value, dict | list):
+            raise BackendError(
+                f"the value of header '{name}' must be a string",
+                where=f"{where}.headers",
+                hint="write the header's value as text, or name its variable in headers_env",
+            )
+    twice = sorted({str(k).lower() for k in literal} & {str(k).lower() for k in named})
+    if twice:
+        raise BackendError(
+            f"header {', '.join(repr(n) for n in twice)} is set in both headers and headers_env",
+            where=where,
+            hint="keep one of the two (headers_env keeps the value out of the config)",
+        )
+    for name, var in named.items():
+        if not isinstance(var, str) or not var:
+            raise BackendError(
+                f"headers_env.{name} must name an environment variable",
+                where=f"{where}.headers_env",
+                hint=f"e.g. headers_env: {{{name}: GATEWAY_TOKEN}} and export GATEWAY_TOKEN=...",
+            )
+    missing = [v for v in spec.secret_env_vars() if not env.get(v)]
+    if missing:
+        local = ""
+        if spec.api_key_env in missing and not spec.base_url:
+            local = ", or set base_url for a local server"
+        names = ", ".join(missing)
+        how = "api_key_env names the variable"
+        if named:
+            how = "api_key_env and headers_env name the variables, never the values"
+        raise BackendError(
+            f"the environment variable{'s' if len(missing) > 1 else ''} {names} "
+            f"{'are' if len(missing) > 1 else 'is'} not set",
+            where=f"model '{spec.model}'",
+            hint=f"export {'=... '.join(missing)}=... ({how}){local}",
+        )
+    headers = {str(k): secret_value(v) for k, v in literal.items()}
+    headers.update({str(k): env[v] for k, v in named.items()})
+    return headers
+
+
 async def _close_at_shutdown(session: Any) -> AsyncGenerator[None, None]:
     """Suspended for the loop's lifetime; closing it (by the loop's shutdown of async
     generators, or explicitly) closes ``session``."""
@@ -228,22 +294,12 @@ class OpenAIBackend(Backend):
                     where=f"model '{spec.model}'.options",
                     hint=f"known options: {', '.join(OPTIONS)}",
                 )
-        key: str | None = None
-        if spec.api_key_env:
-            key = self.env.get(spec.api_key_env)
-            if not key:
-                local = "" if spec.base_url else ", or set base_url for a local server"
-                raise BackendError(
-                    f"the environment variable {spec.api_key_env} is not set",
-                    where=f"model '{spec.model}'",
-                    hint=f"export {spec.api_key_env}=... (api_key_env names the variable){local}",
-                )
+        extra_headers = _extra_headers(spec, self.env)
+        key = self.env.get(spec.api_key_env) if spec.api_key_env else None
         self.base_url = (spec.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = self.base_url + "/chat/completions"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        self._headers.update(
-            {str(k): str(v) for k, v in (spec.options.get("headers") or {}).items()}
-        )
+        self._headers.update(extra_headers)
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
         self._sessions: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
