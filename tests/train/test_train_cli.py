@@ -107,3 +107,34 @@ def test_unknown_dpo_arg_is_a_config_error(tiny_model_dir: Path, export_dir: Pat
     )
     assert isinstance(result.exception, ConfigError)
     assert result.exception.where == "dpo_args.bta"
+
+
+def test_a_cp949_data_file_names_the_file_the_line_and_the_fix(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from support.servers import cli
+
+    first = (json.dumps(make_row(0), ensure_ascii=False) + "\n").encode("utf-8")
+    second = (json.dumps(make_row(1), ensure_ascii=False) + "\n").encode("cp949")
+    data = tmp_path / "cp949.jsonl"
+    data.write_bytes(first + second)
+    try:
+        second.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = len(first) + exc.start
+    out = cli("train", "-m", str(tiny_model_dir), "-d", str(data), "--check-only")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"{data}:2: not UTF-8 text (byte {byte} of the file)" in out.stderr
+    assert "iconv -f cp949 -t utf-8 cp949.jsonl > cp949.jsonl.utf8" in " ".join(out.stderr.split())
+
+
+def test_a_utf8_bom_is_not_a_broken_row(tmp_path: Path) -> None:
+    from koalign.train.data import load_rows, resolve_sources
+
+    data = tmp_path / "bom.jsonl"
+    data.write_bytes(
+        b"\xef\xbb\xbf" + write_jsonl(tmp_path / "x.jsonl", [make_row(0)]).read_bytes()
+    )
+    rows, problems = load_rows(resolve_sources([str(data)]))
+    assert problems == [] and [r.id for r in rows] == ["row-000"]

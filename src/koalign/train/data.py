@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import DataError
+from koalign.jsonio import _LEGACY_HINT
 
 ROW_KEYS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant")
@@ -181,11 +182,23 @@ def _read_file(path: Path, problems: list[RowProblem]):
         for n, raw in enumerate(table.to_pylist(), start=1):
             yield f"{path}:row {n}", raw
         return
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
+    offset = 0  # bytes before the line, for the message of a line that is not UTF-8
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            start, offset = offset, offset + len(raw)
+            if n == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 BOM
+                raw, start = raw[3:], 3
+            location = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:  # the whole file is in another encoding
+                raise DataError(
+                    f"not UTF-8 text (byte {start + exc.start} of the file)",
+                    where=location,
+                    hint=_LEGACY_HINT.format(name=path.name),
+                ) from None
             if not line.strip():
                 continue
-            location = f"{path}:{n}"
             try:
                 yield location, json.loads(line)
             except json.JSONDecodeError as exc:
