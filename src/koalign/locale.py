@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from koalign.errors import LocaleError, did_you_mean
+from koalign.jsonio import _LEGACY_HINT
 from koalign.locale_schema import (
     Article,
     Contact,
@@ -165,9 +166,13 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
     prompt_dir = root / "prompts"
     if prompt_dir.is_dir():
         for path in sorted(prompt_dir.glob("*.j2")):
-            raw = path.read_bytes()
+            try:
+                raw, text = _read_template(path)
+            except LocaleError as exc:
+                problems.append(exc.render())
+                continue
             digest.update(f"prompts/{path.name}".encode() + b"\0" + raw)
-            prompts[path.stem] = raw.decode("utf-8")
+            prompts[path.stem] = text
     if problems:
         raise LocaleError(
             f"locale '{root}' is invalid ({len(problems)} problems)", problems=problems
@@ -191,6 +196,36 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
             f"locale '{root}' is inconsistent ({len(problems)} problems)", problems=problems
         )
     return locale
+
+
+def _read_template(path: Path) -> tuple[bytes, str]:
+    """A prompt template's bytes and text: at most :data:`~koalign.yamlio.MAX_BYTES` (measured
+    before reading), UTF-8. Raises :class:`LocaleError` naming the file."""
+    where = f"prompts/{path.name}"
+    try:
+        if not path.is_file():
+            raise LocaleError("not a file", where=where, hint="a template is a *.j2 text file")
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise LocaleError(
+                f"template of {size:,} bytes is larger than the limit of {MAX_BYTES:,} bytes",
+                where=where,
+                hint="prompt templates are small; check that it is the right file",
+            )
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise LocaleError(f"cannot read the file: {exc.strerror}", where=where) from None
+    if len(raw) > MAX_BYTES:  # grew while it was read
+        raise LocaleError(f"template larger than {MAX_BYTES:,} bytes", where=where)
+    try:
+        return raw, raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise LocaleError(
+            f"not UTF-8 text (byte {exc.start})",
+            where=where,
+            hint=_LEGACY_HINT.format(name=path.name),
+        ) from None
 
 
 def _render_validation(fname: str, exc: ValidationError, data: Any) -> list[str]:

@@ -129,3 +129,33 @@ def test_locale_check_takes_the_pack_as_an_argument_too(mini_locale_dir: Path) -
     assert both.returncode == 1
     assert f"two locales given: '{mini_locale_dir}' and --locale 'ko'" in both.stderr
     assert "give the locale once" in both.stderr and "Traceback" not in both.stderr
+
+
+def test_a_cp949_template_is_named_with_the_fix_by_locale_check_and_run(
+    small_locale: Path, tmp_path: Path
+) -> None:
+    import yaml
+
+    from support.servers import cli, server_config
+
+    pack = tmp_path / "loc"
+    shutil.copytree(small_locale, pack)
+    template = pack / "prompts" / "responder.j2"
+    legacy = template.read_text(encoding="utf-8").encode("cp949", errors="replace")
+    template.write_bytes(legacy)
+    try:
+        legacy.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        byte = exc.start
+    expected = f"prompts/responder.j2: not UTF-8 text (byte {byte})"
+    fix = "iconv -f cp949 -t utf-8 responder.j2 > responder.j2.utf8"
+    res = koalign("locale", "check", "--locale", str(pack))
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert expected in res.stderr and fix in " ".join(res.stderr.split())
+    config = tmp_path / "c.yaml"
+    data = server_config(str(pack), "http://127.0.0.1:9/v1")
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    run = cli("run", str(config), "-o", str(tmp_path / "run"))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert expected in run.stderr and fix in " ".join(run.stderr.split())
+    assert not (tmp_path / "run").exists()

@@ -191,3 +191,24 @@ def test_warnings_flag_stale_facts(mini_locale_dir: Path) -> None:
     stale = locale_warnings(loc, today=date(2027, 6, 1), max_age_days=365)
     assert "contacts.yaml:contacts[police]: last checked 2026-01-01 (516 days ago)" in stale[0]
     assert stale[-1].startswith("locale.yaml:as_of: the pack was last reviewed 2026-01-01")
+
+
+def test_a_template_larger_than_the_limit_is_refused_unread(
+    mini_locale_dir: Path, tmp_path: Path
+) -> None:
+    from koalign.yamlio import MAX_BYTES
+
+    copy = tmp_path / "m"
+    shutil.copytree(mini_locale_dir, copy)
+    (copy / "prompts").mkdir(exist_ok=True)
+    with (copy / "prompts" / "huge.j2").open("wb") as fh:
+        fh.truncate(MAX_BYTES + 1)  # a sparse file: its size alone refuses it
+    (copy / "prompts" / "folder.j2").mkdir()
+    with pytest.raises(LocaleError) as exc:
+        load_locale(copy)
+    text = "\n".join(exc.value.problems)
+    assert (
+        f"prompts/huge.j2: template of {MAX_BYTES + 1:,} bytes is larger than the limit of "
+        f"{MAX_BYTES:,} bytes"
+    ) in text
+    assert "prompts/folder.j2: not a file" in text
