@@ -13,6 +13,8 @@ import pytest
 from koalign.config import load_run_config
 from koalign.demo import demo_config
 from koalign.runner import Pipeline
+from koalign.stages import stage_names
+from test_runner_faults import reconciles
 
 DRIVE = Path(__file__).parent / "support" / "drive.py"
 
@@ -44,6 +46,10 @@ def test_demo_config_runs_end_to_end_on_the_tiny_model(tmp_path, tiny_model_dir)
     assert len(rows) == stages["export"]["records_out"] > 0
     card = (tmp_path / "run/export/README.md").read_text(encoding="utf-8")
     assert "demo-scripted-judge-1" in card  # scripted judges are named as such in the card
+    # every stage ran and reconciles: records in = records kept + dropped by reason
+    assert list(stages) == list(stage_names())
+    assert [e["status"] for e in stages.values()] == ["done"] * len(stages)
+    reconciles(manifest)
 
 
 def test_cli_prompt_show_renders_a_role(tmp_path):
