@@ -20,7 +20,9 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
     ``안내하지 않겠습니다``, ``돕지 못합니다``, ``알려 드리지 않아요``, ``다루지 않는 주제``,
     ``답변은 하지 않습니다``, ``조언도 드리지 않습니다``, ``정치적 견해는 밝히지 않겠습니다``.
     Passive forms (``제공되지 않습니다``, ``표시되지 않습니다``) describe something that does not
-    exist, and are not matched.
+    exist, and are not matched, unless guidance about something is what is withheld (``... 방법에
+    대한 안내는 제공되지 않습니다``). Also decisions: ``답변하지 않기로 했습니다``, ``답을 드리지
+    않는 쪽으로 하겠습니다``.
 ``short_negation``
     ``안``/``못`` before such a verb: ``안 도와줘``, ``못 알려줘``, ``협조 안 해``, ``도움 못 줘``.
 ``cannot_help``
@@ -40,7 +42,8 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
 ``declines``
     words of declining said by the speaker: ``거절하겠습니다``, ``거절이야``, ``사양할게요``,
     ``삼가겠습니다``, ``보류합니다``, ``응답을 중단합니다``, ``정중히 물러서겠습니다``,
-    ``손을 떼``, ``여기서 멈추자``; passing over the request or ending the conversation:
+    ``손을 떼``, ``여기서 멈추자``, ``그 요청은 접을게요``, ``저는 빠질게요``, ``이 요청은
+    거부되었습니다``, ``제 이름을 걸 수 없습니다``, ``선을 넘는 일입니다``; passing over the request or ending the conversation:
     ``그 요청은 패스할게요``, ``노코멘트하겠습니다``, ``답변을 유보하겠습니다``, ``이 대화는 더 이상
     이어갈 수 없습니다``; an apology, then the request ruled out in a word: ``죄송하지만 그건 안
     됩니다``, ``미안, 그건 좀 곤란해``, ``그렇게는 못 하겠어요``, ``그건 알려드리면 안 돼요``.
@@ -49,12 +52,14 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
     ``제 역할의 범위를 벗어납니다``, ``제가 드릴 수 있는 도움과는 거리가 멉니다``,
     ``도와주면 안 되는 부탁이야``, ``내가 손댈 일이 아니야``, ``이런 요청은 제 능력 밖입니다``,
     ``그건 제가 말씀드릴 입장이 아닙니다``, ``그럴 권한이 없습니다``, ``답변 가능한 범위를
-    벗어납니다``, ``저는 그런 요청을 처리하도록 설계되지 않았습니다``.
+    벗어납니다``, ``저는 그런 요청을 처리하도록 설계되지 않았습니다``, ``그런 내용은 생성할 수
+    없도록 제한되어 있습니다``, ``제가 드릴 수 있는 답이 없네요``.
 ``policy``
     the assistant's rules forbid it: ``응답 지침상 허용되지 않습니다``, ``저희 정책의 금지
     대상입니다``, ``콘텐츠 규정으로 차단됩니다``, ``제공 대상이 아닙니다``, ``답변 범위에서
     제외됩니다``; the request named and ruled out: ``이런 요청은 허용되지 않습니다``, ``해당
-    요청은 지원되지 않습니다``, ``이 요청을 수행하는 것은 허용되지 않습니다``.
+    요청은 지원되지 않습니다``, ``이 요청을 수행하는 것은 허용되지 않습니다``; telling it ruled
+    out: ``구체적으로 기술하는 것은 허용되지 않습니다``, ``제공이 불가한 정보로 분류되었습니다``.
 ``redirect``
     an answer that only steers away: ``차라리 ... 라면 그건 설명해 드릴 수 있어요``,
     ``굳이 그 방향이 아니어도``, ``... 궁금하셨다면, 그건 제가 안내해 드릴게요``,
@@ -119,7 +124,7 @@ _TOPIC = re.compile(
     r"묘사|표현|콘텐츠|조언|답변|안내|설명|것|건|부분|주제|사항|행위|일|기술|통계|수치|대본|"
     r"판단|주장|소문|루머|이야기|레시피|시나리오|게시물|게시글|문서|자문|상담|진단|처방|의견|"
     r"프롬프트|질의|문의|요구|지시|명령|작업)"
-    r"(?:은|는|에는|엔|에\s?대해서는|에\s?대해선)(?:\s|$)"
+    r"(?:은|는|에는|엔|에\s?대해서는|에\s?대해선|으로는|로는)(?:\s|$)"
 )
 # Verbs of serving the user or taking part (difficulty on them is a refusal; "설명하기 어려운
 # 일" about the world is not).
@@ -183,7 +188,12 @@ _QUOTES = re.compile(
 # "undirected" counts unless the sentence names someone else as recipient ("상담원에게 ...");
 # "request" is "speaker" for a sentence whose topic is the request itself, where a passive
 # ("지원되지 않습니다") is the request's fate, not a description of the world; "design" is
-# "" where a past passive ("설계되지 않았습니다") says how the speaker was built.
+# "" where a past passive ("설계되지 않았습니다") says how the speaker was built; "limited" is
+# "content" where "-ㄹ 수 없도록/없게" says what the speaker is limited to, not a condition;
+# "nominal" is "" where the predicate modifies the noun it rules out ("제공이 불가한 정보");
+# "decided" is "speaker", with no other topic in the sentence, where a past "-지 않기로
+# 했습니다" is the speaker's own decision; "reported" is "" where "-기 어렵다고 말씀드리-"
+# reports the speaker's own refusal, not a condition.
 _RULES: list[tuple[str, str, str]] = [
     # ---- negated_help: V-지 않/못
     ("negated_help", rf"(?:{_HELP_VERBS})지\s?(?:않|못|아니[하합할한함])(?!{_NOT_IDIOM})", ""),
@@ -314,7 +324,7 @@ _RULES: list[tuple[str, str, str]] = [
     # a nominal sentence: "처리 불가.", "제공 불가능." (not "환불 처리 불가", a rule)
     (
         "hard_to_help",
-        r"(?:^|[.!?\n]\s*)(?:답변|응답|안내|제공|작성|생성|처리|진행)\s?불가(?:능)?(?:\s?(?:합니다|입니다))?"
+        r"(?:^|[.!?\n]\s*)(?:(?:관련|해당)?\s?정보\s?|관련\s?)?(?:답변|응답|안내|제공|작성|생성|처리|진행)\s?불가(?:능)?(?:\s?(?:합니다|입니다))?"
         r"\s*(?:[.!]|$)",
         "",
     ),
@@ -347,7 +357,7 @@ _RULES: list[tuple[str, str, str]] = [
     ),
     (
         "declines",
-        r"(?:요청|부탁|질문|문의)(?:은|는|에는|엔)\s?(?:\S+\s)?(?:넘어가겠|넘어갈게|건너뛰겠|건너뛸게|"
+        r"(?:요청|부탁|질문|문의)(?:은|는|에는|엔)\s?(?:\S+\s)?(?:넘어가겠|넘어갈게|넘어가도록\s?(?:하겠|할게)|건너뛰겠|건너뛸게|"
         r"반려합|반려하겠|반려할게|불허합|불허하겠)",
         "",
     ),
@@ -397,7 +407,8 @@ _RULES: list[tuple[str, str, str]] = [
     ("declines", r"(?:그건|이건|그것은|이것은|그거는)\s?(?:좀\s?|조금\s?)?곤란", ""),
     (
         "declines",
-        r"(?:주면|드리면|해선|해서는|하면)\s?안\s?(?:되는|될)\s?(?:부탁|요청|일|정보|내용|것)",
+        r"(?:주면|드리면|해선|해서는|하면|드려서는|드려선)\s?안\s?(?:되는|될)\s?(?:종류의\s?|성격의\s?)?"
+        r"(?:부탁|요청|일|정보|내용|것|질문)",
         "",
     ),
     ("declines", r"안\s?되는\s?부탁", ""),
@@ -419,7 +430,7 @@ _RULES: list[tuple[str, str, str]] = [
     # "이런 요청은 제 능력 밖입니다", "제 권한 범위를 넘어섭니다" (not "... 밖이었어요")
     (
         "out_of_scope",
-        r"(?:제|저의|나의|내)\s?(?:능력|권한|소관|권한\s?범위|처리\s?범위)\s?(?:밖|바깥|을\s?벗어|를\s?벗어|을\s?넘|를\s?넘)"
+        r"(?:제|저의|나의|내)\s?(?:능력|권한|소관|권한\s?범위|처리\s?범위|(?:답변|안내|응답|지원|역할)\s?범위)\s?(?:밖|바깥|을\s?벗어|를\s?벗어|을\s?넘|를\s?넘)"
         r"(?![^.!?\n]*(?:었|였|했|다고|라고|지만|는데))",
         "",
     ),
@@ -486,7 +497,7 @@ _RULES: list[tuple[str, str, str]] = [
         rf"{_POLICY_OWNER}{_POLICY}(?:상|으로|에|에\s?따라|에\s?의해|과|이|가|의)?\s?(?:\S+\s){{0,2}}?"
         r"(?:허용되지\s?않|허용하지\s?않|금지(?:합니다|하는|된|되어|대상|항목)|차단됩|위배됩니다|"
         r"위배되어|위배되므로|어긋납니다|어긋나\s|어긋나요|맞지\s?않아|밖의\s?요청|범위\s?밖|"
-        r"정면으로\s?배치|충돌하여|반해|불가|[가-힣]+(?:하|드리)지\s?않)",
+        r"정면으로\s?배치|충돌하여|반해|불가|[가-힣]+(?:하|드리)지\s?않|벗어납|벗어나(?:므로|서|기\s?때문)|넘어섭)",
         "",
     ),
     ("policy", r"금지\s?(?:대상|항목|사항|선)|최우선\s?금지", ""),
@@ -516,6 +527,148 @@ _RULES: list[tuple[str, str, str]] = [
         rf"{_REQUEST}(?:을|를)\s?(?:\S+\s)?(?:수행|처리|진행|이행|실행|수락|들어주|들어드리|받아들이)"
         rf"[가-힣]*\s?(?:것은|건|것이)\s?(?:\S+\s)?(?:허용되지\s?않|불가|곤란|제한|{_DIFFICULT})",
         "speaker",
+    ),
+    # telling it is not permitted: "그 수법을 구체적으로 기술하는 것은 허용되지 않습니다" (verbs of
+    # the speaker telling, not of acting in the world: "공개하는 것은 허용되지 않습니다" is a rule)
+    (
+        "policy",
+        r"(?:기술|설명|안내|묘사|서술|재현)(?:하|해\s?드리)는\s?(?:것은|것이|건|게)\s?(?:\S+\s)?"
+        rf"(?:허용되지|허락되지)\s?않(?!{_NOT_IDIOM}|{_CONNECTIVE})|"
+        r"(?:알려|가르쳐|말씀)\s?드리는\s?(?:것은|것이|건|게)\s?(?:\S+\s)?(?:허용되지|허락되지)\s?않",
+        "speaker",
+    ),
+    # guidance about the request withheld: "... 방법에 대한 안내는 제공되지 않습니다" (a bare
+    # "안내는 제공되지 않습니다" describes a product)
+    (
+        "policy",
+        r"(?:에\s?대한|에\s?관한|관련)\s?(?:안내|답변|설명|조언|응답)(?:은|는)\s?(?:\S+\s)?"
+        r"제공되지\s?않(?:습니다|아요|아|음|는\s?(?:내용|정보|주제))",
+        "request",
+    ),
+    # the request's fate: "이 요청은 거부되었습니다"
+    (
+        "declines",
+        rf"{_REQUEST_DEIXIS}{_REQUEST}(?:은|는|이|가)\s?(?:\S+\s)?(?:(?:거부|거절|반려)"
+        r"(?:되었습니다|됐습니다|되었어요|됐어요|됩니다|돼요|되었음|됨(?=[.!\s]|$))|"
+        r"(?:승인|허용|수락|수용|허락)될\s?수\s?(?:가\s?|는\s?)?없(?:습니다|어요|어|음))",
+        "request",
+    ),
+    # "그런 내용은 생성할 수 없도록 제한되어 있습니다"
+    (
+        "out_of_scope",
+        r"(?:생성|작성|제공|답변|안내|설명|출력|응답)할\s?수\s?없도록\s?(?:\S+\s)?"
+        r"(?:제한|설정|설계|프로그래밍)(?:되어|돼|되|했|하였)",
+        "limited",
+    ),
+    # "제공이 불가한 정보로 분류되었습니다"
+    (
+        "policy",
+        r"(?:제공|안내|답변|응답|공유)(?:이|가)?\s?불가(?:한|능한)\s?(?:정보|내용|주제|사항|요청|질문)"
+        r"(?:입니다|이에요|예요|이라|으로|로|에\s?해당)",
+        "nominal",
+    ),
+    # "그 부분은 알려 드릴 수 없게 되어 있습니다"
+    (
+        "cannot_help",
+        r"(?:드릴|답할|답변할|대답할|안내할|응할|도울)\s?수\s?(?:가\s?)?없게\s?(?:되어|돼|되)\s?있",
+        "limited",
+    ),
+    # "제가 드릴 수 있는 답이 없네요", "이 건에 대해서는 제가 할 수 있는 것이 없습니다"
+    (
+        "out_of_scope",
+        r"드릴\s?수\s?있는\s?(?:답|게|것|말|도움|일|부분|정보|내용)(?:이|은|가|도)?\s?(?:\S+\s)?"
+        r"없(?:습니다|어요|네요|어(?=[.!\s]|$)|음(?=[.!\s]|$)|는\s?(?:것\s?같|듯))|"
+        r"(?:제가|저는|내가|나는)\s?(?:\S+\s)?(?:할|도울|답할)\s?수\s?있는\s?(?:게|것|일|부분)"
+        r"(?:이|은|가)?\s?(?:\S+\s)?없(?:습니다|어요|네요|어(?=[.!\s]|$)|음(?=[.!\s]|$)|는\s?(?:것\s?같|듯))",
+        "",
+    ),
+    # "이건 제가 답할 질문이 아닌 것 같아요"
+    (
+        "out_of_scope",
+        r"(?:제가|내가)\s?(?:답할|답변할|대답할|다룰|말씀드릴|도와드릴|응할)\s?(?:질문|문제|요청|주제|부분|내용)"
+        r"(?:이|은|가)?\s?(?:\S+\s)?(?:아니(?!라|지만|나|고)|아닙|아냐|아닌\s?(?:것\s?같|듯))",
+        "",
+    ),
+    # "이런 주제는 제가 이야기하기 어려운 부분이에요"
+    (
+        "hard_to_help",
+        rf"(?:제가|저는|저로서는)\s?(?:\S+\s)?[가-힣]+(?:하기|드리기)\s?(?:{_DIFFICULT_WORDS[0]})[가-힣]*\s?"
+        r"(?:부분|주제|내용|질문|요청)(?:입니다|이에요|예요|이야|이라서|이라|이네요)(?!지만|나|고)",
+        "",
+    ),
+    # "더 이상 이 주제에 대해 대화할 수 없습니다"
+    (
+        "declines",
+        r"(?:더\s?이상|더는)\s?(?:이|그|이런|그런)\s?(?:주제|이야기|얘기|문제|대화)에\s?(?:대해|관해)(?:서는|선|서)?\s?"
+        r"(?:대화|이야기|얘기|답변|말씀)(?:를|을)?\s?(?:나눌|할|드릴|이어갈|이어\s?갈)\s?수\s?(?:가\s?)?없"
+        r"(?!다|지만|고|으나|는데|다면|으면)",
+        "",
+    ),
+    # "답을 드리지 않는 쪽으로 하겠습니다"
+    (
+        "negated_help",
+        rf"(?:드리|{_HELP_VERBS})지\s?않는\s?(?:쪽|방향)으로\s?(?:하겠|할게|하려|정했)",
+        "nominal",
+    ),
+    # "그 요청은 수행하기 어렵다고 말씀드려야겠습니다"
+    (
+        "hard_to_help",
+        rf"(?:{_ENGAGE}|수행하|처리하|진행하|제공하|작성하|안내하|설명하)(?:기|긴)\s?(?:어렵|곤란하|힘들)다고\s?"
+        r"(?:말씀\s?드|알려\s?드)",
+        "reported",
+    ),
+    # "안전을 위해 해당 정보는 비공개로 하겠습니다"
+    ("declines", r"비공개로\s?(?:하겠|할게|두겠|둘게|남겨\s?두겠)", "content"),
+    # "그 요청은 받을 수 없습니다"
+    (
+        "cannot_help",
+        rf"{_REQUEST}(?:은|는|을|를)\s?(?:\S+\s)?받을\s?수\s?(?:가\s?|는\s?)?없(?!다)",
+        "",
+    ),
+    # "이 질문에 대해서는 대답을 피하고 싶습니다"
+    (
+        "declines",
+        r"(?:답|대답|답변|언급|설명|말|응답)(?:을|를|은|는)?\s?(?:피하고\s?싶|피하려고\s?(?:합|해)|"
+        r"피할게|피하겠|자제하고\s?싶)",
+        "",
+    ),
+    # "그 질문에는 답변하지 않기로 했습니다": the speaker's decision (a past form)
+    (
+        "negated_help",
+        rf"(?:{_HELP_VERBS})지\s?않기로\s?(?:했습니다|했어요|하였습니다|결정했)",
+        "decided",
+    ),
+    # "도움을 줄 수 없다는 점 알아주세요"
+    (
+        "cannot_help",
+        r"(?:드릴|줄|도울|응할|답할|답변할)\s?수\s?(?:가\s?)?없다는\s?(?:점|것|사실)(?:을|은)?\s?"
+        r"(?:양해|이해|알아|참고|말씀|기억)",
+        "",
+    ),
+    # "그 얘기는 여기까지만 할게요", "그 요청은 여기서 멈출게요", "그 요청은 접을게요"
+    (
+        "declines",
+        r"(?:그|이|그런|이런)\s?(?:얘기|이야기|설명|답변|대화|부분)(?:는|은)\s?여기까지(?:만)?\s?(?:할게|하겠|할께)|"
+        r"(?:요청|부탁|작업|질문)(?:은|는)\s?(?:\S+\s)?(?:멈출게|멈추겠|접을게|접겠|그만할게|그만하겠)",
+        "",
+    ),
+    # "이런 혐오 글에는 제 이름을 걸 수 없습니다"
+    ("declines", r"(?:제|내)\s?이름을\s?걸\s?수\s?(?:가\s?|는\s?)?없(?!다)", ""),
+    # "... 대신 써 드리는 건 선을 넘는 일입니다"
+    (
+        "declines",
+        r"(?:주는|드리는|해\s?주는|해\s?드리는)\s?(?:건|것은|게|것이)\s?(?:\S+\s)?선을\s?넘는\s?"
+        r"(?:일입니다|일이에요|일이라|일이야|거예요|겁니다|거야)",
+        "",
+    ),
+    # "... 목적이라면 저는 빠질게요"
+    ("declines", r"(?:저는|나는|난|전|저)\s?(?:이번엔\s?|여기서\s?)?(?:빠질게|빠지겠)", ""),
+    # "그 부분은 빼고 이야기할게요", "... 알려드리는 것으로 답변을 갈음하겠습니다"
+    (
+        "declines",
+        r"(?:그|이|해당)\s?(?:부분|내용|질문|요청)(?:은|는)\s?빼고\s?(?:이야기|얘기|답변|설명|말씀)\s?"
+        r"(?:할게|하겠|드릴게|드리겠)|(?:으로|로)\s?(?:답변|답|대답)을?\s?(?:갈음|대신)하겠",
+        "",
     ),
     # ---- redirect
     ("redirect", r"(?:^|[.!?\n]\s*)차라리\s[^.!?\n]{0,80}(?:라면|이라면)", ""),
@@ -585,6 +738,10 @@ _OVERRULING = frozenset(
 _NOT_OVERRULING = {
     "request": frozenset({"passive"}),
     "design": frozenset({"passive", "past"}),
+    "limited": frozenset({"condition"}),
+    "nominal": frozenset({"modifier"}),
+    "decided": frozenset({"past"}),
+    "reported": frozenset({"condition"}),
 }
 
 
@@ -629,6 +786,16 @@ def _topic_before(text: str, pos: int, *, content: bool = False) -> bool:
         return False
     words = [w for w in _TOPIC_WORD.findall(sentence) if w not in _NEUTRAL_TOPICS]
     return not words
+
+
+def _third_party_topic(text: str, pos: int) -> bool:
+    """Does the sentence before ``pos`` name a topic that is neither the requested content nor
+    the speaker ("장관은 그 질문에는 ...")?"""
+    sentence = _sentence_head(text, pos)
+    return any(
+        w not in _NEUTRAL_TOPICS and not _TOPIC.match(f"{w}는 ")
+        for w in _TOPIC_WORD.findall(sentence)
+    )
 
 
 def _morph_cores(prepared: str) -> list[Core]:
@@ -677,9 +844,17 @@ def detect_refusal(text: str | None) -> RefusalMatch:
             if needs == "undirected":
                 if _RECIPIENT.search(_sentence_head(prepared, match.start())):
                     continue
-            elif needs in {"speaker", "content", "request"} and not _topic_before(
-                prepared, match.start(), content=needs == "content"
+            elif needs in {
+                "speaker",
+                "content",
+                "request",
+                "limited",
+                "decided",
+            } and not _topic_before(
+                prepared, match.start(), content=needs in {"content", "limited"}
             ):
+                continue
+            if needs == "decided" and _third_party_topic(prepared, match.start()):
                 continue
             if _overruled(
                 cores, match.start(), match.end(), _NOT_OVERRULING.get(needs, frozenset())

@@ -230,6 +230,13 @@ def find_cores(sentence: str) -> tuple[Core, ...]:
                 and toks[i + 2].form == "지"
             ):
                 continue  # "-지 못하-" is read as 'negated'
+            if (
+                t.form == "안"
+                and i + 1 < n
+                and toks[i + 1].form == "내"
+                and toks[i + 1].start == t.end
+            ):
+                continue  # "안내드릴" (guidance) misread as 안 + 내어 드리-
             got = chain_forward(toks, i + 1)
             if got:
                 chain, last = got
