@@ -178,9 +178,17 @@ _LEGACY_HINT = (
 
 def read_text(path: str | Path) -> str:
     """A UTF-8 text file (a leading BOM is dropped); :class:`DataError` naming the file and the
-    byte offset when it is not UTF-8 (with the ``iconv`` fix for CP949/EUC-KR files)."""
+    byte offset when it is not UTF-8 (with the ``iconv`` fix for CP949/EUC-KR files), or naming
+    the file and the cause when it cannot be read (missing, a folder, no permission)."""
     p = Path(path)
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DataError(
+            f"cannot read the file: {exc.strerror or exc}",
+            where=str(p),
+            hint="check the path and that the file is readable",
+        ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

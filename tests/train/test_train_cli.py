@@ -129,6 +129,24 @@ def test_a_cp949_data_file_names_the_file_the_line_and_the_fix(
     assert "iconv -f cp949 -t utf-8 cp949.jsonl > cp949.jsonl.utf8" in " ".join(out.stderr.split())
 
 
+def test_a_cp949_chat_template_file_names_the_file_and_the_fix(
+    tiny_model_dir: Path, export_dir: Path, tmp_path: Path
+) -> None:
+    from support.servers import cli
+
+    template = tmp_path / "chat.j2"
+    text = "{% for m in messages %}{{ m['content'] }}\n{% endfor %}{# 대화 형식 #}\n"
+    template.write_bytes(text.encode("cp949"))
+    out = cli(
+        "train", "-m", str(tiny_model_dir), "-d", str(export_dir), "--check-only",
+        "--set", f"chat_template={template}",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"chat_template {template}: not UTF-8 text" in out.stderr
+    assert "iconv -f cp949 -t utf-8 chat.j2 > chat.j2.utf8" in " ".join(out.stderr.split())
+
+
 def test_a_utf8_bom_is_not_a_broken_row(tmp_path: Path) -> None:
     from koalign.train.data import load_rows, resolve_sources
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import ConfigError, DataError, require
+from koalign.jsonio import read_text
 from koalign.train.config import DPO_ARG_ALIASES, LoraSettings, TrainConfig
 from koalign.train.data import DataSources, clean_row, load_rows, resolve_sources
 from koalign.train.hub import model_source
@@ -172,13 +173,23 @@ def _revision(cfg: TrainConfig) -> str | None:
     return kwargs.get("revision") if isinstance(kwargs, dict) else None
 
 
+def _template_file(path: Path) -> str:
+    """The text of a ``chat_template`` file; :class:`ConfigError` naming the key and the file
+    when it cannot be read or is not UTF-8 (with the ``iconv`` fix for CP949/EUC-KR)."""
+    try:
+        return read_text(path)
+    except DataError as exc:
+        raise ConfigError(exc.message, where=f"chat_template {path}", hint=exc.hint) from None
+
+
 def load_tokenizer(cfg: TrainConfig, *, local_only: bool = False):
     """The model's tokenizer, with ``chat_template`` (a file path or the template text) applied when
     the config gives one; a tokenizer without a chat template is logged as a warning (only standard
     rows then work). ``local_only``: read only local files (see :func:`local_files_only`).
 
     Raises:
-        ConfigError: the tokenizer cannot be loaded (not local, not cached, Hub unreachable).
+        ConfigError: the tokenizer cannot be loaded (not local, not cached, Hub unreachable), or
+            the ``chat_template`` file cannot be read or is not UTF-8.
         MissingExtraError: transformers is not installed.
     """
     transformers = require("transformers", "train", feature="DPO training")
@@ -198,7 +209,7 @@ def load_tokenizer(cfg: TrainConfig, *, local_only: bool = False):
     if cfg.chat_template:
         path = Path(cfg.chat_template)
         is_file = len(cfg.chat_template) < 4096 and "{" not in cfg.chat_template and path.is_file()
-        tok.chat_template = path.read_text(encoding="utf-8") if is_file else cfg.chat_template
+        tok.chat_template = _template_file(path) if is_file else cfg.chat_template
     if not getattr(tok, "chat_template", None):
         log.warning("%s has no chat template: only standard (string) rows can be used", cfg.model)
     return tok
