@@ -128,6 +128,42 @@ def test_a_config_in_cp949_names_the_file_and_the_fix(small_locale, tmp_path):
     assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
 
 
+def test_a_cp949_calibration_file_names_the_file_and_a_rerun_pays_nothing(small_locale, tmp_path):
+    from koalign.evaluate.calibration import scores
+
+    cal = tmp_path / "cal" / "summary.json"
+    cal.parent.mkdir()
+    judged = scores([True, False, True, False], [True, False, False, False], n_boot=50, seed=0)
+    meaning = "사람이 받아들일 만하다고 본 응답"
+    entry = {
+        "task": "acceptability",
+        "label_meaning": meaning,
+        "flagged_class": "unacceptable",
+        "n": 4,
+        "human_flagged": 2,
+        "judges": {"judge": {**judged, "parse_failure_reasons": {}, "per_category": {}}},
+    }
+    text = json.dumps({"judge_calibration": {"acceptability": entry}}, ensure_ascii=False)
+    cal.write_bytes(text.encode("cp949"))
+    with double() as url:
+        data = server_config(str(small_locale), url, export={"calibration": str(cal.parent)})
+        config = write(tmp_path / "c.yaml", data)
+        out = cli("run", config, "-o", str(tmp_path / "run"))
+        assert out.returncode == 1, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        assert f"{cal}: not UTF-8 text" in out.stderr
+        fix = "iconv -f cp949 -t utf-8 summary.json > summary.json.utf8"
+        assert fix in " ".join(out.stderr.split())
+        paid = served(url)
+        cal.write_text(text, encoding="utf-8")  # what the iconv line does
+        again = cli("run", config, "-o", str(tmp_path / "run"))
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert served(url) == paid  # every answer was kept: nothing is paid again
+    assert manifest(tmp_path / "run")["status"] == "done"
+    assert meaning in (tmp_path / "run" / "export" / "README.md").read_text("utf-8")
+    no_strays(tmp_path / "run")
+
+
 def test_out_pointing_at_a_file(small_locale, tmp_path):
     config = write(tmp_path / "c.yaml", server_config(str(small_locale), "http://127.0.0.1:9/v1"))
     target = tmp_path / "afile"

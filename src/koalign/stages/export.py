@@ -359,13 +359,28 @@ def _calibration_file(path: str) -> Path:
 
 
 def calibration(ctx: StageContext) -> dict[str, Any] | None:
-    """The ``judge_calibration`` section of ``export.calibration`` (None when not set)."""
+    """The ``judge_calibration`` section of ``export.calibration`` (None when not set).
+
+    Raises :class:`~koalign.errors.DataError` naming the file when it cannot be read, is not
+    UTF-8 (with the ``iconv`` fix for CP949/EUC-KR) or is not JSON.
+    """
     import json
+
+    from koalign.errors import DataError
+    from koalign.jsonio import read_text
 
     path = ctx.section(NAME).calibration
     if not path:
         return None
-    data = json.loads(_calibration_file(path).read_text(encoding="utf-8"))
+    file = _calibration_file(path)
+    try:
+        data = json.loads(read_text(file))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno})",
+            where=str(file),
+            hint="export.calibration names the summary.json written by `koalign eval judge`",
+        ) from None
     section = data.get("judge_calibration") if isinstance(data, dict) else None
     return section if isinstance(section, dict) else None
 
