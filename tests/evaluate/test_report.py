@@ -142,6 +142,24 @@ def test_report_over_several_runs_and_missing_summary(tmp_path, korset_files, ju
     assert result.exit_code != 0
 
 
+def test_compare_names_a_cp949_summary_with_the_fix(tmp_path) -> None:
+    from support.servers import cli
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    for d in (base, tuned):
+        d.mkdir()
+    text = json.dumps({"safety": {"n": 1, "note": "편집기로 다시 저장함"}}, ensure_ascii=False)
+    (base / "summary.json").write_bytes(text.encode("cp949"))
+    (tuned / "summary.json").write_text(text, encoding="utf-8")
+    out = cli("eval", "compare", str(base), str(tuned), "-o", str(tmp_path / "report"))
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"{base / 'summary.json'}: not UTF-8 text" in out.stderr
+    fix = "iconv -f cp949 -t utf-8 summary.json > summary.json.utf8"
+    assert fix in " ".join(out.stderr.split())
+    assert not (tmp_path / "report").exists()
+
+
 def test_safety_of_the_tiny_model_through_the_hf_backend(
     tmp_path, korset_files, judge_config, tiny_model_dir, calls
 ) -> None:

@@ -30,7 +30,7 @@ from koalign import __version__
 from koalign.backends.client import ModelPool
 from koalign.errors import DataError
 from koalign.jsonio import read_jsonl as _read_jsonl
-from koalign.jsonio import write_jsonl_atomic, write_text_atomic
+from koalign.jsonio import read_text, write_jsonl_atomic, write_text_atomic
 from koalign.types import ChatRequest, ChatResult
 
 Progress = Callable[[str, int, int], None]
@@ -55,15 +55,21 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_summary(out_dir: Path) -> dict[str, Any]:
-    """``summary.json`` of an evaluation directory (``{}`` when there is none yet)."""
+    """``summary.json`` of an evaluation directory (``{}`` when there is none yet).
+
+    Raises :class:`DataError` naming the file when it cannot be read, is not UTF-8 (with the
+    ``iconv`` fix for CP949/EUC-KR, e.g. a summary saved again by an editor) or is not JSON.
+    """
     path = Path(out_dir) / SUMMARY
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(
-            f"not valid JSON: {exc.msg}", where=str(path), hint="remove the file and rerun"
+            f"not valid JSON: {exc.msg} (line {exc.lineno})",
+            where=str(path),
+            hint="remove the file and rerun the evaluation",
         ) from None
     return data if isinstance(data, dict) else {}
 
