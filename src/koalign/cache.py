@@ -39,11 +39,11 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring as _escape  # the C string encoder of json.dumps
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from koalign.errors import KoalignError
 from koalign.jsonio import canonical_json
@@ -141,7 +141,7 @@ def cache_key(
 
 class KeyBuilder:
     """Computes :func:`cache_key` fast for one backend identity (the identity is serialised
-    once; messages go through orjson, whose string encoding equals ``canonical_json``'s).
+    once; each message text goes through the string encoder of ``canonical_json`` itself).
 
     ``key(messages, sampling, schema, sample_index)`` takes ``(role, content)`` pairs and
     returns exactly ``cache_key(identity, [{"role", "content"}...], sampling, schema, ...)``.
@@ -182,18 +182,35 @@ class KeyBuilder:
 
     def key(
         self,
-        messages: list[tuple[str, str]],
+        messages: Sequence[tuple[str, str | tuple[str, ...]]],
         sampling: dict[str, Any],
         schema: dict[str, Any] | None,
         sample_index: int,
     ) -> str:
-        """The cache key (see :func:`cache_key`)."""
-        try:
-            msgs = orjson.dumps([{"content": c, "role": r} for r, c in messages])
-        except TypeError:  # a lone surrogate: the slow path escapes it
-            msgs = _canon_bytes([{"content": c, "role": r} for r, c in messages])
+        """The cache key (see :func:`cache_key`).
+
+        Each text is escaped by the json module's own string encoder into a new string that
+        is then encoded and dropped: orjson would leave a UTF-8 copy of every prompt cached
+        inside the prompt's string object for as long as the request waits for a model slot
+        (3 bytes per Hangul syllable on top of the string's own 2). A content given as a tuple
+        of texts is hashed as their concatenation, without building it (JSON escapes each
+        character on its own, so the escaped parts, quotes aside, join into the escaped
+        whole)."""
         h = hashlib.sha256(self._head)
-        h.update(msgs)
+        h.update(b"[")
+        for i, (role, content) in enumerate(messages):
+            h.update(b'{"content":' if i == 0 else b',{"content":')
+            if isinstance(content, str):
+                h.update(_escape(content).encode("utf-8", "backslashreplace"))
+            else:
+                h.update(b'"')
+                for part in content:
+                    h.update(memoryview(_escape(part).encode("utf-8", "backslashreplace"))[1:-1])
+                h.update(b'"')
+            h.update(b',"role":')
+            h.update(_escape(role).encode("utf-8", "backslashreplace"))
+            h.update(b"}")
+        h.update(b"]")
         h.update(b',"sample_index":%d,"sampling":' % sample_index)
         h.update(self._sampling(sampling))
         h.update(b',"schema":')

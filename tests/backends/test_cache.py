@@ -184,6 +184,45 @@ def test_fast_keys_equal_the_canonical_key():
     pool.close()
 
 
+def test_a_schema_request_keys_sends_and_reads_as_its_built_copy_without_holding_it():
+    """A request with a schema waits for a slot as the caller's request: its key, the
+    request the backend gets and the prompt texts an answer is checked against equal those of
+    the copy with the contract appended, which is not held by the job."""
+    from koalign.backends import ModelPool as Pool
+    from koalign.backends.client import _prompt_texts
+    from koalign.backends.structured import schema_contract_parts, with_schema_contract
+
+    pool = Pool({"s": ModelSpec(backend="scripted", model="s", options={"responses": ["a"]})})
+    llm = pool.get("s")
+    cases = [
+        (("user", '질문 \ud83d "따옴표" 😀'),),
+        (("system", "규칙"), ("user", "질문"), ("assistant", "답"), ("user", "다시")),
+        (("system", "규칙"),),  # no user turn: the contract is a turn of its own
+        (("user", "이미 계약을 담은 질문 <json_schema>"),),
+    ]
+    for messages in cases:
+        req = ChatRequest(
+            messages=tuple(Message(role=r, content=c) for r, c in messages),
+            sampling=SamplingParams(temperature=0.3),
+            json_schema=SCHEMA,
+        )
+        built = req.model_copy(
+            update={
+                "sampling": llm._merged(req.sampling),
+                "messages": with_schema_contract(req.messages, SCHEMA),
+            }
+        )
+        job = llm._prepare(req)
+        assert job.key == llm._job(built, req).key
+        assert job.req == built
+        flat = [(m.role, m.content) for m in built.messages]
+        assert job.prompt == _prompt_texts(flat, SCHEMA)
+        parts = schema_contract_parts(req.messages, SCHEMA)
+        assert [(r, c if isinstance(c, str) else "".join(c)) for r, c in parts] == flat
+        assert job.req is not job.req  # built when sent, never kept by the job
+    pool.close()
+
+
 def test_an_answer_is_committed_before_it_is_returned(tmp_path):
     """Each result is in the file, seen by another connection, the moment agenerate returns."""
     db = tmp_path / "c.db"
@@ -291,3 +330,31 @@ def test_key_builder_tells_equal_numbers_of_different_types_apart():
     assert builder.key(msgs, stops, None, 0) == cache_key(
         {"backend": "x"}, [{"role": "user", "content": "질문"}], stops, None, 0
     )
+
+
+def test_key_builder_equals_cache_key_on_awkward_texts_and_keeps_no_copy_of_the_prompt():
+    """Quotes, backslashes, control characters, line separators, emoji and a lone surrogate
+    hash as ``cache_key`` hashes them; the prompt string is left as it was (no UTF-8 copy
+    cached inside it, which would double a waiting request's prompt memory)."""
+    import sys
+
+    from koalign.cache import KeyBuilder
+
+    builder = KeyBuilder({"backend": "x"})
+    texts = [
+        '따옴표 " 역슬래시 \\ 줄\n탭\t',
+        "\x00\x1f\x7f\u2028\u2029",
+        "😀" * 3,
+        "짝 없는 \ud83d",
+        "",
+    ]
+    for text in texts:
+        msgs = [("system", "시스템"), ("user", text), ("assistant", "답"), ("user", text[::-1])]
+        want = cache_key(
+            {"backend": "x"}, [{"role": r, "content": c} for r, c in msgs], {}, None, 2
+        )
+        assert builder.key(msgs, {}, None, 2) == want
+    prompt = "".join(chr(0xAC00 + i % 11172) for i in range(20_000))
+    before = sys.getsizeof(prompt)
+    builder.key([("user", prompt)], {"temperature": 0.5}, None, 0)
+    assert sys.getsizeof(prompt) == before

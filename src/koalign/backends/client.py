@@ -60,6 +60,7 @@ from koalign.backends.limits import (
 )
 from koalign.backends.structured import (
     repair_messages,
+    schema_contract_parts,
     schema_instruction,
     validate_json,
     with_schema_contract,
@@ -111,30 +112,67 @@ class CallStats:
 
 
 class _Job:
-    """One request as sent: merged sampling, schema contract, cache key and prompt texts."""
+    """One request as sent: merged sampling, schema contract, cache key and prompt texts.
 
-    __slots__ = ("key", "origin", "prompt", "req", "retried")
+    A request with a schema is kept as the caller's request (``origin``) plus its merged
+    sampling; the copy whose last user message carries the schema contract (``req``) is built
+    when it is sent, so a request waiting for a model slot holds its prompt once. Follow-ups
+    (a larger budget, a repair turn) carry their own request (``sent``)."""
 
-    def __init__(self, req: ChatRequest, origin: ChatRequest, key: str) -> None:
-        self.req = req
+    __slots__ = ("_sent", "key", "origin", "prompt", "retried", "sampling")
+
+    def __init__(
+        self,
+        origin: ChatRequest,
+        key: str,
+        prompt: tuple[str, ...],
+        sampling: SamplingParams | None,
+        sent: ChatRequest | None = None,
+    ) -> None:
         self.origin = origin
         self.key = key
-        self.prompt = _prompt_texts(req)
+        self.prompt = prompt
+        self.sampling = sampling
+        self._sent = sent
         self.retried = False
 
+    @property
+    def req(self) -> ChatRequest:
+        """The request as the backend receives it (built anew for a schema request)."""
+        if self._sent is not None:
+            return self._sent
+        return self.origin.model_copy(
+            update={
+                "sampling": self.sampling,
+                "messages": with_schema_contract(self.origin.messages, self.schema or {}),
+            }
+        )
 
-def _prompt_texts(req: ChatRequest) -> tuple[str, ...]:
-    """The texts of ``req``'s prompt that an answer must not copy a JSON value from: every
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        return (self._sent or self.origin).json_schema
+
+
+def _prompt_texts(parts: list[tuple[str, str | tuple[str, str]]], schema: Any) -> tuple[str, ...]:
+    """The texts of a prompt that an answer must not copy a JSON value from: every
     non-assistant message, with the schema contract appended to the last user message as a text
     of its own (the same string for every request with that schema, so the JSON values in it
-    are read once)."""
-    texts = [m.content for m in req.messages if m.role != "assistant"]
-    if req.json_schema is not None and texts:
-        contract = schema_instruction(req.json_schema)
-        tail = "\n\n" + contract
-        if texts[-1].endswith(tail):
-            texts[-1:] = [texts[-1][: -len(tail)], contract]
-    return tuple(texts)
+    are read once). ``parts`` are ``(role, content)`` pairs where a content that carries the
+    contract may be given as ``(text, "\n\n" + contract)``."""
+    texts = [c for r, c in parts if r != "assistant"]
+    out = [c if isinstance(c, str) else c[0] + c[1] for c in texts[:-1]]
+    if not texts:
+        return ()
+    last = texts[-1]
+    if schema is None:
+        return (*out, last if isinstance(last, str) else last[0] + last[1])
+    contract = schema_instruction(schema)
+    if not isinstance(last, str):
+        return (*out, last[0], contract)
+    tail = "\n\n" + contract
+    if last.endswith(tail):
+        return (*out, last[: -len(tail)], contract)
+    return (*out, last)
 
 
 def _combine(first: ChatResult, last: ChatResult) -> ChatResult:
@@ -276,13 +314,12 @@ class LLM:
         return data
 
     def _job(self, req: ChatRequest, origin: ChatRequest) -> _Job:
+        """A job that sends ``req`` as it is (a follow-up of ``origin``)."""
+        parts: list[tuple[str, str | tuple[str, str]]] = [(m.role, m.content) for m in req.messages]
         key = self._keys.key(
-            [(m.role, m.content) for m in req.messages],
-            self._sampling_dict(req.sampling),
-            req.json_schema,
-            req.sample_index,
+            parts, self._sampling_dict(req.sampling), req.json_schema, req.sample_index
         )
-        return _Job(req, origin, key)
+        return _Job(origin, key, _prompt_texts(parts, req.json_schema), req.sampling, sent=req)
 
     def _merged(self, sampling: SamplingParams | None) -> SamplingParams:
         """The spec's sampling defaults under ``sampling`` (cached per object: requests of a
@@ -299,10 +336,13 @@ class LLM:
         return merged
 
     def _prepare(self, request: ChatRequest) -> _Job:
-        update: dict[str, Any] = {"sampling": self._merged(request.sampling)}
-        if request.json_schema is not None:
-            update["messages"] = with_schema_contract(request.messages, request.json_schema)
-        return self._job(request.model_copy(update=update), request)
+        sampling = self._merged(request.sampling)
+        schema = request.json_schema
+        if schema is None:
+            return self._job(request.model_copy(update={"sampling": sampling}), request)
+        parts = schema_contract_parts(request.messages, schema)
+        key = self._keys.key(parts, self._sampling_dict(sampling), schema, request.sample_index)
+        return _Job(request, key, _prompt_texts(parts, schema), sampling)
 
     # -- reading an answer -------------------------------------------------------------------
 
@@ -360,7 +400,7 @@ class LLM:
             hit.tokens_out,
             0.0,
             True,
-            job.req.sampling.max_tokens if job.req.sampling else None,
+            job.sampling.max_tokens if job.sampling else None,
         )
 
     async def _store(self, job: _Job, result: ChatResult, attempts: int) -> ChatResult:
@@ -407,7 +447,7 @@ class LLM:
             result.tokens_out,
             result.latency_s,
             False,
-            job.req.sampling.max_tokens if job.req.sampling else None,
+            job.sampling.max_tokens if job.sampling else None,
         )
 
     # -- calling -----------------------------------------------------------------------------
@@ -418,7 +458,7 @@ class LLM:
             hit = self.cache.get(job.key)
             if hit is not None:
                 return self._from_cache(job, hit)
-        result, attempts = await self._call_backend(job.req)
+        result, attempts = await self._call_backend(job)
         return await self._store(job, result, attempts)
 
     async def _call_fixed(self, jobs: list[_Job]) -> list[ChatResult]:
@@ -482,7 +522,7 @@ class LLM:
             + tokens_out * (self.spec.price_out_per_1m or 0.0)
         ) / 1e6
 
-    async def _call_backend(self, request: ChatRequest) -> tuple[ChatResult, int]:
+    async def _call_backend(self, job: _Job) -> tuple[ChatResult, int]:
         spec = self.spec
         attempts = 0
         connect_failures = 0
@@ -492,12 +532,11 @@ class LLM:
             if self._rpm is not None:
                 await self._rpm.acquire(1)
             if self._tpm is not None:
-                chars = sum(len(m.content) for m in request.messages)
-                estimate = estimate_tokens(
-                    chars, request.sampling.max_tokens if request.sampling else None
-                )
+                chars = sum(len(m.content) for m in job.req.messages)
+                estimate = estimate_tokens(chars, job.sampling.max_tokens if job.sampling else None)
                 await self._tpm.acquire(estimate)
             async with self._sem():
+                request = job.req  # built once a slot is free
                 start = time.perf_counter()
                 try:
                     result = (await self.backend.agenerate([request]))[0]
@@ -561,7 +600,7 @@ class LLM:
 
     async def _retry_budget(self, job: _Job, result: ChatResult) -> int | None:
         """The larger ``max_tokens`` for a truncated answer, or ``None`` when it cannot grow."""
-        sampling = job.req.sampling
+        sampling = job.sampling
         current = (
             (sampling.max_tokens if sampling else None)
             or self.backend.default_max_tokens()
@@ -590,8 +629,8 @@ class LLM:
             budget = await self._retry_budget(job, result)
             if budget is None:
                 continue
-            assert job.req.sampling is not None  # merged with the spec's defaults
-            sampling = job.req.sampling.model_copy(update={"max_tokens": budget})
+            assert job.sampling is not None  # merged with the spec's defaults
+            sampling = job.sampling.model_copy(update={"max_tokens": budget})
             bigger = self._job(job.req.model_copy(update={"sampling": sampling}), job.origin)
             bigger.retried = True
             retry.append((i, bigger))
@@ -611,7 +650,7 @@ class LLM:
         while True:
             failing: list[tuple[int, CallError]] = []
             for i, (job, result) in enumerate(zip(current, results, strict=True)):
-                schema = job.req.json_schema
+                schema = job.schema
                 if schema is None or result.error is not None or result.parsed is not None:
                     continue
                 parsed, error = validate_json(result.text, schema, prompt=job.prompt)
@@ -636,7 +675,7 @@ class LLM:
             fixes = []
             for i, error in repairable:
                 job = current[i]
-                schema = job.req.json_schema
+                schema = job.schema
                 assert schema is not None
                 log.debug("model %s: JSON repair %d after %s", self.name, repairs, error.message)
                 messages = repair_messages(job.req.messages, results[i].text, error, schema)
@@ -650,7 +689,7 @@ class LLM:
 
     async def _process(self, jobs: list[_Job], fixed: bool) -> list[ChatResult]:
         results = await self._complete(jobs, fixed)
-        if any(j.req.json_schema is not None for j in jobs):
+        if any(j.schema is not None for j in jobs):
             results = await self._json(jobs, results, fixed)
         for r in results:
             if r.error is not None:

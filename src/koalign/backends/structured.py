@@ -69,6 +69,23 @@ def with_schema_contract(
     return tuple(out)
 
 
+def schema_contract_parts(
+    messages: tuple[Message, ...], schema: dict[str, Any]
+) -> list[tuple[str, str | tuple[str, str]]]:
+    """``(role, content)`` pairs of :func:`with_schema_contract`'s messages without building
+    them: the message that gets the instruction is ``(content, "\\n\\n" + instruction)``, whose
+    concatenation is that message's text (for cache keys and prompt texts)."""
+    instruction = schema_instruction(schema)
+    out: list[tuple[str, str | tuple[str, str]]] = [(m.role, m.content) for m in messages]
+    for i in range(len(out) - 1, -1, -1):
+        if messages[i].role == "user":
+            if SCHEMA_OPEN not in messages[i].content:
+                out[i] = ("user", (messages[i].content, f"\n\n{instruction}"))
+            return out
+    out.append(("user", instruction))
+    return out
+
+
 def repair_messages(
     messages: tuple[Message, ...], raw: str | None, error: CallError, schema: dict[str, Any]
 ) -> tuple[Message, ...]:
