@@ -138,6 +138,20 @@ def test_statutes_build_writes_an_index(tmp_path: Path) -> None:
     assert bad.returncode == 1 and "is not a folder" in bad.stderr
 
 
+def test_statutes_build_names_a_cp949_file_with_the_fix(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    legacy = corpus / "kr" / "시험법" / "법률.md"
+    legacy.write_bytes(legacy.read_text(encoding="utf-8").encode("cp949", errors="replace"))
+    out = tmp_path / "idx.json.gz"
+    res = koalign("statutes", "build", "--from", str(corpus), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"{legacy}: not UTF-8 text" in res.stderr
+    assert "iconv -f cp949 -t utf-8 법률.md > 법률.md.utf8" in " ".join(res.stderr.split())
+    assert not out.exists()
+
+
 def test_statutes_check_exit_status(tmp_path: Path) -> None:
     pack = tmp_path / "ko"
     shutil.copytree(KO, pack)
@@ -159,7 +173,10 @@ def test_statutes_check_exit_status(tmp_path: Path) -> None:
 def test_locale_check_reports_the_index_and_its_contradictions(tmp_path: Path) -> None:
     ok = koalign("locale", "check", "--strict")
     assert ok.returncode == 0, ok.stderr
-    assert "statute index: 1721 laws (Acts and the Constitution) / 84656 articles, corpus of 2026-06-02" in ok.stdout
+    assert (
+        "statute index: 1721 laws (Acts and the Constitution) / 84656 articles, corpus of 2026-06-02"
+        in ok.stdout
+    )
     assert "days old" in ok.stdout
     pack = tmp_path / "ko"
     shutil.copytree(KO, pack)

@@ -32,6 +32,7 @@ import yaml
 
 from koalign.cite.statute_index import FORMAT, encode_items, from_date
 from koalign.errors import KoalignError
+from koalign.jsonio import read_text
 
 _CIRCLED = {chr(0x2460 + i): i + 1 for i in range(20)}  # ① .. ⑳
 _CIRCLED |= {chr(0x3251 + i): i + 21 for i in range(15)}  # ㉑ .. ㉟
@@ -259,12 +260,9 @@ def _iso(value: Any) -> date | None:
 
 
 def parse_law(path: Path) -> LawText:
-    """Read one legalize-kr statute file; KoalignError naming the file when it is malformed."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise KoalignError(f"cannot read: {exc}", where=str(path)) from exc
-    meta, body = _header(text, path)
+    """Read one legalize-kr statute file; KoalignError naming the file when it cannot be read,
+    is not UTF-8 (with the ``iconv`` fix for CP949/EUC-KR) or is malformed."""
+    meta, body = _header(read_text(path), path)
     name = str(meta.get("제목") or "").strip()
     if not name:
         raise KoalignError("header has no 제목", where=str(path))
@@ -461,8 +459,8 @@ def build_index(
     laws: list[LawText] = []
     for path in law_files(root):
         rel = path.relative_to(root).as_posix()
+        laws.append(parse_law(path))  # first: a file that cannot be read is named
         sha.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-        laws.append(parse_law(path))
     laws.sort(key=lambda law: law.name)
     if keep is not None:
         keep.extend(laws)
