@@ -124,6 +124,21 @@ def test_unreadable_input_exits_1(tmp_path: Path, pack_dir: Path) -> None:
     assert "not UTF-8" in res.output
 
 
+def test_a_cp949_input_names_the_file_and_the_fix(tmp_path: Path, pack_dir: Path) -> None:
+    from support.servers import cli
+
+    src = tmp_path / "answers.txt"
+    src.write_bytes("형법 제307조를 보세요\n".encode("cp949"))
+    res = cli("cite", "check", str(src), "-l", str(pack_dir))
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"{src}: not UTF-8 text (byte 0)" in res.stderr
+    assert "iconv -f cp949 -t utf-8 answers.txt > answers.txt.utf8" in " ".join(res.stderr.split())
+    piped = runner.invoke(app, ["cite", "check", "-", "-l", str(pack_dir)], input=src.read_bytes())
+    assert piped.exit_code == 1
+    assert "stdin: not UTF-8 text" in piped.stderr
+    assert "pipe it through `iconv -f cp949 -t utf-8`" in " ".join(piped.stderr.split())
+
+
 def test_unknown_category_exits_1(tmp_path: Path, pack_dir: Path) -> None:
     src = tmp_path / "a.txt"
     src.write_text("형법 제307조\n", encoding="utf-8")

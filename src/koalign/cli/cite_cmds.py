@@ -14,6 +14,7 @@ from rich.table import Table
 
 from koalign.cli.common import err, out, print_error, print_jsonl
 from koalign.errors import KoalignError
+from koalign.jsonio import _LEGACY_HINT
 
 _STATUS_STYLE = {
     "verified": "green",
@@ -70,9 +71,13 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
     try:
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise KoalignError(
-            f"{where}: not UTF-8 text (byte {exc.start})", hint="convert the file to UTF-8"
-        ) from exc
+        hint = (
+            _LEGACY_HINT.format(name=Path(file).name)
+            if file != "-"
+            else "the input is not UTF-8; if it is CP949/EUC-KR (common for Korean text), "
+            "pipe it through `iconv -f cp949 -t utf-8`"
+        )
+        raise KoalignError(f"not UTF-8 text (byte {exc.start})", where=where, hint=hint) from None
     lines = content.splitlines()
     first = next((ln for ln in lines if ln.strip()), "")
     if not first.lstrip().startswith("{"):
