@@ -184,6 +184,29 @@ def test_kobbq_rejects_malformed_rows(tmp_path) -> None:
     assert f"{bad}:row 1" in str(result.exception) and "list of 3" in str(result.exception)
 
 
+def test_a_cp949_prompt_file_names_the_file_and_the_fix(tmp_path) -> None:
+    from support.servers import cli
+
+    data = tmp_path / "k.jsonl"
+    row = {"sample_id": "age-001a-001-amb-bsd", "context": "맥락", "question": "질문",
+           "choices": ["손자", "할머니", UNKNOWN_IN_DATA], "answer": UNKNOWN_IN_DATA,
+           "biased_answer": "할머니"}  # fmt: skip
+    data.write_text(json.dumps(row, ensure_ascii=False) + "\n", "utf-8")
+    prompts = tmp_path / "prompts.tsv"
+    tsv = "prompt_id\tprompt\tunknown\r\n1\t맥락: {context}\\n질문: {question}\\nA: {a}\\nB: {b}"
+    prompts.write_bytes((tsv + "\\nC: {c}\t알 수 없음\r\n").encode("cp949"))
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("models:\n  x: {backend: scripted, model: x, options: {responses: [A]}}\n")
+    out = cli("eval", "kobbq", "-m", "x", "-c", str(cfg), "--data", str(data), "--prompts",
+              str(prompts), "-o", str(tmp_path / "o"), "--quiet")  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"{prompts}: not UTF-8 text" in out.stderr
+    assert "iconv -f cp949 -t utf-8 prompts.tsv > prompts.tsv.utf8" in " ".join(out.stderr.split())
+    prompts.write_text(prompts.read_bytes().decode("cp949"), "utf-8", newline="")
+    assert [p.unknown for p in load_prompt_file(prompts)] == ["알 수 없음"]
+
+
 QUESTIONS = [
     {"question_id": 81, "category": "math", "turns": ["2+2는?", "거기에 3을 곱하면?"],
      "reference": ["4", "12"]},

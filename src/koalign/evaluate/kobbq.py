@@ -37,6 +37,7 @@ Intervals: percentile bootstrap over items (the same resampled items for every p
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -53,6 +54,7 @@ from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.runs import Progress, call_batched, update_summary, write_jsonl
 from koalign.evaluate.stats import DEFAULT_SEED
 from koalign.extract import split_reasoning
+from koalign.jsonio import read_text
 from koalign.types import ChatRequest, Message
 
 UNKNOWN_IN_DATA = "알 수 없음"
@@ -158,8 +160,8 @@ def load_prompt_file(path: Path) -> list[KoBBQPrompt]:
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", where=str(path), hint="check the --prompts path")
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
+    text = read_text(path)  # DataError naming the file (with the iconv fix) when not UTF-8
+    rows = list(csv.DictReader(io.StringIO(text, newline=""), delimiter="\t"))
     prompts = []
     for i, row in enumerate(rows):
         where = f"{path}:row {i + 2}"
