@@ -156,6 +156,22 @@ def test_data_paths_globs_and_folders(tmp_path) -> None:
         expand_paths([str(tmp_path / "*.parquet")])
 
 
+def test_a_parquet_file_cut_short_is_named_by_eval_safety(tmp_path, korset_files) -> None:
+    from support.servers import cli
+
+    cut = tmp_path / korset_files[0].name
+    whole = korset_files[0].read_bytes()
+    cut.write_bytes(whole[: len(whole) // 2])  # an interrupted download
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text("models:\n  x: {backend: scripted, model: x, options: {responses: [A]}}\n")
+    out = cli("eval", "safety", "-m", "x", "-j", "x", "-c", str(cfg), "--data", str(cut),
+              "-o", str(tmp_path / "o"), "--quiet")  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert f"{cut}: not a readable Parquet file" in out.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_public_korean_sets_load_with_their_labels_kept(ko) -> None:
     multijail = _load_prompts([shared("multijail/ko_dev.jsonl")], ko.taxonomy)
     assert len(multijail.items) == 158

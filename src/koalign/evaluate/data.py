@@ -129,7 +129,14 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         pq = require("pyarrow.parquet", "eval", feature="reading parquet files")
-        rows = list(pq.read_table(path).to_pylist())
+        try:
+            rows = list(pq.read_table(path).to_pylist())
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(
+                f"not a readable Parquet file: {exc}",
+                where=str(path),
+                hint="check that the file was copied whole; the data may also be given as .jsonl",
+            ) from None
     elif suffix in {".jsonl", ".json"}:
         text = read_text(path) if suffix == ".json" else ""
         if suffix == ".json" and text.lstrip().startswith("["):
