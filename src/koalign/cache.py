@@ -41,9 +41,10 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring as _escape  # the C string encoder of json.dumps
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from koalign.errors import KoalignError
 from koalign.jsonio import canonical_json
@@ -119,6 +120,14 @@ def _canon_bytes(obj: Any) -> bytes:
     return canonical_json(obj).encode("utf-8", "backslashreplace")
 
 
+def _transient(content: str | tuple[str, ...]) -> str:
+    """A new string object equal to ``content`` (joined when it is a tuple), for orjson to
+    cache its UTF-8 copy in (an ASCII string has no such copy and is returned as it is)."""
+    if not isinstance(content, str):
+        return "".join(content) if len(content) != 1 else (content[0] + "\x00")[:-1]
+    return content if content.isascii() else (content + "\x00")[:-1]
+
+
 def cache_key(
     identity: dict[str, Any],
     messages: list[dict[str, str]],
@@ -141,7 +150,7 @@ def cache_key(
 
 class KeyBuilder:
     """Computes :func:`cache_key` fast for one backend identity (the identity is serialised
-    once; each message text goes through the string encoder of ``canonical_json`` itself).
+    once; messages go through orjson, whose string encoding equals ``canonical_json``'s).
 
     ``key(messages, sampling, schema, sample_index)`` takes ``(role, content)`` pairs and
     returns exactly ``cache_key(identity, [{"role", "content"}...], sampling, schema, ...)``.
@@ -189,28 +198,18 @@ class KeyBuilder:
     ) -> str:
         """The cache key (see :func:`cache_key`).
 
-        Each text is escaped by the json module's own string encoder into a new string that
-        is then encoded and dropped: orjson would leave a UTF-8 copy of every prompt cached
-        inside the prompt's string object for as long as the request waits for a model slot
-        (3 bytes per Hangul syllable on top of the string's own 2). A content given as a tuple
-        of texts is hashed as their concatenation, without building it (JSON escapes each
-        character on its own, so the escaped parts, quotes aside, join into the escaped
-        whole)."""
+        A content given as a tuple of texts is hashed as their concatenation. orjson caches a
+        UTF-8 copy of a non-ASCII string inside the string object, where it would stay for as
+        long as the request waits for a model slot (3 bytes per Hangul syllable on top of the
+        string's own 2): it is given a transient copy of each text instead."""
+        contents = [{"content": _transient(c), "role": r} for r, c in messages]
+        try:
+            msgs = orjson.dumps(contents)
+        except TypeError:  # a lone surrogate: the slow path escapes it
+            msgs = _canon_bytes(contents)
+        del contents
         h = hashlib.sha256(self._head)
-        h.update(b"[")
-        for i, (role, content) in enumerate(messages):
-            h.update(b'{"content":' if i == 0 else b',{"content":')
-            if isinstance(content, str):
-                h.update(_escape(content).encode("utf-8", "backslashreplace"))
-            else:
-                h.update(b'"')
-                for part in content:
-                    h.update(memoryview(_escape(part).encode("utf-8", "backslashreplace"))[1:-1])
-                h.update(b'"')
-            h.update(b',"role":')
-            h.update(_escape(role).encode("utf-8", "backslashreplace"))
-            h.update(b"}")
-        h.update(b"]")
+        h.update(msgs)
         h.update(b',"sample_index":%d,"sampling":' % sample_index)
         h.update(self._sampling(sampling))
         h.update(b',"schema":')
