@@ -11,14 +11,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from support.servers import ROOT, cli, double, served, server_config
+from support.servers import ROOT, QuietHandler, cli, double, reply, serve, served, server_config
 
 
 def write(path: Path, data: dict) -> str:
@@ -222,6 +224,100 @@ def test_a_damaged_cache_is_named_with_the_fix(small_locale, tmp_path):
         out = cli("run", config, "-o", str(run))
     assert out.returncode == 1 and "cache.sqlite" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def damage(db: Path) -> None:
+    """Overwrite the SQLite database ``db`` and its ``-wal`` and ``-shm`` files with garbage in
+    place (same length), as a failing disk or another program writing into the file would."""
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        if path.exists():
+            with open(path, "r+b") as fh:
+                fh.write(b"\x00garbage" * (path.stat().st_size // 8))
+
+
+@contextlib.contextmanager
+def damaging_proxy(upstream: str, db: Path, after: int) -> Iterator[str]:
+    """A loopback server passing requests on to ``upstream`` that damages ``db`` (see
+    :func:`damage`) when request number ``after`` arrives, before answering it; yields its URL."""
+    count = 0
+    lock = threading.Lock()
+
+    class Proxy(QuietHandler):
+        def do_POST(self) -> None:
+            nonlocal count
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:  # requests arrive on several threads at once
+                count += 1
+                if count == after:
+                    damage(db)
+            req = urllib.request.Request(
+                upstream + self.path.removeprefix("/v1"),
+                data=body,
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                reply(self, r.read())
+
+    httpd, url = serve(Proxy)
+    try:
+        yield url
+    finally:
+        httpd.shutdown()
+
+
+def stage_lines(path: Path) -> set[bytes]:
+    return {line for line in path.read_bytes().splitlines() if line.strip()}
+
+
+def test_a_cache_damaged_in_the_middle_of_a_run_is_named_and_a_rerun_without_it_completes(
+    small_locale, tmp_path
+):
+    run = tmp_path / "run"
+    db = run / "cache.sqlite"
+    with double() as upstream, damaging_proxy(upstream, db, after=30) as url:
+        config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
+        out = cli("run", config, "-o", str(run))
+        assert out.returncode == 1, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and errors[0] == out.stderr.strip().splitlines()[-1]
+        assert f"{db}: " in errors[0] and "rerun" in errors[0]
+        m = manifest(run)
+        assert m["status"] == "failed" and m["stages"]["seeds"]["status"] == "done"
+        assert m["stages"]["export"]["status"] != "done"
+        finished = {p.name: stage_lines(p) for p in run.glob("*.jsonl")}
+        assert sum(map(len, finished.values())) > len(finished["seeds.jsonl"])
+        no_strays(run)
+        shutil.move(db, tmp_path / "damaged.sqlite")  # what the message says to do
+        again = cli("run", config, "-o", str(run))
+        assert again.returncode == 0, again.stderr[-2000:]
+    assert manifest(run)["status"] == "done"
+    for name, lines in finished.items():  # every record finished before the damage is kept
+        assert lines <= stage_lines(run / name), name
+    no_strays(run)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cache.py: Cache._error gives a write to a damaged file the disk-full / permission "
+    "hint; the file needs moving away instead (the runner says so for a damaged read)",
+)
+def test_a_write_to_a_damaged_cache_says_to_move_it_away(tmp_path):
+    from koalign.cache import Cache, CachedResponse
+    from koalign.errors import KoalignError
+
+    db = tmp_path / "cache.sqlite"
+    answer = CachedResponse("답", "stop", 1, 1, 0.1, None)
+    with Cache(db) as cache:
+        for i in range(20):
+            cache.put(f"k{i}", "m", "b", answer)
+        damage(db)
+        with pytest.raises(KoalignError) as info:
+            cache.put("another", "m", "b", answer)
+    assert info.value.where == str(db)
+    hint = info.value.hint or ""
+    assert any(fix in hint for fix in ("move", "delete", "remove")), hint  # the damaged file
+    assert "disk space" not in hint and "writable" not in hint, hint  # neither is the cause
 
 
 def _can_mount() -> bool:
