@@ -95,6 +95,7 @@ JSON_SHAPES = (
     "truncated_json",  # cut at the token limit
     "surrogate",
     "empty",
+    "surrogate_escape",  # a lone surrogate written as an escape in the answer's own JSON text
 )
 PLACEHOLDER = "한국어로 쓴 한두 문장의 근거"
 
@@ -158,6 +159,12 @@ class PipelineDouble(Double):
             else:
                 msg["content"] = text + marker
             raw_json = json.dumps(data, ensure_ascii=False).replace(marker, "\\ud83d")
+        elif shape == "surrogate_escape":
+            value = json.loads(text)
+            _set_reasons(value, "안전함 SURROGATE_MARK")
+            msg["content"] = json.dumps(value, ensure_ascii=False).replace(
+                "SURROGATE_MARK", "\\ud83d"
+            )
         elif shape == "draft_then_final":
             draft = json.loads(text)
             _flip(draft)

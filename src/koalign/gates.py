@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.types import Message
 
-__all__ = ["GATE_KINDS", "GateConfig", "check_text", "gate_text"]
+__all__ = ["GATE_KINDS", "GateConfig", "bad_char_string", "check_text", "gate_text"]
 
 GATE_KINDS = (
     "truncated",
@@ -193,6 +193,34 @@ def _labels(prompt_texts: Sequence[str]) -> set[str]:
     for p in prompt_texts:
         out |= _labels_of(p)
     return out
+
+
+def bad_char_string(value: Any) -> str | None:
+    """The first string inside ``value`` that holds a lone surrogate or U+FFFD, or ``None``.
+
+    ``value`` is parsed JSON (strings, numbers, lists, dicts: keys included) or a pydantic model
+    built from it (its fields are read). A JSON escape such as ``"\\ud83d"`` decodes to a lone
+    surrogate; the model layer's repair of one leaves U+FFFD.
+    """
+    if isinstance(value, str):
+        return value if "\ufffd" in value or _SURROGATE.search(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = bad_char_string(key)
+            if found is None:
+                found = bad_char_string(item)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = bad_char_string(item)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, BaseModel):
+        return bad_char_string(dict(value))
+    return None
 
 
 def gate_text(

@@ -18,6 +18,8 @@ from koalign.runner import Pipeline
 from support.servers import double, server_config
 
 SURROGATE = re.compile("[\ud800-\udfff]")
+ROLES = ("seed_generator", "benign_generator", "attacker", "targets", "refusal_writer",
+         "harm_judge", "query_judge", "responders", "response_judge", "filter_judges")  # fmt: skip
 
 
 def lines(path: Path) -> list[dict]:
@@ -33,7 +35,14 @@ def replay_run(small_locale, tmp_path_factory):
             str(small_locale),
             url,
             seeds={"per_type": 20, "benign_per_category": 6},
-            runtime={"max_error_rate": 1.0, "fsync": False, "stage_retry_wait_s": 0.1},
+            runtime={
+                "max_error_rate": 1.0,
+                "fsync": False,
+                "stage_retry_wait_s": 0.1,
+                # a cut answer is counted at once (a retry with a larger budget is another
+                # request, answered in another shape: test_truncation_policy_per_role covers it)
+                "on_truncation": dict.fromkeys(ROLES, "drop"),
+            },
         )
         for spec in data["models"].values():
             spec["json_repairs"] = 0  # each shaped answer is judged as it is
@@ -66,7 +75,7 @@ def test_no_shaped_text_reaches_the_export(replay_run):
 
 
 def test_every_shape_is_counted_under_its_reason(replay_run):
-    _, manifest, shapes = replay_run
+    run, manifest, shapes = replay_run
     seen = Counter(s["shape"] for s in shapes)
     assert len(seen) >= 14, seen  # nearly every shape was served at least once
     bad: Counter[str] = Counter()
@@ -75,7 +84,7 @@ def test_every_shape_is_counted_under_its_reason(replay_run):
         assert e["records_in"] == e["records_kept"] + sum(e["dropped"].values())
     expected = {
         "truncated": {"truncated", "truncated_json"},
-        "replacement_char": {"cut_char", "surrogate"},
+        "replacement_char": {"cut_char", "surrogate", "surrogate_escape"},
         "empty": {"empty", "empty_str", "reasoning_only"},
         "echo": {"echo_prompt"},
         "repetition": {"repetition"},
@@ -86,6 +95,20 @@ def test_every_shape_is_counted_under_its_reason(replay_run):
     for kind, from_shapes in expected.items():
         if any(seen[s] for s in from_shapes):
             assert bad[kind] > 0, (kind, dict(bad), dict(seen))
+    # a lone surrogate written as an escape in a judge's JSON text ("안전함 \ud83d"): the
+    # answer's text is plain ASCII there, the parsed reason holds the surrogate
+    assert seen["surrogate_escape"]
+    escaped = Counter()
+    for stage in ("seeds", "attack", "respond", "judge"):
+        for r in lines(run / f"{stage}.jsonl"):
+            for c in _calls(r):
+                if "value" in c:
+                    value = json.dumps(c["value"], ensure_ascii=False)
+                    assert "\ufffd" not in value and not SURROGATE.search(value), c
+                if "\\ud83d" in (c.get("raw") or ""):
+                    escaped[c.get("error", {}).get("kind")] += 1
+    assert set(escaped) == {"replacement_char"}, escaped
+    assert bad["replacement_char"] >= escaped["replacement_char"] > 0
 
 
 def test_reasoning_is_set_apart_and_the_final_verdict_counts(replay_run):

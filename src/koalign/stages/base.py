@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import KoalignError, did_you_mean
+from koalign.gates import bad_char_string
 from koalign.jsonio import repair_surrogates
 from koalign.types import ChatRequest, ChatResult, Message
 
@@ -408,7 +409,9 @@ async def call(
     """One model call as a :class:`Call`: the parsed value, or the failure with the raw text.
 
     ``parse`` gets the model layer's parsed JSON when the request had a schema, else the answer
-    text; it raises :class:`ParseError` for an unusable output.
+    text; it raises :class:`ParseError` for an unusable output. A JSON answer with a string
+    holding a lone surrogate or U+FFFD is a ``replacement_char`` output (see
+    :func:`_bad_char_json`), for every role that answers JSON.
     """
     assert ctx.caller is not None, "a stage called a model outside a run"
     policy = ctx.config.runtime.on_truncation.get(_tag_role(req.tag))
@@ -441,14 +444,48 @@ async def call(
     source = (
         result.parsed if req.json_schema is not None and result.parsed is not None else result.text
     )
+    if (
+        not isinstance(source, str)
+        and (bad := _bad_char_json(result.text, source, **common)) is not None
+    ):
+        return bad
     try:
         value = parse(source)
     except ParseError as exc:
         return _AnyCall(
             raw=result.text, error=CallFailure(kind=exc.kind, message=str(exc)), **common
         )
+    if (  # JSON the stage's parser read from the text
+        isinstance(source, str)
+        and not isinstance(value, str)
+        and (bad := _bad_char_json(result.text, value, **common)) is not None
+    ):
+        return bad
     raw = None if value == result.text else result.text
     return _AnyCall(value=value, raw=raw, **common)
+
+
+def _bad_char_json(text: str | None, value: Any, **common: Any) -> Call[Any] | None:
+    """A ``replacement_char`` bad output when a string of a JSON answer (``value``: the parsed
+    JSON, or what the stage's parser made of it) holds a lone surrogate or U+FFFD.
+
+    A JSON escape such as ``"\\ud83d"`` decodes to a lone surrogate that the answer's text does
+    not show (the text is plain ASCII there), and a repair by the model layer turns it into U+FFFD:
+    either way the string was cut or decoded wrongly and is not a verdict. Plain-text answers are
+    left to the output gates (:func:`koalign.gates.gate_text`), which name the same kind.
+    """
+    found = bad_char_string(value)
+    if found is None:
+        return None
+    return _AnyCall(
+        raw=text,
+        error=CallFailure(
+            kind="replacement_char",
+            message="a string of the JSON answer holds a lone surrogate or U+FFFD "
+            f"({found[:60]!r}): the text was cut or decoded wrongly",
+        ),
+        **common,
+    )
 
 
 #: ``Call[Any]``, parametrised once (pydantic's lookup of a parametrised class costs more than
