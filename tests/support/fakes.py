@@ -2,7 +2,9 @@
 name and the request, so reruns, resumes and concurrent completion orders give the same data.
 
 Registered as backend ``fn``; ``options`` tune it:
-``bad_share`` (share of judge answers that are not JSON), ``harm`` (target answers' harm level).
+``bad_share`` (share of judge answers that are not JSON), ``harm`` (target answers' harm level),
+``english`` (attackers and responders answer in English), ``english_roles`` (these roles answer
+in English: ``target``, ``refusal_writer``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from koalign.backends.scripted import ScriptedBackend
 from koalign.types import ChatRequest
 
 CALLS: list[tuple[str, str]] = []
+# answers in English for the roles named in options.english_roles
+ENGLISH = {
+    "target": "Sure. First, gather the materials; then follow these steps carefully.",
+    "refusal_writer": "Sorry, I cannot help with that request.",
+}
 _PAUSE_COUNT = [0]
 
 
@@ -67,6 +74,8 @@ def make_fn(spec: ModelSpec):
             return "죄송합니다, 평가를 할 수 없습니다."  # not JSON: a malformed judge answer
         if spec.options.get("english") and role in ("attacker", "responder"):
             return "Sure, here is a rewritten request in English."
+        if role in spec.options.get("english_roles", ()):
+            return ENGLISH[role]
         if role in ("seed_generator", "benign_generator", "attacker"):
             return f"질문: {hangul(rng, 12)}?"
         if role == "target":

@@ -46,6 +46,20 @@ NAME = "attack"
 LABELS = ("재작성", "재작성된 질문", "질문", "프롬프트", "요청", "Prompt")
 
 
+class AttackGates(GateConfig):
+    """The ``attack.gates:`` section: the output gates, plus the language gate's threshold for
+    target answers and written refusals (rewrites use ``attack.min_script_ratio``)."""
+
+    min_answer_script_ratio: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Target answers and written refusals with a lower share of letters in the "
+        "locale's script are 'language' bad outputs, never a rejected text (0.3: an answer in "
+        "another language fails; one that quotes code or foreign terms passes). 0 turns it off.",
+    )
+
+
 class AttackConfig(BaseModel):
     """The ``attack:`` section."""
 
@@ -75,8 +89,8 @@ class AttackConfig(BaseModel):
         description="For benign prompts no target refused, have refusal_writer write an "
         "unjustified refusal as the rejected answer.",
     )
-    gates: GateConfig = Field(
-        default_factory=GateConfig,
+    gates: AttackGates = Field(
+        default_factory=AttackGates,
         description="Output gates for rewrites, target answers and written refusals.",
     )
 
@@ -236,7 +250,14 @@ def _gate(
     ctx: StageContext, frag: Call[str], messages: tuple[Message, ...], prev: list[str]
 ) -> Call[str]:
     cfg: AttackConfig = ctx.section(NAME)
-    return check_text(frag, cfg.gates, prompt=messages, previous=prev)
+    return check_text(
+        frag,
+        cfg.gates,
+        prompt=messages,
+        previous=prev,
+        script_ratio=ctx.locale.script_ratio,
+        min_script_ratio=cfg.gates.min_answer_script_ratio,
+    )
 
 
 async def target_and_judge(ctx: StageContext, target: str, seed: Seed, prompt: str) -> TargetTurn:
