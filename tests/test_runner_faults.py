@@ -297,11 +297,6 @@ def test_a_cache_damaged_in_the_middle_of_a_run_is_named_and_a_rerun_without_it_
     no_strays(run)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cache.py: Cache._error gives a write to a damaged file the disk-full / permission "
-    "hint; the file needs moving away instead (the runner says so for a damaged read)",
-)
 def test_a_write_to_a_damaged_cache_says_to_move_it_away(tmp_path):
     from koalign.cache import Cache, CachedResponse
     from koalign.errors import KoalignError

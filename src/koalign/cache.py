@@ -420,6 +420,17 @@ class Cache:
                 raise
 
     def _error(self, exc: BaseException) -> KoalignError:
+        text = str(exc).lower()
+        if isinstance(exc, sqlite3.DatabaseError) and (
+            "malformed" in text or "not a database" in text or "corrupt" in text
+        ):
+            return KoalignError(
+                f"the cache database is damaged: {exc}",
+                where=str(self.path),
+                hint=f"move {self.path.name} (and its -wal and -shm files) away and rerun: "
+                "the stage files keep every finished record, only unfinished calls are made "
+                "again",
+            )
         return KoalignError(
             f"cannot write the cache database: {exc}",
             where=str(self.path),
