@@ -138,7 +138,58 @@ def test_a_prompt_that_does_not_fit_the_context_window_fails_before_any_call(
         text = exc.value.render()
         assert "roles.responders: role 'responders'" in text and "model 'resp-2'" in text
         assert "> 512 window" in text
+        # what to do: the compact policy, no worked examples, a smaller budget, another model
+        assert "policy: {view: compact}" in text and "policy: {few_shot: 0}" in text
         assert served(url) == 0
+
+
+def test_an_unknown_context_window_is_named_with_how_to_give_it(small_locale, tmp_path, caplog):
+    from koalign import preflight
+
+    with double() as url:  # the double's model list gives no window
+        data = server_config(str(small_locale), url)
+        for name, spec in data["models"].items():
+            if name != "judge":
+                spec["context_window"] = 32768
+        cfg, loc = load_run_config(None, data=data)
+        with caplog.at_level("WARNING", logger="koalign.preflight"):
+            notes = preflight.check(cfg, loc)
+        assert served(url) == 0
+    assert len(notes) == 1 and notes[0].startswith("models.judge: the context window is unknown")
+    assert "set context_window under models.judge" in notes[0]
+    assert "--set models.judge.context_window=8192" in notes[0]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == notes
+
+
+def test_inside_a_running_event_loop_the_windows_in_the_config_are_checked(small_locale):
+    # a library caller that builds a pipeline in async code: the servers' model lists cannot be
+    # read there, the windows written in the config still are
+    import asyncio
+
+    from koalign import preflight
+
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["resp-2"]["context_window"] = 512
+        data["models"]["resp-2"]["sampling"] = {"max_tokens": 256}
+        cfg, loc = load_run_config(None, data=data)
+
+        async def inside() -> None:
+            preflight.check(cfg, loc)
+
+        with pytest.raises(ConfigError, match=r"model 'resp-2'.*> 512 window"):
+            asyncio.run(inside())
+        data["models"]["resp-2"]["context_window"] = 32768
+        cfg, loc = load_run_config(None, data=data)
+
+        async def fits() -> list[str]:
+            return preflight.check(cfg, loc)
+
+        notes = asyncio.run(fits())  # the others' windows are not in the config: named
+        assert served(url) == 0
+    # (the targets have no template: their prompt is a rewrite, bounded by the attacker's budget)
+    named = sorted(n.split(":", 1)[0] for n in notes)
+    assert named == ["models.gen", "models.judge", "models.resp-1", "models.resp-3"]
 
 
 @pytest.mark.parametrize("limit", ["-3", "0"])

@@ -5,9 +5,10 @@ is created).
 variables: every missing variable is named at once), checks that every ``hf`` model given as a
 local path (and every ``options.adapter``) exists, renders every role's prompt template for
 every category of the run (a template that fails to render fails here, not after paid calls),
-and, when the model layer can tell, checks that each role's longest prompt plus its
-``max_tokens`` fits the model's context window. All problems are collected and raised as one
-:class:`~koalign.errors.ConfigError`.
+and checks that each role's longest prompt plus its ``max_tokens`` fits the model's context
+window. All problems are collected and raised as one :class:`~koalign.errors.ConfigError`; a
+model whose window is unknown (not in the config, not given by its server or its config) is
+named in a note (logged as a warning and returned) saying how to give ``context_window``.
 
 :func:`check_offline` is the part of :func:`check` that needs no server and no key (for
 ``koalign run --dry-run --offline``): backends are created with the API-key variables that are
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from koalign.backends.fit import Fit
 from koalign.backends.fit import RolePrompt as FitPrompt
 from koalign.backends.limits import estimate_prompt_tokens
 from koalign.config import RunConfig
@@ -46,6 +48,8 @@ __all__ = [
     "missing_local_models",
     "plan",
     "unreachable_models",
+    "window_fits",
+    "window_notes",
     "window_problems",
 ]
 
@@ -181,28 +185,56 @@ def role_prompts(
     return out
 
 
-def window_problems(
+def window_fits(
     config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
-) -> list[str]:
-    """Roles whose longest prompt (with room for the texts it quotes) plus ``max_tokens`` does
-    not fit a model's context window (:func:`koalign.backends.fit.check_fit`)."""
+) -> list[Fit]:
+    """Each role's longest prompt (with room for the texts it quotes) plus ``max_tokens``
+    measured against each of its models' context window (:func:`koalign.backends.fit.check_fit`).
+
+    Called inside a running event loop (a library caller that builds a pipeline in async code),
+    the windows cannot be read from the servers here: the windows written in the config
+    (``context_window``) are used, and a model without one is measured as having an unknown
+    window (see :func:`window_notes`)."""
     import asyncio
 
-    from koalign.backends.fit import check_fit
+    from koalign.backends.fit import check_fit, fit_in
 
-    wanted = {m: ps for m, ps in role_prompts(config, prompts, models).items() if m in models}
+    wanted = [
+        (m, p)
+        for m, ps in sorted(role_prompts(config, prompts, models).items())
+        if m in models
+        for p in ps
+    ]
 
-    async def measure() -> list[Any]:
-        jobs = [check_fit(models[m], p) for m, ps in sorted(wanted.items()) for p in ps]
-        return list(await asyncio.gather(*jobs))
+    async def measure() -> list[Fit]:
+        return list(await asyncio.gather(*(check_fit(models[m], p) for m, p in wanted)))
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        fits = asyncio.run(measure())
-    else:  # inside a running loop (a library caller): the windows written in the config only
-        return []
+        return asyncio.run(measure())
+    return [fit_in(models[m], p, models[m].spec.context_window) for m, p in wanted]
+
+
+def window_problems(
+    config: RunConfig, prompts: dict[str, RolePrompt], models: dict[str, Any]
+) -> list[str]:
+    """Roles whose longest prompt (with room for the texts it quotes) plus ``max_tokens`` does
+    not fit a model's context window (see :func:`window_fits`)."""
+    return _misfits(window_fits(config, prompts, models))
+
+
+def _misfits(fits: list[Fit]) -> list[str]:
     return [f"roles.{f.role}: {f.message()}" for f in fits if f.fits is False]
+
+
+def window_notes(fits: list[Fit], models: dict[str, Any]) -> list[str]:
+    """One note per model whose context window is unknown (its prompts were not checked), saying
+    how to give it; scripted test backends have no window and get none."""
+    from koalign.backends.fit import has_window, unknown_window_note
+
+    unknown = sorted({f.model for f in fits if f.window is None})
+    return [unknown_window_note(m) for m in unknown if m in models and has_window(models[m])]
 
 
 def unreachable(config: RunConfig, timeout_s: float = 3.0) -> list[str]:
@@ -390,10 +422,16 @@ def _missing_paths(config: RunConfig) -> list[str]:
     return [f"models.{name}: {text}" for name, text in missing_local_models(config.models).items()]
 
 
-def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> None:
-    """Raise one ConfigError naming every problem found (see the module docstring)."""
+def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """Raise one ConfigError naming every problem found (see the module docstring).
+
+    Returns:
+        Notes (also logged as warnings): the models whose context window is unknown, so that
+        their prompts could not be checked against it, each with how to give it.
+    """
     import os
 
+    notes: list[str] = []
     pool, models, problems = _models(config, os.environ if env is None else env)
     problems += _missing_paths(config)
     if not problems:  # before any model file is read: an unreachable Hub is retried for minutes
@@ -403,13 +441,18 @@ def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = Non
     if not problems:
         problems += unreachable(config)
     if not problems:  # sizes only once every model and template is right (no request before)
-        problems += window_problems(config, prompts, models)
+        fits = window_fits(config, prompts, models)
+        problems += _misfits(fits)
+        notes = window_notes(fits, models)
     _close(pool)
     if problems:
         raise ConfigError(
             "the run cannot start:\n  " + "\n  ".join(problems),
             hint="nothing was called and no run directory was created; fix these and rerun",
         )
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 #: What an offline dry run does not check (``koalign run --dry-run --offline``).

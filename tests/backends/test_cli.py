@@ -71,6 +71,10 @@ def test_models_check_reports_ok_errors_and_json_support(fault_server, tiny_mode
         2048,
         None,
     )
+    # an unknown window is named with how to give it; a known one is not
+    assert rows["double"]["window_note"].startswith("models.double: the context window is unknown")
+    assert "context_window" in rows["double"]["window_note"]
+    assert "window_note" not in rows["echo"] and "window_note" not in rows["local"]
     # the long probe: half the window (at most 4,096 tokens), 2,048 when unknown
     local, echo_probe = rows["local"]["long_probe"], rows["echo"]["long_probe"]
     assert local["ok"] and local["exact"] and local["prompt_tokens"] == local["counted"]
@@ -148,6 +152,19 @@ def test_models_check_prints_the_whole_error_in_a_narrow_terminal(tmp_path, monk
     assert "cannotconnectto" + dead.replace(" ", "") in flat
 
 
+def test_models_check_says_when_a_window_is_unknown(tmp_path):
+    with Double(DoubleConfig(cap=4, latency_mean=0.01)).running() as d:
+        config = {"models": {"double": {"backend": "openai", "model": "double",
+                                        "base_url": d.base_url}}}  # fmt: skip
+        path = tmp_path / "models.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = runner.invoke(app, ["models", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.stdout.split())
+    assert "models.double: the context window is unknown" in flat
+    assert "set context_window under models.double" in flat
+
+
 def test_models_check_measures_role_prompts_against_the_window(tiny_model_dir):
     import asyncio
 
@@ -165,6 +182,7 @@ def test_models_check_measures_role_prompts_against_the_window(tiny_model_dir):
     assert (
         "> 2,048 window" in fits["responder"]["message"]
         and "policy: {view: compact}" in fits["responder"]["message"]
+        and "policy: {few_shot: 0}" in fits["responder"]["message"]
     )
 
 

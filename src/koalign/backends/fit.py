@@ -16,9 +16,26 @@ from koalign.backends.client import LLM
 from koalign.types import Message
 
 FIT_HINT = (
-    "use a shorter prompt (the compact policy: policy: {view: compact}), a smaller max_tokens, "
-    "or a model with a larger window"
+    "use a shorter prompt (the compact policy: policy: {view: compact}; no worked examples: "
+    "policy: {few_shot: 0}), a smaller max_tokens, or a model with a larger window"
 )
+
+
+def unknown_window_note(model: str) -> str:
+    """What to say when ``model``'s context window is unknown: its prompts were not measured
+    against a window, and how to give it."""
+    return (
+        f"models.{model}: the context window is unknown (not in the config, and neither the "
+        "server's model list nor the model's config gives it), so no prompt was checked against "
+        f"it: set context_window under models.{model} (e.g. context_window: 8192; on the command "
+        f"line --set models.{model}.context_window=8192)"
+    )
+
+
+def has_window(llm: LLM) -> bool:
+    """Whether ``llm`` is a model with a context window at all (a scripted test backend, which
+    answers from a list or a function, has none)."""
+    return getattr(llm.backend, "name", None) != "scripted"
 
 
 @dataclass(frozen=True)
@@ -72,7 +89,10 @@ class Fit:
             f"{self.max_tokens or 0:,} max_tokens"
         )
         if self.window is None:
-            return f"{head}; the context window is unknown (set context_window on the model)"
+            return (
+                f"{head}; the context window is unknown, so the prompt was not checked "
+                f"(set context_window under models.{self.model})"
+            )
         if self.fits:
             return f"{head} = {self.needed:,} <= {self.window:,} window"
         return f"{head} = {self.needed:,} > {self.window:,} window: {FIT_HINT}"
@@ -99,7 +119,12 @@ async def check_fit(llm: LLM, prompt: RolePrompt) -> Fit:
     The answer budget is the prompt's ``max_tokens``, else the model's sampling default, else
     the backend's default (``hf``: ``options.max_new_tokens``).
     """
-    window = await llm.context_window()
+    return fit_in(llm, prompt, await llm.context_window())
+
+
+def fit_in(llm: LLM, prompt: RolePrompt, window: int | None) -> Fit:
+    """Measure ``prompt`` on ``llm`` against a given ``window`` (``None``: unknown); no I/O but
+    loading a local tokenizer. The answer budget is as in :func:`check_fit`."""
     tokens = llm.count_tokens(prompt.messages, json_schema=prompt.json_schema)
     tokens += prompt.reserved_tokens
     budget = prompt.max_tokens or llm.spec.sampling.max_tokens or llm.backend.default_max_tokens()

@@ -119,10 +119,11 @@ async def check_model(name: str, spec: Any, roles: Any = ()) -> dict[str, Any]:
     1 answer token) and, for each :class:`~koalign.backends.fit.RolePrompt` in ``roles``,
     checks that the role's prompt plus its ``max_tokens`` fits the window. Row keys: ``model,
     backend, id, address, ok, error, note, latency_s, tokens_in, tokens_out, json,
-    json_error, window, long_probe, roles``. Never raises for a model's failure.
+    json_error, window, long_probe, roles`` and, when the window is unknown, ``window_note``
+    (what to set). Never raises for a model's failure.
     """
     from koalign.backends import ModelPool
-    from koalign.backends.fit import check_fit
+    from koalign.backends.fit import check_fit, has_window, unknown_window_note
     from koalign.types import ChatRequest, Message, SamplingParams
 
     row: dict[str, Any] = {
@@ -172,6 +173,8 @@ async def check_model(name: str, spec: Any, roles: Any = ()) -> dict[str, Any]:
             row.update(json=False, json_error=exc.render())
         window = await llm.context_window()
         row["window"] = window
+        if window is None and has_window(llm):
+            row["window_note"] = unknown_window_note(name)
         size = min(window // 2, LONG_PROBE_MAX) if window else 2048
         text = _probe_text(llm, size)
         estimate = llm.count_tokens((Message(role="user", content=text),))
@@ -309,6 +312,9 @@ def register(app: typer.Typer) -> None:
             print_json(rows)
         else:
             out.print(_models_table(rows))
+            for r in rows:
+                if r.get("window_note"):
+                    out.print(f"[yellow]{escape(r['window_note'])}[/]")
             for f in fits:
                 colour = {True: "green", False: "red", None: "yellow"}[f["fits"]]
                 out.print(f"[{colour}]{escape(f['message'])}[/]")
