@@ -220,6 +220,11 @@ def test_dry_run_prints_the_plan_and_calls_nothing(small_locale, tmp_path):
         }
         assert all(v["calls_at_most"] > 0 for v in plan["models"].values())
         assert not (tmp_path / "run").exists() and served(url) == 0
+        # the double's model list gives no window: each such model is a note of the plan
+        # (with --json too), not a warning printed beside it
+        unknown = [n for n in plan["notes"] if "the context window is unknown" in n]
+        assert unknown and all(n.startswith("models.") for n in unknown)
+        assert "the context window is unknown" not in out.stderr
 
 
 def test_the_compact_policy_fits_an_8k_window_where_the_full_one_does_not(tmp_path):

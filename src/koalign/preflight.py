@@ -422,12 +422,19 @@ def _missing_paths(config: RunConfig) -> list[str]:
     return [f"models.{name}: {text}" for name, text in missing_local_models(config.models).items()]
 
 
-def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = None) -> list[str]:
+def check(
+    config: RunConfig,
+    loc: Locale,
+    *,
+    env: Mapping[str, str] | None = None,
+    log_notes: bool = True,
+) -> list[str]:
     """Raise one ConfigError naming every problem found (see the module docstring).
 
     Returns:
-        Notes (also logged as warnings): the models whose context window is unknown, so that
-        their prompts could not be checked against it, each with how to give it.
+        Notes (also logged as warnings unless ``log_notes`` is false, for a caller that shows
+        them itself): the models whose context window is unknown, so that their prompts could
+        not be checked against it, each with how to give it.
     """
     import os
 
@@ -450,8 +457,9 @@ def check(config: RunConfig, loc: Locale, *, env: Mapping[str, str] | None = Non
             "the run cannot start:\n  " + "\n  ".join(problems),
             hint="nothing was called and no run directory was created; fix these and rerun",
         )
-    for note in notes:
-        log.warning("%s", note)
+    if log_notes:
+        for note in notes:
+            log.warning("%s", note)
     return notes
 
 

@@ -275,14 +275,15 @@ def show_plan(
         from koalign.errors import ConfigError
 
         raise ConfigError(f"--limit {limit} selects nothing", hint="give a positive number")
-    offline_notes = preflight.check_offline(cfg, loc) if offline else []
-    if not offline:
-        preflight.check(cfg, loc)
+    # the notes (unknown context windows, models not checked offline) go into the plan
+    notes = (
+        preflight.check_offline(cfg, loc) if offline else preflight.check(cfg, loc, log_notes=False)
+    )
     plan = preflight.plan(cfg, loc, limit=limit).as_dict()
     plan["stages"] = list(stages)
     plan["offline"] = offline
     plan["not_checked"] = list(preflight.NOT_CHECKED_OFFLINE) if offline else []
-    plan["notes"] = offline_notes + plan["notes"]
+    plan["notes"] = notes + plan["notes"]
     if json:
         print_json(plan)
         return plan
