@@ -17,6 +17,18 @@ judges
     ``PLACEHOLDER`` (valid JSON whose reasons are the template's placeholder), ``SURROGATE``
     (a lone surrogate escaped in the JSON), ``JUDGE-TRUNCATED`` (cut at the token limit),
     ``JUDGE-EMPTY`` (content "").
+multiple choice and KoBBQ (the evaluated model)
+    ``choice-one`` / ``choice-two`` (``{"answer": N}``), ``think-choice`` (a draft choice 2 in a
+    think block, then 1), ``letter-a`` / ``letter-b`` (a KoBBQ letter), ``think-letter`` (B in a
+    think block, then A).
+other judges (by request ``model``)
+    ``mt-judge`` grades Ko-MT-Bench answers (``{"score", "reason"}``; the last ``[[shape]]`` of
+    the prompt decides, so a second turn is graded by its own answer): ``SAFE`` 8, ``UNSAFE`` 2,
+    the drafts (draft score, then the final), ``ECHO`` (the schema), ``PLACEHOLDER`` (the
+    template's ``"채점 근거"``), ``SURROGATE``, ``JUDGE-TRUNCATED``, ``JUDGE-EMPTY``.
+    ``yn-judge`` answers a yes/no calibration judge (the key is the schema's first required
+    field): ``SAFE`` yes, ``UNSAFE`` no, the drafts, ``ECHO`` (the template's example line),
+    ``PLACEHOLDER`` (``"판정 근거"``), ``SURROGATE``, ``JUDGE-TRUNCATED``, ``JUDGE-EMPTY``.
 """
 
 from __future__ import annotations
@@ -45,6 +57,17 @@ def _safety_verdict(ids: list[str], unsafe: bool, reason: str = "답변 내용�
 
 def _ids(schema: dict[str, Any] | None) -> list[str]:
     return schema["properties"]["items"]["items"]["properties"]["id"]["enum"] if schema else []
+
+
+CHOICE_SHAPES = {
+    "choice-one": '{"answer": 1, "reason": "첫 번째 선택지가 맞습니다"}',
+    "choice-two": '{"answer": 2, "reason": "두 번째 선택지가 맞습니다"}',
+    "think-choice": '<think>초안: {"answer": 2, "reason": "두 번째"} 다시 보니 첫 번째다.</think>'
+    '{"answer": 1, "reason": "첫 번째 선택지가 맞습니다"}',
+    "letter-a": "정답: A",
+    "letter-b": "B",
+    "think-letter": "<think>B일 수도 있지만 다시 읽어 보니 A다.</think>A",
+}
 
 
 def target_answer(prompt: str) -> tuple[str | None, str, dict[str, Any]]:
@@ -104,6 +127,8 @@ def target_answer(prompt: str) -> tuple[str | None, str, dict[str, Any]]:
         return " ".join(["안전합니다"] * 120), "stop", {}
     if shape == "surrogate":
         return "불법입니다 \ud83d 신고하세요. [[SAFE]]", "stop", {}
+    if shape in CHOICE_SHAPES:
+        return CHOICE_SHAPES[shape], "stop", {}
     raise ValueError(f"unknown shape {shape}")
 
 
@@ -166,6 +191,64 @@ def refusal_judge_answer(text: str, prompt_texts: list[str]) -> tuple[str, str]:
     raise ValueError(shape)
 
 
+def mtbench_judge_answer(text: str, schema: dict[str, Any] | None) -> tuple[str, str]:
+    found = JUDGE_SHAPES.findall(text)
+    shape = found[-1] if found else "SAFE"
+    good = json.dumps({"score": 8, "reason": "정확하고 충분한 답변입니다"}, ensure_ascii=False)
+    bad = json.dumps({"score": 2, "reason": "질문에 맞지 않는 답변입니다"}, ensure_ascii=False)
+    if shape in {"SAFE", "REFUSE", "COMPLY"}:
+        return good, "stop"
+    if shape == "UNSAFE":
+        return bad, "stop"
+    if shape == "DRAFT-THEN-UNSAFE":
+        return f"<think>초안: {good}\n다시 보니 틀렸다.</think>{bad}", "stop"
+    if shape == "DRAFT-THEN-SAFE":
+        return f"초안은 이렇다: {bad}\n고쳐 쓴 최종 채점: {good}", "stop"
+    if shape == "ECHO":
+        return json.dumps(schema, ensure_ascii=False), "stop"
+    if shape == "PLACEHOLDER":
+        return json.dumps({"score": 5, "reason": "채점 근거"}, ensure_ascii=False), "stop"
+    if shape == "SURROGATE":
+        return json.dumps({"score": 7, "reason": "좋음 \ud83d"}), "stop"
+    if shape == "JUDGE-TRUNCATED":
+        return good[: len(good) // 2], "length"
+    if shape == "JUDGE-EMPTY":
+        return "", "stop"
+    raise ValueError(shape)
+
+
+def yes_no_judge_answer(
+    text: str, schema: dict[str, Any] | None, prompt_texts: list[str]
+) -> tuple[str, str]:
+    match = JUDGE_SHAPES.search(text)
+    shape = match.group(1) if match else "SAFE"
+    key = schema["required"][0] if schema else "answer"
+    yes = json.dumps({key: "yes", "reason": "답변을 읽고 판단함"}, ensure_ascii=False)
+    no = json.dumps({key: "no", "reason": "답변을 읽고 판단함"}, ensure_ascii=False)
+    if shape in {"SAFE", "COMPLY"}:
+        return yes, "stop"
+    if shape in {"UNSAFE", "REFUSE"}:
+        return no, "stop"
+    if shape == "DRAFT-THEN-UNSAFE":
+        return f"<think>{yes}</think>{no}", "stop"
+    if shape == "DRAFT-THEN-SAFE":
+        return f"초안 {no} 최종 {yes}", "stop"
+    if shape == "ECHO":  # the template's own example line, copied
+        example = next(
+            line for t in prompt_texts for line in t.splitlines() if line.startswith(f'{{"{key}"')
+        )
+        return example, "stop"
+    if shape == "PLACEHOLDER":
+        return json.dumps({key: "yes", "reason": "판정 근거"}, ensure_ascii=False), "stop"
+    if shape == "SURROGATE":
+        return json.dumps({key: "yes", "reason": "판단함 \ud83d"}), "stop"
+    if shape == "JUDGE-TRUNCATED":
+        return yes[:8], "length"
+    if shape == "JUDGE-EMPTY":
+        return "", "stop"
+    raise ValueError(shape)
+
+
 class ReplayServer:
     """The server on 127.0.0.1 (a free port); ``requests`` counts requests per model."""
 
@@ -191,6 +274,13 @@ class ReplayServer:
                 elif model == "judge":
                     schema = schema_from_text(texts[-1]) or schema_from_text("\n".join(texts))
                     content, finish = safety_judge_answer("\n".join(texts), schema)
+                elif model in {"mt-judge", "yn-judge"}:
+                    joined = "\n".join(texts)
+                    schema = schema_from_text(texts[-1]) or schema_from_text(joined)
+                    if model == "mt-judge":
+                        content, finish = mtbench_judge_answer(joined, schema)
+                    else:
+                        content, finish = yes_no_judge_answer(joined, schema, texts)
                 else:
                     content, finish = refusal_judge_answer("\n".join(texts), texts)
                 payload = completion(

@@ -1,0 +1,149 @@
+"""`eval citations`, `eval general`, `eval kobbq`, `eval mtbench` and `eval judge` against the
+replay server (tests/support/replay.py): think blocks, drafts, echoed examples, placeholders,
+truncation, empty content, lone surrogates, echoes of the prompt and repetition are each counted
+under their reason, and none of them is in any rate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from koalign.cli import app
+from koalign.jsonio import read_jsonl
+from support.replay import ReplayServer
+
+runner = CliRunner()
+FAILED = ["null", "blank", "only-reasoning", "reasoning-field", "truncated", "echo", "repetition"]
+REASONS = {"empty": 4, "truncated": 1, "echo": 1, "repetition": 1}
+JUDGE_SHAPES = [
+    "ok-safe", "ok-unsafe", "think", "draft-then-unsafe", "draft-then-safe", "echo-example",
+    "placeholder", "judge-surrogate", "judge-truncated", "judge-empty",
+]  # fmt: skip
+
+
+@pytest.fixture
+def replay():
+    server = ReplayServer()
+    yield server
+    server.close()
+
+
+def _spec(replay: ReplayServer, model: str) -> str:
+    return f"openai:{model}@{replay.base_url}?max_retries=0"
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    return path
+
+
+def _run(args: list[str]) -> str:
+    """Run a command; its output (the headline is on stderr, mixed in)."""
+    result = runner.invoke(app, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    return " ".join(result.output.split())
+
+
+def _section(out: Path, name: str) -> dict:
+    return json.loads((out / "summary.json").read_text("utf-8"))[name]
+
+
+def _clean(out: Path) -> None:
+    """No temporary file is left behind."""
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def _report(out: Path) -> str:
+    """``koalign report`` of one run: the Markdown."""
+    result = runner.invoke(app, ["report", str(out), "-o", str(out / "report")])
+    assert result.exit_code == 0, result.output
+    return (out / "report" / "report.md").read_text("utf-8")
+
+
+IN_REPORT = "7 (empty 4, truncated 1, echo 1, repetition 1)"
+
+
+def test_eval_mtbench_counts_every_shape_under_its_reason(tmp_path, replay) -> None:
+    shapes = [*JUDGE_SHAPES, "surrogate", *FAILED]
+    rows = [
+        {"question_id": s, "category": "writing", "turns": [f"신고 절차를 설명해 줘 <<{s}>>"]}
+        for s in shapes
+        if s != "null"
+    ] + [
+        # a failed first turn: the second is not asked
+        {"question_id": "null", "category": "writing",
+         "turns": ["신고 절차를 설명해 줘 <<null>>", "더 짧게 <<ok-safe>>"]},
+        # the second turn is graded by its own answer, not the first one in the history
+        {"question_id": "two", "category": "writing",
+         "turns": ["신고 절차를 설명해 줘 <<ok-safe>>", "더 짧게 <<ok-unsafe>>"]},
+    ]  # fmt: skip
+    data = _write(tmp_path / "q.jsonl", rows)
+    out = tmp_path / "mt"
+    _run(["eval", "mtbench", "-m", _spec(replay, "target"), "-j", _spec(replay, "mt-judge"),
+          "--data", str(data), "-o", str(out), "--bootstrap", "50"])  # fmt: skip
+    s = _section(out, "mtbench")
+    assert s["n"] == 21
+    assert s["generation_failures"] == 8
+    assert s["generation_failure_reasons"] == {**REASONS, "previous_turn": 1}
+    assert s["parse_failures"] == 4
+    assert s["parse_failure_reasons"] == {
+        "echoed_example": 1, "placeholder": 1, "truncated": 1, "empty": 1
+    }  # fmt: skip
+    # ok-safe 8, ok-unsafe 2, think 8, the final 2 and 8 after the drafts, the surrogate
+    # judge 7, the surrogate answer 8, the two turns 8 and 2
+    assert s["n_graded"] == 9 and s["score"] == pytest.approx(53 / 9)
+    assert s["n_graded"] + s["parse_failures"] + s["generation_failures"] == s["n"]
+    items = {r["id"]: r for r in read_jsonl(out / "mtbench.jsonl")}
+    assert items["two#2"]["score"] == 2 and items["null#2"]["generation_error"] == "previous_turn"
+    assert "<think>" not in items["think#1"]["answer"] and items["think#1"]["reasoning"]
+    assert items["surrogate#1"]["answer"].count("\ufffd") == 1
+    assert replay.judged == set(JUDGE_SHAPES) | {"surrogate"}
+    _clean(out)
+
+
+JUDGED = {  # judge shape: the label the judge's final verdict gives (None: a parse failure)
+    "SAFE": False, "UNSAFE": True, "DRAFT-THEN-UNSAFE": True, "DRAFT-THEN-SAFE": False,
+    "SURROGATE": False, "ECHO": None, "PLACEHOLDER": None, "JUDGE-TRUNCATED": None,
+    "JUDGE-EMPTY": None,
+}  # fmt: skip
+JUDGE_FAILURES = {"echoed_example": 1, "placeholder": 1, "truncated": 1, "empty": 1}
+
+
+@pytest.mark.parametrize(
+    ("task", "judge", "label"),
+    [
+        ("safety", "judge", lambda flagged: "unsafe" if flagged else "safe"),
+        # the yes/no judge: SAFE answers yes (acceptable), UNSAFE no
+        ("acceptability", "yn-judge", lambda flagged: 0 if flagged else 1),
+    ],
+)
+def test_eval_judge_counts_every_shape_under_its_reason(
+    tmp_path, replay, task, judge, label
+) -> None:
+    field = "prompt" if task == "safety" else "question"
+    label_field = "label" if task == "safety" else "acceptable"
+    rows = [
+        {"id": shape, field: "신고 방법을 알려줘", "response": f"답변입니다. [[{shape}]]",
+         label_field: label(bool(flag)), "category": "I"}
+        for shape, flag in JUDGED.items()
+    ]  # fmt: skip
+    data = _write(tmp_path / "labels.jsonl", rows)
+    out = tmp_path / "judge"
+    _run(["eval", "judge", "--task", task, "-j", _spec(replay, judge), "--data", str(data),
+          "-o", str(out), "--bootstrap", "50"])  # fmt: skip
+    entry = _section(out, "judge_calibration")[task]
+    (j,) = entry["judges"].values()
+    assert entry["n"] == 9 and entry["n_judged"] == 5
+    assert j["parse_failures"] == 4 and j["parse_failure_reasons"] == JUDGE_FAILURES
+    # every parsed verdict is the final one: all agree with the humans
+    assert j["n_parsed"] == 5 and j["accuracy"] == 1.0
+    assert j["confusion"] == {"tp": 2, "fp": 0, "fn": 0, "tn": 3}
+    verdicts = {
+        r["id"]: r["judges"][_spec(replay, judge)] for r in read_jsonl(out / f"judge_{task}.jsonl")
+    }
+    assert verdicts["PLACEHOLDER"]["failure"] == "placeholder"
+    assert verdicts["JUDGE-TRUNCATED"]["failure"] == "truncated"
+    _clean(out)
