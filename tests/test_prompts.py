@@ -4,6 +4,7 @@ cleanly, naming the template; the shipped templates render exactly as plain jinj
 from __future__ import annotations
 
 import os
+import time
 from datetime import date
 from enum import Enum
 from pathlib import Path
@@ -74,6 +75,14 @@ ESCAPES = {
     "{% endfor %}{% endfor %}",
     "output_bomb": "{% set s = 'a' * 900000 %}{% for i in range(100) %}{{ s }}{% endfor %}",
     "recursion": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
+    "int_squaring": "{% set ns=namespace(x=999999) %}{% for i in range(25) %}"
+    "{% set ns.x = ns.x*ns.x %}{% endfor %}{{ ns.x > 5 }}",
+    "int_plus_doubling": "{% set ns=namespace(x=1) %}{% for i in range(10000) %}"
+    "{% set ns.x = ns.x + ns.x %}{% endfor %}{{ ns.x > 5 }}",
+    "int_minus_doubling": "{% set ns=namespace(x=1) %}{% for i in range(10000) %}"
+    "{% set ns.x = ns.x - 3 * ns.x %}{% endfor %}{{ ns.x > 5 }}",
+    "int_big_literals": "{{ (" + "9" * 4000 + " * " + "7" * 4000 + ") > 5 }}",
+    "int_big_floordiv": "{{ (" + "9" * 4000 + " // 3) > 5 }}",
 }
 
 
@@ -93,8 +102,10 @@ def test_escape_payloads_fail_naming_the_template(
 ) -> None:
     monkeypatch.setenv("KOALIGN_SENTINEL", SECRET)
     loc = with_template(ko, "line one\n" + ESCAPES[name])
+    started = time.perf_counter()
     with pytest.raises(LocaleError) as info:
         render_chat(loc, "evil", text="hello")
+    assert time.perf_counter() - started < 1.0, name
     err = info.value
     assert err.where is not None and err.where.startswith("prompts/evil.j2"), (name, err.render())
     assert SECRET not in err.render()

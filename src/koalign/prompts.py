@@ -15,7 +15,10 @@ of lists and dicts, ``str.format`` sandboxed) with these further bounds (see doc
   (no ``lipsum``, ``cycler``, ``joiner``); ``include``/``import``/``extends`` have no loader;
 * **size**: every string or list a ``*``, ``+``, ``%``, ``~``, call or filter produces, and each
   rendered message, is at most :data:`MAX_CHARS` characters; integer arguments above it, ``**``
-  results above 4096 bits and format widths of 7+ digits are refused before they are computed;
+  results above :data:`MAX_INT_BITS` bits and format widths of 7+ digits are refused before
+  they are computed; ``*``, ``+``, ``-``, ``/``, ``//`` and ``%`` on integers are refused when
+  an operand or the result is past :data:`MAX_INT_BITS` bits (so no squaring or doubling loop
+  grows a number whose arithmetic takes minutes);
 * **work**: at most :data:`MAX_STEPS` loop iterations, calls and filters per rendering, and
   ``range`` yields at most :data:`MAX_RANGE` numbers.
 
@@ -55,7 +58,9 @@ MAX_STEPS = 200_000
 MAX_TOTAL_CHARS = 10 * MAX_CHARS
 #: Most numbers one ``range(...)`` call may yield.
 MAX_RANGE = 10_000
-_MAX_POW_BITS = 4096
+#: Largest integer (in bits; about 1,233 decimal digits) an arithmetic operator may take or
+#: give: ``*``, ``+``, ``-``, ``/``, ``//``, ``%`` and ``**``.
+MAX_INT_BITS = 4096
 _SANDBOX_HINT = "locale templates may only format the values they are given; see docs/security.md"
 _BUILTIN_METHOD: Any = type({}.get)
 _LONG_NUMBER = re.compile(r"\d{7,}")
@@ -124,6 +129,17 @@ def _check_args(args: Iterable[Any], what: str) -> None:
             raise SecurityError(f"{what} was given the number {arg}, above the limit {MAX_CHARS:,}")
         if isinstance(arg, tuple | list) and len(arg) <= 64:
             _check_args(arg, what)
+
+
+def _check_int_bits(what: str, *values: Any) -> None:
+    """Refuse an integer operand or result longer than MAX_INT_BITS bits (the number itself is
+    never printed: its decimal form is as large as the problem)."""
+    for value in values:
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise SecurityError(
+                f"{what}: an integer of {value.bit_length():,} bits is above the limit of "
+                f"{MAX_INT_BITS:,} bits"
+            )
 
 
 def _check_format(fmt: Any, what: str) -> None:
@@ -265,7 +281,7 @@ class _PromptEnvironment(ImmutableSandboxedEnvironment):
     """The immutable sandbox with koalign's size and work bounds (see the module docstring)."""
 
     code_generator_class = _BoundedCodeGenerator
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    intercepted_binops = frozenset({"*", "**", "+", "-", "/", "//", "%"})
 
     def __init__(self) -> None:
         super().__init__(
@@ -295,12 +311,13 @@ class _PromptEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any):
         _spend()
         what = f"'{operator}'"
+        _check_int_bits(what, left, right)
         if operator == "**":
             if (
                 isinstance(left, int)
                 and isinstance(right, int)
                 and right > 0
-                and max(abs(left), 1).bit_length() * right > _MAX_POW_BITS
+                and max(abs(left), 1).bit_length() * right > MAX_INT_BITS
             ):
                 raise SecurityError(f"{what}: {left} ** {right} is too large")
         elif operator == "*":
@@ -317,7 +334,9 @@ class _PromptEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "%" and isinstance(left, str):
             _check_format(left, what)
             _check_args(right if isinstance(right, tuple) else (right,), what)
-        return _check_size(super().call_binop(context, operator, left, right), what)
+        result = super().call_binop(context, operator, left, right)
+        _check_int_bits(what, result)
+        return _check_size(result, what)
 
     def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any):
         """Every call of the template: counted, its arguments and result size checked."""
