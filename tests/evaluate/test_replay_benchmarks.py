@@ -147,3 +147,51 @@ def test_eval_judge_counts_every_shape_under_its_reason(
     assert verdicts["PLACEHOLDER"]["failure"] == "placeholder"
     assert verdicts["JUDGE-TRUNCATED"]["failure"] == "truncated"
     _clean(out)
+
+
+MC_SHAPES = {  # shape: (choices, answer_index); the replay answers 1 or 2
+    "choice-one": (["서울", "부산", "대구"], 0),  # right
+    "choice-two": (["서울", "부산"], 0),  # wrong
+    "think-choice": (["서울", "부산", "대구", "광주"], 0),  # the final 1, not the draft 2
+    "ok-safe": (["서울", "부산"], 0),  # prose without a number: unparseable
+    "surrogate": (["서울", "부산"], 1),  # a lone surrogate, no number: unparseable
+}
+
+
+def test_eval_general_generate_counts_every_shape_under_its_reason(tmp_path, replay) -> None:
+    rows = [
+        {"id": s, "question": f"대한민국의 수도는? <<{s}>>", "choices": c, "answer_index": a,
+         "source": "quiz"}
+        for s, (c, a) in MC_SHAPES.items()
+    ] + [
+        {"id": s, "question": f"대한민국의 수도는? <<{s}>>", "choices": ["서울", "부산"],
+         "answer_index": 0, "source": "quiz"}
+        for s in FAILED
+    ]  # fmt: skip
+    data = _write(tmp_path / "mc.jsonl", rows)
+    out = tmp_path / "general"
+    said = _run(["eval", "general", "-m", _spec(replay, "target"), "--data", str(data),
+                 "-o", str(out), "--bootstrap", "50"])  # fmt: skip
+    assert (
+        "2 unparseable, 7 generation failures: empty 4, truncated 1, echo 1, repetition 1," in said
+    )
+    mc = _section(out, "general")["mc"]
+    assert mc["method"] == "generate" and mc["n"] == 12
+    assert mc["generation_failures"] == 7
+    assert mc["generation_failure_reasons"] == REASONS
+    assert mc["unparseable"] == 2 and mc["n_parsed"] == 3
+    assert mc["accuracy"] == 2 / 3
+    # over the answers the model gave: the unparseable ones count wrong, failures are not there
+    assert mc["accuracy_all"] == 2 / 5
+    assert mc["n_parsed"] + mc["unparseable"] + mc["generation_failures"] == mc["n"]
+    assert mc["per_source"]["quiz"]["generation_failures"] == 7
+    items = {r["id"]: r for r in read_jsonl(out / "general.jsonl")}
+    for shape in FAILED:
+        assert items[shape]["pred"] is None and items[shape]["parse_error"] is None
+        assert items[shape]["generation_error"] is not None
+    assert items["echo"]["generation_error"] == "echo"
+    assert items["truncated"]["generation_error"] == "truncated"
+    assert items["think-choice"]["pred"] == 0
+    assert items["surrogate"]["parse_error"] and items["surrogate"]["generation_error"] is None
+    assert "| 12 | 3 | 2 | " + IN_REPORT + " | 0 |" in _report(out)
+    _clean(out)

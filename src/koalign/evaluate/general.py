@@ -10,12 +10,17 @@ Two ways to score, chosen per model:
   model's window, its beginning is cut so the continuation fits; every cut is counted
   (``context_truncated``) and recorded on the item.
 * ``generate`` (servers without log-probabilities): the ``mc_answer`` template asks for the
-  choice number as JSON; answers that cannot be read as a valid number (and empty or truncated
-  answers) are *unparseable*, reported apart and left out of ``accuracy`` (``accuracy_all``
-  counts them wrong). The number is read from the final answer after any reasoning. A call that
-  failed after its retries is no answer: it is a call failure (``call_error`` on the item,
-  ``call_failures`` in the summary; :mod:`koalign.evaluate.failures`), never unparseable and
-  never wrong, and left out of every figure.
+  choice number as JSON, read from the final answer after any reasoning. An answer that
+  :func:`koalign.evaluate.answers.read_answer` rejects (empty or only reasoning, truncated at
+  the token limit, an echo of the question, runaway repetition) is a **generation failure**:
+  its reason is the item's ``generation_error``, it is counted in ``generation_failures`` and
+  by reason in ``generation_failure_reasons``, never read for a number, and left out of every
+  figure. An answer that was given but cannot be read as a valid number is *unparseable*
+  (``parse_error`` on the item): reported apart and left out of ``accuracy``
+  (``accuracy_all``, over the answers given, counts it wrong). A call that failed after its
+  retries is no answer: it is a call failure (``call_error`` on the item, ``call_failures`` in
+  the summary; :mod:`koalign.evaluate.failures`), never a generation failure, unparseable or
+  wrong, and left out of every figure.
 
 Accuracy is reported overall and per ``source`` and ``category``, each with the chance level
 (mean of 1/number of choices) and a bootstrap interval.
@@ -32,7 +37,7 @@ from typing import Any, Literal
 from koalign.backends.base import ModelSpec
 from koalign.backends.client import ModelPool
 from koalign.errors import BackendError, require
-from koalign.evaluate.answers import read_answer
+from koalign.evaluate.answers import GENERATION_FAILURE_REASONS, failure_counts, read_answer
 from koalign.evaluate.data import MCItem
 from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.runs import Progress, call_batched, load_summary, update_summary, write_jsonl
@@ -225,7 +230,10 @@ async def score_generate(
     batch_size: int = 32,
     progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Ask for the choice number; per item the prediction or the reason there is none."""
+    """Ask for the choice number; per item the prediction or the reason there is none: a
+    failed call (``call_error``), a generation failure (``generation_error``, one of
+    :data:`koalign.evaluate.answers.GENERATION_FAILURE_REASONS`) or an unparseable answer
+    (``parse_error``)."""
     requests = [mc_request(loc, it) for it in items]
     results = await call_batched(
         pool, model, requests, batch_size=batch_size, what="answered", progress=progress
@@ -233,13 +241,11 @@ async def score_generate(
     out = []
     for item, request, result in zip(items, requests, results, strict=True):
         read = read_answer(result, request.messages[-1].content)
-        error: str | None
+        error: str | None = None
+        pred: int | None = None
         call_error = read.detail if read.failure == "call_error" else None
-        if call_error is not None:
-            pred, error = None, None
-        elif read.failure in {"empty", "truncated"}:
-            pred, error = None, f"{read.failure}: {read.detail}"
-        else:
+        failed = read.failure if read.failure in GENERATION_FAILURE_REASONS else None
+        if call_error is None and failed is None:
             pred, error = parse_choice(result.text, len(item.choices))
         out.append(
             {
@@ -249,6 +255,10 @@ async def score_generate(
                 "raw": result.text,
                 "parse_error": error,
                 "call_error": call_error,
+                "generation_error": failed,
+                "generation_detail": read.detail if failed else None,
+                "finish_reason": read.finish_reason,
+                "repaired": read.repaired,
             }
         )
     return out
@@ -256,7 +266,9 @@ async def score_generate(
 
 def _accuracy(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
     parsed = [r for r in rows if r["pred"] is not None]
-    answered = [r for r in rows if not r.get("call_error")]  # a failed call is no answer
+    # a failed call is no answer, and a generation failure no answer to read
+    answered = [r for r in rows if not r.get("call_error") and not r.get("generation_error")]
+    failures = [r.get("generation_error") for r in rows]
     acc = rate([r["correct"] for r in parsed], n_boot=n_boot, seed=seed)
     out = {
         "n": len(rows),
@@ -266,7 +278,10 @@ def _accuracy(rows: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, A
         "accuracy_all": sum(r["correct"] for r in answered) / len(answered) if answered else None,
         "chance": sum(1 / len(r["choices"]) for r in rows) / len(rows) if rows else None,
         "unparseable": len(answered) - len(parsed),
-        **call_failure_info(len(rows), len(rows) - len(answered), 0),
+        "generation_failures": sum(f is not None for f in failures),
+        "generation_failure_reasons": failure_counts(failures),
+        "answers_repaired": sum(bool(r.get("repaired")) for r in rows),
+        **call_failure_info(len(rows), sum(bool(r.get("call_error")) for r in rows), 0),
         "context_truncated": sum(bool(r.get("context_truncated")) for r in rows),
     }
     norm = [r["correct_norm"] for r in rows if r.get("correct_norm") is not None]
@@ -284,8 +299,10 @@ def summarise_mc(
     Returns:
         ``(rows, summary)``: the summary has, overall, per source and per category, ``n``,
             ``n_parsed``, ``accuracy`` (0-1, over parsed answers) with its bootstrap ``ci``,
-            ``accuracy_all`` (unparsed counted wrong; failed calls left out), ``chance`` (mean
-            1/choices), ``unparseable``, the ``call_failures`` fields,
+            ``accuracy_all`` (over the answers given: unparsed counted wrong; generation
+            failures and failed calls left out), ``chance`` (mean 1/choices), ``unparseable``,
+            ``generation_failures`` with ``generation_failure_reasons``, ``answers_repaired``
+            (lone surrogates replaced), the ``call_failures`` fields,
             ``context_truncated`` and, for log-likelihood scoring, ``accuracy_norm``
             (length-normalised).
 

@@ -119,11 +119,15 @@ def _failures(r: dict[str, Any]) -> str:
     failed calls first (they are not about the model), then what the judges and model wrote."""
     out = [_calls(r)[:-2]] if r.get("call_failures") else []
     out.append(f"{r['parse_failures']} judge parse failures")
-    reasons = {k: v for k, v in r["generation_failure_reasons"].items() if v and k != "call_error"}
-    bad = r["generation_failures"]
-    text = ", ".join(f"{k} {v}" for k, v in reasons.items())
-    out.append(f"{bad} generation failures{': ' + text if text else ''}")
+    out.append(_generation(r))
     return ", ".join(out)
+
+
+def _generation(r: dict[str, Any]) -> str:
+    """``N generation failures: empty a, truncated b`` (the reasons that occurred)."""
+    reasons = r.get("generation_failure_reasons") or {}
+    text = ", ".join(f"{k} {v}" for k, v in reasons.items() if v and k != "call_error")
+    return f"{r.get('generation_failures', 0)} generation failures{': ' + text if text else ''}"
 
 
 def _calls(r: dict[str, Any]) -> str:
@@ -243,7 +247,7 @@ async def general(
         parts.append(
             f"multiple choice {_pct(mc['accuracy'])} over {mc['n_parsed']} answers of {mc['n']} "
             f"(chance {_pct(mc['chance'])}, {_calls(mc)}{mc['unparseable']} unparseable, "
-            f"{mc['context_truncated']} contexts cut)"
+            f"{_generation(mc)}, {mc['context_truncated']} contexts cut)"
         )
     if s.tasks:
         if ctx.progress:

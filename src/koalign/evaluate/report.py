@@ -173,6 +173,16 @@ def _generation_cell(s: dict[str, Any]) -> str:
     return str(s["generation_failures"] - reasons.get("call_error", 0))
 
 
+def _reasons_cell(s: dict[str, Any]) -> str:
+    """Generation failures with their reasons (``7 (empty 4, echo 3)``); ``–`` for a summary
+    written before the section counted them."""
+    if "generation_failures" not in s:
+        return "–"
+    reasons = s.get("generation_failure_reasons") or {}
+    text = ", ".join(f"{k} {v}" for k, v in reasons.items() if v and k != "call_error")
+    return _generation_cell(s) + (f" ({text})" if text else "")
+
+
 def safety_section(runs: list[Run], paper: bool, n_boot: int, seed: int):
     """The safe-rate tables: per run (judged items, safe rate with 95% CI, failures), with two runs
     the paired change overall and per category, the paper's KorSET rates when ``paper``, a
@@ -398,6 +408,22 @@ def general_section(runs: list[Run], paper: bool):
     if any(c is not None for _, c in chance):
         blocks.append(("p", "Chance level (local multiple choice): "
                        + ", ".join(f"{label} {pct(c)}%" for label, c in chance if c is not None)))  # fmt: skip
+    mc_rows = [
+        [r.label, str(mc["n"]), str(mc["n_parsed"]), str(mc.get("unparseable", "–")),
+         _reasons_cell(mc), _calls_cell(mc)]
+        for r in have
+        if (mc := r.summary["general"].get("mc"))
+    ]  # fmt: skip
+    if mc_rows:
+        headers_mc = ["run", "questions", "scored", "unparseable", "generation failures",
+                      "failed calls"]  # fmt: skip
+        blocks.append(("table", headers_mc, mc_rows))
+        blocks.append(
+            ("p", "Local multiple choice: accuracy is over the scored answers; unparseable "
+                  "answers (no valid choice number) count wrong only in accuracy_all; generation "
+                  "failures (empty, truncated, an echo of the question, repetition) and failed "
+                  "calls are in no figure.")
+        )  # fmt: skip
     blocks.append(
         ("p", "lm-eval groups are shown twice: the plain mean over their subtasks (e.g. KMMLU's "
               "subjects) and the harness's own group figure (KMMLU: weighted by subject size); "
