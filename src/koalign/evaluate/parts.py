@@ -291,14 +291,19 @@ async def kobbq(ctx: Context, s: KoBBQPart) -> str:
         extra_info={"models": ctx.models_info}, progress=ctx.progress,
     )  # fmt: skip
     failed = r.get("call_failures", 0)
+    bad = r.get("generation_failures", 0)
     calls = f"{failed} failed calls (model {failed}, not answers); " if failed else ""
-    less = f" less {failed} failed calls" if failed else ""
+    calls += f"{_generation(r)}; " if bad else ""
+    less = "".join(
+        f" less {k} {what}" for k, what in ((failed, "failed calls"), (bad, "generation failures"))
+        if k
+    )  # fmt: skip
     return (
         f"KoBBQ accuracy {_pct(r['accuracy'])} (ambiguous {_pct(r['acc_amb'])}, disambiguated "
         f"{_pct(r['acc_dis'])}); diff-bias ambiguous {_fmt(r['diff_bias_amb'])}, disambiguated "
-        f"{_fmt(r['diff_bias_dis'])}; {calls}{r['out_of_choice']} of {r['n_answers'] - failed} "
-        f"answers ({r['n_items']} items x {r['n_prompts']} prompts{less}) out of choice; mean "
-        f"over {r['n_prompts']} prompts"
+        f"{_fmt(r['diff_bias_dis'])}; {calls}{r['out_of_choice']} of "
+        f"{r['n_answers'] - failed - bad} answers ({r['n_items']} items x {r['n_prompts']} "
+        f"prompts{less}) out of choice; mean over {r['n_prompts']} prompts"
     )
 
 

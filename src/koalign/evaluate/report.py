@@ -444,14 +444,15 @@ def kobbq_section(runs: list[Run]) -> list[Block]:
     if not have:
         return []
     names = ("accuracy", "acc_amb", "acc_dis", "diff_bias_amb", "diff_bias_dis")
-    headers = ["run", *[f"{n} %" for n in names], "out of choice", "prompts"]
+    headers = ["run", *[f"{n} %" for n in names], "out of choice", "generation failures",
+               "prompts"]  # fmt: skip
     rows = []
     for r in have:
         k = r.summary["kobbq"]
         ci = k.get("ci") or {}
         rows.append(
             [r.label, *[pct_ci(k.get(n), ci.get(n)) for n in names], str(k.get("out_of_choice")),
-             str(k.get("n_prompts"))]
+             _reasons_cell(k), str(k.get("n_prompts"))]
         )  # fmt: skip
     blocks: list[Block] = [
         ("table", headers, rows),
@@ -463,11 +464,13 @@ def kobbq_section(runs: list[Run]) -> list[Block]:
     for r in have:
         for pid, f in sorted(r.summary["kobbq"].get("per_prompt", {}).items()):
             prompt_rows.append(
-                [r.label, pid, *[pct(f.get(n)) for n in names], str(f["out_of_choice"])]
-            )
+                [r.label, pid, *[pct(f.get(n)) for n in names], str(f["out_of_choice"]),
+                 str(f.get("generation_failures", "–"))]
+            )  # fmt: skip
     blocks.append(
-        ("table", ["run", "prompt", *[f"{n} %" for n in names], "out of choice"], prompt_rows)
-    )
+        ("table", ["run", "prompt", *[f"{n} %" for n in names], "out of choice",
+                   "generation failures"], prompt_rows)
+    )  # fmt: skip
     return blocks
 
 
