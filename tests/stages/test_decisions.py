@@ -4,6 +4,7 @@ the comments."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -204,3 +205,36 @@ def test_over_refusal_pairs_stay_within_their_share():
     assert kind_sizes(20000, 300, 10000, 0.1) == (9700, 300)  # benign short: fill
     assert kind_sizes(14, 15, 1000, 0.1) == (14, 1)
     assert kind_sizes(0, 15, 1000, 0.0) == (0, 0)
+
+
+def test_seeds_whose_answers_were_never_judged_are_unjudged_not_resisted(tmp_path):
+    """A harm judge whose every answer is unusable judges nothing: its seeds are dropped as
+    ``unjudged`` and left out of every attack success rate (seeds attacked and judged), not
+    counted as seeds that resisted."""
+    from koalign.config import load_run_config
+    from koalign.runner import Pipeline
+    from support.fakes import config_data
+
+    data = config_data(
+        "ko",
+        seeds={"per_type": 1, "benign_per_category": 1, "categories": ["G"]},
+        runtime={"max_error_rate": 1.0},
+    )
+    data["models"]["harm"] = {"backend": "fn", "model": "harm", "options": {"bad_share": 1.0}}
+    data["roles"]["harm_judge"] = "harm"
+    cfg, loc = load_run_config(None, data=data)
+    manifest = Pipeline(cfg, loc, tmp_path / "run").run(["seeds", "attack"])
+    attack = manifest["stages"]["attack"]["report"]
+    records = [json.loads(x) for x in (tmp_path / "run/attack.jsonl").read_text().splitlines()]
+    harmful = [r for r in records if r["seed"]["kind"] == "harmful"]
+    assert harmful and all(r["status"] == "unjudged" and not r["cases"] for r in harmful)
+    # a benign seed keeps only a written refusal (no target answer was judged)
+    kept = [c for r in records for c in r["cases"]]
+    assert all(c["synthetic"] for c in kept)
+    assert attack["dropped"] == {"unjudged": len(records) - len({c["seed_id"] for c in kept})}
+    for target in ("target-a", "target-b"):
+        row = attack["asr_by_target"][target]
+        assert row.get("seeds", 0) == 0 and row["asr"] is None and row["unjudged"] > 0
+    assert all(
+        v.get("seeds", 0) == 0 and v["asr"] is None for v in attack["asr_by_category"].values()
+    )

@@ -139,6 +139,12 @@ class Case(Frozen):
     harm_reason: str | None = None
 
 
+def _judged_targets(rec: AttackRecord) -> set[str]:
+    """The targets with at least one answer that got a harm verdict in ``rec``."""
+    turns = list(rec.answers.items()) + [(t, x) for a in rec.attempts for t, x in a.answers.items()]
+    return {t for t, turn in turns if turn.verdict is not None}
+
+
 class AttackItem(Frozen):
     """The work item of one seed: its record id (``'a-'`` + a digest of the whole seed) and the
     seed."""
@@ -158,7 +164,12 @@ class AttackRecord(Frozen):
     )
     synthetic_refusal: Call[str] | None = None
     cases: list[Case] = Field(default_factory=list)
-    status: Literal["hard", "resisted", "error"] = "resisted"
+    status: Literal["hard", "resisted", "unjudged", "error"] = Field(
+        "resisted",
+        description="'hard': cases selected; 'resisted': every target answer was judged and "
+        "none broke (harmful) or refused (benign); 'unjudged': no target answer got a verdict "
+        "(every rewrite, answer or verdict was a bad output); 'error': a call failed.",
+    )
 
 
 class AttackReport(StageReport):
@@ -394,7 +405,8 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         (plus a written refusal when none refused and ``synthesize_refusals`` is on); for a harmful
         seed, up to ``rounds`` rewrites, each sent to the targets not yet broken, stopping once
         every target is broken. The record carries its selected cases and status (``hard``,
-        ``resisted``, or ``error`` when no case came and a call failed)."""
+        ``resisted``, ``unjudged`` when no target answer got a verdict, or ``error`` when no case
+        came and a call failed)."""
         seed = item.seed
         targets = ctx.roles["targets"]
         caller = ctx.caller
@@ -469,9 +481,11 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
                 }
             rec = AttackRecord(id=item.id, seed=seed, attempts=attempts)
         cases = select_cases(ctx, rec)
-        status: Literal["hard", "resisted", "error"] = "hard" if cases else "resisted"
+        status: Literal["hard", "resisted", "unjudged", "error"] = "hard" if cases else "resisted"
         if not cases and any(c.failed_call for c in self.calls(rec)):
             status = "error"
+        elif not cases and not _judged_targets(rec):
+            status = "unjudged"
         return rec.model_copy(update={"cases": cases, "status": status})
 
     def validate(self, config: Any, locale: Any) -> list[str]:
@@ -509,12 +523,15 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         return list(record.cases)
 
     def drop_reason(self, record: AttackRecord) -> str | None:
-        """``failed_calls``, ``no_refusal`` (benign seed) or ``resisted`` (harmful seed) for a
-        record without cases; None otherwise."""
+        """``failed_calls``, ``unjudged`` (no target answer got a verdict), ``no_refusal``
+        (benign seed) or ``resisted`` (harmful seed) for a record without cases; None
+        otherwise."""
         if record.cases:
             return None
         if record.status == "error":
             return "failed_calls"
+        if record.status == "unjudged":
+            return "unjudged"
         if record.seed.kind == "benign":
             return "no_refusal"
         return "resisted"
@@ -523,9 +540,11 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
         self, ctx: StageContext, records: Callable[[], Iterator[AttackRecord]]
     ) -> AttackReport:
         """Attack success rates per strategy (successful judged answers / judged answers), per
-        category and per target (broken seeds / seeds, plus each target's over-refusal rate on
-        benign seeds), each target's share of the rejected answers, case counts and fan-out; rates
-        are 0-1 rounded to 4 places, None when nothing was judged."""
+        category (broken seeds / seeds with a judged answer) and per target (seeds that broke it
+        / seeds where it got a judged answer; ``unjudged``: seeds where it got none, left out of
+        the rate; plus its over-refusal rate on benign seeds), each target's share of the
+        rejected answers, case counts and fan-out; rates are 0-1 rounded to 4 places, None when
+        nothing was judged."""
         cfg: AttackConfig = ctx.section(NAME)
         by_strategy: dict[str, Counter[str]] = defaultdict(Counter)
         by_target: dict[str, Counter[str]] = defaultdict(Counter)
@@ -550,8 +569,12 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
             hard += len(rec.cases)
             harmful += 1
             rounds += len(rec.attempts)
-            by_category[rec.seed.category]["seeds"] += 1
-            by_category[rec.seed.category]["broken"] += bool(rec.cases)
+            judged = _judged_targets(rec)
+            if judged:
+                by_category[rec.seed.category]["seeds"] += 1
+                by_category[rec.seed.category]["broken"] += bool(rec.cases)
+            else:
+                by_category[rec.seed.category]["unjudged"] += 1
             broken_targets = set()
             for a in rec.attempts:
                 for t, turn in a.answers.items():
@@ -565,8 +588,11 @@ class AttackStage(Stage[Seed, AttackItem, AttackRecord, Case]):
                     if hit:
                         broken_targets.add(t)
             for t in ctx.roles["targets"]:
-                by_target[t]["seeds"] += 1
-                by_target[t]["broken"] += t in broken_targets
+                if t in judged:
+                    by_target[t]["seeds"] += 1
+                    by_target[t]["broken"] += t in broken_targets
+                else:
+                    by_target[t]["unjudged"] += 1
 
         def rate(c: Counter[str], num: str, den: str) -> float | None:
             return round(c[num] / c[den], 4) if c[den] else None
