@@ -131,3 +131,17 @@ def test_json_candidates_skips_brackets_that_begin_no_json():
     text = '[사용자 요청] {{ slot }} { "a": [1, NaN, -Infinity] } [ ] {x} [true] {"b": {}} [-1]'
     want = [{"a": [1, float("nan"), float("-inf")]}, [], [True], {"b": {}}, [-1]]
     assert repr(json_candidates(text)) == repr(want)
+
+
+def test_a_repair_turn_sends_a_broken_escape_back_as_a_replacement_character():
+    from koalign.backends.structured import repair_messages
+    from koalign.types import CallError, Message
+
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}}
+    bad = '{"score": "높음 \ud83d"'  # the model's answer, decoded with a lone surrogate
+    error = CallError(kind="parse", message="no JSON value found in '높음 \ud83d'")
+    messages = repair_messages((Message(role="user", content="평가"),), bad, error, schema)
+    for m in messages:
+        m.content.encode("utf-8")  # valid UTF-8: no lone surrogate is sent
+    assert messages[1].content == '{"score": "높음 \ufffd"'
+    assert "\ufffd" in messages[2].content

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from koalign.extract import extract_json
+from koalign.jsonio import repair_surrogates
 from koalign.types import CallError, Message
 
 SCHEMA_OPEN = "<json_schema>"
@@ -89,13 +90,15 @@ def schema_contract_parts(
 def repair_messages(
     messages: tuple[Message, ...], raw: str | None, error: CallError, schema: dict[str, Any]
 ) -> tuple[Message, ...]:
-    """The conversation for a repair attempt: the bad answer, then what was wrong with it."""
+    """The conversation for a repair attempt: the bad answer, then what was wrong with it.
+    A lone surrogate in either (a broken escape in the model's answer) is sent back as U+FFFD:
+    the request body must be valid UTF-8 for any server."""
     return (
         *messages,
-        Message(role="assistant", content=raw or ""),
+        Message(role="assistant", content=repair_surrogates(raw or "")),
         Message(
             role="user",
-            content=f"Your answer could not be used: {error.message}. "
+            content=f"Your answer could not be used: {repair_surrogates(error.message)}. "
             + schema_instruction(schema),
         ),
     )
