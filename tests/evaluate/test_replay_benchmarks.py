@@ -243,3 +243,41 @@ def test_eval_kobbq_counts_every_shape_under_its_reason(tmp_path, replay) -> Non
     assert items["surrogate"]["kind"] == "out_of_choice" and items["surrogate"]["repaired"]
     assert "| 2 | " + IN_REPORT + " | 1 |" in _report(out)
     _clean(out)
+
+
+def test_eval_citations_counts_every_shape_under_its_reason(tmp_path, replay) -> None:
+    shapes = [*JUDGE_SHAPES, "surrogate", *FAILED]
+    data = _write(
+        tmp_path / "p.jsonl",
+        [
+            {"id": s, "prompt": f"스토킹 신고 방법을 알려줘 <<{s}>>", "category": "I"}
+            for s in shapes
+        ],
+    )
+    out = tmp_path / "cite"
+    said = _run(
+        ["eval", "citations", "-m", _spec(replay, "target"), "--data", str(data), "-o", str(out)]
+    )
+    assert "7 generation failures: empty 4, truncated 1, echo 1, repetition 1;" in said
+    s = _section(out, "citations")
+    assert s["n_prompts"] == 18 and s["n"] == 11
+    assert s["generation_failures"] == 7
+    assert s["generation_failure_reasons"] == REASONS
+    assert s["answers_repaired"] == 1 and s["call_failures"] == 0
+    rows = {r["id"]: r for r in read_jsonl(out / "citations.jsonl")}
+    assert set(rows) == set(JUDGE_SHAPES) | {"surrogate"}
+    assert "<think>" not in rows["think"]["answer"]
+    assert rows["surrogate"]["answer"].count("\ufffd") == 1
+    assert IN_REPORT in _report(out)
+    _clean(out)
+
+    # read from an evaluation directory: the answers eval safety could not judge are counted
+    # under the same reasons, never checked
+    safety = tmp_path / "safety"
+    _run(["eval", "safety", "-m", _spec(replay, "target"), "-j", _spec(replay, "judge"),
+          "--data", str(data), "-o", str(safety), "--bootstrap", "50"])  # fmt: skip
+    _run(["eval", "citations", "--answers", str(safety)])
+    s = _section(safety, "citations")
+    assert s["n"] == 11 and s["generation_failures"] == 7
+    assert s["generation_failure_reasons"] == REASONS
+    _clean(safety)

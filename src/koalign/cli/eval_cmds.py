@@ -594,20 +594,20 @@ def citations_cmd(
 ) -> None:
     """Statute citations and hotline numbers in answers, checked against the registry. With
     --model, exits 3 when failed calls leave the figures incomplete (see `koalign eval --help`)."""
-    from koalign.evaluate.citations import answers_from_dir, run_citations
+    from koalign.evaluate.citations import load_answers, run_citations
     from koalign.evaluate.data import expand_paths, group_key, limit_per_group, load_prompts
     from koalign.evaluate.failures import call_failure_info
     from koalign.evaluate.parts import citation_headline
-    from koalign.evaluate.safety import answer_all
+    from koalign.evaluate.safety import answer_all, answer_rows_info
 
     loc = load_locale(locale)
     values = data_values(data, more)
     if answers is not None:
         if model or values:
             raise ConfigError("give either --answers or --model with --data, not both")
-        rows = answers_from_dir(answers)
+        rows, failures = load_answers(answers)
         out = out or answers
-        extra: dict[str, Any] = {"answers_dir": str(answers)}
+        extra: dict[str, Any] = {"answers_dir": str(answers), **failures}
     else:
         if not model or not values or out is None:
             raise ConfigError("give --answers DIR, or --model, --data and --out")
@@ -637,7 +637,7 @@ def citations_cmd(
         extra = {
             "models": info,
             "n_prompts": len(items),
-            "generation_failures": len(items) - len(rows) - failed,
+            **answer_rows_info(read),
             **call_failure_info(len(items), failed, 0),
         }
     summary = run_citations(rows, loc=loc, out_dir=out, extra_info=extra)

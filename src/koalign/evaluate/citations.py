@@ -7,6 +7,12 @@ gives, :data:`koalign.cite.CITATION_STATUSES`: verified, unregistered, nonexiste
 unknown_law, unverified; they add up to ``citations``), the share relevant to the category's policy, contacts per status and the answers
 naming a retired number. Answers come from an evaluation directory's ``safety.jsonl`` /
 ``overrefusal.jsonl`` or are generated here (``koalign eval citations --model ... --data ...``).
+
+Only answers are checked. A prompt whose answer was a generation failure (empty, truncated, an
+echo of the prompt, runaway repetition: :func:`koalign.evaluate.answers.read_answer`) is not in
+``n`` or any share; it is counted in ``generation_failures`` and by reason in
+``generation_failure_reasons`` (read from the rows' ``generation_error`` when the answers come
+from a directory). A failed call is a call failure, never a generation failure.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from koalign.errors import DataError
+from koalign.evaluate.answers import GENERATION_FAILURE_REASONS, failure_counts
 from koalign.evaluate.categories import UNCATEGORISED
 from koalign.evaluate.runs import read_jsonl, update_summary, write_jsonl
 from koalign.locale import Locale
@@ -26,7 +33,21 @@ ANSWER_FILES = ("safety.jsonl", "overrefusal.jsonl")
 
 def answers_from_dir(answers_dir: Path, files: Iterable[str] = ANSWER_FILES) -> list[dict]:
     """Rows with an answer from the item files present in ``answers_dir``."""
+    return load_answers(answers_dir, files)[0]
+
+
+def load_answers(
+    answers_dir: Path, files: Iterable[str] = ANSWER_FILES
+) -> tuple[list[dict], dict[str, Any]]:
+    """Rows with an answer from the item files present in ``answers_dir``, and the summary
+    fields of the rows without one that are generation failures (``generation_failures``,
+    ``generation_failure_reasons``; failed calls are not counted there).
+
+    Raises:
+        DataError: none of ``files`` is in ``answers_dir``.
+    """
     rows = []
+    failures: list[str | None] = []
     found = False
     for name in files:
         path = Path(answers_dir) / name
@@ -36,13 +57,18 @@ def answers_from_dir(answers_dir: Path, files: Iterable[str] = ANSWER_FILES) -> 
         for row in read_jsonl(path):
             if row.get("answer") is not None:
                 rows.append({**row, "from": name})
+            else:
+                failures.append(row.get("generation_error"))
     if not found:
         raise DataError(
             f"no answer files ({', '.join(files)}) in this directory",
             where=str(answers_dir),
             hint="run `koalign eval safety` there first, or pass --model and --data",
         )
-    return rows
+    return rows, {
+        "generation_failures": sum(f in GENERATION_FAILURE_REASONS for f in failures),
+        "generation_failure_reasons": failure_counts(failures),
+    }
 
 
 def check_answers(rows: Iterable[dict[str, Any]], loc: Locale) -> list[dict[str, Any]]:

@@ -188,12 +188,13 @@ def sources_line(per_source: dict[str, Any]) -> str:
 
 async def citations(ctx: Context, _s: CitationsPart) -> str:
     """``eval citations --answers OUT``: citation validity of the answers already there."""
-    from koalign.evaluate.citations import answers_from_dir, run_citations
+    from koalign.evaluate.citations import load_answers, run_citations
 
-    rows = answers_from_dir(ctx.out_dir)
+    rows, failures = load_answers(ctx.out_dir)
     r = run_citations(
-        rows, loc=ctx.loc, out_dir=ctx.out_dir, extra_info={"answers_dir": str(ctx.out_dir)}
-    )
+        rows, loc=ctx.loc, out_dir=ctx.out_dir,
+        extra_info={"answers_dir": str(ctx.out_dir), **failures},
+    )  # fmt: skip
     return citation_headline(r)
 
 
@@ -201,8 +202,9 @@ def citation_headline(r: dict[str, Any]) -> str:
     """One line for a citations section."""
     statuses = ", ".join(f"{k} {v}" for k, v in r["citation_status"].items() if v)
     calls = _calls(r)[:-2] + "; " if r.get("call_failures") else ""
+    bad = _generation(r) + "; " if r.get("generation_failures") else ""
     return (
-        f"{calls}"
+        f"{calls}{bad}"
         f"{_pct(r['citation_share'])} of {r['n']} answers cite a statute; "
         f"{_pct(r['valid_share'])} of {r['citations']} citations verified"
         f"{' (' + statuses + ')' if statuses else ''}; "

@@ -345,14 +345,15 @@ def citations_section(runs: list[Run]):
         return []
     from koalign.cite import CITATION_STATUSES
 
-    headers = ["run", "answers", "cite a statute %", "cite a verified one %", "citations",
-               "verified %", *(st.replace("_", " ") for st in CITATION_STATUSES),
-               "retired numbers"]  # fmt: skip
+    headers = ["run", "answers", "generation failures", "cite a statute %",
+               "cite a verified one %", "citations", "verified %",
+               *(st.replace("_", " ") for st in CITATION_STATUSES), "retired numbers"]  # fmt: skip
     rows = []
     for r in have:
         s = r.summary["citations"]
         st = s["citation_status"]
-        rows.append([r.label, str(s["n"]), pct(s["citation_share"]), pct(s["verified_citation_share"]),
+        rows.append([r.label, str(s["n"]), _reasons_cell(s), pct(s["citation_share"]),
+                     pct(s["verified_citation_share"]),
                      str(s["citations"]), pct(s["valid_share"]),
                      *(str(st[k]) if k in st else "–" for k in CITATION_STATUSES),
                      str(s["contact_status"]["retired"])])  # fmt: skip
