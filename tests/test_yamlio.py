@@ -213,3 +213,14 @@ def test_overrides_use_the_same_dialect_and_refuse_replacing_values() -> None:
         apply_overrides(data, ["novalue"])
     with pytest.raises(ConfigError, match="duplicate key"):
         load_yaml("{a: 1, a: 2}", where="--set x")
+
+
+def test_every_duplicate_key_is_named_at_once_in_line_order() -> None:
+    text = "seed: 1\nseeds:\n  per_type: 2\n  per_type: 3\nmodels: {}\nseed: 4\n"
+    with pytest.raises(ConfigError) as info:
+        load_yaml(text, where="run.yaml")
+    err = info.value
+    assert err.where == "run.yaml:4"  # the first duplicate in the file
+    assert err.message.index("'per_type'") < err.message.index("'seed'")
+    assert "first at line 3, again at line 4" in err.message
+    assert "first at line 1, again at line 6" in err.message

@@ -10,7 +10,8 @@ YAML files are untrusted input (configs and locale packs are shared between team
   ``max_alias_nodes`` nodes (default 10,000). A "billion laughs" document is refused after
   parsing its few hundred bytes, before anything is expanded or copied;
 * **depth**: at most ``max_depth`` levels of nesting (default 100); recursive aliases are refused;
-* **duplicate keys**: an error naming the key and both lines (PyYAML would keep the last one);
+* **duplicate keys**: one error naming every duplicated key and both of its lines (PyYAML
+  would keep the last one);
 * **one dialect**: YAML 1.1 as PyYAML reads it (``safe_load``: no Python tags), except that
   floats follow YAML 1.2, so ``1e-3``, ``5E-6`` and ``1.5e3`` are floats everywhere (YAML 1.1
   reads them as strings).
@@ -211,6 +212,7 @@ def _check_graph(
     refs: dict[int, int] = {}  # id(node) -> how many parents point at it
     nodes: dict[int, Node] = {}
     on_path: set[int] = set()
+    duplicates: list[tuple[int, str]] = []
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
@@ -234,11 +236,12 @@ def _check_graph(
         on_path.add(nid)
         stack.append((node, True))
         if isinstance(node, MappingNode):
-            _check_duplicate_keys(node, loader, name, error)
+            duplicates += _duplicate_keys(node, loader)
         for kid in reversed(_children(node)):
             refs[id(kid)] = refs.get(id(kid), 0) + 1
             stack.append((kid, False))
 
+    _refuse_duplicates(duplicates, name, error)
     repeated = size[id(root)] - len(size)
     if repeated > max_alias_nodes:
         # Name the anchor whose aliases repeat the most (its extra uses times its size).
@@ -276,6 +279,7 @@ def _check_tree(
     node reached twice (an alias) or nested too deep, hand over to :func:`_check_graph`, which
     also measures what aliases expand to and words the errors."""
     seen: set[int] = set()
+    duplicates: list[tuple[int, str]] = []
     stack: list[tuple[Node, int]] = [(root, 0)]
     while stack:
         node, depth = stack.pop()
@@ -288,18 +292,32 @@ def _check_tree(
             return
         seen.add(nid)
         if isinstance(node, MappingNode):
-            _check_duplicate_keys(node, loader, name, error)
+            duplicates += _duplicate_keys(node, loader)
             for key, value in node.value:
                 stack.append((key, depth))
                 stack.append((value, depth))
         else:
             stack.extend((kid, depth) for kid in node.value)
+    _refuse_duplicates(duplicates, name, error)
 
 
-def _check_duplicate_keys(
-    node: MappingNode, loader: _Loader, name: str, error: type[KoalignError]
+def _refuse_duplicates(
+    duplicates: list[tuple[int, str]], name: str, error: type[KoalignError]
 ) -> None:
-    """Refuse a mapping that names the same scalar key twice (``<<`` merges may override)."""
+    """One error naming every duplicate key of the document, in line order (at the first)."""
+    if duplicates:
+        duplicates.sort()
+        raise error(
+            "; ".join(text for _, text in duplicates),
+            where=f"{name}:{duplicates[0][0]}",
+            hint="remove or rename one of each pair",
+        )
+
+
+def _duplicate_keys(node: MappingNode, loader: _Loader) -> list[tuple[int, str]]:
+    """``(line, message)`` for each scalar key a mapping names again (``<<`` merges may
+    override)."""
+    out: list[tuple[int, str]] = []
     seen: dict[Any, int] = {}
     for key_node, _value in node.value:
         if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
@@ -314,13 +332,16 @@ def _check_duplicate_keys(
                 continue  # construction reports it with its line later
         line = key_node.start_mark.line + 1
         if key in seen:
-            raise error(
-                f"duplicate key {key!r}: first at line {seen[key]}, again at line {line} "
-                "(YAML readers keep only one of them)",
-                where=f"{name}:{line}",
-                hint="remove or rename one of the two",
+            out.append(
+                (
+                    line,
+                    f"duplicate key {key!r}: first at line {seen[key]}, again at line {line} "
+                    "(YAML readers keep only one of them)",
+                )
             )
+            continue
         seen[key] = line
+    return out
 
 
 # ----------------------------------------------------------------------------- --set overrides
