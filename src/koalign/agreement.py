@@ -61,7 +61,10 @@ def percent_agreement(a: Sequence[Hashable | None], b: Sequence[Hashable | None]
 
 
 def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> float | None:
-    """Cohen's kappa of two raters over the items both labelled."""
+    """Cohen's kappa of two raters over the items both labelled; ``None`` when it is undefined:
+    no such item, or expected agreement 1 (both raters gave every item the same one label,
+    so agreement beyond chance cannot be measured; ``1.0`` would claim a perfect agreement
+    that a constant rater reaches by itself)."""
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     n = len(pairs)
     if n == 0:
@@ -71,7 +74,7 @@ def cohen_kappa(a: Sequence[Hashable | None], b: Sequence[Hashable | None]) -> f
     cb = Counter(y for _, y in pairs)
     pe = sum(ca[k] * cb.get(k, 0) for k in ca) / (n * n)
     if pe == 1.0:
-        return 1.0 if po == 1.0 else None
+        return None
     return (po - pe) / (1 - pe)
 
 
@@ -86,6 +89,8 @@ def fleiss_kappa(items: Sequence[Sequence[Hashable]]) -> float | None:
     """Fleiss' kappa; ``items[i]`` holds the labels the raters gave item i (same count per item).
 
     Items with fewer than two labels are skipped; items must all have the same number of labels.
+    ``None`` when no item is left or every label is the same one (undefined, as for
+    :func:`cohen_kappa`).
     """
     rows = [list(r) for r in items if len(r) >= 2]
     if not rows:
@@ -103,5 +108,5 @@ def fleiss_kappa(items: Sequence[Sequence[Hashable]]) -> float | None:
     p_bar = sum(p_items) / n
     pe = sum((t / (n * m)) ** 2 for t in totals.values())
     if pe == 1.0:
-        return 1.0 if p_bar == 1.0 else None
+        return None
     return (p_bar - pe) / (1 - pe)

@@ -42,9 +42,13 @@ def calibration_section(ctx: StageContext) -> str:
     return "\n\n".join(parts)
 
 
+def _kappa(value: float | None) -> str:
+    return "n/a (undefined: every label was the same)" if value is None else f"{value}"
+
+
 def _table(title: str, counts: dict[str, Any]) -> str:
     lines = [f"| {title} | count |", "|---|---:|"]
-    lines += [f"| {k} | {v} |" for k, v in counts.items()]
+    lines += [f"| {k} | {'n/a' if v is None else v} |" for k, v in counts.items()]
     return "\n".join(lines)
 
 
@@ -130,7 +134,7 @@ def dataset_card(ctx: StageContext, report: ExportReport) -> str:
         "## Filter and judge agreement\n"
         f"Reducer: `{ctx.section('judge').reducer}`. Pass rate: {judge.pass_rate}. "
         f"Unanimity: {judge.unanimity}. Fleiss' kappa (all criteria): "
-        f"{agreement.get('fleiss')}.\n\n"
+        f"{_kappa(agreement.get('fleiss'))}.\n\n"
         + _table("judge pair (Cohen's kappa)", cohen)
         + "\n\n"
         + _table("failures by criterion", judge.failures_by_criterion),
