@@ -197,7 +197,10 @@ def test_limit_must_be_positive(small_locale, tmp_path, limit):
     with double() as url:
         config = write(tmp_path / "c.yaml", server_config(str(small_locale), url))
         out = cli("run", config, "-o", str(tmp_path / "run"), "--limit", limit)
-        assert out.returncode == 1 and f"--limit {limit}" in out.stderr
+        # a usage error (exit 2, as for the eval commands), refused before the config is read
+        assert out.returncode == 2 and "--limit" in out.stderr
+        assert "greater than or equal to 1" in out.stderr
+        assert "checking" not in out.stderr
         assert not (tmp_path / "run").exists() and served(url) == 0
 
 

@@ -19,7 +19,8 @@ SetOpt = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config value: a.b=c (YAML value).")
 ]
 LimitOpt = Annotated[
-    int | None, typer.Option("--limit", help="Only the first N seed candidates (a quick trial).")
+    int | None,
+    typer.Option("--limit", min=1, help="Only the first N seed candidates (a quick trial)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Write the manifest as JSON to stdout.")]
 DryRunOpt = Annotated[
