@@ -224,3 +224,15 @@ def test_status_and_short_ids_are_never_split_at_80_columns(tmp_path: Path) -> N
     ids = {cells[1].strip() for cells in rows} - {""}
     assert ids == {"q000", "q001", "q002"}
     assert min(cell_len(cells[6]) for cells in rows) >= 20  # the note keeps room to read
+
+
+def test_the_replacement_article_is_said_once_in_the_note():
+    from typer.testing import CliRunner
+
+    from koalign.cli import app
+
+    out = CliRunner().invoke(
+        app, ["cite", "check", "-"], input="길고양이 학대는 동물보호법 제8조 위반입니다.\n"
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.count("제10조") == 1

@@ -158,10 +158,11 @@ def _table(rows: list[tuple[Any, dict[str, Any]]], width: int | None = None) -> 
             if c["item"]:
                 article += f" {c['item']}호"
             notes = []
-            if c.get("replacement"):
+            reason = c.get("reason") if c["status"] != "verified" else None
+            if c.get("replacement") and "now 제" not in (reason or ""):  # said once
                 notes.append(f"now: 제{c['replacement']}조")
-            if c.get("reason") and c["status"] != "verified":
-                notes.append(c["reason"])
+            if reason:
+                notes.append(reason)
             if c.get("inferred"):
                 notes.append("law inferred from the sentence")
             if c.get("confidence") == "unverified":
