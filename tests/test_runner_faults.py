@@ -467,3 +467,91 @@ def test_ctrl_c_during_the_preflight_says_nothing_was_paid(small_locale, tmp_pat
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted by SIGINT before the first model call: nothing was paid" in err
     assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_secrets_in_a_model_spec_never_reach_a_file_or_a_message(tmp_path):
+    """`koalign eval` SPEC strings: credentials in the URL are refused without being echoed; a
+    header value given in the query is sent but never written (summary.json, the report, the
+    cache) nor printed, whether the spec is accepted or refused."""
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "질문 하나", "category": "G"}\n', encoding="utf-8")
+    out = tmp_path / "eval"
+    header = "{Authorization: 'Bearer " + SENTINEL + "-header'}"
+    refused = ["--data", str(data), "-o", str(tmp_path / "refused")]
+    with double() as url:
+        host = url.removeprefix("http://")
+        with_header = f"openai:fake@{url}?headers={header}"
+        ok = cli(
+            "eval",
+            "safety",
+            "-m",
+            with_header,
+            "-j",
+            f"openai:judge@{url}?headers={header}&timeout=30",
+            "--data",
+            str(data),
+            "-o",
+            str(out),
+            "--bootstrap",
+            "20",
+        )
+        assert served(url) > 0
+        outs = [
+            ok,
+            cli(
+                "eval",
+                "safety",
+                "-m",
+                with_header,
+                "-j",
+                f"openai:judge@{url}",
+                "--data",
+                str(data),
+                "-o",
+                str(out),
+                "--bootstrap",
+                "20",
+                "--json",
+            ),
+            cli(
+                "eval",
+                "safety",
+                "-m",
+                f"openai:fake@http://alice:{SENTINEL}@{host}",
+                "-j",
+                f"openai:judge@http://bob:{SENTINEL}-2@{host}?headers={header}",
+                *refused,
+            ),
+            cli(
+                "eval",
+                "safety",
+                "-m",
+                f"{with_header}&rpm=x",
+                "-j",
+                f"openai:judge@{url}",
+                *refused,
+            ),
+            cli(
+                "eval",
+                "safety",
+                "-m",
+                f"openai:fake@{url}?headers=Bearer {SENTINEL}",
+                "-j",
+                f"openai:@{url}?headers={header}",
+                *refused,
+            ),
+        ]
+    assert ok.returncode in (0, 3), ok.stderr[-2000:]
+    assert [o.returncode for o in outs[2:]] == [1, 1, 1], [o.stderr for o in outs]
+    assert "base_url must not carry credentials" in outs[2].stderr
+    assert "alice" not in outs[2].stderr and "**********@" in outs[2].stderr
+    assert "rpm: Input should be a valid number" in outs[3].stderr
+    assert "names no model after 'openai:'" in outs[4].stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["safety"]["models"]["model"]["name"].endswith("?headers=**********")
+    for o in outs:
+        assert SENTINEL not in o.stdout + o.stderr, (o.args, o.stdout, o.stderr)
+    assert not (tmp_path / "refused").exists()
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes(), path

@@ -268,3 +268,24 @@ def test_resolve_spec_config_adapter_and_sampling(tmp_path: Path) -> None:
     bad.write_text("models:\n  x: {backend: hf}\n", "utf-8")
     with pytest.raises(ConfigError, match=r"models\.x\.model"):
         load_model_config(bad)
+
+
+def test_a_spec_never_shows_its_secrets() -> None:
+    from koalign.evaluate.spec import shown_spec
+
+    secret = "sk-spec-SENTINEL"
+    spec = f"openai:m@http://127.0.0.1:1/v1?header%73={{X-Key: '{secret}'}}&rpm=5"
+    assert shown_spec(spec) == "openai:m@http://127.0.0.1:1/v1?header%73=**********&rpm=5"
+    name, parsed = resolve_spec(spec, {})
+    assert secret not in name and parsed.options["headers"]["X-Key"].get_secret_value() == secret
+    with pytest.raises(ConfigError) as info:
+        parse_shorthand(f"openai:m@http://u:{secret}@127.0.0.1:1/v1?headers={{A: '{secret}'}}")
+    assert "base_url must not carry credentials" in info.value.render()
+    assert secret not in info.value.render() and secret not in str(info.value)
+    assert resolve_spec(f"http://u:{secret}@host/v1", {})[0] == "http://**********@host/v1"
+    with pytest.raises(ConfigError, match="unknown model") as info:
+        resolve_spec(f"HTTP://u:{secret}@host/v1", {})
+    assert secret not in info.value.render()
+    with pytest.raises(ConfigError) as info:  # whoever builds the message
+        raise ConfigError(f"--judge openai:j@http://h/v1?headers=Authorization: Bearer {secret}")
+    assert secret not in info.value.render()

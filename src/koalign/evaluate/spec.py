@@ -19,6 +19,11 @@ A SPEC is either
   ``options`` (e.g. hf ``device``, ``dtype``, ``adapter``). Values are read as YAML scalars
   (``8`` is an int, ``true`` a bool).
 
+  A SPEC never shows its secrets: where it is printed or stored (messages, the model's name in
+  ``summary.json``, the call cache) the ``user:password@`` of its URL and the value of a
+  ``headers`` key read ``**********`` (:func:`shown_spec`). Prefer
+  ``headers_env`` (``?headers_env={X-Key: MY_VAR}``), which names the environment variable.
+
 ``--adapter DIR`` adds ``options.adapter`` (a PEFT adapter folder) to an ``hf`` spec.
 """
 
@@ -27,12 +32,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 from pydantic import ValidationError
 
 from koalign.backends.base import ModelSpec
-from koalign.errors import ConfigError, did_you_mean
+from koalign.errors import HIDDEN, ConfigError, did_you_mean, hide_secrets
 from koalign.types import SamplingParams
 from koalign.yamlio import load_yaml
 
@@ -81,12 +86,31 @@ def _scalar(text: str) -> Any:
         return text
 
 
+#: Query keys whose values are secrets (options.headers: sent, never shown).
+_SECRET_KEYS = frozenset({"headers"})
+
+
+def shown_spec(text: str) -> str:
+    """``text`` as it may be printed or stored: the credentials of its URL and the values of its
+    ``headers`` query keys (however the key is escaped) replaced by ``**********``."""
+    head, sep, query = text.partition("?")
+    if sep:
+        pieces = []
+        for piece in query.split("&"):  # as parse_qsl splits
+            key, eq, _ = piece.partition("=")
+            secret = eq and unquote_plus(key).strip() in _SECRET_KEYS
+            pieces.append(f"{key}={HIDDEN}" if secret else piece)
+        query = "&".join(pieces)
+    return hide_secrets(head + sep + query)
+
+
 def parse_shorthand(text: str, *, where: str = "--model") -> ModelSpec:
     """Parse ``BACKEND:MODEL[@BASE_URL][?KEY=VALUE&...]`` into a ModelSpec."""
+    shown = shown_spec(text)
     match = _SHORTHAND.match(text.strip())
     if not match:
         raise ConfigError(
-            f"'{text}' is neither a configured model name nor BACKEND:MODEL",
+            f"'{shown}' is neither a configured model name nor BACKEND:MODEL",
             where=where,
             hint="e.g. hf:/path/to/model or openai:MODEL@http://127.0.0.1:8000/v1",
         )
@@ -99,7 +123,7 @@ def parse_shorthand(text: str, *, where: str = "--model") -> ModelSpec:
     if at:
         base_url, rest = at.group(1), rest[: at.start()]
     if not rest:
-        raise ConfigError(f"'{text}' names no model after '{backend}:'", where=where)
+        raise ConfigError(f"'{shown}' names no model after '{backend}:'", where=where)
     fields: dict[str, Any] = {"backend": backend, "model": rest, "base_url": base_url}
     options: dict[str, Any] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
@@ -113,7 +137,7 @@ def parse_shorthand(text: str, *, where: str = "--model") -> ModelSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(
-            f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}", where=f"{where} '{text}'"
+            f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}", where=f"{where} '{shown}'"
         ) from exc
 
 
@@ -134,10 +158,10 @@ def resolve_spec(
     if text in config:
         name, spec = text, config[text]
     elif _SHORTHAND.match(text.strip()):
-        name, spec = text.strip(), parse_shorthand(text, where=where)
+        name, spec = shown_spec(text.strip()), parse_shorthand(text, where=where)
     else:
         raise ConfigError(
-            f"unknown model '{text}'{did_you_mean(text, config)}",
+            f"unknown model '{shown_spec(text)}'{did_you_mean(text, config)}",
             where=where,
             hint=(
                 f"configured models: {', '.join(sorted(config))}; "
