@@ -129,7 +129,7 @@ def test_statutes_build_writes_an_index(tmp_path: Path) -> None:
     out = tmp_path / "idx.json.gz"
     res = koalign("statutes", "build", "--from", str(CORPUS), "--out", str(out), "--label", "t")
     assert res.returncode == 0, res.stderr
-    assert "3 Acts, 8 articles, corpus of 2026-03-24" in res.stdout
+    assert "3 laws (Acts and the Constitution), 8 articles, corpus of 2026-03-24" in res.stdout
     assert "2 files hold no checkable text" in res.stdout
     assert StatuteIndex.load(out).source["label"] == "t"
     again = koalign("statutes", "build", "--from", str(CORPUS), "--out", str(out))

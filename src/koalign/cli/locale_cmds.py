@@ -417,7 +417,7 @@ def register(app: typer.Typer) -> None:
             return
         src = summary["source"]
         out.print(
-            f"[green]ok[/] {target}: {src['files']} Acts, {src['articles']} articles, corpus of "
+            f"[green]ok[/] {target}: {src['files']} laws (Acts and the Constitution), {src['articles']} articles, corpus of "
             f"{src['snapshot_date']}, {size / 1e6:.2f} MB",
             highlight=False,
         )
