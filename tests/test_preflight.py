@@ -84,6 +84,36 @@ def test_every_missing_api_key_is_named_at_once(small_locale, tmp_path, monkeypa
         assert served(url) == 0 and not (tmp_path / "run").exists()
 
 
+def test_a_missing_variable_is_named_once_with_the_config_entries_that_need_it(
+    small_locale, tmp_path, monkeypatch
+):
+    """Two entries on the same model id and key: one line for the variable, naming both
+    entries (models.NAME, as other problems do), not the model id twice."""
+    for name in ("KOALIGN_TEST_KEY_S", "KOALIGN_TEST_HDR_S"):
+        monkeypatch.delenv(name, raising=False)
+    data = server_config(str(small_locale), _closed_url())
+    models = data["models"]
+    models["judge"].update(model="shared-id", api_key_env="KOALIGN_TEST_KEY_S")
+    models["resp-3"].update(model="shared-id", api_key_env="KOALIGN_TEST_KEY_S")
+    models["resp-3"]["options"] = {"headers_env": {"X-Team": "KOALIGN_TEST_HDR_S"}}
+    models["resp-2"]["options"] = {"headers_env": {"X-Team": 5}}
+    cfg, loc = load_run_config(None, data=data)
+    with pytest.raises(ConfigError) as exc:
+        Pipeline(cfg, loc, tmp_path / "run")
+    lines = exc.value.render().splitlines()
+    key = [line for line in lines if "KOALIGN_TEST_KEY_S" in line]
+    assert key == [
+        "  models.judge, models.resp-3: the environment variable KOALIGN_TEST_KEY_S is not set "
+        "(export KOALIGN_TEST_KEY_S=...; api_key_env names the variable, never its value)"
+    ]
+    assert [line.split(":")[0] for line in lines if "KOALIGN_TEST_HDR_S" in line] == [
+        "  models.resp-3"
+    ]
+    assert any(line.startswith("  models.resp-2.options.headers_env") for line in lines), lines
+    assert "shared-id" not in exc.value.render()
+    assert not (tmp_path / "run").exists()
+
+
 def test_every_missing_header_variable_is_named_at_once(small_locale, tmp_path, monkeypatch):
     for name in ("KOALIGN_TEST_HDR_A", "KOALIGN_TEST_HDR_B", "KOALIGN_TEST_KEY_C"):
         monkeypatch.delenv(name, raising=False)

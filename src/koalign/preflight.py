@@ -99,9 +99,45 @@ def longest_prompts(config: RunConfig, loc: Locale) -> tuple[dict[str, RolePromp
 
 
 def _models(config: RunConfig, env: Mapping[str, str]) -> tuple[Any, dict[str, Any], list[str]]:
-    """A cache-less model pool and every model created from it (problems named, not raised)."""
-    pool, made, problems = create_models(config.models, env)
-    return pool, made, list(problems.values())
+    """A cache-less model pool and every model created from it (problems named, not raised).
+
+    Each problem names the config entry (``models.gpt``), not the model id several entries may
+    share; an environment variable that is not set is one problem, naming every entry that
+    needs it (the models are created with stand-ins for those variables, so that their other
+    problems are found too; models are only used when there is no problem)."""
+    missing = missing_variables(config.models, env)
+    stand_ins = dict.fromkeys(missing, "not-set")
+    pool, made, problems = create_models(config.models, {**env, **stand_ins})
+    lines = [_variable_problem(var, names, config.models) for var, names in missing.items()]
+    for name, text in problems.items():
+        model_id = f"model '{config.models[name].model}'"
+        lines.append(
+            f"models.{name}{text.removeprefix(model_id)}" if text.startswith(model_id) else text
+        )
+    return pool, made, lines
+
+
+def missing_variables(specs: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, list[str]]:
+    """The API-key and header variables (``api_key_env``, ``options.headers_env``) not set in
+    ``env``, each with the names of the models that need it, in the order of ``specs``."""
+    missing: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        for var in spec.secret_env_vars():
+            if not env.get(var):
+                missing.setdefault(var, []).append(name)
+    return missing
+
+
+def _variable_problem(var: str, names: list[str], specs: Mapping[str, Any]) -> str:
+    needs = [specs[n] for n in names]
+    how = "api_key_env names the variable, never its value"
+    if any(var != s.api_key_env for s in needs):
+        how = "api_key_env and headers_env name the variables, never the values"
+    local = any(var == s.api_key_env and not s.base_url for s in needs)
+    return (
+        f"{', '.join(f'models.{n}' for n in names)}: the environment variable {var} is not set "
+        f"(export {var}=...; {how}{', or set base_url for a local server' if local else ''})"
+    )
 
 
 def create_models(
