@@ -154,7 +154,7 @@ def test_a_cp949_calibration_file_names_the_file_and_a_rerun_pays_nothing(small_
         assert out.returncode == 1, out.stderr[-2000:]
         assert "Traceback" not in out.stderr
         assert f"{cal}: not UTF-8 text" in out.stderr
-        fix = "iconv -f cp949 -t utf-8 summary.json > summary.json.utf8"
+        fix = f"iconv -f cp949 -t utf-8 {cal} > {cal}.tmp && mv {cal}.tmp {cal}"
         assert fix in " ".join(out.stderr.split())
         paid = served(url)
         cal.write_text(text, encoding="utf-8")  # what the iconv line does

@@ -170,10 +170,39 @@ def write_jsonl_atomic(path: str | Path, rows: Iterable[Any], *, fsync: bool = T
 
 
 # ----------------------------------------------------------------------------- reading
-_LEGACY_HINT = (
-    "the file is not UTF-8; if it was saved as CP949/EUC-KR (common for Korean text), convert "
-    "it with `iconv -f cp949 -t utf-8 {name} > {name}.utf8` and use the new file"
-)
+#: Files koalign finds by their name (an evaluation's summary, a run's manifest): a converted
+#: copy under another name would never be read, so their fix converts them in place.
+_NAMED_FILES = frozenset({"summary.json", "manifest.json"})
+_SHELL_SPECIAL = re.compile(r"[\s'\"$`\\!*?\[\](){}<>|&;#~]")
+
+
+def legacy_hint(path: str | Path, *, in_place: bool | None = None) -> str:
+    """How to convert ``path`` (a file that is not UTF-8) from CP949/EUC-KR, named as given.
+
+    The converted file keeps the folder and the extension (``cfg/a.yaml`` ->
+    ``cfg/a.utf8.yaml``), so that it is read as the same kind of file. ``in_place``: the name
+    matters (a locale pack's files, a summary koalign looks up): convert through a temporary
+    file and keep the name; default: only for the names in ``_NAMED_FILES``."""
+    given = str(path)
+    if in_place is None:
+        in_place = Path(given).name in _NAMED_FILES
+    src = _shell_word(given)
+    if in_place:
+        tmp = _shell_word(given + ".tmp")
+        command, then = f"{src} > {tmp} && mv {tmp} {src}", "rerun"
+    else:
+        p = Path(given)
+        new = p.with_name(f"{p.stem}.utf8{p.suffix}") if p.suffix else p.with_name(p.name + ".utf8")
+        command, then = f"{src} > {_shell_word(str(new))}", "use the new file"
+    return (
+        "the file is not UTF-8; if it was saved as CP949/EUC-KR (common for Korean text), convert "
+        f"it with `iconv -f cp949 -t utf-8 {command}` and {then}"
+    )
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell where it needs it (Korean names stay readable)."""
+    return "'" + text.replace("'", "'\\''") + "'" if _SHELL_SPECIAL.search(text) else text
 
 
 def read_text(path: str | Path) -> str:
@@ -195,7 +224,7 @@ def read_text(path: str | Path) -> str:
         raise DataError(
             f"not UTF-8 text (byte {exc.start})",
             where=str(p),
-            hint=_LEGACY_HINT.format(name=p.name),
+            hint=legacy_hint(p),
         ) from None
 
 
@@ -216,7 +245,7 @@ def iter_jsonl(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[i
                 raise DataError(
                     "line is not UTF-8 text",
                     where=f"{p}:{number}",
-                    hint=_LEGACY_HINT.format(name=p.name),
+                    hint=legacy_hint(p),
                 ) from None
             if not line.strip():
                 if skip_blank:

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError
 
 from koalign.errors import LocaleError, did_you_mean
-from koalign.jsonio import _LEGACY_HINT
+from koalign.jsonio import legacy_hint
 from koalign.locale_schema import (
     Article,
     Contact,
@@ -154,6 +154,12 @@ def load_locale(name_or_path: str | Path = "ko") -> Locale:
         raw = path.read_bytes()
         digest.update(fname.encode() + b"\0" + raw)
         try:
+            raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:  # the fix names the file: a copy would not be loaded
+            hint = legacy_hint(path, in_place=True)
+            problems.append(f"{fname}: not UTF-8 text (byte {exc.start}) ({hint})")
+            continue
+        try:
             data = load_yaml(raw, where=fname, error=LocaleError)
         except LocaleError as exc:
             problems.append(exc.render())
@@ -224,7 +230,7 @@ def _read_template(path: Path) -> tuple[bytes, str]:
         raise LocaleError(
             f"not UTF-8 text (byte {exc.start})",
             where=where,
-            hint=_LEGACY_HINT.format(name=path.name),
+            hint=legacy_hint(path, in_place=True),
         ) from None
 
 

@@ -39,7 +39,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from koalign.errors import ConfigError, KoalignError
-from koalign.jsonio import _LEGACY_HINT
+from koalign.jsonio import legacy_hint
 
 #: Largest YAML file (bytes) read by default: 1 MiB.
 MAX_BYTES = 1 << 20
@@ -162,9 +162,9 @@ def _read(
     try:
         return raw.decode("utf-8-sig"), name
     except UnicodeDecodeError as exc:
-        base = Path(name.split(":", 1)[0]).name or "FILE"
+        given = source if isinstance(source, Path) else (name.split(":", 1)[0] or "FILE")
         raise error(
-            f"not UTF-8 text (byte {exc.start})", where=name, hint=_LEGACY_HINT.format(name=base)
+            f"not UTF-8 text (byte {exc.start})", where=name, hint=legacy_hint(given)
         ) from None
 
 

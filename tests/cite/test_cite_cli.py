@@ -132,7 +132,8 @@ def test_a_cp949_input_names_the_file_and_the_fix(tmp_path: Path, pack_dir: Path
     res = cli("cite", "check", str(src), "-l", str(pack_dir))
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert f"{src}: not UTF-8 text (byte 0)" in res.stderr
-    assert "iconv -f cp949 -t utf-8 answers.txt > answers.txt.utf8" in " ".join(res.stderr.split())
+    fix = f"iconv -f cp949 -t utf-8 {src} > {tmp_path / 'answers.utf8.txt'}"
+    assert fix in " ".join(res.stderr.split())
     piped = runner.invoke(app, ["cite", "check", "-", "-l", str(pack_dir)], input=src.read_bytes())
     assert piped.exit_code == 1
     assert "stdin: not UTF-8 text" in piped.stderr

@@ -148,7 +148,8 @@ def test_statutes_build_names_a_cp949_file_with_the_fix(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stderr
     assert "Traceback" not in res.stderr
     assert f"{legacy}: not UTF-8 text" in res.stderr
-    assert "iconv -f cp949 -t utf-8 법률.md > 법률.md.utf8" in " ".join(res.stderr.split())
+    fix = f"iconv -f cp949 -t utf-8 {legacy} > {legacy.parent / '법률.utf8.md'}"
+    assert fix in " ".join(res.stderr.split())
     assert not out.exists()
 
 

@@ -289,3 +289,57 @@ def test_a_spec_never_shows_its_secrets() -> None:
     with pytest.raises(ConfigError) as info:  # whoever builds the message
         raise ConfigError(f"--judge openai:j@http://h/v1?headers=Authorization: Bearer {secret}")
     assert secret not in info.value.render()
+
+
+def _run_the_fix(hint: str | None, cwd: Path) -> None:
+    """Run the `iconv ...` command a hint gives, as a user would paste it."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("iconv") is None:
+        pytest.skip("iconv is not installed")
+    command = re.search(r"`(iconv [^`]+)`", hint or "")
+    assert command, hint
+    subprocess.run(["sh", "-c", command[1]], cwd=cwd, check=True)
+
+
+def test_the_iconv_fix_for_a_cp949_data_file_gives_a_file_that_loads(
+    ko, tmp_path, monkeypatch
+) -> None:
+    """The hint names the file as given (folder included) and keeps its extension, so the
+    converted file is read as the same kind of file."""
+    folder = tmp_path / "in put"
+    folder.mkdir()
+    (folder / "k949.jsonl").write_bytes('{"prompt": "질문", "category": "G"}\n'.encode("cp949"))
+    monkeypatch.chdir(tmp_path)
+    given = Path("in put") / "k949.jsonl"
+    with pytest.raises(DataError) as info:
+        load_prompts([given], ko.taxonomy)
+    hint = info.value.hint or ""
+    assert "`iconv -f cp949 -t utf-8 'in put/k949.jsonl' > 'in put/k949.utf8.jsonl'`" in hint
+    _run_the_fix(hint, tmp_path)
+    assert [i.prompt for i in load_prompts([folder / "k949.utf8.jsonl"], ko.taxonomy)] == ["질문"]
+
+
+def test_the_iconv_fix_for_a_cp949_locale_file_converts_it_in_place(tmp_path) -> None:
+    """A locale pack's files are found by name: the fix keeps the name."""
+    import shutil
+
+    from koalign.errors import LocaleError
+    from koalign.locale import load_locale, locale_dir
+
+    pack = tmp_path / "pack"
+    shutil.copytree(locale_dir("ko"), pack)
+    contacts = pack / "contacts.yaml"
+    contacts.write_bytes(contacts.read_text(encoding="utf-8").encode("cp949", errors="replace"))
+    with pytest.raises(LocaleError) as info:
+        load_locale(pack)
+    (problem,) = info.value.problems
+    assert problem.startswith("contacts.yaml: not UTF-8 text")
+    assert (
+        f"`iconv -f cp949 -t utf-8 {contacts} > {contacts}.tmp && mv {contacts}.tmp {contacts}`"
+        in problem
+    )
+    _run_the_fix(problem, tmp_path)
+    assert load_locale(pack).meta is not None

@@ -202,7 +202,8 @@ def test_a_cp949_prompt_file_names_the_file_and_the_fix(tmp_path) -> None:
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert f"{prompts}: not UTF-8 text" in out.stderr
-    assert "iconv -f cp949 -t utf-8 prompts.tsv > prompts.tsv.utf8" in " ".join(out.stderr.split())
+    fix = f"iconv -f cp949 -t utf-8 {prompts} > {tmp_path / 'prompts.utf8.tsv'}"
+    assert fix in " ".join(out.stderr.split())
     prompts.write_text(prompts.read_bytes().decode("cp949"), "utf-8", newline="")
     assert [p.unknown for p in load_prompt_file(prompts)] == ["알 수 없음"]
 

@@ -155,7 +155,8 @@ def test_compare_names_a_cp949_summary_with_the_fix(tmp_path) -> None:
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert f"{base / 'summary.json'}: not UTF-8 text" in out.stderr
-    fix = "iconv -f cp949 -t utf-8 summary.json > summary.json.utf8"
+    summary = base / "summary.json"
+    fix = f"iconv -f cp949 -t utf-8 {summary} > {summary}.tmp && mv {summary}.tmp {summary}"
     assert fix in " ".join(out.stderr.split())
     assert not (tmp_path / "report").exists()
 

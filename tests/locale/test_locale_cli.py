@@ -148,7 +148,7 @@ def test_a_cp949_template_is_named_with_the_fix_by_locale_check_and_run(
     except UnicodeDecodeError as exc:
         byte = exc.start
     expected = f"prompts/responder.j2: not UTF-8 text (byte {byte})"
-    fix = "iconv -f cp949 -t utf-8 responder.j2 > responder.j2.utf8"
+    fix = f"iconv -f cp949 -t utf-8 {template} > {template}.tmp && mv {template}.tmp {template}"
     res = koalign("locale", "check", "--locale", str(pack))
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert expected in res.stderr and fix in " ".join(res.stderr.split())

@@ -126,7 +126,8 @@ def test_a_cp949_data_file_names_the_file_the_line_and_the_fix(
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert f"{data}:2: not UTF-8 text (byte {byte} of the file)" in out.stderr
-    assert "iconv -f cp949 -t utf-8 cp949.jsonl > cp949.jsonl.utf8" in " ".join(out.stderr.split())
+    fix = f"iconv -f cp949 -t utf-8 {data} > {tmp_path / 'cp949.utf8.jsonl'}"
+    assert fix in " ".join(out.stderr.split())
 
 
 def test_a_cp949_chat_template_file_names_the_file_and_the_fix(
@@ -144,7 +145,8 @@ def test_a_cp949_chat_template_file_names_the_file_and_the_fix(
     assert out.returncode == 1, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     assert f"chat_template {template}: not UTF-8 text" in out.stderr
-    assert "iconv -f cp949 -t utf-8 chat.j2 > chat.j2.utf8" in " ".join(out.stderr.split())
+    fix = f"iconv -f cp949 -t utf-8 {template} > {template.parent / 'chat.utf8.j2'}"
+    assert fix in " ".join(out.stderr.split())
 
 
 def test_a_utf8_bom_is_not_a_broken_row(tmp_path: Path) -> None:

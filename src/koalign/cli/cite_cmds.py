@@ -14,7 +14,7 @@ from rich.table import Table
 
 from koalign.cli.common import err, out, print_error, print_jsonl
 from koalign.errors import KoalignError
-from koalign.jsonio import _LEGACY_HINT
+from koalign.jsonio import legacy_hint
 
 _STATUS_STYLE = {
     "verified": "green",
@@ -72,7 +72,7 @@ def read_inputs(file: str) -> tuple[list[tuple[Any, str | None, str | None]], st
         content = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         hint = (
-            _LEGACY_HINT.format(name=Path(file).name)
+            legacy_hint(file)
             if file != "-"
             else "the input is not UTF-8; if it is CP949/EUC-KR (common for Korean text), "
             "pipe it through `iconv -f cp949 -t utf-8`"

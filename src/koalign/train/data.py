@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from koalign.errors import DataError
-from koalign.jsonio import _LEGACY_HINT
+from koalign.jsonio import legacy_hint
 
 ROW_KEYS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant")
@@ -195,7 +195,7 @@ def _read_file(path: Path, problems: list[RowProblem]):
                 raise DataError(
                     f"not UTF-8 text (byte {start + exc.start} of the file)",
                     where=location,
-                    hint=_LEGACY_HINT.format(name=path.name),
+                    hint=legacy_hint(path),
                 ) from None
             if not line.strip():
                 continue
