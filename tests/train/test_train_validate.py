@@ -351,3 +351,20 @@ def test_pair_identical_once_truncated_teaches_nothing(tiny_tokenizer, tmp_path:
     assert [p.kind for p in report.dropped] == ["identical_after_truncation"]
     assert report.trained_rows == {"train": 1}
     assert report.truncated_rows == 1 and report.sequence_tokens.min < 300
+
+
+def test_a_chat_template_path_with_a_typo_is_an_error_not_template_text(tmp_path: Path) -> None:
+    """A value without '{' is a file path: one that does not exist is an error, never used as
+    the template text itself."""
+    from koalign.errors import ConfigError
+    from koalign.train.config import load_train_config
+
+    with pytest.raises((ConfigError, ValueError), match=r"no file .*templtae\.jinja"):
+        load_train_config(
+            None, model="m", data=["d"], chat_template=str(tmp_path / "templtae.jinja")
+        )
+    template = tmp_path / "t.jinja"
+    template.write_text("{% for m in messages %}{{ m.content }}{% endfor %}", encoding="utf-8")
+    assert load_train_config(None, model="m", data=["d"], chat_template=str(template))
+    inline = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    assert load_train_config(None, model="m", data=["d"], chat_template=inline)

@@ -194,6 +194,14 @@ class TrainConfig(BaseModel):
                 "quantization '4bit-nf4' needs a LoRA adapter (a 4-bit base cannot be fully "
                 "fine-tuned); set peft to LoRA settings or quantization to 'none'"
             )
+        template = self.chat_template
+        if template is not None and "{" not in template and not Path(template).is_file():
+            # a Jinja chat template always has {% or {{: this is a path with a typo
+            raise ValueError(
+                f"chat_template: no file '{template}' (relative paths are read from the working "
+                "directory), and it is not template text either (no '{{'); give the path of an "
+                "existing template file or the template itself"
+            )
         return self
 
     @property
