@@ -121,7 +121,7 @@ def resolve_models(
     is collected and raised as one :class:`ConfigError`, each line prefixed by where the model
     came from: ``labels`` maps ``"model"``, ``"judge[i]"`` and each ``extra`` role to that
     place (default: the option, e.g. ``--judge openai:gpt-4.1``)."""
-    from koalign.evaluate.spec import describe, load_model_config, resolve_spec
+    from koalign.evaluate.spec import describe, load_model_config, resolve_spec, shown_spec
     from koalign.types import SamplingParams
 
     labels = labels or {}
@@ -129,7 +129,7 @@ def resolve_models(
     problems: list[str] = []
     specs: dict[str, Any] = {}
     roles: dict[str, str] = {}
-    model_label = labels.get("model", f"--model {model}")
+    model_label = labels.get("model", f"--model {shown_spec(model)}")
     name = model
     try:
         name, spec = resolve_spec(
@@ -145,7 +145,7 @@ def resolve_models(
         problems.append(_problem(model_label, exc))
     judge_names: list[str] = []
     for i, j in enumerate(judges):
-        label = labels.get(f"judge[{i}]", f"--judge {j}")
+        label = labels.get(f"judge[{i}]", f"--judge {shown_spec(j)}")
         try:
             jname, jspec = resolve_spec(
                 j,
@@ -167,7 +167,7 @@ def resolve_models(
         roles[jname] = label
         judge_names.append(jname)
     for role, text in (extra or {}).items():
-        label = labels.get(role, f"--{role} {text}")
+        label = labels.get(role, f"--{role} {shown_spec(text)}")
         try:
             ename, espec = resolve_spec(
                 text, cfg, defaults=SamplingParams(temperature=0.7, max_tokens=2048, seed=seed),
