@@ -130,7 +130,7 @@ def test_a_config_in_cp949_names_the_file_and_the_fix(small_locale, tmp_path):
     assert "Traceback" not in out.stderr and not (tmp_path / "run").exists()
 
 
-def test_a_cp949_calibration_file_names_the_file_and_a_rerun_pays_nothing(small_locale, tmp_path):
+def test_a_bad_calibration_file_is_named_before_any_call(small_locale, tmp_path):
     from koalign.evaluate.calibration import scores
 
     cal = tmp_path / "cal" / "summary.json"
@@ -156,11 +156,19 @@ def test_a_cp949_calibration_file_names_the_file_and_a_rerun_pays_nothing(small_
         assert f"{cal}: not UTF-8 text" in out.stderr
         fix = f"iconv -f cp949 -t utf-8 {cal} > {cal}.tmp && mv {cal}.tmp {cal}"
         assert fix in " ".join(out.stderr.split())
-        paid = served(url)
+        # found before the first call: the card that shows it is written last
+        assert served(url) == 0 and not (tmp_path / "run").exists()
+        # a summary.json edited by hand: a field the card needs is missing
+        broken = {"judge_calibration": {"acceptability": {**entry, "task": None}}}
+        del broken["judge_calibration"]["acceptability"]["task"]
+        cal.write_text(json.dumps(broken, ensure_ascii=False), encoding="utf-8")
+        out = cli("run", config, "-o", str(tmp_path / "run"))
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert "task 'acceptability' cannot be shown (the field 'task')" in out.stderr
+        assert served(url) == 0 and not (tmp_path / "run").exists()
         cal.write_text(text, encoding="utf-8")  # what the iconv line does
         again = cli("run", config, "-o", str(tmp_path / "run"))
         assert again.returncode == 0, again.stderr[-2000:]
-        assert served(url) == paid  # every answer was kept: nothing is paid again
     assert manifest(tmp_path / "run")["status"] == "done"
     assert meaning in (tmp_path / "run" / "export" / "README.md").read_text("utf-8")
     no_strays(tmp_path / "run")

@@ -228,6 +228,18 @@ def read_text(path: str | Path) -> str:
         ) from None
 
 
+def read_json(path: str | Path, *, hint: str) -> Any:
+    """A JSON file's value: :func:`read_text`'s errors, or :class:`DataError` naming the file
+    and the line when it is not JSON (``hint``: how to get a good file)."""
+    p = Path(path)
+    try:
+        return json.loads(read_text(p))
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"not valid JSON: {exc.msg} (line {exc.lineno})", where=str(p), hint=hint
+        ) from None
+
+
 def iter_jsonl(path: str | Path, *, skip_blank: bool = True) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, value)`` for each line of a JSONL file (1-based line numbers).
 

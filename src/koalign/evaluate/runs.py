@@ -29,8 +29,8 @@ from typing import Any
 from koalign import __version__
 from koalign.backends.client import ModelPool
 from koalign.errors import DataError
+from koalign.jsonio import read_json, write_jsonl_atomic, write_text_atomic
 from koalign.jsonio import read_jsonl as _read_jsonl
-from koalign.jsonio import read_text, write_jsonl_atomic, write_text_atomic
 from koalign.types import ChatRequest, ChatResult
 
 Progress = Callable[[str, int, int], None]
@@ -63,14 +63,7 @@ def load_summary(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / SUMMARY
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno})",
-            where=str(path),
-            hint="remove the file and rerun the evaluation",
-        ) from None
+    data = read_json(path, hint="remove the file and rerun the evaluation")
     return data if isinstance(data, dict) else {}
 
 

@@ -271,10 +271,20 @@ class ExportStage(Stage[JudgedTriplet, ExportItem, ExportRecord, ExportRecord]):
         )
 
     def validate(self, config: Any, locale: Any) -> list[str]:
-        """``export.calibration`` must name an ``eval judge`` output."""
+        """``export.calibration`` must name an ``eval judge`` output that can be read (checked
+        before any call: the dataset card that shows it is written last)."""
+        from koalign.errors import DataError
+
         path = config.section(NAME).calibration
-        if path and not _calibration_file(path).is_file():
+        if not path:
+            return []
+        if not _calibration_file(path).is_file():
             return [f"export.calibration: {path} has no summary.json of `koalign eval judge`"]
+        try:
+            read_calibration(path)
+        except DataError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            return [f"export.calibration: {exc.where}: {exc.message}{hint}"]
         return []
 
     def outputs(self, ctx: StageContext, record: ExportRecord) -> list[ExportRecord]:
@@ -358,31 +368,48 @@ def _calibration_file(path: str) -> Path:
     return p / "summary.json" if p.is_dir() or not p.suffix else p
 
 
+def read_calibration(path: str) -> dict[str, Any]:
+    """The ``judge_calibration`` section of the ``koalign eval judge`` output at ``path`` (a
+    folder holding ``summary.json``, or the file).
+
+    Raises :class:`~koalign.errors.DataError` naming the file when it cannot be read, is not
+    UTF-8 (with the ``iconv`` fix for CP949/EUC-KR), is not JSON, has no such section, or has a
+    task entry the dataset card cannot show (a field missing or of the wrong type).
+    """
+    from koalign.errors import DataError
+    from koalign.evaluate.calibration import markdown_table
+    from koalign.jsonio import read_json
+
+    file = _calibration_file(path)
+    hint = "export.calibration names the summary.json written by `koalign eval judge`, unedited"
+    data = read_json(file, hint=hint)
+    section = data.get("judge_calibration") if isinstance(data, dict) else None
+    if not isinstance(section, dict):
+        raise DataError("no judge_calibration section", where=str(file), hint=hint)
+    for task, entry in section.items():
+        if not isinstance(entry, dict) or "judges" not in entry:
+            continue
+        try:
+            markdown_table(entry)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            what = (
+                f"the field {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+            )
+            raise DataError(
+                f"the judge_calibration entry of task '{task}' cannot be shown ({what})",
+                where=str(file),
+                hint=hint,
+            ) from None
+    return section
+
+
 def calibration(ctx: StageContext) -> dict[str, Any] | None:
     """The ``judge_calibration`` section of ``export.calibration`` (None when not set).
 
-    Raises :class:`~koalign.errors.DataError` naming the file when it cannot be read, is not
-    UTF-8 (with the ``iconv`` fix for CP949/EUC-KR) or is not JSON.
+    Raises :class:`~koalign.errors.DataError` as :func:`read_calibration`.
     """
-    import json
-
-    from koalign.errors import DataError
-    from koalign.jsonio import read_text
-
     path = ctx.section(NAME).calibration
-    if not path:
-        return None
-    file = _calibration_file(path)
-    try:
-        data = json.loads(read_text(file))
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"not valid JSON: {exc.msg} (line {exc.lineno})",
-            where=str(file),
-            hint="export.calibration names the summary.json written by `koalign eval judge`",
-        ) from None
-    section = data.get("judge_calibration") if isinstance(data, dict) else None
-    return section if isinstance(section, dict) else None
+    return read_calibration(path) if path else None
 
 
 STAGE = ExportStage()
