@@ -407,7 +407,12 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
             if r.status == "no_candidate" and r.citation_rejected:
                 lost += 1
                 lost_for.update(
-                    {v for c in r.candidates if c.citations is not None for v in c.citations.rejected_for}
+                    {
+                        v
+                        for c in r.candidates
+                        if c.citations is not None
+                        for v in c.citations.rejected_for
+                    }
                 )
             for c in r.candidates:
                 cands += 1
