@@ -312,6 +312,15 @@ def test_overrefusal_judge_call_failures_are_not_parse_failures(tmp_path, flaky)
     s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
     assert s["parse_failures"] == 0 and s["call_failures_judges"] == s["n"] > 0
     assert "call_error" not in s["parse_failure_reasons"]
+    # the rerun fails the same way (the judge is still down) and says what it reused
+    again = runner.invoke(
+        app,
+        ["eval", "overrefusal", "-m", f"openai:target@{url}", "-j",
+         f"openai:down@{url}?max_retries=0", "-o", str(out), "--limit", "1", "-q",
+         "--bootstrap", "20"],
+    )  # fmt: skip
+    assert again.exit_code == EXIT_CALLS_FAILED, again.output
+    assert "model answers came from the cache" in again.output
 
 
 def test_a_rerun_says_how_many_answers_came_from_the_cache(

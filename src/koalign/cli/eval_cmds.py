@@ -345,6 +345,8 @@ def run_with_pool(specs: dict[str, Any], out: Path, fn: Callable[[Any], Awaitabl
     except Exception:
         if fresh and not any(s.calls or s.cache_hits for s in stats.values()):
             remove_unused_out(out)
+        elif line := cache_line(stats):  # a rerun that fails again still reused answers
+            err.print(escape(line), highlight=False)
         raise
     line = cache_line(stats)
     if line:
