@@ -302,23 +302,16 @@ def test_the_no_figure_rule() -> None:
 def test_overrefusal_judge_call_failures_are_not_parse_failures(tmp_path, flaky) -> None:
     out = tmp_path / "o"
     url = flaky.base_url
-    result = runner.invoke(
-        app,
-        ["eval", "overrefusal", "-m", f"openai:target@{url}", "-j",
-         f"openai:down@{url}?max_retries=0", "-o", str(out), "--limit", "1", "-q",
-         "--bootstrap", "20"],
-    )  # fmt: skip
+    args = ["eval", "overrefusal", "-m", f"openai:target@{url}", "-j",
+            f"openai:down@{url}?max_retries=0", "-o", str(out), "--limit", "1", "-q",
+            "--bootstrap", "20"]  # fmt: skip
+    result = runner.invoke(app, args)
     assert result.exit_code == EXIT_CALLS_FAILED, result.output
     s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
     assert s["parse_failures"] == 0 and s["call_failures_judges"] == s["n"] > 0
     assert "call_error" not in s["parse_failure_reasons"]
     # the rerun fails the same way (the judge is still down) and says what it reused
-    again = runner.invoke(
-        app,
-        ["eval", "overrefusal", "-m", f"openai:target@{url}", "-j",
-         f"openai:down@{url}?max_retries=0", "-o", str(out), "--limit", "1", "-q",
-         "--bootstrap", "20"],
-    )  # fmt: skip
+    again = runner.invoke(app, args)
     assert again.exit_code == EXIT_CALLS_FAILED, again.output
     assert "model answers came from the cache" in again.output
 
