@@ -14,6 +14,7 @@ from koalign.backends import backend_names, register_backend
 from koalign.backends.scripted import ScriptedBackend
 from koalign.locale import Locale, load_locale
 from koalign.types import ChatRequest, Message
+from support.replay import ReplayServer
 from support.servers import QuietHandler, completion, reply, serve
 
 CALLS: dict[str, int] = {}
@@ -238,3 +239,12 @@ def judge_config(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+@pytest.fixture
+def replay():
+    """A loopback OpenAI-compatible server answering with the shapes real models produce
+    (tests/support/replay.py)."""
+    server = ReplayServer()
+    yield server
+    server.close()

@@ -7,12 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from koalign.cli import app
 from koalign.jsonio import read_jsonl
-from support.replay import ReplayServer
 
 runner = CliRunner()
 SHAPES = [
@@ -20,13 +18,6 @@ SHAPES = [
     "placeholder", "judge-surrogate", "judge-truncated", "judge-empty", "null", "blank",
     "only-reasoning", "reasoning-field", "truncated", "echo", "repetition", "surrogate",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def replay():
-    server = ReplayServer()
-    yield server
-    server.close()
 
 
 def _prompts(path: Path, first: str) -> Path:

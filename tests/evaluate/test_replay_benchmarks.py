@@ -24,13 +24,6 @@ JUDGE_SHAPES = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def replay():
-    server = ReplayServer()
-    yield server
-    server.close()
-
-
 def _spec(replay: ReplayServer, model: str) -> str:
     return f"openai:{model}@{replay.base_url}?max_retries=0"
 
