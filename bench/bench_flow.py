@@ -12,7 +12,10 @@ One invocation, for one fixed latency L:
    in parallel, which follow one another) and simulates the same calls with infinitely fast
    clients, fixed latency L and the per-model caps: the ideal wall time with records flowing
    (a record starts when the record it comes from finishes; seeds is a barrier: near-duplicate
-   removal needs every candidate) and, beside it, the ideal with every stage a barrier;
+   removal needs every candidate) and, beside it, the ideal with every stage a barrier. Each
+   model serves its queue first come, first served. koalign serves a model's queue by stage
+   (an earlier stage's calls first, see ``koalign.backends.limits.call_priority``), which can
+   beat that ideal; the ideal with the same stage priority is reported beside it;
 4. replays the same calls with a plain asyncio + openai loop (stages one after another, each
    record's calls in the same order and parallelism, a semaphore of the same cap per model,
    ``AsyncOpenAI.chat.completions.create``) against a fresh double; its request bodies are the
@@ -32,6 +35,7 @@ import heapq
 import itertools
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -144,9 +148,27 @@ def chains(run_dir: Path) -> Chains:
     return Chains(seeds, attack, respond, judge)
 
 
+def timeline(run_dir: Path, t0: float, t1: float) -> dict[str, float]:
+    """Where koalign's wall time goes outside the model calls, from the cache's call log:
+    seconds from process start to the first request, the span from the first request to the
+    last answer, and seconds from the last answer to process exit."""
+    con = sqlite3.connect(run_dir / "cache.sqlite")
+    try:
+        first, last = con.execute("SELECT min(ts - latency_s), max(ts) FROM calls").fetchone()
+    finally:
+        con.close()
+    return {
+        "start_to_first_request_s": round(first - t0, 3),
+        "first_request_to_last_answer_s": round(last - first, 3),
+        "last_answer_to_exit_s": round(t1 - last, 3),
+    }
+
+
 # ----------------------------------------------------------------------------- simulation
 class Sim:
-    """Discrete-event simulation: per-model FIFO queues with a cap, fixed latency."""
+    """Discrete-event simulation: per-model queues with a cap, fixed latency. A model serves
+    its queue by ``(priority, arrival)``; with every priority 0 that is first come, first
+    served."""
 
     def __init__(self, cap: int, latency: float) -> None:
         self.cap, self.latency = cap, latency
@@ -154,29 +176,29 @@ class Sim:
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._busy: dict[str, int] = defaultdict(int)
-        self._queue: dict[str, list[Callable[[float], None]]] = defaultdict(list)
+        self._queue: dict[str, list[tuple[int, int, Callable[[float], None]]]] = defaultdict(list)
 
     def at(self, t: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._events, (t, next(self._seq), fn))
 
-    def call(self, model: str, done: Callable[[float], None]) -> None:
+    def call(self, model: str, done: Callable[[float], None], prio: int = 0) -> None:
         if self._busy[model] < self.cap:
             self._busy[model] += 1
             self.at(self.now + self.latency, lambda: self._finish(model, done))
         else:
-            self._queue[model].append(done)
+            heapq.heappush(self._queue[model], (prio, next(self._seq), done))
 
     def _finish(self, model: str, done: Callable[[float], None]) -> None:
         self._busy[model] -= 1
         if self._queue[model]:
-            nxt = self._queue[model].pop(0)
+            nxt = heapq.heappop(self._queue[model])[2]
             self._busy[model] += 1
             self.at(self.now + self.latency, lambda: self._finish(model, nxt))
         done(self.now)
 
-    def run_tree(self, tree: Any, done: Callable[[float], None]) -> None:
+    def run_tree(self, tree: Any, done: Callable[[float], None], prio: int = 0) -> None:
         if isinstance(tree, C):
-            self.call(tree.model, done)
+            self.call(tree.model, done, prio)
         elif isinstance(tree, Seq):
             parts = list(tree.parts)
 
@@ -184,7 +206,7 @@ class Sim:
                 if i == len(parts):
                     done(self.now)
                 else:
-                    self.run_tree(parts[i], lambda _t: step(i + 1))
+                    self.run_tree(parts[i], lambda _t: step(i + 1), prio)
 
             step(0)
         else:
@@ -199,7 +221,7 @@ class Sim:
                     done(self.now)
 
             for p in tree.parts:
-                self.run_tree(p, one)
+                self.run_tree(p, one, prio)
 
     def loop(self) -> float:
         while self._events:
@@ -209,9 +231,15 @@ class Sim:
         return self.now
 
 
-def ideal(ch: Chains, cap: int, latency: float, *, barriers: bool) -> float:
-    """Ideal wall time of the chains (see the module docstring)."""
+def ideal(
+    ch: Chains, cap: int, latency: float, *, barriers: bool, stage_priority: bool = False
+) -> float:
+    """Ideal wall time of the chains (see the module docstring); with ``stage_priority`` each
+    model serves the calls of earlier stages first, as koalign does."""
     sim = Sim(cap, latency)
+    prio = {"seeds": 0, "attack": 1, "respond": 2, "judge": 3}
+    if not stage_priority:
+        prio = dict.fromkeys(prio, 0)
     pending = [len(ch.seeds)]
     later: dict[str, list[Callable[[], None]]] = {"respond": [], "judge": []}
     counts = {"attack": len(ch.attack), "respond": 0}
@@ -219,7 +247,7 @@ def ideal(ch: Chains, cap: int, latency: float, *, barriers: bool) -> float:
     def judge(tid: str) -> None:
         tree = ch.judge.get(tid)
         if tree is not None:
-            sim.run_tree(tree, lambda _t: None)
+            sim.run_tree(tree, lambda _t: None, prio["judge"])
 
     def respond(cid: str) -> None:
         tree, tid = ch.respond.get(cid, (None, None))
@@ -238,7 +266,7 @@ def ideal(ch: Chains, cap: int, latency: float, *, barriers: bool) -> float:
                     fn()
 
         counts["respond"] += 1
-        sim.run_tree(tree, after)
+        sim.run_tree(tree, after, prio["respond"])
 
     def attack_all() -> None:
         for tree, cases in ch.attack:
@@ -258,7 +286,7 @@ def ideal(ch: Chains, cap: int, latency: float, *, barriers: bool) -> float:
                         for fn in later["judge"]:
                             fn()
 
-            sim.run_tree(tree, after)
+            sim.run_tree(tree, after, prio["attack"])
 
     def seed_done(_t: float) -> None:
         pending[0] -= 1
@@ -268,7 +296,7 @@ def ideal(ch: Chains, cap: int, latency: float, *, barriers: bool) -> float:
     if not ch.seeds:
         attack_all()
     for tree in ch.seeds:
-        sim.run_tree(tree, seed_done)
+        sim.run_tree(tree, seed_done, prio["seeds"])
     return sim.loop()
 
 
@@ -387,6 +415,7 @@ def main() -> None:
         )
         before = served(base_url)
         t0 = time.perf_counter()
+        t0_epoch = time.time()
         kp = subprocess.Popen(
             harness.koalign_cmd(config, run_dir, "--limit", str(args.seeds)),
             env=harness.env(),
@@ -395,6 +424,7 @@ def main() -> None:
         )
         _, status, ru = os.wait4(kp.pid, 0)
         wall = time.perf_counter() - t0
+        t1_epoch = time.time()
         requests = served(base_url) - before
     finally:
         harness.stop(proc)
@@ -404,6 +434,7 @@ def main() -> None:
     ch = chains(run_dir)
     flow = ideal(ch, args.cap, args.latency, barriers=False)
     barrier = ideal(ch, args.cap, args.latency, barriers=True)
+    flow_prio = ideal(ch, args.cap, args.latency, barriers=False, stage_priority=True)
     out: dict[str, Any] = {
         "bench": "flow",
         "seeds": args.seeds,
@@ -419,8 +450,11 @@ def main() -> None:
         "peak_rss_mb": round(ru.ru_maxrss / 1024, 1),
         "ideal_flow_s": round(flow, 3),
         "ideal_barriers_s": round(barrier, 3),
+        "ideal_flow_stage_priority_s": round(flow_prio, 3),
         "efficiency_vs_flow_ideal": round(flow / wall, 4),
         "efficiency_vs_barrier_ideal": round(barrier / wall, 4),
+        "efficiency_vs_stage_priority_ideal": round(flow_prio / wall, 4),
+        **timeline(run_dir, t0_epoch, t1_epoch),
         "machine": harness.machine(),
     }
     if not args.no_plain:

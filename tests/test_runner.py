@@ -431,3 +431,38 @@ def test_small_stage_files_are_decoded_once_and_only_adjacent_stages_are_kept(
     path.write_bytes(path.read_bytes())
     streamed = list(pipe._records(respond))  # over the budget: streamed, nothing kept
     assert streamed == first and "respond" not in pipe._decoded
+
+
+def test_each_stage_calls_its_models_with_its_position_as_priority(small_locale, tmp_path):
+    """A model whose slots are all taken serves earlier stages first: every call carries its
+    stage's position in the stage order as ``call_priority``."""
+    import yaml
+
+    from koalign.backends.base import register_backend
+    from koalign.backends.limits import call_priority
+    from koalign.backends.scripted import ScriptedBackend
+    from support.fakes import config_data, make_fn
+
+    seen: list[tuple[str, int]] = []
+
+    def factory(spec, env):
+        fn = make_fn(spec)
+
+        def recording(request):
+            seen.append((request.tag or "", call_priority.get()))
+            return fn(request)
+
+        return ScriptedBackend(spec, env=env, fn=recording)
+
+    register_backend("fn-priority", factory)
+    data = config_data(str(small_locale))
+    for spec in data["models"].values():
+        spec["backend"] = "fn-priority"
+        spec["max_concurrency"] = 1  # every model busy: the priorities decide who goes next
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert run(config, tmp_path / "run")["status"] == "done"
+    stages_called = {tag.split("/")[0] for tag, _ in seen}
+    assert {"seeds", "attack", "respond", "judge"} <= stages_called
+    wrong = [(t, p) for t, p in seen if p != STAGES.index(t.split("/")[0])]
+    assert not wrong, wrong[:5]

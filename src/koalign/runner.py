@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from koalign.backends.limits import call_priority
 from koalign.config import RunConfig
 from koalign.errors import ConfigError, KoalignError
 from koalign.locale import Locale
@@ -582,6 +583,9 @@ class Pipeline:
         later: list[str],
     ) -> None:
         name = stage.name
+        # A model whose slots are all taken serves this stage's calls after those of earlier
+        # stages: an earlier stage's record has the longest chain of calls still ahead of it.
+        call_priority.set(list(stage_names()).index(name))
         # Input: from the running upstream stage, from its finished file, or none (source).
         upstream_digest: str | None = None
         upstream_complete = True

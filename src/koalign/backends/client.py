@@ -53,6 +53,7 @@ from koalign.backends.limits import (
     CONNECT_BACKOFF_S,
     CONNECT_RETRIES,
     RETRYABLE_KINDS,
+    PrioritySemaphore,
     RateLimiter,
     backoff_delay,
     estimate_prompt_tokens,
@@ -201,7 +202,7 @@ class LLM:
         self._keys = KeyBuilder(backend.cache_identity())
         self._rpm = RateLimiter(spec.rpm) if spec.rpm else None
         self._tpm = RateLimiter(spec.tpm) if spec.tpm else None
-        self._sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+        self._sems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, PrioritySemaphore] = (
             weakref.WeakKeyDictionary()
         )
         self._samplings: dict[int, tuple[SamplingParams | None, dict[str, Any]]] = {}
@@ -509,11 +510,13 @@ class LLM:
             return [await self._call(jobs[0])]
         return list(await asyncio.gather(*(self._call(j) for j in jobs)))
 
-    def _sem(self) -> asyncio.Semaphore:
+    def _sem(self) -> PrioritySemaphore:
+        """This loop's ``max_concurrency`` slots; a caller waiting for one is served by its
+        context's :data:`~koalign.backends.limits.call_priority`, then in arrival order."""
         loop = asyncio.get_running_loop()
         sem = self._sems.get(loop)
         if sem is None:
-            sem = self._sems[loop] = asyncio.Semaphore(self.spec.max_concurrency)
+            sem = self._sems[loop] = PrioritySemaphore(self.spec.max_concurrency)
         return sem
 
     def _cost(self, tokens_in: int, tokens_out: int) -> float:

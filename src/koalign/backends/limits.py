@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
+import itertools
 import random
 import threading
 import time
@@ -65,6 +68,73 @@ class RateLimiter:
         with self._lock:
             self._refill(time.monotonic())
             self._level = min(self.capacity, self._level + n)
+
+
+call_priority: contextvars.ContextVar[int] = contextvars.ContextVar("call_priority", default=0)
+"""The priority of the model calls made in the current context (lower goes first), read by
+:class:`PrioritySemaphore`. The pipeline runner sets it to each stage's position in the stage
+order, so that when a model's slots are all taken, a call from an earlier stage (whose record
+still has the longest chain of calls ahead of it) gets the next free slot before a call from a
+later stage. Calls of equal priority are served in arrival order."""
+
+
+class PrioritySemaphore:
+    """An asyncio semaphore of ``value`` slots whose waiters are served by priority, then in
+    arrival order.
+
+    ``acquire(priority)`` takes a free slot at once, or waits; ``release()`` hands the slot
+    directly to the waiter of lowest ``(priority, arrival)``, so a newcomer never takes a slot
+    a waiter was promised and at most ``value`` holders exist at any time. A waiter cancelled
+    while it waits leaves the queue; one cancelled after it was handed a slot gives the slot
+    on. Use one per event loop (its waiters are futures of the loop that awaits them).
+    """
+
+    def __init__(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"a semaphore needs at least one slot, not {value}")
+        self._free = value
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @property
+    def free(self) -> int:
+        """Slots neither held nor promised to a waiter."""
+        return self._free
+
+    def waiting(self) -> int:
+        """Callers waiting for a slot (cancelled ones not counted)."""
+        return sum(1 for *_, fut in self._waiters if not fut.done())
+
+    async def acquire(self, priority: int | None = None) -> None:
+        """Take a slot, waiting while none is free. ``priority`` defaults to
+        :data:`call_priority` of the caller's context."""
+        if self._free > 0:
+            self._free -= 1
+            return
+        prio = call_priority.get() if priority is None else priority
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (prio, next(self._arrivals), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot, then cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        """Give a slot back: to the first waiter by priority and arrival, else to the pool."""
+        while self._waiters:
+            *_, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._free += 1
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
 
 
 def backoff_delay(
