@@ -466,3 +466,71 @@ def test_each_stage_calls_its_models_with_its_position_as_priority(small_locale,
     assert {"seeds", "attack", "respond", "judge"} <= stages_called
     wrong = [(t, p) for t, p in seen if p != STAGES.index(t.split("/")[0])]
     assert not wrong, wrong[:5]
+
+
+def test_records_kept_from_computing_serve_the_finishing_passes_with_equal_results(
+    reference, tmp_path, monkeypatch
+):
+    """The passes over a finished stage file (reports, extra files, the next stage's order)
+    read the records the stage computed instead of decoding the file again; the outputs and
+    reports are the same as when every pass decodes the file."""
+    import koalign.runner as runner_mod
+
+    config, manifest = reference
+    served: list[str] = []
+    original = runner_mod._Kept.sealed_for
+
+    def counting(self, stamp):
+        out = original(self, stamp)
+        if out is not None:
+            served.append(str(len(out)))
+        return out
+
+    monkeypatch.setattr(runner_mod._Kept, "sealed_for", counting)
+    kept_run = run(config, tmp_path / "kept")
+    assert served  # the kept records were used
+    monkeypatch.setattr(runner_mod, "DECODE_ONCE_MAX_BYTES", 0)  # nothing kept: all decoded
+    served.clear()
+    decoded_run = run(config, tmp_path / "decoded")
+    assert not served
+    for name in OUTPUTS:
+        assert (tmp_path / "kept" / name).read_bytes() == (
+            tmp_path / "decoded" / name
+        ).read_bytes(), name
+    for s in STAGES:
+        assert kept_run["stages"][s]["report"] == decoded_run["stages"][s]["report"], s
+        assert kept_run["stages"][s]["report"] == manifest["stages"][s]["report"], s
+
+
+def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_path, monkeypatch):
+    import os
+
+    import koalign.runner as runner_mod
+    from koalign.rundir import RecordLog
+
+    log = RecordLog(tmp_path / "s.jsonl")
+    log.open()
+    kept = runner_mod._Kept()
+    for rid in ("b", "a"):
+        line = json.dumps({"id": rid}).encode() + b"\n"
+        log.append(rid, line)
+        kept.add(rid, {"id": rid}, len(line))
+    log.rewrite(["a", "b"], fsync=False)
+    kept.seal(log)
+    stamp = runner_mod._stamp(os.stat(log.path))
+    assert kept.sealed_for(stamp) == [{"id": "a"}, {"id": "b"}]  # file order
+    (tmp_path / "s.jsonl").write_bytes(log.path.read_bytes() + b"")  # rewritten: new stamp
+    os.utime(log.path, ns=(1, 1))
+    assert kept.sealed_for(runner_mod._stamp(os.stat(log.path))) is None
+    # a record of the file that was not kept: the file is decoded instead
+    partial = runner_mod._Kept()
+    partial.add("a", {"id": "a"}, 10)
+    partial.seal(log)
+    assert partial.over and partial.sealed_for(runner_mod._stamp(os.stat(log.path))) is None
+    # over the budget: everything let go, and nothing kept afterwards
+    monkeypatch.setattr(runner_mod, "DECODE_ONCE_MAX_BYTES", 15)
+    small = runner_mod._Kept()
+    small.add("a", {"id": "a"}, 10)
+    small.add("b", {"id": "b"}, 10)
+    small.add("c", {"id": "c"}, 1)
+    assert small.over and small.records == {}

@@ -196,6 +196,11 @@ class RecordLog:
     def __contains__(self, rid: str) -> bool:
         return rid in self._index
 
+    def order(self) -> list[str]:
+        """The ids in the order their current lines were first indexed: file order for a file
+        just opened or rewritten (a record appended again keeps its first place)."""
+        return list(self._index)
+
     def __len__(self) -> int:
         return len(self._index)
 

@@ -37,6 +37,7 @@ from pydantic import BaseModel
 from koalign.backends.limits import call_priority
 from koalign.config import RunConfig
 from koalign.errors import ConfigError, KoalignError
+from koalign.jsonio import dumps_line
 from koalign.locale import Locale
 from koalign.rundir import RecordLog, RunDir, file_digest
 from koalign.stages.base import (
@@ -168,6 +169,58 @@ class Channel:
             await self._event.wait()
 
 
+class _Kept:
+    """The records one stage computed in this process (or read back to resume), kept decoded
+    for the passes over its finished file: its report and extra files, the next stage's plan
+    order, a gathering stage's input. Once the file is final (:meth:`seal`), a pass whose file
+    still has the sealed stamp reads them from here instead of decoding every line again.
+
+    Bounded like the decode-once list: when the records' JSON lines add up to more than
+    :data:`DECODE_ONCE_MAX_BYTES`, they are all let go and the passes stream from the file."""
+
+    __slots__ = ("ids", "over", "records", "size", "stamp")
+
+    def __init__(self) -> None:
+        self.records: dict[str, Any] = {}
+        self.size = 0
+        self.over = False
+        self.ids: list[str] | None = None  # the file's ids in file order, once sealed
+        self.stamp: tuple[int, int, int] | None = None
+
+    def add(self, rid: str, record: Any, size: int) -> None:
+        """Keep ``record`` (its JSON line is ``size`` bytes) unless over the budget."""
+        if self.over:
+            return
+        self.size += size
+        if self.size > DECODE_ONCE_MAX_BYTES:
+            self.over, self.records = True, {}
+            return
+        self.records[rid] = record
+        self.ids = self.stamp = None
+
+    def seal(self, rlog: RecordLog) -> None:
+        """The stage's file is final: remember its ids in order and its stamp."""
+        if self.over:
+            return
+        ids = rlog.order()
+        if any(rid not in self.records for rid in ids):
+            self.over, self.records = True, {}
+            return
+        self.records = {rid: self.records[rid] for rid in ids}
+        self.ids = ids
+        self.stamp = _stamp(os.stat(rlog.path))
+
+    def sealed_for(self, stamp: tuple[int, int, int]) -> list[Any] | None:
+        """The records in file order when the file still has the sealed stamp, else ``None``."""
+        if self.ids is None or self.stamp != stamp:
+            return None
+        return [self.records[rid] for rid in self.ids]
+
+
+def _stamp(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 @dataclass
 class StageStats:
     """Calls made by one stage in this process, counted from the results it received."""
@@ -290,6 +343,8 @@ class Pipeline:
         self._gc_lock = threading.Lock()
         # stage -> ((inode, size, mtime), records): at most two small stage files, decoded once
         self._decoded: dict[str, tuple[tuple[int, int, int], list[Any]]] = {}
+        # stage -> the records it computed in this process (see _Kept)
+        self._kept: dict[str, _Kept] = {}
 
     # ------------------------------------------------------------------ model pool
     @property
@@ -357,6 +412,7 @@ class Pipeline:
             return await self._arun(list(names) if names is not None else list(stage_names()))
         finally:
             self._decoded.clear()
+            self._kept.clear()
             with self._gc_lock:
                 self._running = False
                 gc.set_threshold(*thresholds)
@@ -653,6 +709,8 @@ class Pipeline:
         outbox.close(
             summary["output_digest"], not summary["transient_failures"] and upstream_complete
         )
+        if upstream is not None:  # its records were needed up to this stage's summary
+            self._kept.pop(upstream.name, None)
 
     def _blocked(self, stage: AnyStage, outbox: Channel, upstream: AnyStage) -> None:
         stages_ = self.rundir.manifest["stages"]
@@ -708,7 +766,12 @@ class Pipeline:
             st = os.stat(log.path)
         except FileNotFoundError:
             return
-        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        stamp = _stamp(st)
+        kept = self._kept.get(stage.name)
+        sealed = kept.sealed_for(stamp) if kept is not None else None
+        if sealed is not None:
+            yield from sealed
+            return
         hit = self._decoded.get(stage.name)
         if hit is None or hit[0] != stamp:
             self._decoded.pop(stage.name, None)
@@ -779,6 +842,7 @@ class _StageRun:
         self.done = 0
         self.total: int | None = None
         self.barrier = stage.has_decide
+        self.kept = pipe._kept[stage.name] = _Kept()
         models = {m for r in stage.roles for m in pipe.roles.get(r.name, [])}
         self.batch_models = {m for m in models if _batch_sensitive(pipe.pool, m)}
         self.chunked = bool(self.batch_models)
@@ -788,10 +852,12 @@ class _StageRun:
     def _existing(self, rid: str) -> Any | None:
         if rid not in self.rlog:
             return None
-        rec = self.stage.Record.model_validate_json(self.rlog.read(rid))
+        line = self.rlog.read(rid)
+        rec = self.stage.Record.model_validate_json(line)
         if any(c.failed_call for c in self.stage.calls(rec)):
             self.retried += 1
             return None
+        self.kept.add(rid, rec, len(line))
         return rec
 
     async def _settle(self, rid: str, item: Any, rec: Any) -> None:
@@ -810,7 +876,9 @@ class _StageRun:
 
     async def _compute(self, ctx: StageContext, rid: str, item: Any) -> Any:
         rec = await self.stage.process(ctx, item)
-        self.rlog.append(rid, rec.model_dump(mode="json", exclude_none=True))
+        line = dumps_line(rec.model_dump(mode="json", exclude_none=True))
+        self.rlog.append(rid, line)
+        self.kept.add(rid, rec, len(line))
         if self.pipe._decoded:  # records flow again: decoded files are let go (see _records)
             self.pipe._decoded.clear()
         return rec
@@ -983,16 +1051,31 @@ class _StageRun:
             )
         if self.stage.has_decide:
             validate = self.stage.Record.model_validate_json
-            decided = self.stage.decide(self.ctx, (validate(self.rlog.read(r)) for r in order))
-            self.rlog.write_all(
-                ((r.id, r.model_dump(mode="json", exclude_none=True)) for r in decided), fsync=fsync
-            )
+            before = self.kept.records
+
+            def current(rid: str) -> Any:
+                rec = before.get(rid)
+                return rec if rec is not None else validate(self.rlog.read(rid))
+
+            decided = self.stage.decide(self.ctx, (current(r) for r in order))
+            kept = self.kept = self.pipe._kept[self.stage.name] = _Kept()
+
+            def lines() -> Iterator[tuple[str, bytes]]:
+                for r in decided:
+                    line = dumps_line(r.model_dump(mode="json", exclude_none=True))
+                    kept.add(r.id, r, len(line))
+                    yield r.id, line
+
+            self.rlog.write_all(lines(), fsync=fsync)
+            del before
+            kept.seal(self.rlog)
             for rec in self.pipe._records(self.stage):
                 if not any(c.transient for c in self.stage.calls(rec)):
                     for out in self.stage.outputs(self.ctx, rec):
                         await self.outbox.put(out)
         else:
             self.rlog.rewrite(order, fsync=fsync)
+            self.kept.seal(self.rlog)
 
     # -- summary ---------------------------------------------------------------------------
     def _tally(self, tally: _Tally, ctx: StageContext, rec: Any) -> None:
