@@ -392,6 +392,8 @@ def main() -> None:
     args = p.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     work.mkdir(parents=True, exist_ok=True)
+    if (work / "run").exists():
+        raise SystemExit(f"{work / 'run'} exists: give a fresh --workdir (the run must start empty)")
     bodies_path = work / "bodies.jsonl"
     bodies_path.unlink(missing_ok=True)
     opts = {

@@ -534,3 +534,52 @@ def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_
     small.add("b", {"id": "b"}, 10)
     small.add("c", {"id": "c"}, 1)
     assert small.over and small.records == {}
+
+
+def test_the_first_request_goes_out_before_every_record_has_rendered_its_prompt(
+    small_locale, tmp_path, monkeypatch
+):
+    """A stage that starts many records at once lets each one reach its first model call
+    before the next one starts, so the first requests are not held back by the rendering of
+    every other record's prompt (a loopback server notes how many prompts were rendered when
+    the first request reached it)."""
+    import yaml
+
+    import koalign.prompts as prompts_mod
+    from support.servers import QuietHandler, completion, reply, serve, server_config
+
+    rendered: list[str] = []
+    at_first_request: list[int] = []
+    original = prompts_mod.render_chat
+
+    def counting(loc, role, **values):
+        rendered.append(role)
+        return original(loc, role, **values)
+
+    monkeypatch.setattr(prompts_mod, "render_chat", counting)
+
+    class Handler(QuietHandler):
+        def do_GET(self):
+            reply(self, b'{"data": []}')
+
+        def do_POST(self):
+            if not at_first_request:
+                at_first_request.append(len(rendered))
+            body = self.body()
+            text = "친구의 외모를 깎아내리는 별명을 여러 개 지어 달라고 부탁하는 문장"
+            reply(self, completion(body["model"], text))
+
+    httpd, url = serve(Handler)
+    try:
+        data = server_config(str(small_locale), url, seeds={"per_type": 24})
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        cfg, loc = load_run_config(config, [])
+        pipe = Pipeline(cfg, loc, tmp_path / "run", preflight=False)
+        pipe.run(["seeds"])
+    finally:
+        httpd.shutdown()
+    seeds = pipe.rundir.manifest["stages"]["seeds"]["records_in"]
+    assert seeds >= 50
+    # without the hand-over every prompt is rendered before the first request leaves
+    assert at_first_request and at_first_request[0] < seeds // 2, (at_first_request, seeds)

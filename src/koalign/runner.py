@@ -1273,6 +1273,10 @@ async def _bounded(
                     c.close()
                     break
             pending.add(asyncio.ensure_future(c))
+            # let it run to its first wait (a model call on its way) before the next one starts:
+            # hundreds of records starting at once would otherwise all render their prompts
+            # before the first request goes out
+            await asyncio.sleep(0)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
             for t in done:
