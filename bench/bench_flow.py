@@ -393,7 +393,9 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     work.mkdir(parents=True, exist_ok=True)
     if (work / "run").exists():
-        raise SystemExit(f"{work / 'run'} exists: give a fresh --workdir (the run must start empty)")
+        raise SystemExit(
+            f"{work / 'run'} exists: give a fresh --workdir (the run must start empty)"
+        )
     bodies_path = work / "bodies.jsonl"
     bodies_path.unlink(missing_ok=True)
     opts = {
