@@ -67,3 +67,40 @@ def test_the_cost_bound_names_the_models_it_leaves_out():
     ]
     none = {**every, "cost_at_most": None, "unpriced": ["a", "b", "c"]}
     assert cost_lines(none) == [f"cost: n/a, no model has a price ({fix} for a bound)"]
+
+
+def test_a_log_file_gets_plain_progress_lines_per_stage(monkeypatch):
+    """When stderr is a file, each running stage writes a start line and then a plain progress
+    line at most every ``line_every_s`` seconds (no live bar), and its table at the end."""
+    import io
+
+    from rich.console import Console
+
+    import koalign.cli.pipeline_cmds as cmds
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=False, width=200)
+    monkeypatch.setattr(cmds, "err", console)
+    clock = [100.0]
+    monkeypatch.setattr(cmds.time, "monotonic", lambda: clock[0])
+    progress = cmds.RichProgress(line_every_s=30.0)
+    stats = {"calls": 1200, "cache_hits": 3, "tokens_in": 50000, "tokens_out": 7000}
+    progress.start("attack", None, 0)
+    progress.start("seeds", 40, 40)  # skipped as already done: no start line
+    progress.end("seeds", {"status": "done", "records_in": 40})
+    progress.update("attack", 10, None, stats)  # too soon after the start: no line
+    clock[0] += 31
+    progress.update("attack", 120, None, stats)
+    clock[0] += 5
+    progress.update("attack", 130, None, stats)  # too soon again
+    clock[0] += 30
+    progress.update("attack", 400, 400, stats)
+    progress.end("attack", {"status": "done", "records_in": 400, "calls": 1500})
+    lines = [x.rstrip() for x in buf.getvalue().splitlines() if x.startswith(("attack:", "seeds:"))]
+    assert lines == [
+        "attack: started",
+        "seeds: done",
+        "attack: 120 records · calls 1200 · cache 3 · tok 50000/7000 · 31 s",
+        "attack: 400/400 records · calls 1200 · cache 3 · tok 50000/7000 · 66 s",
+        "attack: done",
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,15 +48,26 @@ SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
                    "bad_outputs_total": "bad", "seconds": "s from start"}  # fmt: skip
 
 
+PROGRESS_LINE_EVERY_S = 30.0
+"""When stderr is not a terminal (a log file, a pipe, a CI log), each running stage writes one
+plain progress line at most this often (seconds) instead of a live bar."""
+
+
 class RichProgress:
     """Progress bars on stderr, one per stage (stages run at once as records flow): done/total,
     ETA, calls, cache hits, tokens; a summary table when a stage ends. When stderr is not a
-    terminal only the tables are printed."""
+    terminal, each running stage writes a plain line (records done, calls, cache hits, tokens,
+    seconds) when it starts and then at most every ``line_every_s`` seconds, and the tables."""
 
-    def __init__(self, *, limited: bool = False) -> None:
+    def __init__(
+        self, *, limited: bool = False, line_every_s: float = PROGRESS_LINE_EVERY_S
+    ) -> None:
         self._limited = limited
         self._bar: Progress | None = None
         self._tasks: dict[str, Any] = {}
+        self._line_every_s = line_every_s
+        self._started: dict[str, float] = {}
+        self._last_line: dict[str, float] = {}
 
     def _ensure(self) -> Progress:
         if self._bar is None:
@@ -75,6 +87,13 @@ class RichProgress:
     def start(self, stage: str, total: int | None, done: int) -> None:
         bar = self._ensure()
         self._tasks[stage] = bar.add_task(stage, total=total, completed=done, stats="")
+        now = time.monotonic()
+        self._started[stage] = self._last_line[stage] = now
+        finished = total is not None and done >= total  # a stage skipped as already done
+        if not bar.console.is_terminal and not finished:
+            of = f" of {total:,}" if total is not None else ""
+            already = f" ({done:,}{of} records already done)" if done else ""
+            bar.console.print(f"{stage}: started{already}", markup=False, highlight=False)
 
     def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
         if self._bar is None or stage not in self._tasks:
@@ -84,6 +103,16 @@ class RichProgress:
             f"tok {int(stats.get('tokens_in', 0))}/{int(stats.get('tokens_out', 0))}"
         )
         self._bar.update(self._tasks[stage], completed=done, total=total, stats=text)
+        now = time.monotonic()
+        if self._bar.console.is_terminal or now - self._last_line[stage] < self._line_every_s:
+            return
+        self._last_line[stage] = now
+        of = f"/{total:,}" if total is not None else ""
+        self._bar.console.print(
+            f"{stage}: {done:,}{of} records · {text} · {now - self._started[stage]:.0f} s",
+            markup=False,
+            highlight=False,
+        )
 
     def end(self, stage: str, summary: dict[str, Any]) -> None:
         bar = self._ensure()
