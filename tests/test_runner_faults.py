@@ -113,6 +113,37 @@ def test_one_signal_delivered_twice_still_gives_the_grace_period(small_locale, t
     assert manifest(tmp_path / "run")["status"] == "interrupted"
 
 
+def cached_answers(run: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(run / "cache.sqlite")) as db:
+        return int(db.execute("SELECT count(*) FROM responses").fetchone()[0])
+
+
+def test_a_clean_stop_keeps_every_answer_a_server_was_asked_for(small_locale, tmp_path):
+    """SIGINT lets the calls in flight finish (a 10 s grace against 1 s answers) and starts no
+    new one: every request the server answered is in the cache, and the rerun asks for none of
+    them again."""
+    with double(latency_mean=1.0) as url:
+        data = server_config(str(small_locale), url, runtime={"stop_grace_s": 10.0})
+        config = write(tmp_path / "c.yaml", data)
+        run = tmp_path / "run"
+        proc = start(["run", config, "-o", str(run)])
+        deadline = time.monotonic() + 60
+        while served(url) < 20 and time.monotonic() < deadline:  # well into the run
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)  # a guard against a hang, not a measurement
+        assert proc.returncode == 130, err[-2000:]
+        assert manifest(run)["status"] == "interrupted"
+        assert served(url) == cached_answers(run)  # nothing the server answered was dropped
+        out = cli("run", config, "-o", str(run))
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert manifest(run)["status"] == "done"
+        assert served(url) == cached_answers(run)  # and nothing was asked for twice
+    no_strays(run)
+
+
 def served_or_inflight(url: str) -> int:
     """Requests answered so far (with a 3 s latency, the first answers mean the run is busy)."""
     return served(url)

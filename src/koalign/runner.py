@@ -243,28 +243,64 @@ class StageStats:
         }
 
 
-class _CountingPool:
-    """The model pool as one stage sees it: every result is counted in the stage's stats."""
+class _CallGate:
+    """The run's model calls while it may be stopped. Once a stop signal arrived (:meth:`stop`),
+    a call that has not started waits until the run is cancelled (a resumed run makes it again,
+    from the cache when it was answered before), and when the last call in flight has finished,
+    ``on_idle`` cancels the run at once instead of at the end of the grace period: no answer
+    that a server was asked for is dropped on a clean stop."""
 
-    def __init__(self, pool: Any, stats: StageStats) -> None:
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.stopping = False
+        self._on_idle: Callable[[], None] | None = None
+
+    def stop(self, on_idle: Callable[[], None]) -> None:
+        """No new call from now on; ``on_idle()`` once no call is in flight (now if none is)."""
+        self.stopping, self._on_idle = True, on_idle
+        if self.in_flight == 0:
+            asyncio.get_running_loop().call_soon(on_idle)
+
+    async def enter(self) -> None:
+        if self.stopping:
+            await asyncio.get_running_loop().create_future()  # until the run is cancelled
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self.stopping and self.in_flight == 0 and self._on_idle is not None:
+            asyncio.get_running_loop().call_soon(self._on_idle)
+
+
+class _CountingPool:
+    """The model pool as one stage sees it: every result is counted in the stage's stats, and
+    every call goes through the run's :class:`_CallGate`."""
+
+    def __init__(self, pool: Any, stats: StageStats, gate: _CallGate | None = None) -> None:
         self._pool = pool
         self.stats = stats
         self.specs = pool.specs
+        self._gate = gate or _CallGate()
 
     def get(self, name: str) -> Any:
-        return _CountingLLM(self._pool.get(name), self.stats)
+        return _CountingLLM(self._pool.get(name), self.stats, self._gate)
 
 
 class _CountingLLM:
-    def __init__(self, llm: Any, stats: StageStats) -> None:
+    def __init__(self, llm: Any, stats: StageStats, gate: _CallGate) -> None:
         self._llm = llm
         self.wrapped = llm
         self._stats = stats
+        self._gate = gate
         self.backend = llm.backend
         self.spec = llm.spec
 
     async def agenerate(self, requests: Sequence[ChatRequest], **kw: Any) -> list[ChatResult]:
-        results: list[ChatResult] = await self._llm.agenerate(requests, **kw)
+        await self._gate.enter()
+        try:
+            results: list[ChatResult] = await self._llm.agenerate(requests, **kw)
+        finally:
+            self._gate.leave()
         s, spec = self._stats, self.spec
         for r in results:
             if r.cached:
@@ -338,6 +374,7 @@ class Pipeline:
         self._own_pool = pool is None
         self.roles = config.roles.resolved()
         self.stop_event: asyncio.Event | None = None
+        self._gate = _CallGate()
         self._signal: int | None = None
         self._running = False
         self._gc_lock = threading.Lock()
@@ -454,6 +491,7 @@ class Pipeline:
             get_stage(n)  # did-you-mean for unknown names
         selected = [s for s in stages() if s.name in names]
         self.stop_event = asyncio.Event()
+        self._gate = _CallGate()
         self.rundir.set_status("running")
         channels = self._channels(selected, order)
         skipped = self._skip_plan(selected, order)
@@ -566,6 +604,7 @@ class Pipeline:
                 grace,
             )
             loop.call_later(grace, cancel)
+            self._gate.stop(on_idle=cancel)  # sooner when the calls in flight are all answered
 
         installed = []
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -651,7 +690,7 @@ class Pipeline:
         started = time.monotonic()
         self.rundir.prepare(name, later)
         stats = StageStats()
-        pool = _CountingPool(self.pool, stats)
+        pool = _CountingPool(self.pool, stats, self._gate)
         ctx = self.context(Caller(pool))
         rlog = self.rundir.log(name)
         rlog.open()
@@ -1289,8 +1328,15 @@ async def _bounded(
 
 
 async def _gather_failfast(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for the stages' tasks; the first failure cancels the others and is raised. A stage
+    that stops on a signal (:class:`Interrupted`) does not cancel the others: their calls in
+    flight may still be answered (the stop's grace period, or the last of those answers,
+    cancels them), so they are waited for, then the stop is raised."""
     try:
         await asyncio.gather(*tasks)
+    except Interrupted:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     except BaseException:
         for t in tasks:
             t.cancel()
