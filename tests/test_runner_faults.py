@@ -122,8 +122,8 @@ def cached_answers(run: Path) -> int:
 
 def test_a_clean_stop_keeps_every_answer_a_server_was_asked_for(small_locale, tmp_path):
     """SIGINT lets the calls in flight finish (a 10 s grace against 1 s answers) and starts no
-    new one: every request the server answered is in the cache, and the rerun asks for none of
-    them again."""
+    new one: every request the server answered is in the cache, the rerun asks for none of
+    them again, and the manifest counts the calls of both invocations."""
     with double(latency_mean=1.0) as url:
         data = server_config(str(small_locale), url, runtime={"stop_grace_s": 10.0})
         config = write(tmp_path / "c.yaml", data)
@@ -139,8 +139,11 @@ def test_a_clean_stop_keeps_every_answer_a_server_was_asked_for(small_locale, tm
         assert served(url) == cached_answers(run)  # nothing the server answered was dropped
         out = cli("run", config, "-o", str(run))
         assert out.returncode == 0, out.stderr[-2000:]
-        assert manifest(run)["status"] == "done"
+        m = manifest(run)
+        assert m["status"] == "done"
         assert served(url) == cached_answers(run)  # and nothing was asked for twice
+        # the stages' call counts add up over both invocations, the interrupted one included
+        assert sum(e.get("calls", 0) for e in m["stages"].values()) == served(url)
     no_strays(run)
 
 

@@ -729,8 +729,10 @@ class Pipeline:
                 rlog.close()
             entry = self.rundir.entry(name)
             if entry.get("status") == "running":
+                # the calls this invocation paid for count in the stage's totals
+                spent = _spent(entry, stats.as_dict(), started)
                 with contextlib.suppress(OSError):
-                    self.rundir.finish(name, {"status": "interrupted"})
+                    self.rundir.finish(name, {"status": "interrupted", **spent})
             raise
         key = self.rundir.stage_key(name, upstream_digest, key_extra)
         summary = run.summarize(started, key, upstream_complete)
@@ -1197,18 +1199,26 @@ class _StageRun:
             "failed_calls": tally.failed_calls,
             "transient_failures": tally.transient,
             "retried_records": self.retried,
-            # calls, tokens, cost and seconds add up over the invocations that built the stage
-            "calls": int(entry.get("calls", 0)) + stats["calls"],
-            "cache_hits": int(entry.get("cache_hits", 0)) + stats["cache_hits"],
-            "tokens_in": int(entry.get("tokens_in", 0)) + stats["tokens_in"],
-            "tokens_out": int(entry.get("tokens_out", 0)) + stats["tokens_out"],
-            "cost": round(float(entry.get("cost", 0.0)) + stats["cost"], 6),
-            "seconds": round(float(entry.get("seconds", 0.0)) + time.monotonic() - started, 3),
+            **_spent(entry, stats, started),
             "report": report.model_dump(mode="json"),
         }
 
 
 # ----------------------------------------------------------------------------- helpers
+def _spent(entry: dict[str, Any], stats: dict[str, Any], started: float) -> dict[str, Any]:
+    """Calls, cache hits, tokens, cost and seconds of a stage added up over the invocations that
+    built it (interrupted ones included): ``entry``'s figures plus this invocation's ``stats``
+    (:meth:`StageStats.as_dict`) and the seconds since ``started`` (monotonic)."""
+    return {
+        "calls": int(entry.get("calls") or 0) + stats["calls"],
+        "cache_hits": int(entry.get("cache_hits") or 0) + stats["cache_hits"],
+        "tokens_in": int(entry.get("tokens_in") or 0) + stats["tokens_in"],
+        "tokens_out": int(entry.get("tokens_out") or 0) + stats["tokens_out"],
+        "cost": round(float(entry.get("cost") or 0.0) + stats["cost"], 6),
+        "seconds": round(float(entry.get("seconds") or 0.0) + time.monotonic() - started, 3),
+    }
+
+
 def _batch_sensitive(pool: Any, model: str) -> bool:
     try:
         backend = pool.get(model).backend
