@@ -217,9 +217,38 @@ def test_inside_a_running_event_loop_the_windows_in_the_config_are_checked(small
 
         notes = asyncio.run(fits())  # the others' windows are not in the config: named
         assert served(url) == 0
-    # (the targets have no template: their prompt is a rewrite, bounded by the attacker's budget)
+    # the targets too: their prompt is a seed or a rewrite, bounded by its generator's budget
     named = sorted(n.split(":", 1)[0] for n in notes)
-    assert named == ["models.gen", "models.judge", "models.resp-1", "models.resp-3"]
+    assert named == [
+        "models.gen",
+        "models.judge",
+        "models.resp-1",
+        "models.resp-3",
+        "models.target-a",
+        "models.target-b",
+    ]
+
+
+def test_a_target_whose_window_cannot_hold_a_rewrite_fails_before_any_call(
+    small_locale, tmp_path
+):
+    """A target's prompt is a seed or the attacker's rewrite (no template): the larger of their
+    generators' max_tokens, plus the target's own, must fit its window."""
+    with double() as url:
+        data = server_config(str(small_locale), url)
+        data["models"]["gen"]["sampling"] = {"max_tokens": 1024}
+        data["models"]["target-b"]["context_window"] = 1200
+        data["models"]["target-b"]["sampling"] = {"max_tokens": 256}
+        cfg, loc = load_run_config(None, data=data)
+        with pytest.raises(ConfigError) as exc:
+            Pipeline(cfg, loc, tmp_path / "run")
+        text = exc.value.render()
+        assert "roles.targets: role 'targets'" in text and "model 'target-b'" in text
+        assert "> 1,200 window" in text
+        data["models"]["target-b"]["context_window"] = 4096
+        cfg, loc = load_run_config(None, data=data)
+        Pipeline(cfg, loc, tmp_path / "run2")  # fits
+        assert served(url) == 0
 
 
 @pytest.mark.parametrize("limit", ["-3", "0"])

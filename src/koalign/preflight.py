@@ -218,6 +218,18 @@ def role_prompts(
                     reserved_tokens=reserved,
                 )
             )
+    # a target gets no template: its prompt is a seed or the attacker's rewrite, each at most
+    # its generator's max_tokens
+    quoted = max(_budget(config, models, r) for r in ("seed_generator", "attacker"))
+    for model in roles.get("targets", []):
+        out.setdefault(model, []).append(
+            FitPrompt(
+                role="targets",
+                messages=(Message(role="user", content=""),),
+                label="a seed or the attacker's rewrite, no template",
+                reserved_tokens=quoted,
+            )
+        )
     return out
 
 
