@@ -229,9 +229,7 @@ def test_inside_a_running_event_loop_the_windows_in_the_config_are_checked(small
     ]
 
 
-def test_a_target_whose_window_cannot_hold_a_rewrite_fails_before_any_call(
-    small_locale, tmp_path
-):
+def test_a_target_whose_window_cannot_hold_a_rewrite_fails_before_any_call(small_locale, tmp_path):
     """A target's prompt is a seed or the attacker's rewrite (no template): the larger of their
     generators' max_tokens, plus the target's own, must fit its window."""
     with double() as url:
