@@ -56,8 +56,9 @@ plain progress line at most this often (seconds) instead of a live bar."""
 class RichProgress:
     """Progress bars on stderr, one per stage (stages run at once as records flow): done/total,
     ETA, calls, cache hits, tokens; a summary table when a stage ends. When stderr is not a
-    terminal, each running stage writes a plain line (records done, calls, cache hits, tokens,
-    seconds) when it starts and then at most every ``line_every_s`` seconds, and the tables."""
+    terminal, each running stage writes a plain line (local time as the log lines show it,
+    records done, calls, cache hits, tokens, seconds since the stage started) when it starts
+    and then at most every ``line_every_s`` seconds, and the tables."""
 
     def __init__(
         self, *, limited: bool = False, line_every_s: float = PROGRESS_LINE_EVERY_S
@@ -93,7 +94,9 @@ class RichProgress:
         if not bar.console.is_terminal and not finished:
             of = f" of {total:,}" if total is not None else ""
             already = f" ({done:,}{of} records already done)" if done else ""
-            bar.console.print(f"{stage}: started{already}", markup=False, highlight=False)
+            bar.console.print(
+                f"{_stamp()} {stage}: started{already}", markup=False, highlight=False
+            )
 
     def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
         if self._bar is None or stage not in self._tasks:
@@ -109,7 +112,8 @@ class RichProgress:
         self._last_line[stage] = now
         of = f"/{total:,}" if total is not None else ""
         self._bar.console.print(
-            f"{stage}: {done:,}{of} records · {text} · {now - self._started[stage]:.0f} s",
+            f"{_stamp()} {stage}: {done:,}{of} records · {text} · "
+            f"{now - self._started[stage]:.0f} s",
             markup=False,
             highlight=False,
         )
@@ -130,6 +134,11 @@ class RichProgress:
         if not self._tasks:
             bar.stop()
             self._bar = None
+
+
+def _stamp() -> str:
+    """Local time as the log lines show it (``2026-11-30 13:20:49``)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def fmt(value: Any) -> str:
