@@ -15,27 +15,31 @@ async def _holders(sem: PrioritySemaphore, n: int) -> None:
         await sem.acquire()
 
 
+async def _waiters(
+    *specs: tuple[str, int],
+) -> tuple[PrioritySemaphore, list[str], list[asyncio.Task[None]]]:
+    """A one-slot semaphore held, and one task per ``(name, priority)`` waiting for it, arriving
+    in that order; each notes its name once served and gives the slot back."""
+    sem = PrioritySemaphore(1)
+    await sem.acquire()
+    served: list[str] = []
+
+    async def wait(name: str, prio: int) -> None:
+        await sem.acquire(prio)
+        served.append(name)
+        sem.release()
+
+    tasks = []
+    for name, prio in specs:
+        tasks.append(asyncio.create_task(wait(name, prio)))
+        await asyncio.sleep(0)  # arrive in this order
+    return sem, served, tasks
+
+
 def test_waiters_are_served_by_priority_then_arrival() -> None:
     async def main() -> list[str]:
-        sem = PrioritySemaphore(1)
-        await sem.acquire()
-        served: list[str] = []
-
-        async def wait(name: str, prio: int) -> None:
-            await sem.acquire(prio)
-            served.append(name)
-            sem.release()
-
-        tasks = []
-        for name, prio in [
-            ("late-1", 3),
-            ("early-1", 1),
-            ("late-2", 3),
-            ("early-2", 1),
-            ("mid", 2),
-        ]:
-            tasks.append(asyncio.create_task(wait(name, prio)))
-            await asyncio.sleep(0)  # arrive in this order
+        specs = [("late-1", 3), ("early-1", 1), ("late-2", 3), ("early-2", 1), ("mid", 2)]
+        sem, served, tasks = await _waiters(*specs)
         sem.release()
         await asyncio.gather(*tasks)
         return served
@@ -117,18 +121,7 @@ def test_a_newcomer_never_takes_a_slot_promised_to_a_waiter() -> None:
 
 def test_a_cancelled_waiter_leaves_the_queue() -> None:
     async def main() -> tuple[list[str], int]:
-        sem = PrioritySemaphore(1)
-        await sem.acquire()
-        served: list[str] = []
-
-        async def wait(name: str, prio: int) -> None:
-            await sem.acquire(prio)
-            served.append(name)
-            sem.release()
-
-        first = asyncio.create_task(wait("first", 0))
-        second = asyncio.create_task(wait("second", 1))
-        await asyncio.sleep(0)
+        sem, served, (first, second) = await _waiters(("first", 0), ("second", 1))
         assert sem.waiting() == 2
         first.cancel()
         await asyncio.sleep(0)
@@ -146,18 +139,7 @@ def test_a_cancelled_waiter_leaves_the_queue() -> None:
 
 def test_a_waiter_cancelled_after_it_was_handed_a_slot_passes_it_on() -> None:
     async def main() -> tuple[list[str], int]:
-        sem = PrioritySemaphore(1)
-        await sem.acquire()
-        served: list[str] = []
-
-        async def wait(name: str, prio: int) -> None:
-            await sem.acquire(prio)
-            served.append(name)
-            sem.release()
-
-        first = asyncio.create_task(wait("first", 0))
-        second = asyncio.create_task(wait("second", 1))
-        await asyncio.sleep(0)
+        sem, served, (first, second) = await _waiters(("first", 0), ("second", 1))
         sem.release()  # the slot is promised to "first" ...
         first.cancel()  # ... which is cancelled before it runs
         with pytest.raises(asyncio.CancelledError):
