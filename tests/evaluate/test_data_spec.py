@@ -144,6 +144,29 @@ def test_category_map_file(ko, tmp_path) -> None:
         load_category_map(mapping, ko.taxonomy)
 
 
+def test_a_category_map_of_tags_maps_rows_whose_tags_agree(ko, tmp_path) -> None:
+    """MultiJail-style rows carry several tags, joined into one label ("a; b"): a map of the
+    single tags gives a row the category all its mapped tags agree on; rows whose mapped tags
+    disagree stay uncategorised; a whole joined label in the map wins."""
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "Weapons: J\nViolence & incitement: J\nTheft: I\n'Theft; Fraud': I\n", "utf-8"
+    )
+    cmap = load_category_map(mapping, ko.taxonomy)
+    data = tmp_path / "d.jsonl"
+    rows = [
+        '{"prompt": "a", "tags": ["Weapons", "Violence & incitement"]}',  # agree: J
+        '{"prompt": "b", "tags": ["Weapons", "Something unmapped"]}',  # one mapped: J
+        '{"prompt": "c", "tags": ["Weapons", "Theft"]}',  # disagree: none
+        '{"prompt": "d", "tags": ["Theft", "Fraud"]}',  # the joined label itself is mapped
+        '{"prompt": "e", "tags": ["Unknown one", "Unknown two"]}',  # nothing mapped
+    ]
+    data.write_text("\n".join(rows) + "\n", "utf-8")
+    items = load_prompts([data], ko.taxonomy, category_map=cmap)
+    assert [i.category for i in items] == ["J", "J", None, "I", None]
+    assert items[2].source_category == "Weapons; Theft"
+
+
 def test_data_paths_globs_and_folders(tmp_path) -> None:
     for name in ("1_A_Toxic_Language.jsonl", "5_L_Security_Threats.jsonl"):
         (tmp_path / name).write_text('{"prompt": "p"}\n', "utf-8")

@@ -9,7 +9,8 @@ figures are reported per source category too.
 A row's category comes from, in order:
 
 1. ``--category-map FILE`` (YAML or JSON ``{label: category id}``), applied to the row's source
-   label (see :meth:`CategoryResolver.source_label`);
+   label (see :meth:`CategoryResolver.source_label`), and for a label that joins several tags
+   (``a; b``) to each tag when the mapped ones agree on one category;
 2. a ``category`` field holding a category id (``"G"``);
 3. a KorSET split name in a ``split`` field or in the file name
    (``5_L_Security_Threats-00000-of-00001.parquet``);
@@ -170,6 +171,16 @@ class CategoryResolver:
                     return text
         return None
 
+    def _from_tags(self, label: str) -> str | None:
+        """For a label that joins several tags (``"Weapons; Violence & incitement"``, as a
+        ``tags`` list is joined), the category the map gives every mapped tag when they all
+        agree; ``None`` when no tag is mapped or two mapped tags disagree."""
+        tags = [t for t in (part.strip() for part in label.split(";")) if t]
+        if len(tags) < 2:
+            return None
+        found = {cid for t in tags if (cid := self.category_map.get(norm(t)))}
+        return found.pop() if len(found) == 1 else None
+
     def _from_split(self, text: str) -> str | None:
         for split, cid in self.splits.items():
             if split.lower() in text.lower():
@@ -183,6 +194,8 @@ class CategoryResolver:
             for key in (label, row.get("category_index")):
                 if key is not None and (cid := self.category_map.get(norm(str(key)))):
                     return cid
+            if label is not None and (cid := self._from_tags(label)):
+                return cid
         cat = row.get("category")
         if isinstance(cat, str) and cat.strip() in self.ids:
             return cat.strip()

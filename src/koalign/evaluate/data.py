@@ -266,8 +266,8 @@ def load_prompts(
         warnings.append(
             f"{sum(labelled.values())} rows in {len(unmapped_files)} file(s) have labels that are "
             f"not taxonomy categories ({top}{more}): kept as source categories and judged "
-            "against every category; give --category-map FILE (label: category id) for "
-            "per-category figures"
+            "against every category; give --category-map FILE (label: category id; a label "
+            "that joins several tags can be mapped tag by tag) for per-category figures"
         )
     for file, n in numeric_index.items():
         warnings.append(
