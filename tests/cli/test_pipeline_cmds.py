@@ -96,7 +96,7 @@ def test_a_log_file_gets_plain_progress_lines_per_stage(monkeypatch):
     progress.update("attack", 130, None, stats)  # too soon again
     clock[0] += 30
     progress.update("attack", 400, 400, stats)
-    progress.end("attack", {"status": "done", "records_in": 400, "calls": 1500})
+    progress.end("attack", {"status": "done", "records_in": 400, "calls": 1500, "seconds": 30.532})
     stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")  # as the log lines
     text = buf.getvalue().splitlines()
     assert all(stamp.match(x) for x in text if "records ·" in x or x.endswith(": started"))
@@ -109,3 +109,5 @@ def test_a_log_file_gets_plain_progress_lines_per_stage(monkeypatch):
         "attack: 400/400 records · calls 1200 · cache 3 · tok 50000/7000 · 66 s",
         "attack: done",
     ]
+    table = buf.getvalue().split("attack: done", 1)[1]
+    assert "1,500" in table and "30.5" in table and "30.532" not in table  # figures for people

@@ -45,7 +45,7 @@ OfflineOpt = Annotated[
 # manifest field -> short column label (the table fits an 80-column terminal)
 SUMMARY_COLUMNS = {"records_in": "in", "records_out": "out", "calls": "calls",
                    "cache_hits": "cached", "tokens_in": "tok in", "tokens_out": "tok out",
-                   "bad_outputs_total": "bad", "seconds": "s from start"}  # fmt: skip
+                   "bad_outputs_total": "bad", "seconds": "seconds"}  # fmt: skip
 
 
 PROGRESS_LINE_EVERY_S = 30.0
@@ -127,13 +127,25 @@ class RichProgress:
         table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
         for label in SUMMARY_COLUMNS.values():
             table.add_column(label, justify="right")
-        table.add_row(*(str(summary.get(c, "")) for c in SUMMARY_COLUMNS))
+        table.add_row(*(_cell(summary.get(c)) for c in SUMMARY_COLUMNS))
         bar.console.print(table)
         for line in highlights(stage, summary, limited=self._limited):
             bar.console.print(f"  {line}", markup=False, highlight=False)
         if not self._tasks:
             bar.stop()
             self._bar = None
+
+
+def _cell(value: Any) -> str:
+    """A stage table cell: counts with thousands separators, seconds to a tenth, nothing for a
+    missing figure."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 def _stamp() -> str:
