@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 from pathlib import Path
@@ -583,3 +584,27 @@ def test_the_first_request_goes_out_before_every_record_has_rendered_its_prompt(
     assert seeds >= 50
     # without the hand-over every prompt is rendered before the first request leaves
     assert at_first_request and at_first_request[0] < seeds // 2, (at_first_request, seeds)
+
+
+def test_a_stage_fed_by_a_running_one_starts_with_its_first_input(reference, tmp_path):
+    """Progress: the seeds stage ends before attack starts (seeds is a barrier); a flowing
+    stage starts when its first input arrives, not while it waits for one."""
+    config, _ = reference
+    events: list[tuple[str, str]] = []
+
+    class Recording:
+        def start(self, stage, total, done):
+            events.append(("start", stage))
+
+        def update(self, stage, done, total, stats):
+            pass
+
+        def end(self, stage, summary):
+            events.append(("end", stage))
+
+    cfg, loc = load_run_config(config, [])
+    Pipeline(cfg, loc, tmp_path / "run", progress=Recording(), preflight=False).run()
+    at = {e: i for i, e in enumerate(events)}
+    assert at[("end", "seeds")] < at[("start", "attack")]
+    for upstream, stage in itertools.pairwise(STAGES):
+        assert at[("start", upstream)] < at[("start", stage)], events

@@ -89,7 +89,9 @@ class Progress(Protocol):
     """Receives progress events (the CLI draws bars; the library never prints)."""
 
     def start(self, stage: str, total: int | None, done: int) -> None:
-        """A stage starts: ``total`` work items (None while records flow in), ``done`` so far."""
+        """A stage starts: ``total`` work items (None while records flow in), ``done`` so far.
+        A stage fed by a running one starts with its first input; one that gets none may end
+        without a start."""
 
     def update(self, stage: str, done: int, total: int | None, stats: dict[str, Any]) -> None:
         """Items done so far (at most every 0.2 s, and at the last one); ``stats`` is the stage's
@@ -941,9 +943,9 @@ class _StageRun:
     async def process_stream(self, source: Any) -> None:
         """Process items as their inputs arrive (records flow); at most ``max_inflight``
         records alive; the first failure cancels the rest and is raised."""
-        self.pipe.progress.start(self.stage.name, None, 0)
         tasks: set[asyncio.Task[None]] = set()
         failures: list[BaseException] = []
+        begun = False
 
         def finished(t: asyncio.Task[None]) -> None:
             tasks.discard(t)
@@ -954,6 +956,9 @@ class _StageRun:
             async for inp in source:
                 if self.pipe.stopping:
                     break
+                if not begun:  # the stage starts with its first input, not while it waits
+                    self.pipe.progress.start(self.stage.name, None, 0)
+                    begun = True
                 for item in self.stage.plan(self.ctx, inp):
                     await self.sem.acquire()
                     if failures:

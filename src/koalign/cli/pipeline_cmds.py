@@ -124,7 +124,10 @@ class RichProgress:
         if task is not None:
             total = summary.get("records_in") or 0
             bar.update(task, completed=total, total=total)
-        table = Table(title=f"{stage}: {summary.get('status')}", title_justify="left")
+        title = f"{stage}: {summary.get('status')}"
+        if not bar.console.is_terminal:  # a log file: when, as the other lines say
+            title = f"{_stamp()} {title}"
+        table = Table(title=title, title_justify="left")
         for label in SUMMARY_COLUMNS.values():
             table.add_column(label, justify="right")
         table.add_row(*(_cell(summary.get(c)) for c in SUMMARY_COLUMNS))
