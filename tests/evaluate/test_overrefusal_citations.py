@@ -82,6 +82,32 @@ def test_eval_citations_from_an_answers_directory(ko, tmp_path) -> None:
     checked = [json.loads(x) for x in (out / "citations.jsonl").read_text("utf-8").splitlines()]
     assert [c["id"] for c in checked] == ["1", "2", "3"]
     assert checked[1]["citations"][0]["replacement"]
+    assert s["n_prompts"] == 4 and s["call_failures"] == 0
+
+
+def test_eval_citations_from_answers_counts_the_models_failed_calls(ko, tmp_path) -> None:
+    """Rows whose answer was lost to a failed call (``generation_error: call_error``) are call
+    failures of the model, apart from generation failures; over 5% of the prompts, the figures
+    are incomplete (exit 3), as for every eval command."""
+    out = tmp_path / "run"
+    out.mkdir()
+    rows = [
+        {"id": "1", "category": "G", "prompt": "p", "verdict": "safe",
+         "answer": "개인정보 보호법 제71조에 따라 처벌됩니다."},
+        {"id": "2", "category": "A", "prompt": "p", "verdict": "call_failure", "answer": None,
+         "generation_error": "call_error"},
+        {"id": "3", "category": "A", "prompt": "p", "verdict": "generation_failure",
+         "answer": None, "generation_error": "empty"},
+    ]  # fmt: skip
+    (out / "safety.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8"
+    )
+    result = runner.invoke(app, ["eval", "citations", "--answers", str(out)])
+    assert result.exit_code == 3, result.output
+    s = json.loads((out / "summary.json").read_text("utf-8"))["citations"]
+    assert s["n"] == 1 and s["n_prompts"] == 3
+    assert s["call_failures"] == s["call_failures_model"] == 1
+    assert s["generation_failures"] == 1
 
 
 def test_eval_citations_generating_answers(tmp_path, judge_config, korset_files) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from koalign.errors import DataError
 from koalign.evaluate.answers import GENERATION_FAILURE_REASONS, failure_counts
 from koalign.evaluate.categories import UNCATEGORISED
+from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.runs import read_jsonl, update_summary, write_jsonl
 from koalign.locale import Locale
 
@@ -40,8 +41,10 @@ def load_answers(
     answers_dir: Path, files: Iterable[str] = ANSWER_FILES
 ) -> tuple[list[dict], dict[str, Any]]:
     """Rows with an answer from the item files present in ``answers_dir``, and the summary
-    fields of the rows without one that are generation failures (``generation_failures``,
-    ``generation_failure_reasons``; failed calls are not counted there).
+    fields of the rows without one: ``n_prompts`` (every row), the generation failures
+    (``generation_failures``, ``generation_failure_reasons``) and the model's failed calls
+    (``generation_error: call_error``, counted apart as ``call_failures_model``, see
+    :func:`koalign.evaluate.failures.call_failure_info`).
 
     Raises:
         DataError: none of ``files`` is in ``answers_dir``.
@@ -65,9 +68,12 @@ def load_answers(
             where=str(answers_dir),
             hint="run `koalign eval safety` there first, or pass --model and --data",
         )
+    failed_calls = sum(f == "call_error" for f in failures)
     return rows, {
+        "n_prompts": len(rows) + len(failures),
         "generation_failures": sum(f in GENERATION_FAILURE_REASONS for f in failures),
         "generation_failure_reasons": failure_counts(failures),
+        **call_failure_info(len(rows) + len(failures), failed_calls, 0),
     }
 
 
