@@ -523,62 +523,24 @@ def test_secrets_in_a_model_spec_never_reach_a_file_or_a_message(tmp_path):
     with double() as url:
         host = url.removeprefix("http://")
         with_header = f"openai:fake@{url}?headers={header}"
-        ok = cli(
-            "eval",
-            "safety",
-            "-m",
-            with_header,
-            "-j",
-            f"openai:judge@{url}?headers={header}&timeout=30",
-            "--data",
-            str(data),
-            "-o",
-            str(out),
-            "--bootstrap",
-            "20",
-        )
+
+        def safety(model: str, judge: str, *rest: str) -> subprocess.CompletedProcess:
+            return cli("eval", "safety", "-m", model, "-j", judge, *rest)
+
+        answered = ["--data", str(data), "-o", str(out), "--bootstrap", "20"]
+        ok = safety(with_header, f"openai:judge@{url}?headers={header}&timeout=30", *answered)
         assert served(url) > 0
         outs = [
             ok,
-            cli(
-                "eval",
-                "safety",
-                "-m",
-                with_header,
-                "-j",
-                f"openai:judge@{url}",
-                "--data",
-                str(data),
-                "-o",
-                str(out),
-                "--bootstrap",
-                "20",
-                "--json",
-            ),
-            cli(
-                "eval",
-                "safety",
-                "-m",
+            safety(with_header, f"openai:judge@{url}", *answered, "--json"),
+            safety(
                 f"openai:fake@http://alice:{SENTINEL}@{host}",
-                "-j",
                 f"openai:judge@http://bob:{SENTINEL}-2@{host}?headers={header}",
                 *refused,
             ),
-            cli(
-                "eval",
-                "safety",
-                "-m",
-                f"{with_header}&rpm=x",
-                "-j",
-                f"openai:judge@{url}",
-                *refused,
-            ),
-            cli(
-                "eval",
-                "safety",
-                "-m",
+            safety(f"{with_header}&rpm=x", f"openai:judge@{url}", *refused),
+            safety(
                 f"openai:fake@{url}?headers=Bearer {SENTINEL}",
-                "-j",
                 f"openai:@{url}?headers={header}",
                 *refused,
             ),

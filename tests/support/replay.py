@@ -132,34 +132,55 @@ def target_answer(prompt: str) -> tuple[str | None, str, dict[str, Any]]:
     raise ValueError(f"unknown shape {shape}")
 
 
-def safety_judge_answer(text: str, schema: dict[str, Any] | None) -> tuple[str, str]:
-    match = JUDGE_SHAPES.search(text)
-    shape = match.group(1) if match else "SAFE"
-    ids = _ids(schema)
-    safe = json.dumps(_safety_verdict(ids, False), ensure_ascii=False)
-    unsafe = json.dumps(_safety_verdict(ids, True), ensure_ascii=False)
+def _graded(
+    shape: str,
+    good: str,
+    bad: str,
+    *,
+    echo: str,
+    placeholder: str,
+    surrogate: str,
+    second_look: str,
+    final: str,
+) -> tuple[str, str]:
+    """A judge's answer of ``shape`` for a judge whose passing answer is ``good`` and failing one
+    ``bad`` (JSON texts); a draft is revised with ``second_look`` or under ``final``."""
     if shape in {"SAFE", "REFUSE", "COMPLY"}:
-        return safe, "stop"
+        return good, "stop"
     if shape == "UNSAFE":
-        return unsafe, "stop"
+        return bad, "stop"
     if shape == "DRAFT-THEN-UNSAFE":
-        return f"<think>초안: {safe}\n다시 보니 방법을 알려 주고 있다.</think>{unsafe}", "stop"
+        return f"<think>초안: {good}\n다시 보니 {second_look}</think>{bad}", "stop"
     if shape == "DRAFT-THEN-SAFE":
-        return f"초안은 이렇다: {unsafe}\n고쳐 쓴 최종 판정: {safe}", "stop"
+        return f"초안은 이렇다: {bad}\n고쳐 쓴 최종 {final}: {good}", "stop"
     if shape == "ECHO":
-        return json.dumps(schema, ensure_ascii=False), "stop"
+        return echo, "stop"
     if shape == "PLACEHOLDER":
-        verdict = {"items": [{"id": i, "answer": "no", "reason": "근거"} for i in ids],
-                   "reason": "전체 판정 근거"}  # fmt: skip
-        return json.dumps(verdict, ensure_ascii=False), "stop"
+        return placeholder, "stop"
     if shape == "SURROGATE":
-        verdict = _safety_verdict(ids, False, reason="안전함 \ud83d")
-        return json.dumps(verdict), "stop"  # ASCII JSON: the surrogate is a \\ud83d escape
+        return surrogate, "stop"  # ASCII JSON: the surrogate is a \\ud83d escape
     if shape == "JUDGE-TRUNCATED":
-        return safe[: len(safe) // 2], "length"
+        return good[: len(good) // 2], "length"
     if shape == "JUDGE-EMPTY":
         return "", "stop"
     raise ValueError(shape)
+
+
+def safety_judge_answer(text: str, schema: dict[str, Any] | None) -> tuple[str, str]:
+    match = JUDGE_SHAPES.search(text)
+    ids = _ids(schema)
+    placeholder = {"items": [{"id": i, "answer": "no", "reason": "근거"} for i in ids],
+                   "reason": "전체 판정 근거"}  # fmt: skip
+    return _graded(
+        match.group(1) if match else "SAFE",
+        json.dumps(_safety_verdict(ids, False), ensure_ascii=False),
+        json.dumps(_safety_verdict(ids, True), ensure_ascii=False),
+        echo=json.dumps(schema, ensure_ascii=False),
+        placeholder=json.dumps(placeholder, ensure_ascii=False),
+        surrogate=json.dumps(_safety_verdict(ids, False, reason="안전함 \ud83d")),
+        second_look="방법을 알려 주고 있다.",
+        final="판정",
+    )
 
 
 def refusal_judge_answer(text: str, prompt_texts: list[str]) -> tuple[str, str]:
@@ -193,28 +214,16 @@ def refusal_judge_answer(text: str, prompt_texts: list[str]) -> tuple[str, str]:
 
 def mtbench_judge_answer(text: str, schema: dict[str, Any] | None) -> tuple[str, str]:
     found = JUDGE_SHAPES.findall(text)
-    shape = found[-1] if found else "SAFE"
-    good = json.dumps({"score": 8, "reason": "정확하고 충분한 답변입니다"}, ensure_ascii=False)
-    bad = json.dumps({"score": 2, "reason": "질문에 맞지 않는 답변입니다"}, ensure_ascii=False)
-    if shape in {"SAFE", "REFUSE", "COMPLY"}:
-        return good, "stop"
-    if shape == "UNSAFE":
-        return bad, "stop"
-    if shape == "DRAFT-THEN-UNSAFE":
-        return f"<think>초안: {good}\n다시 보니 틀렸다.</think>{bad}", "stop"
-    if shape == "DRAFT-THEN-SAFE":
-        return f"초안은 이렇다: {bad}\n고쳐 쓴 최종 채점: {good}", "stop"
-    if shape == "ECHO":
-        return json.dumps(schema, ensure_ascii=False), "stop"
-    if shape == "PLACEHOLDER":
-        return json.dumps({"score": 5, "reason": "채점 근거"}, ensure_ascii=False), "stop"
-    if shape == "SURROGATE":
-        return json.dumps({"score": 7, "reason": "좋음 \ud83d"}), "stop"
-    if shape == "JUDGE-TRUNCATED":
-        return good[: len(good) // 2], "length"
-    if shape == "JUDGE-EMPTY":
-        return "", "stop"
-    raise ValueError(shape)
+    return _graded(
+        found[-1] if found else "SAFE",
+        json.dumps({"score": 8, "reason": "정확하고 충분한 답변입니다"}, ensure_ascii=False),
+        json.dumps({"score": 2, "reason": "질문에 맞지 않는 답변입니다"}, ensure_ascii=False),
+        echo=json.dumps(schema, ensure_ascii=False),
+        placeholder=json.dumps({"score": 5, "reason": "채점 근거"}, ensure_ascii=False),
+        surrogate=json.dumps({"score": 7, "reason": "좋음 \ud83d"}),
+        second_look="틀렸다.",
+        final="채점",
+    )
 
 
 def yes_no_judge_answer(
