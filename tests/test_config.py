@@ -131,3 +131,28 @@ def test_an_override_of_an_undeclared_model_names_the_models_that_exist(write_co
     # a new model given its backend and model is declared on purpose
     cfg = load_config(path, ["models.extra.backend=scripted", "models.extra.model=m"])
     assert cfg.models["extra"].model == "m"
+
+
+def test_the_event_loop_is_checked_with_the_config(write_config, monkeypatch):
+    """``runtime.event_loop: uvloop`` without uvloop fails at load, before any call; the event
+    loop is how the run executes, so it never changes a stage's hash."""
+    import importlib.util
+
+    path = write_config()
+    a = load_config(path, ["runtime.event_loop=asyncio"])
+    b = load_config(path, [])
+    assert b.runtime.event_loop == "auto"
+    assert [a.stage_hash(s) for s in ("seeds", "judge")] == [
+        b.stage_hash(s) for s in ("seeds", "judge")
+    ]
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["runtime.event_loop=trio"])
+    assert "runtime.event_loop" in exc.value.render()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, ["runtime.event_loop=uvloop"])
+    text = exc.value.render()
+    assert "runtime.event_loop" in text and "pip install uvloop" in text, text

@@ -608,3 +608,35 @@ def test_a_stage_fed_by_a_running_one_starts_with_its_first_input(reference, tmp
     assert at[("end", "seeds")] < at[("start", "attack")]
     for upstream, stage in itertools.pairwise(STAGES):
         assert at[("start", upstream)] < at[("start", stage)], events
+
+
+def test_the_event_loop_is_the_configured_one_and_outputs_do_not_depend_on_it(
+    reference, tmp_path, monkeypatch
+):
+    """``runtime.event_loop``: the run goes through the loop named (``auto`` is uvloop where it
+    is installed) and writes the same bytes on either loop."""
+    import asyncio
+
+    from koalign.backends.scripted import ScriptedBackend
+
+    pytest.importorskip("uvloop", reason="uvloop is not installed (Windows)")
+    loops: list[str] = []
+    real = ScriptedBackend.agenerate
+
+    async def recording(self, requests):
+        loops.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
+        return await real(self, requests)
+
+    monkeypatch.setattr(ScriptedBackend, "agenerate", recording)
+    config, _ = reference
+    run(config, tmp_path / "asyncio", ["runtime.event_loop=asyncio"])
+    assert loops and set(loops) == {"asyncio"}
+    for name in OUTPUTS:
+        ref = (config.parent / "run" / name).read_text(encoding="utf-8")
+        got = (tmp_path / "asyncio" / name).read_text(encoding="utf-8")
+        if name == "export/README.md":  # the card shows the config it was made with
+            got = got.replace("event_loop: asyncio", "event_loop: auto")
+        assert got == ref, name
+    loops.clear()
+    run(config, tmp_path / "auto", ["runtime.event_loop=auto"])
+    assert loops and set(loops) == {"uvloop"}

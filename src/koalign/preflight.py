@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from koalign import eventloop
 from koalign.backends.fit import Fit
 from koalign.backends.fit import RolePrompt as FitPrompt
 from koalign.backends.limits import estimate_prompt_tokens
@@ -260,7 +261,7 @@ def window_fits(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(measure())
+        return eventloop.run(measure())
     return [fit_in(models[m], p, models[m].spec.context_window) for m, p in wanted]
 
 

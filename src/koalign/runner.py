@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from koalign import eventloop
 from koalign.backends.limits import call_priority
 from koalign.config import RunConfig
 from koalign.errors import ConfigError, KoalignError
@@ -423,7 +424,7 @@ class Pipeline:
     # ------------------------------------------------------------------ running
     def run(self, names: Sequence[str] | None = None) -> dict[str, Any]:
         """Run the stages named (default all, in registry order); returns the manifest."""
-        return asyncio.run(self.arun(names))
+        return eventloop.run(self.arun(names), loop=self.config.runtime.event_loop)
 
     async def arun(self, names: Sequence[str] | None = None) -> dict[str, Any]:
         """Async :meth:`run`: holds the run directory's lock for the whole run.

@@ -11,7 +11,6 @@ typed ``error`` and never raises for one request's failure.
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from koalign import eventloop
 from koalign.errors import BackendError, did_you_mean
 from koalign.types import ChatRequest, ChatResult, Message, SamplingParams
 
@@ -225,7 +225,7 @@ class Backend(ABC):
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Synchronous convenience over :meth:`agenerate`."""
-        return asyncio.run(self.agenerate(requests))
+        return eventloop.run(self.agenerate(requests))
 
     def cache_identity(self) -> dict[str, Any]:
         """What identifies this model's outputs in the cache key (beyond the request)."""

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from koalign import eventloop
 from koalign.backends.answers import read_answer
 from koalign.backends.base import Backend, ModelSpec, create_backend
 from koalign.backends.limits import (
@@ -257,7 +258,7 @@ class LLM:
                 finally:
                     await self.backend.arelease()
 
-            return asyncio.run(run())
+            return eventloop.run(run())
         raise BackendError(
             "LLM.generate() was called inside a running event loop",
             where=f"model '{self.name}'",
@@ -756,7 +757,7 @@ class ModelPool:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(self.aclose())
+            eventloop.run(self.aclose())
             return
         raise BackendError(
             "ModelPool.close() was called inside a running event loop",

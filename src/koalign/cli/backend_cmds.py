@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
+from koalign import eventloop
 from koalign.cli.common import err, fold, out, print_json
 from koalign.errors import ConfigError, KoalignError
 from koalign.yamlio import load_yaml
@@ -302,7 +302,7 @@ def register(app: typer.Typer) -> None:
                 rows.append(await check_model(name, spec, roles.get(name, ())))
             return rows
 
-        rows = asyncio.run(run_all())
+        rows = eventloop.run(run_all())
         rows += [
             {"model": name, "backend": None, "id": None, "ok": False, "error": text, "json": None}
             for name, text in problems.items()

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from koalign import eventloop
 from koalign.cli.common import err, escape, print_error, print_json, print_warning
 from koalign.errors import ConfigError, KoalignError
 
@@ -276,7 +277,7 @@ class EvalInterrupted(KoalignError):
 
 
 def run_async(out: Path, coro: Awaitable[Any]) -> Any:
-    """``asyncio.run(coro)``, with Ctrl-C (SIGINT) and SIGTERM turned into
+    """``eventloop.run(coro)``, with Ctrl-C (SIGINT) and SIGTERM turned into
     :class:`EvalInterrupted` (typer would otherwise exit 130 without a word, and SIGTERM would
     end the process without closing the cache). SIGTERM cancels the work as Ctrl-C does: the
     calls in flight are dropped, the answered ones are already in the cache."""
@@ -303,7 +304,7 @@ def run_async(out: Path, coro: Awaitable[Any]) -> Any:
                 loop.remove_signal_handler(signal.SIGTERM)
 
     try:
-        return asyncio.run(main())
+        return eventloop.run(main())
     except KeyboardInterrupt:
         raise EvalInterrupted(out, signal.SIGINT) from None
     except asyncio.CancelledError:
