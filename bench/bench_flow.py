@@ -389,6 +389,12 @@ def main() -> None:
         default=None,
         help="seeds.per_type (the config has 40: about 2,200 candidates; raise it for more)",
     )
+    p.add_argument(
+        "--event-loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="koalign's runtime.event_loop (auto: uvloop where installed)",
+    )
     args = p.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_flow_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -416,6 +422,7 @@ def main() -> None:
                 for m in ("gen", "target-a", "target-b", "judge", "resp-a", "resp-b", "resp-c")
             },
             **({"seeds.per_type": args.per_type} if args.per_type else {}),
+            **{"runtime.event_loop": args.event_loop},
         )
         before = served(base_url)
         t0 = time.perf_counter()
@@ -444,6 +451,7 @@ def main() -> None:
         "seeds": args.seeds,
         "latency_s": args.latency,
         "cap_per_model": args.cap,
+        "event_loop": args.event_loop,
         "requests_served": requests,
         "calls_in_records": ch.calls(),
         "koalign_wall_s": round(wall, 3),
