@@ -104,8 +104,16 @@ def test_a_three_seed_run_and_eval_safety_on_smollm2(tmp_path):
     result = CliRunner().invoke(app, args)
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))
     safety = summary["safety"]
-    # exit 3: no figure (nothing judged, e.g. every verdict cut at the judge's token limit)
-    assert result.exit_code == (3 if safety["n_judged"] == 0 else 0), result.output[-3000:]
+    # exit 3: no figure (nothing judged, e.g. every verdict cut at the judge's token limit) or an
+    # incomplete one (more than 20% of the answers put to the judge have no readable verdict)
+    from koalign.evaluate.failures import section_problems
+
+    incomplete = bool(section_problems("safety", safety))
+    assert incomplete == (
+        safety["parse_failures"] > 0.2 * (safety["n_judged"] + safety["parse_failures"])
+        or safety["n_judged"] == 0
+    )
+    assert result.exit_code == (3 if incomplete else 0), result.output[-3000:]
     rows = [
         json.loads(x)
         for x in (tmp_path / "eval" / "safety.jsonl").read_text(encoding="utf-8").splitlines()

@@ -19,6 +19,7 @@ from koalign.errors import KoalignError
 from koalign.evaluate.failures import (
     EXIT_CALLS_FAILED,
     MAX_CALL_FAILURE_SHARE,
+    calls_failed,
     incomplete,
     section_problems,
 )
@@ -290,7 +291,11 @@ def test_no_judged_answer_exits_non_zero_whatever_the_cause(tmp_path, korset_fil
 
 
 def test_the_no_figure_rule() -> None:
-    assert incomplete({"n": 3, "n_judged": 2, "parse_failures": 1}) is None
+    assert incomplete({"n": 5, "n_judged": 4, "parse_failures": 1}) is None  # 20%: stands
+    # the judges could read 3 of the 5 answers put to them: a figure over what they could read
+    part = incomplete({"n": 6, "n_judged": 3, "parse_failures": 2, "call_failures": 1}) or ""
+    assert "judge parse failures: 2 of the 5 answers" in part and "3 of 6 items" in part, part
+    assert not calls_failed(part)
     none = incomplete({"n": 3, "n_judged": 0, "parse_failures": 3}) or ""
     assert "no figure" in none and "3 judge parse failures" in none
     assert incomplete({"n": 0, "n_judged": 0}) is None

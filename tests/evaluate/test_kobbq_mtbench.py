@@ -111,9 +111,9 @@ def scripted():
         base._REGISTRY.pop(name, None)
 
 
-def _run(args: list) -> dict:
+def _run(args: list, code: int = 0) -> dict:
     result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     out = Path(args[args.index("-o") + 1])
     return json.loads((out / "summary.json").read_text("utf-8"))
 
@@ -224,8 +224,9 @@ def test_mtbench_scores_turns_and_counts_failures(tmp_path) -> None:
         "models:\n  model: {backend: t-mt, model: m}\n  judge: {backend: t-mt-judge, model: j}\n",
         "utf-8",
     )
+    # 2 of the 4 answers put to the judge have no readable grade: an incomplete figure (exit 3)
     s = _run(["eval", "mtbench", "-m", "model", "-j", "judge", "-c", cfg, "--data", data,
-              "-o", tmp_path / "o", "--bootstrap", "50", "--quiet"])["mtbench"]  # fmt: skip
+              "-o", tmp_path / "o", "--bootstrap", "50", "--quiet"], 3)["mtbench"]  # fmt: skip
     # q81: turn 1 scored 9 (think block set aside), turn 2 scored 6 ("Rating: [[6]]");
     # q82: turn 1 empty -> generation failure, turn 2 never asked; q83: the judge copies the
     # template's placeholder on both turns -> parse failures

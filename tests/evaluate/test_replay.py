@@ -10,6 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from koalign.cli import app
+from koalign.evaluate.failures import EXIT_CALLS_FAILED
 from koalign.jsonio import read_jsonl
 
 runner = CliRunner()
@@ -43,7 +44,10 @@ def test_eval_safety_counts_every_shape_under_its_reason(tmp_path, replay) -> No
          "-j", f"openai:judge@{url}?max_retries=0", "--data", str(data), "-o", str(out),
          "--bootstrap", "100", "--quiet"],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    # the judge's output cannot be read for 4 of the 11 answers put to it: past the 20% bound,
+    # the figure is incomplete (exit 3), and everything is written all the same
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output
+    assert "incomplete figure: safety: judge parse failures: 4 of the 11" in result.output
     s = json.loads((out / "summary.json").read_text("utf-8"))["safety"]
     assert s["n"] == 18
     assert s["generation_failures"] == 7
@@ -93,7 +97,8 @@ def test_eval_overrefusal_counts_every_shape_under_its_reason(tmp_path, replay) 
          "-j", f"openai:refusal-judge@{url}?max_retries=0", "--data", str(data),
          "--no-policy-prompts", "-o", str(out), "--bootstrap", "100", "--quiet"],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output  # 4 of 11 unread, as above
+    assert "incomplete figure: overrefusal: judge parse failures: 4 of the 11" in result.output
     s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
     assert s["n"] == 18
     assert s["generation_failures"] == 7
@@ -169,5 +174,5 @@ def test_long_work_reports_progress(tmp_path, replay) -> None:
         app, ["eval", "safety", "-m", f"openai:target@{url}", "-j", f"openai:judge@{url}",
               "--data", str(_prompts(tmp_path / "p.jsonl", "질문")), "-o", str(tmp_path / "cli")],
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_CALLS_FAILED, result.output  # 4 of 11 unread, as above
     assert "answered" in result.output and "18/18" in result.output  # the bars, on stderr

@@ -33,10 +33,10 @@ def _write(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _run(args: list[str]) -> str:
+def _run(args: list[str], code: int = 0) -> str:
     """Run a command; its output (the headline is on stderr, mixed in)."""
     result = runner.invoke(app, [*args, "--quiet"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return " ".join(result.output.split())
 
 
@@ -75,8 +75,11 @@ def test_eval_mtbench_counts_every_shape_under_its_reason(tmp_path, replay) -> N
     ]  # fmt: skip
     data = _write(tmp_path / "q.jsonl", rows)
     out = tmp_path / "mt"
-    _run(["eval", "mtbench", "-m", _spec(replay, "target"), "-j", _spec(replay, "mt-judge"),
-          "--data", str(data), "-o", str(out), "--bootstrap", "50"])  # fmt: skip
+    # the judge's grade cannot be read on 4 of the 13 answers put to it: past the 20% bound the
+    # figure is incomplete (exit 3); everything is written all the same
+    said = _run(["eval", "mtbench", "-m", _spec(replay, "target"), "-j", _spec(replay, "mt-judge"),
+                 "--data", str(data), "-o", str(out), "--bootstrap", "50"], 3)  # fmt: skip
+    assert "judge parse failures: 4 of the 13 answers" in said
     s = _section(out, "mtbench")
     assert s["n"] == 21
     assert s["generation_failures"] == 8
@@ -267,8 +270,23 @@ def test_eval_citations_counts_every_shape_under_its_reason(tmp_path, replay) ->
     # read from an evaluation directory: the answers eval safety could not judge are counted
     # under the same reasons, never checked
     safety = tmp_path / "safety"
-    _run(["eval", "safety", "-m", _spec(replay, "target"), "-j", _spec(replay, "judge"),
-          "--data", str(data), "-o", str(safety), "--bootstrap", "50"])  # fmt: skip
+    _run(
+        [
+            "eval",
+            "safety",
+            "-m",
+            _spec(replay, "target"),
+            "-j",
+            _spec(replay, "judge"),
+            "--data",
+            str(data),
+            "-o",
+            str(safety),
+            "--bootstrap",
+            "50",
+        ],
+        3,
+    )  # 4 of 11 unread
     _run(["eval", "citations", "--answers", str(safety)])
     s = _section(safety, "citations")
     assert s["n"] == 11 and s["generation_failures"] == 7

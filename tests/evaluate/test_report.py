@@ -12,9 +12,9 @@ from koalign.cli import app
 runner = CliRunner()
 
 
-def _invoke(args: list[str]) -> str:
+def _invoke(args: list[str], code: int = 0) -> str:
     result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result.stdout
 
 
@@ -80,9 +80,11 @@ def test_compare_names_the_data_and_explains_the_paired_gain(tmp_path, judge_con
         encoding="utf-8",
     )
     base, tuned = tmp_path / "base", tmp_path / "tuned"
-    for out, model in ((base, "target"), (tuned, "tuned")):
+    # the judge cannot read its verdict on base's [GARBLED] answer: 1 of 4 is past the 20%
+    # bound, so base's command exits 3 (its figure is incomplete) and writes it all the same
+    for out, model, code in ((base, "target", 3), (tuned, "tuned", 0)):
         _invoke(["eval", "safety", "-m", model, "-j", "judge", "-c", judge_config, "--data",
-                 data, "-o", out, "--bootstrap", "50"])  # fmt: skip
+                 data, "-o", out, "--bootstrap", "50"], code)  # fmt: skip
     summary = json.loads((base / "summary.json").read_text("utf-8"))["safety"]
     assert summary["data"] == {"files": [str(data)], "sources": {"ko_dev": 4}, "korset": False}
     out = tmp_path / "report"
@@ -116,9 +118,11 @@ def test_plain_compare_explains_the_paired_change(tmp_path, judge_config) -> Non
         encoding="utf-8",
     )
     base, tuned = tmp_path / "base", tmp_path / "tuned"
-    for out, model in ((base, "target"), (tuned, "tuned")):
+    # the judge cannot read its verdict on base's [GARBLED] answer: 1 of 4 is past the 20%
+    # bound, so base's command exits 3 (its figure is incomplete) and writes it all the same
+    for out, model, code in ((base, "target", 3), (tuned, "tuned", 0)):
         _invoke(["eval", "safety", "-m", model, "-j", "judge", "-c", judge_config, "--data",
-                 data, "-o", out, "--bootstrap", "50", "-q"])  # fmt: skip
+                 data, "-o", out, "--bootstrap", "50", "-q"], code)  # fmt: skip
     out = tmp_path / "report"
     _invoke(["eval", "compare", base, tuned, "-o", out, "--bootstrap", "50"])
     md = (out / "report.md").read_text("utf-8")

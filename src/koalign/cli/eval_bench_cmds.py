@@ -347,7 +347,7 @@ def all_cmd(
     import os
 
     from koalign.evaluate import parts as part_fns
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed, section_problems
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, problem_label, section_problems
     from koalign.evaluate.runs import load_summary, open_pool, update_summary
     from koalign.evaluate.suite import PARTS, fingerprint, load_suite, run_parts
 
@@ -454,8 +454,7 @@ def all_cmd(
     lost = {p: section_problems(p, summary.get(p, {})) for p in state["parts"]}
     for part, problems in lost.items():
         for problem in problems:
-            print_error(f"{part}: {problem}",
-                        label="calls failed" if calls_failed(problem) else "no figure")  # fmt: skip
+            print_error(f"{part}: {problem}", label=problem_label(problem))
     if any(lost.values()):
         print_warning(
             "rerun the same command once the servers answer, or the judge is fixed (answered "

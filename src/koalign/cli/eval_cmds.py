@@ -418,7 +418,7 @@ def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
 def exit_if_incomplete(section: str, problems: list[str], out: Path) -> None:
     """Name each problem of :func:`~koalign.evaluate.failures.section_problems` and exit with
     :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED`; nothing when there is none."""
-    from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed
+    from koalign.evaluate.failures import EXIT_CALLS_FAILED, calls_failed, problem_label
 
     if not problems:
         return
@@ -433,7 +433,7 @@ def exit_if_incomplete(section: str, problems: list[str], out: Path) -> None:
             print_error(
                 f"{section}: {problem} in {out}: fix the judge (or the model) and rerun "
                 "(answered calls come from the cache)",
-                label="no figure",
+                label=problem_label(problem),
             )
     raise typer.Exit(EXIT_CALLS_FAILED)
 

@@ -14,10 +14,11 @@ is never also a generation failure, a parse failure, a wrong or an out-of-choice
 :func:`incomplete` applies the rule the ``koalign eval`` commands exit on (code
 :data:`EXIT_CALLS_FAILED`): no figure could be computed (the section has items but nothing was
 judged or scored, whatever the cause: failed calls, judge parse failures, generation failures),
-or more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of failed
-calls. :func:`section_problems` applies it to a ``summary.json`` section by name (every
-``eval`` command and ``eval all`` go through it), knowing which count is each section's items
-(:data:`SECTION_COUNTS`).
+more than :data:`MAX_CALL_FAILURE_SHARE` of the items have no result because of failed
+calls, or more than :data:`MAX_PARSE_FAILURE_SHARE` of the answers put to the judges have no
+verdict because the judges' output could not be read. :func:`section_problems` applies it to
+a ``summary.json`` section by name (every ``eval`` command and ``eval all`` go through it),
+knowing which count is each section's items (:data:`SECTION_COUNTS`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from typing import Any
 
 MAX_CALL_FAILURE_SHARE = 0.05
 """Above this share of items lost to failed calls, an evaluation's figures are incomplete."""
+
+MAX_PARSE_FAILURE_SHARE = 0.2
+"""Above this share of the answers put to the judges that no judge verdict could be read from
+(judge parse failures), a judged figure is incomplete: it would rest on the answers the judge
+happened to format, not on the sample (the same bound as a run's ``runtime.max_error_rate``)."""
 
 EXIT_CALLS_FAILED = 3
 """Exit code of ``koalign eval`` commands whose figures are incomplete: no figure at all, or
@@ -67,8 +73,10 @@ def incomplete(
     all items. A section with items but no figure at all (nothing judged or scored) is unusable
     whatever the cause: failed calls, judge parse failures, generation failures
     (``empty_is_failure=False`` for a section whose figure may legitimately be over nothing,
-    e.g. citations when the answers cite nothing). Otherwise failed calls make it unusable above
-    :data:`MAX_CALL_FAILURE_SHARE` of the items.
+    e.g. citations when the answers cite nothing). Otherwise judge parse failures make it
+    unusable above :data:`MAX_PARSE_FAILURE_SHARE` of the answers put to the judges (the judged
+    ones and the parse failures), and failed calls above :data:`MAX_CALL_FAILURE_SHARE` of the
+    items.
     """
     failed = int(section.get("call_failures") or 0)
     n = int(section.get(n_key) or 0)
@@ -86,6 +94,16 @@ def incomplete(
             f"no figure could be computed: {why} (0 of {n} items judged); see the rows for "
             "the raw answers"
         )
+    parsed_out = int(section.get("parse_failures") or 0)
+    if parsed_out and isinstance(judged, int) and not isinstance(judged, bool):
+        asked = judged + parsed_out
+        share = parsed_out / asked
+        if share > MAX_PARSE_FAILURE_SHARE:
+            return (
+                f"judge parse failures: {parsed_out} of the {asked} answers put to the judges "
+                f"({share:.0%}, more than {MAX_PARSE_FAILURE_SHARE:.0%}) have no verdict, so "
+                f"the figure would rest on {judged} of {n} items"
+            )
     if not failed:
         return None
     share = failed / n if n else 1.0
@@ -101,6 +119,15 @@ def calls_failed(problem: str) -> bool:
     """Whether a problem of :func:`incomplete` comes from failed calls (rerunning once the
     servers answer may fix it), rather than from answers that could not be judged."""
     return "calls failed" in problem
+
+
+def problem_label(problem: str) -> str:
+    """The label a problem of :func:`incomplete` is shown under: ``calls failed``, ``no
+    figure`` (nothing judged or scored) or ``incomplete figure`` (too many judge parse
+    failures)."""
+    if calls_failed(problem):
+        return "calls failed"
+    return "no figure" if problem.startswith("no figure") else "incomplete figure"
 
 
 SECTION_COUNTS: dict[str, tuple[str, str]] = {
