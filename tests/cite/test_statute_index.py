@@ -130,6 +130,20 @@ def test_articles_are_decoded_per_law_and_format_1_is_still_read() -> None:
     assert [x.raw_articles for x in StatuteIndex(v1).laws] == [x.raw_articles for x in index.laws]
 
 
+def test_one_article_is_decoded_alone_and_equals_the_whole_decoding() -> None:
+    data = build_index(CORPUS, built=date(2026, 11, 29))
+    law = StatuteIndex(data).law("시험법")
+    assert law is not None
+    art = law.article("3의2")
+    assert art is not None and list(law._decoded) == ["3의2"] and law._articles is None
+    assert law.article("3의2") is art and law.article("99") is None
+    assert law.last_article == 11 and law._articles is None
+    whole = StatuteIndex(data).law("시험법")
+    assert whole is not None
+    assert {n: law.article(n) for n in whole.articles} == whole.articles
+    assert law.articles["3의2"] is art  # the whole decoding reuses what was decoded
+
+
 def test_unreadable_or_foreign_index_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "x.json.gz"
     bad.write_bytes(b"not gzip")

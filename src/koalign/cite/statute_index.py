@@ -148,7 +148,8 @@ class ArticleFacts:
 
 @dataclass
 class LawFacts:
-    """One Act (or the Constitution) in the index; articles decoded on first use."""
+    """One Act (or the Constitution) in the index; articles decoded on first use (one article
+    at a time through :meth:`article`, all of them through :attr:`articles`)."""
 
     name: str
     law_id: str
@@ -161,6 +162,8 @@ class LawFacts:
     flags: tuple[str, ...] = ()
     _rows: list[Any] | None = field(default=None, repr=False)
     _articles: dict[str, ArticleFacts] | None = field(default=None, repr=False)
+    _by_number: dict[str, list[Any]] | None = field(default=None, repr=False)
+    _decoded: dict[str, ArticleFacts] = field(default_factory=dict, repr=False)
     _last: int | None = field(default=None, repr=False)
 
     @property
@@ -176,13 +179,26 @@ class LawFacts:
     def articles(self) -> dict[str, ArticleFacts]:
         """Article number (``"14의2"``) -> facts."""
         if self._articles is None:
-            self._articles = {a[0]: _decode_article(a) for a in self.raw_articles}
+            self._articles = {
+                a[0]: self._decoded.get(a[0]) or _decode_article(a) for a in self.raw_articles
+            }
         return self._articles
 
     def article(self, number: str) -> ArticleFacts | None:
         """The facts of article ``number`` (text, e.g. ``"14의2"``), or None when the corpus text has
-        no such article."""
-        return self.articles.get(number)
+        no such article. Only that article is decoded (an Act holds up to a few hundred)."""
+        if self._articles is not None:
+            return self._articles.get(number)
+        hit = self._decoded.get(number)
+        if hit is not None:
+            return hit
+        if self._by_number is None:
+            self._by_number = {a[0]: a for a in self.raw_articles}
+        raw = self._by_number.get(number)
+        if raw is None:
+            return None
+        hit = self._decoded[number] = _decode_article(raw)
+        return hit
 
     @property
     def checkable(self) -> bool:
@@ -207,7 +223,7 @@ class LawFacts:
     def last_article(self) -> int:
         """Highest main article number."""
         if self._last is None:
-            self._last = max((int(n.split("의")[0]) for n in self.articles), default=0)
+            self._last = max((int(a[0].split("의")[0]) for a in self.raw_articles), default=0)
         return self._last
 
 
