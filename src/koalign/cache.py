@@ -154,12 +154,16 @@ class KeyBuilder:
 
     ``key(messages, sampling, schema, sample_index)`` takes ``(role, content)`` pairs and
     returns exactly ``cache_key(identity, [{"role", "content"}...], sampling, schema, ...)``.
+    The serialised form of a system message, a sampling mapping and a schema is kept per object
+    (a stage's requests share them), so none of them may be changed after its first use.
     """
 
     def __init__(self, identity: dict[str, Any]) -> None:
         self._head = b'{"identity":' + _canon_bytes(identity) + b',"messages":'
         self._schemas: dict[int, tuple[Any, bytes]] = {}
         self._samplings: dict[tuple[tuple[str, type, Any], ...], bytes] = {}
+        self._sampling_objects: dict[int, tuple[dict[str, Any], bytes]] = {}
+        self._systems: dict[int, tuple[str, bytes]] = {}
 
     def _schema(self, schema: dict[str, Any] | None) -> bytes:
         if schema is None:
@@ -173,9 +177,38 @@ class KeyBuilder:
         self._schemas[id(schema)] = (schema, blob)  # the reference keeps id() unique
         return blob
 
+    def _message(self, role: str, content: str | tuple[str, ...]) -> bytes:
+        """One message as ``canonical_json`` writes it inside the list (a system message's
+        long text is serialised once per string object)."""
+        shared = role == "system" and isinstance(content, str)
+        if shared:
+            hit = self._systems.get(id(content))
+            if hit is not None and hit[0] is content:
+                return hit[1]
+        message = {"content": _transient(content), "role": role}
+        try:
+            blob = orjson.dumps(message)
+        except TypeError:  # a lone surrogate: the slow path escapes it
+            blob = _canon_bytes(message)
+        if shared:
+            if len(self._systems) >= 64:
+                self._systems.clear()
+            self._systems[id(content)] = (content, blob)  # type: ignore[assignment]
+        return blob
+
     def _sampling(self, sampling: dict[str, Any]) -> bytes:
         if not sampling:
             return b"{}"
+        same = self._sampling_objects.get(id(sampling))
+        if same is not None and same[0] is sampling:
+            return same[1]
+        blob = self._sampling_blob(sampling)
+        if len(self._sampling_objects) >= 256:
+            self._sampling_objects.clear()
+        self._sampling_objects[id(sampling)] = (sampling, blob)  # the reference keeps id() unique
+        return blob
+
+    def _sampling_blob(self, sampling: dict[str, Any]) -> bytes:
         try:
             # the type is part of the key: 1, 1.0 and True are equal but serialise differently
             items = tuple(sorted((k, type(v), v) for k, v in sampling.items()))
@@ -202,14 +235,8 @@ class KeyBuilder:
         UTF-8 copy of a non-ASCII string inside the string object, where it would stay for as
         long as the request waits for a model slot (3 bytes per Hangul syllable on top of the
         string's own 2): it is given a transient copy of each text instead."""
-        contents = [{"content": _transient(c), "role": r} for r, c in messages]
-        try:
-            msgs = orjson.dumps(contents)
-        except TypeError:  # a lone surrogate: the slow path escapes it
-            msgs = _canon_bytes(contents)
-        del contents
         h = hashlib.sha256(self._head)
-        h.update(msgs)
+        h.update(b"[" + b",".join([self._message(r, c) for r, c in messages]) + b"]")
         h.update(b',"sample_index":%d,"sampling":' % sample_index)
         h.update(self._sampling(sampling))
         h.update(b',"schema":')

@@ -354,6 +354,12 @@ def test_key_builder_equals_cache_key_on_awkward_texts_and_keeps_no_copy_of_the_
             {"backend": "x"}, [{"role": r, "content": c} for r, c in msgs], {}, None, 2
         )
         assert builder.key(msgs, {}, None, 2) == want
+        # the same text as a system message, serialised once and then reused
+        system = [("system", text), ("user", "질문")]
+        want = cache_key(
+            {"backend": "x"}, [{"role": r, "content": c} for r, c in system], {}, None, 0
+        )
+        assert builder.key(system, {}, None, 0) == builder.key(system, {}, None, 0) == want
     prompt = "".join(chr(0xAC00 + i % 11172) for i in range(20_000))
     before = sys.getsizeof(prompt)
     builder.key([("user", prompt)], {"temperature": 0.5}, None, 0)
