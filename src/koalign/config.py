@@ -77,8 +77,8 @@ class RuntimeConfig(_Section):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto",
         description="The event loop the run's calls go through: 'auto' is uvloop where it is "
-        "installed (Linux, macOS; about a tenth less CPU per request) and asyncio's own loop "
-        "elsewhere; 'asyncio' forces asyncio's loop; 'uvloop' requires uvloop.",
+        "installed (Linux, macOS; less CPU per request when answers come fast) and asyncio's own "
+        "loop elsewhere; 'asyncio' forces asyncio's loop; 'uvloop' requires uvloop.",
     )
     chunk_size: int | None = Field(
         None,

@@ -2,10 +2,11 @@
 
 :func:`run` is ``asyncio.run`` on uvloop's loop (libuv, the loop of uvicorn and vLLM's
 server) where uvloop is installed - a dependency of koalign on Linux and macOS - and on
-asyncio's own loop otherwise (Windows, or ``loop="asyncio"``). On the request path of a
-pipeline run uvloop takes about a tenth less CPU per request than asyncio's selector loop
-(``bench/bench_flow.py``, figures in docs/benchmarks.md). Both loops give the same results:
-nothing koalign writes depends on the order in which the loop serves ready callbacks.
+asyncio's own loop otherwise (Windows, or ``loop="asyncio"``). In interleaved runs of
+``bench/bench_flow.py`` (docs/benchmarks.md) a pipeline run on uvloop took 7-11% less CPU per
+request than on asyncio's selector loop with answers 0.2 s apart, and no measurable difference
+with answers 1 s apart. Both loops give the same results: nothing koalign writes depends on the
+order in which the loop serves ready callbacks.
 """
 
 from __future__ import annotations
