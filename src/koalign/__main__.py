@@ -10,10 +10,11 @@ def main() -> None:
     exit status 130 and one line instead of a traceback.
 
     The cyclic garbage collector runs less often from the start (a young generation of 50,000
-    objects instead of 700): start-up builds hundreds of thousands of long-lived objects
-    (modules, the config, the locale pack), and with the default thresholds about a fifth of it
-    went into full collections that free almost nothing (a pipeline run then freezes them out of
-    collection, see :meth:`koalign.runner.Pipeline.arun`)."""
+    objects instead of 700): start-up builds over 100,000 objects the collector tracks (modules,
+    the config, the locale pack), nearly all alive for the whole command, and with the default
+    thresholds about a fifth of the start-up's time went into collections that freed almost
+    nothing (a pipeline run then freezes them out of collection, see
+    :meth:`koalign.runner.Pipeline.arun`)."""
     import gc
 
     gc.set_threshold(50_000, 20, 100)

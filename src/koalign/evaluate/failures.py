@@ -34,8 +34,8 @@ MAX_PARSE_FAILURE_SHARE = 0.2
 happened to format, not on the sample (the same bound as a run's ``runtime.max_error_rate``)."""
 
 EXIT_CALLS_FAILED = 3
-"""Exit code of ``koalign eval`` commands whose figures are incomplete: no figure at all, or
-too many items lost to failed calls."""
+"""Exit code of ``koalign eval`` commands whose figures are incomplete: no figure at all, too
+many items lost to failed calls, or too many answers whose judge verdict could not be read."""
 
 
 def call_failure_info(n: int, model_failed: int, judges_failed: int) -> dict[str, Any]:
