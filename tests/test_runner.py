@@ -640,3 +640,47 @@ def test_the_event_loop_is_the_configured_one_and_outputs_do_not_depend_on_it(
     loops.clear()
     run(config, tmp_path / "auto", ["runtime.event_loop=auto"])
     assert loops and set(loops) == {"uvloop"}
+
+
+def test_the_heap_trimmer_finds_malloc_trim_after_its_first_interval(monkeypatch):
+    """On Linux the trimmer looks glibc's ``malloc_trim`` up once its first interval has passed
+    (never on the start-up's path), then trims every interval; without it the task just ends."""
+    import asyncio
+    import platform
+    import sys
+
+    from koalign import runner as runner_mod
+
+    if sys.platform != "linux":
+        assert runner_mod._start_heap_trimmer() is None
+        return
+    calls: list[str] = []
+    real_lookup = runner_mod._malloc_trim
+
+    def lookup():
+        calls.append("lookup")
+        return lambda pad: calls.append(f"trim {pad}") or 1
+
+    monkeypatch.setattr(runner_mod, "_TRIM_EVERY_S", 0.01)
+    monkeypatch.setattr(runner_mod, "_malloc_trim", lookup)
+
+    async def main() -> None:
+        task = runner_mod._start_heap_trimmer()
+        assert task is not None and calls == []  # nothing looked up when it starts
+        await asyncio.sleep(0.05)
+        task.cancel()
+
+    asyncio.run(main())
+    assert calls[0] == "lookup" and calls.count("lookup") == 1 and "trim 0" in calls[1:]
+    monkeypatch.setattr(runner_mod, "_malloc_trim", lambda: None)
+
+    async def without() -> bool:
+        task = runner_mod._start_heap_trimmer()
+        assert task is not None
+        await asyncio.sleep(0.05)
+        return task.done()
+
+    assert asyncio.run(without())  # musl: nothing to trim, the task has ended
+    if platform.libc_ver()[0] == "glibc":
+        trim = real_lookup()
+        assert trim is not None and trim(0) in (0, 1)

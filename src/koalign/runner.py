@@ -25,12 +25,13 @@ import dataclasses
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import BaseModel
 
@@ -1283,30 +1284,40 @@ _TRIM_EVERY_S = 2.0
 
 
 def _start_heap_trimmer() -> asyncio.Task[None] | None:
-    """On glibc, a task that calls ``malloc_trim(0)`` every :data:`_TRIM_EVERY_S` for the run's
-    length, else ``None``.
+    """On Linux, a task that calls glibc's ``malloc_trim(0)`` every :data:`_TRIM_EVERY_S` for
+    the run's length (it ends at once where the C library has no ``malloc_trim``: musl); else
+    ``None``.
 
     Prompts, bodies and answers of more than 512 bytes live on the C heap, and glibc keeps the
     pages they freed: without trimming, the process's RSS grows with the number of records a
-    run has seen, not with the records alive. A trim takes about a millisecond.
+    run has seen, not with the records alive. A trim takes about a millisecond. The C library is
+    looked up when the first interval has passed, off the start-up's path (finding it by name
+    would start a subprocess).
     """
+    if sys.platform != "linux":
+        return None
+
+    async def loop() -> None:
+        await asyncio.sleep(_TRIM_EVERY_S)
+        trim = _malloc_trim()
+        while trim is not None:
+            trim(0)
+            await asyncio.sleep(_TRIM_EVERY_S)
+
+    return asyncio.create_task(loop(), name="heap-trim")
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` from the symbols the process has loaded, or ``None``."""
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows): nothing to do
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError, TypeError):  # not glibc
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(_TRIM_EVERY_S)
-            trim(0)
-
-    return asyncio.create_task(loop(), name="heap-trim")
+    return cast(Callable[[int], int], trim)
 
 
 async def _bounded(
