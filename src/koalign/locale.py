@@ -96,23 +96,46 @@ class Locale(_Model):
 
     def script_ratio(self, text: str) -> float:
         """Share of letters in ``text`` that belong to the pack's script (e.g. Hangul), 0-1
-        (0.0 for a text without letters)."""
-        letters = _NOT_LETTERS.sub("", text)
-        if not letters:
+        (0.0 for a text without letters). A letter is what Python's ``re`` calls a word
+        character, digits and ``_`` excepted."""
+        ranges = tuple(self.meta.script_ranges)
+        inside, only_letters = _script_class(ranges)
+        if only_letters:  # the script's characters are all letters: count them directly
+            rest = inside.sub("", text)
+            script = len(text) - len(rest)
+            letters = script + (len(_NOT_LETTERS.sub("", rest)) if rest else 0)
+            return script / letters if letters else 0.0
+        kept = _NOT_LETTERS.sub("", text)
+        if not kept:
             return 0.0
-        outside = _outside_script(tuple(self.meta.script_ranges))
-        return len(outside.sub("", letters)) / len(letters)
+        return len(_outside_script(ranges).sub("", kept)) / len(kept)
 
 
 _NOT_LETTERS = re.compile(r"[\W\d_]+")
+
+
+def _class_body(ranges: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges)
+
+
+@functools.lru_cache(maxsize=16)
+def _script_class(ranges: tuple[tuple[str, str], ...]) -> tuple[re.Pattern[str], bool]:
+    """The script's characters as a pattern, and whether every one of them is a letter (true
+    for Hangul): then a text's script letters are counted without classifying each of its
+    characters, which is about half the time of :meth:`Locale.script_ratio` on Korean text."""
+    letters = all(
+        ch.isalnum() and not ch.isdecimal() and ch != "_"
+        for lo, hi in ranges
+        for ch in map(chr, range(ord(lo), ord(hi) + 1))
+    )
+    return re.compile(f"[{_class_body(ranges)}]+"), letters
 
 
 @functools.lru_cache(maxsize=16)
 def _outside_script(ranges: tuple[tuple[str, str], ...]) -> re.Pattern[str]:
     """Characters outside the script ranges (a character class built once per pack): removing
     them from the letters leaves the script's letters."""
-    body = "".join(f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in ranges)
-    return re.compile(f"[^{body}]+")
+    return re.compile(f"[^{_class_body(ranges)}]+")
 
 
 def bundled_locales() -> list[str]:

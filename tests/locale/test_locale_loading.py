@@ -212,3 +212,44 @@ def test_a_template_larger_than_the_limit_is_refused_unread(
         f"{MAX_BYTES:,} bytes"
     ) in text
     assert "prompts/folder.j2: not a file" in text
+
+
+def _script_ratio_by_definition(text: str, ranges: list[tuple[str, str]]) -> float:
+    """The share of letters (word characters but digits and ``_``) inside ``ranges``."""
+    letters = [ch for ch in text if ch.isalnum() and not ch.isdecimal()]
+    inside = [ch for ch in letters if any(lo <= ch <= hi for lo, hi in ranges)]
+    return len(inside) / len(letters) if letters else 0.0
+
+
+def test_script_ratio_counts_letters_as_defined_on_third_party_text() -> None:
+    """The fast count (a script of letters only, such as Hangul) and the general one (a pack
+    whose ranges hold digits or punctuation) agree with the definition, on every KoSBi context
+    and sentence and every SQuARe response (skipped without ../shared/data) and on edge cases."""
+    import json
+
+    from koalign.locale import _script_class
+
+    shared = Path(__file__).parents[2].parent / "shared" / "data"
+    texts = ["", "123", "abc 가나", "ㄱㄴ ᄀ", "_ _", "Ⅻ ² ٣ ½", "English only.", "가" * 50]
+    kosbi, square = shared / "kosbi" / "valid.jsonl", shared / "square" / "responses_dev.jsonl"
+    if kosbi.is_file() and square.is_file():
+        for line in kosbi.read_text("utf-8").splitlines():
+            row = json.loads(line)
+            texts += [row["context"], row["sentence"]]
+        texts += [json.loads(x)["response"] for x in square.read_text("utf-8").splitlines()]
+    ko = load_locale("ko")
+    ranges = [tuple(r) for r in ko.meta.script_ranges]
+    assert _script_class(tuple(ranges))[1]  # Hangul: letters only, the fast count
+    wide = ko.model_copy(
+        update={
+            "meta": ko.meta.model_copy(update={"script_ranges": [*ranges, ("0", "9"), ("!", "/")]})
+        }
+    )
+    assert not _script_class(tuple(wide.meta.script_ranges))[1]  # the general count
+    for text in texts:
+        assert ko.script_ratio(text) == pytest.approx(_script_ratio_by_definition(text, ranges))
+        assert wide.script_ratio(text) == pytest.approx(
+            _script_ratio_by_definition(text, [*ranges, ("0", "9"), ("!", "/")])
+        ), text
+    if len(texts) < 1000:
+        pytest.skip("third-party data not present: ../shared/data (see shared/data/README.md)")
