@@ -103,7 +103,8 @@ def mtbench_cmd(
 ) -> None:
     """Ko-MT-Bench: two-turn questions, each answer graded 1-10 by the judges (MT-Bench
     single-answer grading, reference answers where given). Exits 3 when there is no figure, or
-    failed calls leave the figures incomplete (see `koalign eval --help`)."""
+    failed calls or unreadable grades leave the figures incomplete (see `koalign eval
+    --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import MTBenchPart
 
@@ -159,8 +160,8 @@ def judge_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Judge calibration: accuracy and Cohen's kappa of each --judge against human labels.
-    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
-    `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls or unreadable verdicts leave the figures
+    incomplete (see `koalign eval --help`)."""
     import random
 
     from koalign.evaluate.calibration import TASKS, arun_calibration, load_labelled, markdown_table

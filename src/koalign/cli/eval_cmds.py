@@ -23,8 +23,9 @@ eval_app = typer.Typer(
     "connected to) before the first call. Exit codes: 0 done; 1 configuration or data error; "
     "2 usage error (an unknown option, a missing or invalid option value or argument; nothing "
     "was run); 3 no figure could be computed (nothing judged or scored, whatever the cause: "
-    "failed calls, judge parse failures, generation failures), or failed calls left more than "
-    "5% of the items without a result (all kept on disk: rerun to resume); 130 interrupted by "
+    "failed calls, judge parse failures, generation failures), failed calls left more than "
+    "5% of the items without a result, or the judges' output could not be read for more than "
+    "20% of the answers put to them (all kept on disk: rerun to resume); 130 interrupted by "
     "Ctrl-C, 143 by SIGTERM (rerun to resume).",
     no_args_is_help=True,
 )
@@ -401,7 +402,7 @@ def make_context(
 
 def finish(section: str, out: Path, as_json: bool, headline: str) -> None:
     """stdout: the summary path (or the section as JSON); stderr: the headline. Exits with
-    :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED` when failed calls leave the figures
+    :data:`~koalign.evaluate.failures.EXIT_CALLS_FAILED` when the figures are missing or
     incomplete (:func:`~koalign.evaluate.failures.section_problems`); everything stays on disk."""
     from koalign.evaluate.failures import section_problems
     from koalign.evaluate.runs import load_summary
@@ -469,8 +470,8 @@ def safety_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Safe rate of a model on KorSET-format or plain prompt files, judged by the rubric.
-    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
-    `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls or unreadable verdicts leave the figures
+    incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.suite import SafetyPart
 
@@ -532,8 +533,8 @@ def overrefusal_cmd(
     quiet: QuietOpt = False,
 ) -> None:
     """Refusal rate on benign but sensitive prompts, by LLM judges and the Korean detector.
-    Exits 3 when there is no figure, or failed calls leave the figures incomplete (see
-    `koalign eval --help`)."""
+    Exits 3 when there is no figure, or failed calls or unreadable verdicts leave the figures
+    incomplete (see `koalign eval --help`)."""
     from koalign.evaluate import parts
     from koalign.evaluate.spec import resolve_spec
     from koalign.evaluate.suite import OverrefusalPart
