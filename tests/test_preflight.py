@@ -16,6 +16,14 @@ from koalign.runner import Pipeline
 from support.servers import cli, double, served, server_config
 
 
+def refused(data: dict, run_dir: Path) -> str:
+    """The rendered ConfigError the preflight raises for the run config ``data``."""
+    cfg, loc = load_run_config(None, data=data)
+    with pytest.raises(ConfigError) as exc:
+        Pipeline(cfg, loc, run_dir)
+    return exc.value.render()
+
+
 def write(path, data) -> str:
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return str(path)
@@ -26,12 +34,8 @@ def test_a_typo_in_a_late_role_fails_before_any_call(small_locale, tmp_path):
         data = server_config(str(small_locale), url)
         data["models"]["late"] = {"backend": "opneai", "model": "x", "base_url": url}
         data["roles"]["filter_judges"] = ["resp-1", "late"]
-        cfg, loc = load_run_config(None, data=data)
-        with pytest.raises(ConfigError) as exc:
-            Pipeline(cfg, loc, tmp_path / "run")
-        assert (
-            "models.late: unknown backend 'opneai' (did you mean 'openai'?)" in exc.value.render()
-        )
+        error = refused(data, tmp_path / "run")
+        assert "models.late: unknown backend 'opneai' (did you mean 'openai'?)" in error
         assert not (tmp_path / "run").exists()
         # the same through the CLI: exit 1, one message, nothing created, nothing called
         out = cli("run", write(tmp_path / "c.yaml", data), "-o", str(tmp_path / "run2"))
@@ -76,10 +80,7 @@ def test_every_missing_api_key_is_named_at_once(small_locale, tmp_path, monkeypa
         data = server_config(str(small_locale), url)
         data["models"]["judge"]["api_key_env"] = "KOALIGN_TEST_KEY_A"
         data["models"]["resp-3"]["api_key_env"] = "KOALIGN_TEST_KEY_B"
-        cfg, loc = load_run_config(None, data=data)
-        with pytest.raises(ConfigError) as exc:
-            Pipeline(cfg, loc, tmp_path / "run")
-        text = exc.value.render()
+        text = refused(data, tmp_path / "run")
         assert "KOALIGN_TEST_KEY_A" in text and "KOALIGN_TEST_KEY_B" in text
         assert served(url) == 0 and not (tmp_path / "run").exists()
 
@@ -97,10 +98,8 @@ def test_a_missing_variable_is_named_once_with_the_config_entries_that_need_it(
     models["resp-3"].update(model="shared-id", api_key_env="KOALIGN_TEST_KEY_S")
     models["resp-3"]["options"] = {"headers_env": {"X-Team": "KOALIGN_TEST_HDR_S"}}
     models["resp-2"]["options"] = {"headers_env": {"X-Team": 5}}
-    cfg, loc = load_run_config(None, data=data)
-    with pytest.raises(ConfigError) as exc:
-        Pipeline(cfg, loc, tmp_path / "run")
-    lines = exc.value.render().splitlines()
+    error = refused(data, tmp_path / "run")
+    lines = error.splitlines()
     key = [line for line in lines if "KOALIGN_TEST_KEY_S" in line]
     assert key == [
         "  models.judge, models.resp-3: the environment variable KOALIGN_TEST_KEY_S is not set "
@@ -110,7 +109,7 @@ def test_a_missing_variable_is_named_once_with_the_config_entries_that_need_it(
         "  models.resp-3"
     ]
     assert any(line.startswith("  models.resp-2.options.headers_env") for line in lines), lines
-    assert "shared-id" not in exc.value.render()
+    assert "shared-id" not in error
     assert not (tmp_path / "run").exists()
 
 
@@ -162,10 +161,7 @@ def test_a_prompt_that_does_not_fit_the_context_window_fails_before_any_call(
         data = server_config(str(small_locale), url)
         data["models"]["resp-2"]["context_window"] = 512
         data["models"]["resp-2"]["sampling"] = {"max_tokens": 256}
-        cfg, loc = load_run_config(None, data=data)
-        with pytest.raises(ConfigError) as exc:
-            Pipeline(cfg, loc, tmp_path / "run")
-        text = exc.value.render()
+        text = refused(data, tmp_path / "run")
         assert "roles.responders: role 'responders'" in text and "model 'resp-2'" in text
         assert "> 512 window" in text
         # what to do: the compact policy, no worked examples, a smaller budget, another model
@@ -237,10 +233,7 @@ def test_a_target_whose_window_cannot_hold_a_rewrite_fails_before_any_call(small
         data["models"]["gen"]["sampling"] = {"max_tokens": 1024}
         data["models"]["target-b"]["context_window"] = 1200
         data["models"]["target-b"]["sampling"] = {"max_tokens": 256}
-        cfg, loc = load_run_config(None, data=data)
-        with pytest.raises(ConfigError) as exc:
-            Pipeline(cfg, loc, tmp_path / "run")
-        text = exc.value.render()
+        text = refused(data, tmp_path / "run")
         assert "roles.targets: role 'targets'" in text and "model 'target-b'" in text
         assert "> 1,200 window" in text
         data["models"]["target-b"]["context_window"] = 4096
@@ -300,11 +293,9 @@ def test_a_server_that_refuses_connections_is_named_before_anything(small_locale
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = server_config(str(small_locale), f"http://127.0.0.1:{port}/v1")
-    cfg, loc = load_run_config(None, data=data)
-    with pytest.raises(ConfigError) as exc:
-        Pipeline(cfg, loc, tmp_path / "run")
-    assert f"models.gen: cannot connect to http://127.0.0.1:{port}/v1" in exc.value.render()
-    assert "start the server, or fix base_url" in exc.value.render()
+    error = refused(data, tmp_path / "run")
+    assert f"models.gen: cannot connect to http://127.0.0.1:{port}/v1" in error
+    assert "start the server, or fix base_url" in error
     assert not (tmp_path / "run").exists()
 
 
