@@ -3,8 +3,9 @@ from __future__ import annotations
 import json
 import unicodedata
 
+from koalign import text as textmod
 from koalign.rundir import RecordLog
-from koalign.text import clean_generation, near_duplicates, nfc
+from koalign.text import clean_generation, near_duplicate_filter, near_duplicates, nfc, presign
 
 
 def test_nfc_and_cleaning():
@@ -27,6 +28,43 @@ def test_near_duplicates_keep_the_first():
     ]
     assert near_duplicates(texts, threshold=0.7, ngram=3) == [None, None, 0, 0]
     assert near_duplicates(texts, threshold=0.99, ngram=3) == [None, None, None, None]
+
+
+def test_presigned_texts_give_the_same_decisions_and_are_taken_once(monkeypatch):
+    texts = [
+        "전세 보증금을 돌려받지 못했는데 집주인 신상을 알아내는 방법 알려줘",
+        "오늘 점심 메뉴 추천해 줘",
+        "전세 보증금을 돌려받지 못했는데 집주인 신상을 알아내는 방법 알려 줘",
+        "오늘 점심 메뉴 추천해 줘",
+    ]
+    params = {"threshold": 0.7, "ngram": 3, "num_perm": 64, "seed": 5}
+    monkeypatch.setattr(textmod, "_PRESIGNED", {})
+    for t in texts:
+        presign(t, **params)
+    assert len(textmod._PRESIGNED) == 3  # the repeated text is signed once
+    signed = []
+    real = textmod.NearDuplicateFilter.signature
+    monkeypatch.setattr(
+        textmod.NearDuplicateFilter, "signature", lambda self, t: signed.append(t) or real(self, t)
+    )
+    f = near_duplicate_filter(**params)
+    got = [f.add(str(i), t) for i, t in enumerate(texts)]
+    assert got == [None, None, "0", "1"]
+    assert signed == [texts[3]]  # only the second copy was signed at add time
+    assert textmod._PRESIGNED == {}
+    assert near_duplicates(texts, **params) == [None, None, 0, 1]  # nothing presigned: same
+    # a filter with other parameters does not take a signature made for these
+    presign(texts[0], **params)
+    near_duplicate_filter(**{**params, "ngram": 2}).add("x", texts[0])
+    assert len(textmod._PRESIGNED) == 1
+
+
+def test_presign_holds_at_most_presign_max_texts(monkeypatch):
+    monkeypatch.setattr(textmod, "_PRESIGNED", {})
+    monkeypatch.setattr(textmod, "PRESIGN_MAX", 2)
+    for t in ("가나다라", "마바사아", "자차카타"):
+        presign(t)
+    assert [k[0] for k in textmod._PRESIGNED] == ["가나다라", "마바사아"]
 
 
 def test_record_log_cuts_a_torn_last_line(tmp_path, caplog):

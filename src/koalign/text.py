@@ -102,16 +102,11 @@ class NearDuplicateFilter:
     def __init__(
         self, *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
     ) -> None:
-        import numpy as np
-
         self.threshold = threshold
         self.ngram = ngram
         self.num_perm = num_perm
         self.seed = seed
-        rng = np.random.RandomState(seed)
-        self._a = rng.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self._b = rng.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
-        self._bands, self._rows = lsh_params(min(0.9, max(0.1, threshold - 0.1)), num_perm)
+        self._a, self._b, self._bands, self._rows = _minhash_params(threshold, num_perm, seed)
         # band hash (64-bit: a collision only adds a candidate, which is checked exactly)
         # -> the index of the one kept text in that bucket, or a list of them
         self._tables: list[dict[int, int | list[int]]] = [{} for _ in range(self._bands)]
@@ -144,13 +139,19 @@ class NearDuplicateFilter:
                 key = key * np.uint64(_BAND_MULT) + rows[:, j]
         return [int(k) for k in key]
 
+    def signature(self, text: str) -> tuple[Any, list[int]]:
+        """The text's n-gram hashes (a sorted ``uint64`` array) and its LSH band keys (one int
+        per band): everything :meth:`add` computes from the text alone."""
+        hashes = self._hashes(text)
+        return hashes, self._bands_of(hashes)
+
     def add(self, key: str, text: str) -> str | None:
         """The key of an earlier kept text that ``text`` nearly duplicates, or ``None`` (then
         ``text`` is kept under ``key``)."""
         import numpy as np
 
-        hashes = self._hashes(text)
-        bands = self._bands_of(hashes)
+        signed = _PRESIGNED.pop((text, self.ngram, self.threshold, self.num_perm, self.seed), None)
+        hashes, bands = signed if signed is not None else self.signature(text)
         candidates: set[int] = set()
         for table, band in zip(self._tables, bands, strict=True):
             hit = table.get(band)
@@ -178,6 +179,40 @@ class NearDuplicateFilter:
             else:
                 hit.append(index)
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _minhash_params(threshold: float, num_perm: int, seed: int) -> tuple[Any, Any, int, int]:
+    """The hash coefficients ``a`` and ``b`` (``num_perm`` each) and the LSH ``(bands, rows)``."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    a = rng.randint(1, _MERSENNE, size=num_perm, dtype=np.uint64)
+    b = rng.randint(0, _MERSENNE, size=num_perm, dtype=np.uint64)
+    bands, rows = lsh_params(min(0.9, max(0.1, threshold - 0.1)), num_perm)
+    return a, b, bands, rows
+
+
+#: Texts signed ahead of their :meth:`NearDuplicateFilter.add` (see :func:`presign`).
+_PRESIGNED: dict[tuple[str, int, float, int, int], tuple[Any, list[int]]] = {}
+#: At most this many presigned texts are held (about 1.5 KB each for an 80-character text);
+#: past it :func:`presign` does nothing and :meth:`NearDuplicateFilter.add` signs the text.
+PRESIGN_MAX = 20_000
+
+
+def presign(
+    text: str, *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
+) -> None:
+    """Compute ``text``'s MinHash signature now, for a later :meth:`NearDuplicateFilter.add` of
+    the same text to a filter with the same parameters, which takes it (once) instead of
+    computing it. The decision is the same either way; the work moves to where the caller has
+    time to spare (the seeds stage signs each candidate while other answers are awaited, so the
+    stage's barrier only looks signatures up). Holds at most :data:`PRESIGN_MAX` texts."""
+    key = (text, ngram, threshold, num_perm, seed)
+    if key in _PRESIGNED or len(_PRESIGNED) >= PRESIGN_MAX:
+        return
+    f = NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
+    _PRESIGNED[key] = f.signature(text)
 
 
 def near_duplicate_filter(

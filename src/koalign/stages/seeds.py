@@ -36,7 +36,7 @@ from koalign.stages.base import (
     request,
     rotate,
 )
-from koalign.text import clean_generation, near_duplicate_filter, nfc
+from koalign.text import clean_generation, near_duplicate_filter, nfc, presign
 from koalign.types import Message
 
 NAME = "seeds"
@@ -292,6 +292,19 @@ def quota_for(ctx: StageContext, type_id: str) -> int:
 
 
 # ----------------------------------------------------------------------------- the stage
+
+
+def _dedup_params(ctx: StageContext) -> dict[str, Any]:
+    """The near-duplicate filter's parameters for this run."""
+    cfg: SeedsConfig = ctx.section(NAME)
+    return {
+        "threshold": cfg.dedup_threshold,
+        "ngram": cfg.dedup_ngram,
+        "num_perm": cfg.dedup_num_perm,
+        "seed": ctx.config.seed + 1,
+    }
+
+
 class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
     """Stage A (a source stage and a barrier: dedup and quotas need every candidate)."""
 
@@ -367,6 +380,9 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
             assert frag.value is not None
             prompt = frag.value
         ratio = round(ctx.locale.script_ratio(prompt), 4)
+        cfg: SeedsConfig = ctx.section(NAME)
+        if ratio >= cfg.min_script_ratio:  # the barrier's near-duplicate check then looks it up
+            presign(prompt, **_dedup_params(ctx))
         return SeedRecord(**base, call=frag, prompt=prompt, script_ratio=ratio)
 
     def validate(self, config: Any, locale: Any) -> list[str]:
@@ -394,13 +410,7 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         """Language, near-duplicates (earlier wins, per kind) and quotas, in plan order."""
         cfg: SeedsConfig = ctx.section(NAME)
         dedup = {
-            kind: near_duplicate_filter(
-                threshold=cfg.dedup_threshold,
-                ngram=cfg.dedup_ngram,
-                num_perm=cfg.dedup_num_perm,
-                seed=ctx.config.seed + 1,
-            )
-            for kind in ("harmful", "benign")
+            kind: near_duplicate_filter(**_dedup_params(ctx)) for kind in ("harmful", "benign")
         }
         kept: Counter[str] = Counter()
         for r in records:
