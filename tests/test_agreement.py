@@ -24,3 +24,24 @@ def test_kappa_is_undefined_when_every_label_is_the_same() -> None:
     assert fleiss_kappa([["pass", "pass", "pass"]] * 5) is None
     assert fleiss_kappa([]) is None
     assert fleiss_kappa([["pass", "fail"], ["pass", "pass"]]) is not None
+
+
+def test_fleiss_kappa_matches_the_item_by_item_formula() -> None:
+    """Fleiss (1971): P_i = (sum_j n_ij^2 - m) / (m (m - 1)), P_e = sum_j p_j^2, computed here
+    item by item on random ratings; the function counts label patterns once and must agree to
+    the last bit."""
+    import random
+    from collections import Counter
+
+    rng = random.Random(7)
+    for m, labels in ((2, (True, False)), (3, (True, False)), (4, ("a", "b", "c"))):
+        items = [[rng.choice(labels) for _ in range(m)] for _ in range(500)]
+        totals: Counter[object] = Counter()
+        p_items = []
+        for r in items:
+            counts = Counter(r)
+            totals.update(counts)
+            p_items.append((sum(c * c for c in counts.values()) - m) / (m * (m - 1)))
+        p_bar = sum(p_items) / len(items)
+        pe = sum((t / (len(items) * m)) ** 2 for t in totals.values())
+        assert fleiss_kappa(items) == (p_bar - pe) / (1 - pe)

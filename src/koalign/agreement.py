@@ -92,20 +92,24 @@ def fleiss_kappa(items: Sequence[Sequence[Hashable]]) -> float | None:
     ``None`` when no item is left or every label is the same one (undefined, as for
     :func:`cohen_kappa`).
     """
-    rows = [list(r) for r in items if len(r) >= 2]
+    rows = [tuple(r) for r in items if len(r) >= 2]
     if not rows:
         return None
     m = len(rows[0])
     if any(len(r) != m for r in rows):
         raise ValueError("Fleiss' kappa needs the same number of ratings for every item")
     n = len(rows)
+    # items share few distinct label patterns (8 for three raters and two labels): count each
+    # pattern once; the per-item agreements are still summed in item order
+    patterns = Counter(rows)
     totals: Counter[Hashable] = Counter()
-    p_items = []
-    for r in rows:
-        counts = Counter(r)
-        totals.update(counts)
-        p_items.append((sum(c * c for c in counts.values()) - m) / (m * (m - 1)))
-    p_bar = sum(p_items) / n
+    p_of: dict[tuple[Hashable, ...], float] = {}
+    for row, times in patterns.items():
+        counts = Counter(row)
+        for label, c in counts.items():
+            totals[label] += c * times
+        p_of[row] = (sum(c * c for c in counts.values()) - m) / (m * (m - 1))
+    p_bar = sum(p_of[r] for r in rows) / n
     pe = sum((t / (n * m)) ** 2 for t in totals.values())
     if pe == 1.0:
         return None
