@@ -382,14 +382,10 @@ def template_names(loc: Locale) -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _compile(text: str) -> jinja2.Template:
-    return _ENV.from_string(text)
-
-
-@functools.lru_cache(maxsize=256)
-def _block_names(text: str) -> dict[str, frozenset[str]]:
-    """For each block of a template, the names it reads (loop variables included: a name the
-    context does not hold is ignored when building a cache key)."""
+def _parsed(text: str) -> tuple[jinja2.Template, dict[str, frozenset[str]]]:
+    """The compiled template and, for each of its blocks, the names the block reads (loop
+    variables included: a name the context does not hold is ignored when building a cache
+    key), from one parse of ``text``."""
     tree = _ENV.parse(text)
     out: dict[str, frozenset[str]] = {}
     for block in tree.find_all(nodes.Block):
@@ -397,7 +393,15 @@ def _block_names(text: str) -> dict[str, frozenset[str]]:
         if any(True for _ in block.find_all(nodes.Call)) and "self" in names:
             names.add("\0dynamic")  # calls another block: never cached
         out[block.name] = frozenset(names)
-    return out
+    return _ENV.from_string(tree), out
+
+
+def _compile(text: str) -> jinja2.Template:
+    return _parsed(text)[0]
+
+
+def _block_names(text: str) -> dict[str, frozenset[str]]:
+    return _parsed(text)[1]
 
 
 _BLOCK_CACHE: dict[tuple[Any, ...], str] = {}
