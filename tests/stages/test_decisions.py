@@ -15,7 +15,7 @@ from koalign.stages.attack import Case
 from koalign.stages.base import Call, CallFailure
 from koalign.stages.export import kind_sizes, select, water_fill
 from koalign.stages.judge import STAGE as JUDGE
-from koalign.stages.judge import JudgedTriplet, decide_one, disagreement_row
+from koalign.stages.judge import JudgedTriplet, decide_one, disagreement_row, off_language_reasons
 from koalign.stages.respond import Candidate, CitationCheck, RespondRecord, Triplet, choose
 from koalign.stages.verdicts import CRITERIA, FilterVerdict, ResponseScores
 from support.fakes import config_data
@@ -91,6 +91,27 @@ def test_unanimous_reducer_and_agreement_match_hand_computation():
         ("t1", ["natural_korean"]),
         ("t3", ["chosen_p1_p3"]),
     ]
+
+
+def test_reasons_not_in_the_locale_language_are_counted_per_record_or_by_the_report():
+    ctx = context()
+    english = FilterVerdict(**{c: {"passed": True, "reason": "looks fine to me"} for c in CRITERIA})
+    mixed = dict(
+        zip(
+            JUDGES,
+            [verdict(), verdict(), Call[FilterVerdict](model="x", value=english, raw="{}")],
+            strict=True,
+        )
+    )
+    assert off_language_reasons(ctx, mixed) == len(CRITERIA)  # one judge, every criterion
+    counted = judged(ctx, "t1", list(mixed.values())).model_copy(
+        update={"reasons_off_language": off_language_reasons(ctx, mixed)}
+    )
+    uncounted = judged(ctx, "t2", list(mixed.values()))  # a record without the count
+    assert uncounted.reasons_off_language is None
+    for recs in ([counted], [uncounted], [counted, uncounted]):
+        report = JUDGE.report(ctx, lambda recs=recs: iter(recs))
+        assert report.reasons_not_in_locale_language == len(CRITERIA) * len(recs)
 
 
 def test_majority_reducer_and_its_tie_rule():

@@ -68,6 +68,30 @@ class JudgedTriplet(Frozen):
     disagreement: list[str] = Field(
         default_factory=list, description="Criteria on which the judges disagree."
     )
+    reasons_off_language: int | None = Field(
+        None,
+        description="Reasons (over every judge and criterion) whose share of letters in the "
+        "locale's script is below 0.5 (:data:`OFF_LANGUAGE_BELOW`); counted when the record is "
+        "made, so the report does not read every reason again. None: not counted (the report "
+        "counts it then).",
+    )
+
+
+#: A judge's reason is counted as not in the locale's language when its script ratio is below
+#: this share (see :meth:`koalign.locale.Locale.script_ratio`).
+OFF_LANGUAGE_BELOW = 0.5
+
+
+def off_language_reasons(ctx: StageContext, verdicts: dict[str, Call[FilterVerdict]]) -> int:
+    """How many reasons of ``verdicts`` (every judge, every criterion) are not in the locale's
+    script (:data:`OFF_LANGUAGE_BELOW`)."""
+    ratio = ctx.locale.script_ratio
+    return sum(
+        ratio(getattr(f.value, c).reason) < OFF_LANGUAGE_BELOW
+        for f in verdicts.values()
+        if f.value is not None
+        for c in CRITERIA
+    )
 
 
 class JudgeReport(StageReport):
@@ -163,6 +187,7 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
             triplet=item.triplet,
             verdicts=verdicts,
             **decide_one(cfg.reducer, verdicts),
+            reasons_off_language=off_language_reasons(ctx, verdicts),
         )
 
     def calls(self, record: JudgedTriplet) -> list[Call[Any]]:
@@ -197,6 +222,8 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
         off_language = disagreements = unanimous = decided = 0
         for r in records():
             status[r.status] += 1
+            off = r.reasons_off_language
+            off_language += off if off is not None else off_language_reasons(ctx, r.verdicts)
             if r.decision is not None:
                 decided += 1
                 failures.update(c for c, ok in r.decision.items() if not ok)
@@ -211,8 +238,6 @@ class JudgeStage(Stage[Triplet, JudgeItem, JudgedTriplet, JudgedTriplet]):
                     ratings[j].append(label)
                     per_criterion[c][j].append(label)
                     labels.append(label)
-                    if v is not None and ctx.locale.script_ratio(getattr(v, c).reason) < 0.5:
-                        off_language += 1
                 if all(x is not None for x in labels):
                     full = [bool(x) for x in labels]
                     items.append(full)
