@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -66,6 +66,7 @@ _SAME_SIGNAL_S = 0.2
 DECODE_ONCE_MAX_BYTES = 6 << 20
 
 AnyStage = Stage[Any, Any, Any, Any]
+T = TypeVar("T")
 
 
 class StageFailed(KoalignError):
@@ -718,16 +719,21 @@ class Pipeline:
                 await run.process_all(items_iter)
             else:
                 source: Any = inbox if inbox is not None else _aiter(self._stream_outputs(upstream))
-                await run.process_stream(source)
+
+                def plan_order() -> list[str]:
+                    """Item ids in plan order, from the upstream file (final once the source is
+                    exhausted: worked out while the last records are out)."""
+                    return _unique(
+                        stage.item_id(it)
+                        for inp in self._stream_outputs(upstream)
+                        for it in stage.plan(ctx, inp)
+                    )
+
+                order = await run.process_stream(source, after_source=plan_order)
                 if inbox is not None:
                     upstream_digest, upstream_complete = inbox.digest, inbox.complete
                 await run.retry_transient()
-                order = _unique(
-                    stage.item_id(it)
-                    for inp in self._stream_outputs(upstream)
-                    for it in stage.plan(ctx, inp)
-                )
-                await run.finish_order(order)
+                await run.finish_order(order if order is not None else plan_order())
         except BaseException:
             with contextlib.suppress(OSError):
                 rlog.close()
@@ -942,9 +948,14 @@ class _StageRun:
             self.sem.release()
 
     # -- driving ---------------------------------------------------------------------------
-    async def process_stream(self, source: Any) -> None:
+    async def process_stream(
+        self, source: Any, *, after_source: Callable[[], T] | None = None
+    ) -> T | None:
         """Process items as their inputs arrive (records flow); at most ``max_inflight``
-        records alive; the first failure cancels the rest and is raised."""
+        records alive; the first failure cancels the rest and is raised. ``after_source`` is
+        called once the source is exhausted, while the last records are still out (its result
+        is returned; ``None`` when it was not called)."""
+        result: T | None = None
         tasks: set[asyncio.Task[None]] = set()
         failures: list[BaseException] = []
         begun = False
@@ -972,6 +983,8 @@ class _StageRun:
                     t = asyncio.create_task(self._one_held(item))
                     tasks.add(t)
                     t.add_done_callback(finished)
+            if after_source is not None and not failures and not self.pipe.stopping:
+                result = after_source()
             while tasks and not failures:
                 await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
             if failures:
@@ -982,6 +995,7 @@ class _StageRun:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        return result
 
     async def process_all(self, items: Iterator[Any], total: int | None = None) -> None:
         """Process items from an iterator, in plan order (source, gathering and chunked
