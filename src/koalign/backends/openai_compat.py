@@ -54,24 +54,6 @@ WINDOW_FIELDS = ("max_model_len", "context_length", "context_window", "max_conte
 ``max_model_len``; ``context_length`` / ``context_window`` / ``max_context_length`` elsewhere)."""
 
 
-def preload() -> None:
-    """Start importing aiohttp (about 0.15-0.2 s of a run's start on a 2-core machine, half of
-    it loading the system's CA certificates, which runs beside Python code) on a daemon thread,
-    so that it overlaps the work done before the first request (config, locale pack, prompt
-    checks). Nothing else is touched; an import that fails there fails again, and is reported,
-    where the backend imports aiohttp itself."""
-    import importlib
-    import threading
-
-    def load() -> None:
-        try:
-            importlib.import_module("aiohttp")
-        except Exception:  # reported by the backend's own import
-            return
-
-    threading.Thread(target=load, name="koalign-preload", daemon=True).start()
-
-
 def parse_retry_after(headers: Any, *, now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (delta-seconds or an HTTP
     date, RFC 9110 10.2.3); ``None`` when absent or unreadable. A date in the past gives 0."""

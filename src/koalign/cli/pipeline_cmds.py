@@ -255,10 +255,6 @@ def run_pipeline(
             "--offline only applies to --dry-run",
             hint="add --dry-run to plan offline; a real run needs its servers and keys",
         )
-    if not dry_run:  # the HTTP client's import overlaps the checks before the first request
-        from koalign.backends import openai_compat
-
-        openai_compat.preload()
     try:
         cfg, loc = load_run_config(config, overrides or [], data=data)
         if dry_run:
