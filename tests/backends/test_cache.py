@@ -364,3 +364,27 @@ def test_key_builder_equals_cache_key_on_awkward_texts_and_keeps_no_copy_of_the_
     before = sys.getsizeof(prompt)
     builder.key([("user", prompt)], {"temperature": 0.5}, None, 0)
     assert sys.getsizeof(prompt) == before
+
+
+def test_the_commit_interval_follows_the_answers_latency(tmp_path):
+    """Writes gather for 1% of the answers' mean latency, 3 ms at least and 10 ms at most; each
+    answer is still committed before aput returns."""
+    from koalign.cache import CachedResponse
+
+    cache = Cache(tmp_path / "c.db")
+    seen: list[float] = []
+
+    async def store(latencies: list[float]) -> None:
+        for i, lat in enumerate(latencies):
+            key = f"k{lat}-{i}"
+            await cache.aput(key, "m", "openai", CachedResponse("답", "stop", 1, 1, lat, None))
+            assert cache.get(key) is not None
+            seen.append(cache._interval_s)
+
+    asyncio.run(store([0.2] * 3))
+    assert seen[-1] == pytest.approx(0.003)  # 2 ms -> the 3 ms floor
+    asyncio.run(store([1.0] * 80))  # the mean moves towards 1 s
+    assert seen[-1] == pytest.approx(0.01, rel=0.02)
+    asyncio.run(store([30.0] * 5))
+    assert seen[-1] == pytest.approx(0.010)  # the 10 ms ceiling
+    cache.close()
