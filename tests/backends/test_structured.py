@@ -5,6 +5,7 @@ from __future__ import annotations
 from koalign.backends import ModelPool, ModelSpec
 from koalign.backends.structured import (
     normalise_integers,
+    schema_check,
     schema_from_text,
     schema_instruction,
     validate_json,
@@ -62,6 +63,11 @@ def test_integral_floats_are_normalised_only_where_the_schema_wants_integers():
     assert out == {"score": 4, "ratio": 2.0, "items": [1, 2.5, None], "maybe": 3, "x": 1.0}
     assert [type(out[k]) for k in ("score", "ratio", "maybe", "x")] == [int, float, int, float]
     assert type(out["items"][0]) is int and value["score"] == 4.0  # the input is untouched
+    # through a compiled check: the same normalisation; a schema with no integer type leaves
+    # the value as it is (the very object)
+    assert schema_check(schema).normalise(value) == out
+    floats = {"type": "object", "properties": {"ratio": {"type": "number"}}}
+    assert schema_check(floats).normalise(value) is value
 
 
 def test_validate_json_types_its_errors():

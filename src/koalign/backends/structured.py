@@ -169,6 +169,8 @@ class SchemaCheck:
         cls = jsonschema.validators.validator_for(schema)
         cls.check_schema(schema)
         self.schema = schema
+        # a schema that names no integer type leaves every value as it is (no walk per answer)
+        self._wants_int = "integer" in json.dumps(schema)
         self._validator = cls(schema)
         self._fast: Any = None
         try:
@@ -180,7 +182,7 @@ class SchemaCheck:
 
     def normalise(self, value: Any) -> Any:
         """``value`` with integral floats turned into ints where the schema wants integers."""
-        return normalise_integers(value, self.schema)
+        return normalise_integers(value, self.schema) if self._wants_int else value
 
     def is_valid(self, value: Any) -> bool:
         """Whether ``value`` (normalised) satisfies the schema."""
