@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from koalign.errors import LocaleError
 from koalign.locale import Locale, load_locale
 from koalign.policy import resolved_policy
-from koalign.prompts import plain, render_chat
+from koalign.prompts import freeze, plain, render_chat
 
 SECRET = "koalign-test-sentinel-4f1c"
 
@@ -186,13 +186,33 @@ def test_shipped_templates_render_as_plain_jinja2_renders_them(ko: Locale) -> No
                     "length": "짧게",
                 },
             },
+            "response_judge": {
+                "policy": policy,
+                "rubric": freeze(ko.rubric.categories[category.id]),
+                "prompt": "질문",
+                "answer": "답",
+                "kind": "benign",
+            },
+            "harm_judge": {
+                "category": category,
+                "rubric": freeze(ko.rubric.categories[category.id]),
+                "general": freeze(ko.rubric.general),
+                "prompt": "질문",
+                "answer": "답",
+                "kind": "harmful",
+            },
         }
-        for role, context in contexts.items():
-            template = reference.from_string(ko.prompts[role])
-            ctx = template.new_context({"locale": ko, **context})
-            expected = {n: "".join(f(ctx)).strip() for n, f in template.blocks.items()}
-            got = render_chat(ko, role, **context)
-            assert [m.content for m in got] == [v for v in expected.values() if v], role
+        for _ in range(2):  # the second time, the included blocks come from the cache
+            for role, context in contexts.items():
+                template = reference.from_string(ko.prompts[role])
+                ctx = template.new_context({"locale": ko, **context})
+                expected = [
+                    "".join(template.blocks[n](ctx)).strip()
+                    for n in ("system", "user")
+                    if n in template.blocks
+                ]
+                got = render_chat(ko, role, **context)
+                assert [m.content for m in got] == [v for v in expected if v], role
 
 
 def test_template_errors_name_the_line(ko: Locale) -> None:
@@ -266,6 +286,29 @@ def test_a_block_of_frozen_values_is_rendered_once_and_keyed_by_its_values():
     mutable["name_ko"] = "바뀐 이름"
     changed = render_chat(loc, "responder", policy=mutable, prompt="질문", kind="harmful")
     assert "바뀐 이름" in changed[0].content
+
+
+def test_a_block_the_user_block_includes_is_rendered_once_per_frozen_value(ko: Locale) -> None:
+    """A block other than system and user is text the two include (nested, or with
+    ``self.name()``); when it reads only frozen values and scalars it is rendered once."""
+    from koalign import prompts
+
+    text = (
+        "{% block user %}{{ prompt }}|{% block facts %}{% for x in items %}{{ x }},"
+        "{% endfor %}{% endblock %}|{{ self.facts() }}{% endblock %}"
+        "{% block unused %}{{ 1 / 0 }}{% endblock %}"
+    )
+    loc = with_template(ko, text)
+    items = freeze(["가", "나"])
+    (first,) = render_chat(loc, "evil", prompt="하나", items=items)
+    assert first.content == "하나|가,나,|가,나,"  # the unused block is never rendered
+    before = len(prompts._BLOCK_CACHE)
+    (second,) = render_chat(loc, "evil", prompt="둘", items=items)
+    assert second.content == "둘|가,나,|가,나," and len(prompts._BLOCK_CACHE) == before
+    (other,) = render_chat(loc, "evil", prompt="둘", items=freeze(["다"]))
+    assert other.content == "둘|다,|다,"
+    (unfrozen,) = render_chat(loc, "evil", prompt="셋", items=["라"])
+    assert unfrozen.content == "셋|라,|라,"
 
 
 def test_a_missing_field_fails_naming_the_fields_and_default_still_works(ko: Locale) -> None:

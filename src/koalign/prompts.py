@@ -404,6 +404,9 @@ def _block_names(text: str) -> dict[str, frozenset[str]]:
     return _parsed(text)[1]
 
 
+#: The blocks that become chat messages, in this order; any other block is text they include.
+_MESSAGE_BLOCKS = ("system", "user")
+
 _BLOCK_CACHE: dict[tuple[Any, ...], str] = {}
 _BLOCK_CACHE_SIZE = 4096
 
@@ -648,32 +651,49 @@ def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
     ctx = template.new_context(values)
     token = _BUDGET.set(_Budget())
     parts: dict[str, str] = {}
+
+    def rendered(name: str, block: Any) -> str:
+        """The block's text (cached when every value it reads is frozen or a scalar)."""
+        key = _block_key(text, name, reads.get(name, frozenset({"\0dynamic"})), raw)
+        if key is not None:
+            hit = _BLOCK_CACHE.get(key)
+            if hit is not None:
+                return hit
+        pieces: list[str] = []
+        size = 0
+        gen = block(ctx)
+        for piece in gen:
+            size += len(piece)
+            if size > MAX_CHARS:
+                frame = getattr(gen, "gi_frame", None)
+                line = template.get_corresponding_lineno(frame.f_lineno) if frame else None
+                raise LocaleError(
+                    f"template refused by the sandbox: block '{name}' rendered more than "
+                    f"{MAX_CHARS:,} characters",
+                    where=f"{where}:{line}" if line else where,
+                    hint=_SANDBOX_HINT,
+                )
+            pieces.append(piece)
+        out = "".join(pieces)
+        if key is not None:
+            if len(_BLOCK_CACHE) >= _BLOCK_CACHE_SIZE:
+                _BLOCK_CACHE.clear()
+            _BLOCK_CACHE[key] = out
+        return out
+
+    # a block other than system and user is text the two include with ``{{ self.name() }}``:
+    # rendered where it is included, and only once while the frozen values it reads stay the
+    # same (e.g. a policy's statutes and contacts, shared by every record of a category)
+    def included(name: str, block: Any) -> Callable[[Any], Iterator[str]]:
+        return lambda _ctx: iter((rendered(name, block),))
+
+    for name, block in template.blocks.items():
+        if name not in _MESSAGE_BLOCKS:
+            ctx.blocks[name] = [included(name, block)]
     try:
-        for name, block in template.blocks.items():
-            key = _block_key(text, name, reads.get(name, frozenset({"\0dynamic"})), raw)
-            if key is not None and key in _BLOCK_CACHE:
-                parts[name] = _BLOCK_CACHE[key]
-                continue
-            pieces: list[str] = []
-            size = 0
-            gen = block(ctx)
-            for piece in gen:
-                size += len(piece)
-                if size > MAX_CHARS:
-                    frame = getattr(gen, "gi_frame", None)
-                    line = template.get_corresponding_lineno(frame.f_lineno) if frame else None
-                    raise LocaleError(
-                        f"template refused by the sandbox: block '{name}' rendered more than "
-                        f"{MAX_CHARS:,} characters",
-                        where=f"{where}:{line}" if line else where,
-                        hint=_SANDBOX_HINT,
-                    )
-                pieces.append(piece)
-            parts[name] = "".join(pieces).strip()
-            if key is not None:
-                if len(_BLOCK_CACHE) >= _BLOCK_CACHE_SIZE:
-                    _BLOCK_CACHE.clear()
-                _BLOCK_CACHE[key] = parts[name]
+        for name in _MESSAGE_BLOCKS:
+            if name in template.blocks:
+                parts[name] = rendered(name, template.blocks[name]).strip()
     except jinja2.UndefinedError as exc:
         raise _render_error(template, where, exc, "undefined") from None
     except (SecurityError, jinja2.TemplateNotFound) as exc:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from koalign.errors import did_you_mean
 from koalign.gates import GateConfig, check_text, check_verdict
 from koalign.jsonio import digest, stable_hash, stable_int
+from koalign.prompts import freeze
 from koalign.stages.base import (
     Call,
     Frozen,
@@ -246,11 +247,14 @@ def build_judge_prompt(
     Raises:
         LocaleError: ``category`` is not in the taxonomy.
     """
+    rubric = ctx.locale.rubric.categories.get(category)
     return ctx.render(
         "harm_judge",
         category=ctx.locale.taxonomy.category(category),
-        rubric=ctx.locale.rubric.categories.get(category, []),
-        general=ctx.locale.rubric.general,
+        # the locale's lists, never changed during a run: frozen, the template's criteria part
+        # is rendered once per category (see koalign.prompts.freeze)
+        rubric=freeze(rubric) if rubric is not None else [],
+        general=freeze(ctx.locale.rubric.general),
         prompt=prompt,
         answer=answer,
         kind=kind,

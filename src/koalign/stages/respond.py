@@ -24,6 +24,7 @@ from koalign.cite import check_text as cite_text
 from koalign.errors import KoalignError
 from koalign.gates import GateConfig, check_text, check_verdict
 from koalign.jsonio import digest, stable_int
+from koalign.prompts import freeze
 from koalign.stages.attack import Case
 from koalign.stages.base import (
     Call,
@@ -198,13 +199,16 @@ def build_query_prompt(ctx: StageContext, case: Case) -> tuple[Message, ...]:
 def build_response_judge_prompt(ctx: StageContext, case: Case, answer: str) -> tuple[Message, ...]:
     """The response judge's chat for one candidate: the prompt, the answer, the case's kind, the
     category's policy and its rubric items."""
+    rubric = ctx.locale.rubric.categories.get(case.category)
     return ctx.render(
         "response_judge",
         prompt=case.prompt,
         answer=answer,
         kind=case.kind,
         policy=ctx.policy(case.category),
-        rubric=ctx.locale.rubric.categories.get(case.category, []),
+        # the locale's list, never changed during a run: frozen, the template's policy part is
+        # rendered once per category (see koalign.prompts.freeze)
+        rubric=freeze(rubric) if rubric is not None else [],
     )
 
 
