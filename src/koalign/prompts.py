@@ -409,13 +409,17 @@ _MESSAGE_BLOCKS = ("system", "user")
 
 _BLOCK_CACHE: dict[tuple[Any, ...], str] = {}
 _BLOCK_CACHE_SIZE = 4096
+#: A block that reads a string longer than this (a record's prompt or answer) is rendered every
+#: time: its key would be unique to one record, and keeping it would evict the blocks shared by
+#: every record of a category.
+_KEY_TEXT_MAX = 200
 
 
 def _block_key(
     text: str, block: str, names: frozenset[str], raw: Mapping[str, Any]
 ) -> tuple[Any, ...] | None:
-    """A cache key for a block whose values are all strings, numbers or frozen values, at least
-    one of them frozen; ``None`` when the block must be rendered."""
+    """A cache key for a block whose values are all short strings, numbers or frozen values, at
+    least one of them frozen; ``None`` when the block must be rendered."""
     if "\0dynamic" in names:
         return None
     parts: list[Any] = [id(_compile(text)), block]
@@ -424,6 +428,8 @@ def _block_key(
             continue
         value = raw[name]
         if type(value) in _SCALARS:
+            if type(value) is str and len(value) > _KEY_TEXT_MAX:
+                return None  # a record's own text: a key used once, that only fills the cache
             parts.append((name, value))
             continue
         hit = _FROZEN.get(id(value)) or _PLAIN_CACHE.get(id(value))
