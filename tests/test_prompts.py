@@ -309,6 +309,15 @@ def test_a_block_the_user_block_includes_is_rendered_once_per_frozen_value(ko: L
     assert other.content == "둘|다,|다,"
     (unfrozen,) = render_chat(loc, "evil", prompt="셋", items=["라"])
     assert unfrozen.content == "셋|라,|라,"
+    # a block reading a record's long text is rendered each time and never kept: a run's
+    # thousands of answers do not push the shared blocks out of the cache
+    plain_user = with_template(ko, "{% block user %}{{ answer }}{{ items|length }}{% endblock %}")
+    render_chat(plain_user, "evil", answer="가" * 300, items=items)
+    size = len(prompts._BLOCK_CACHE)
+    for i in range(20):
+        (m,) = render_chat(plain_user, "evil", answer=f"{i}" + "가" * 300, items=items)
+        assert m.content.endswith("가2")
+    assert len(prompts._BLOCK_CACHE) == size
 
 
 def test_a_missing_field_fails_naming_the_fields_and_default_still_works(ko: Locale) -> None:
