@@ -279,6 +279,8 @@ def test_a_block_of_frozen_values_is_rendered_once_and_keyed_by_its_values():
     second = render_chat(loc, "responder", policy=g, prompt="질문 둘", kind="harmful")
     assert len(_BLOCK_CACHE) == cached  # the system block came from the cache
     assert second[0] == first[0] and second[1].content == "질문 둘"
+    # one copy of the shared system prompt, however many requests hold it
+    assert second[0].content is first[0].content
     other = render_chat(loc, "responder", policy=a, prompt="질문 둘", kind="harmful")
     assert other[0].content != first[0].content  # another policy, another system prompt
     # a plain dict that is not frozen is never cached: a changed value shows up

@@ -624,6 +624,57 @@ def _properties(cls: type) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- rendering
+def _rendered(
+    shared: tuple[Any, ...], name: str, block: Any, context: Any, *, strip: bool = False
+) -> str:
+    """One block's text in ``context`` (stripped of surrounding whitespace with ``strip``), from
+    the block cache when every value it reads is frozen or a short scalar (``shared``: the
+    template, its ``where``, its text, the names its blocks read, the raw values). The cache
+    keeps the text as returned, so every rendering of a shared block returns the same string
+    object (one copy of a long system prompt, whatever the number of requests holding it). A
+    module function: a function kept in the context's blocks that held the context would tie
+    every rendering into a reference cycle, with the record's texts in it.
+
+    Raises:
+        LocaleError: the block rendered more than :data:`MAX_CHARS` characters.
+    """
+    template, where, text, reads, raw = shared
+    key = _block_key(text, name, reads.get(name, frozenset({"\0dynamic"})), raw)
+    if key is not None:
+        key += (strip,)
+        hit = _BLOCK_CACHE.get(key)
+        if hit is not None:
+            return hit
+    pieces: list[str] = []
+    size = 0
+    gen = block(context)
+    for piece in gen:
+        size += len(piece)
+        if size > MAX_CHARS:
+            frame = getattr(gen, "gi_frame", None)
+            line = template.get_corresponding_lineno(frame.f_lineno) if frame else None
+            raise LocaleError(
+                f"template refused by the sandbox: block '{name}' rendered more than "
+                f"{MAX_CHARS:,} characters",
+                where=f"{where}:{line}" if line else where,
+                hint=_SANDBOX_HINT,
+            )
+        pieces.append(piece)
+    out = "".join(pieces)
+    if strip:
+        out = out.strip()
+    if key is not None:
+        if len(_BLOCK_CACHE) >= _BLOCK_CACHE_SIZE:
+            _BLOCK_CACHE.clear()
+        _BLOCK_CACHE[key] = out
+    return out
+
+
+def _included(shared: tuple[Any, ...], name: str, block: Any, context: Any) -> Iterator[str]:
+    """An included block, as jinja calls it from the block that includes it."""
+    yield _rendered(shared, name, block, context)
+
+
 def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
     """Render ``prompts/<role>.j2`` of ``loc`` into chat messages, in the sandbox.
 
@@ -658,48 +709,18 @@ def render_chat(loc: Locale, role: str, **context: Any) -> tuple[Message, ...]:
     token = _BUDGET.set(_Budget())
     parts: dict[str, str] = {}
 
-    def rendered(name: str, block: Any) -> str:
-        """The block's text (cached when every value it reads is frozen or a scalar)."""
-        key = _block_key(text, name, reads.get(name, frozenset({"\0dynamic"})), raw)
-        if key is not None:
-            hit = _BLOCK_CACHE.get(key)
-            if hit is not None:
-                return hit
-        pieces: list[str] = []
-        size = 0
-        gen = block(ctx)
-        for piece in gen:
-            size += len(piece)
-            if size > MAX_CHARS:
-                frame = getattr(gen, "gi_frame", None)
-                line = template.get_corresponding_lineno(frame.f_lineno) if frame else None
-                raise LocaleError(
-                    f"template refused by the sandbox: block '{name}' rendered more than "
-                    f"{MAX_CHARS:,} characters",
-                    where=f"{where}:{line}" if line else where,
-                    hint=_SANDBOX_HINT,
-                )
-            pieces.append(piece)
-        out = "".join(pieces)
-        if key is not None:
-            if len(_BLOCK_CACHE) >= _BLOCK_CACHE_SIZE:
-                _BLOCK_CACHE.clear()
-            _BLOCK_CACHE[key] = out
-        return out
-
-    # a block other than system and user is text the two include with ``{{ self.name() }}``:
-    # rendered where it is included, and only once while the frozen values it reads stay the
-    # same (e.g. a policy's statutes and contacts, shared by every record of a category)
-    def included(name: str, block: Any) -> Callable[[Any], Iterator[str]]:
-        return lambda _ctx: iter((rendered(name, block),))
-
+    # a block other than system and user is text the two include (nested in them, or with
+    # ``{{ self.name() }}``): rendered where it is included, and only once while the frozen values
+    # it reads stay the same (e.g. a policy's statutes and contacts, shared by every record of a
+    # category)
+    shared = (template, where, text, reads, raw)
     for name, block in template.blocks.items():
         if name not in _MESSAGE_BLOCKS:
-            ctx.blocks[name] = [included(name, block)]
+            ctx.blocks[name] = [functools.partial(_included, shared, name, block)]
     try:
         for name in _MESSAGE_BLOCKS:
             if name in template.blocks:
-                parts[name] = rendered(name, template.blocks[name]).strip()
+                parts[name] = _rendered(shared, name, template.blocks[name], ctx, strip=True)
     except jinja2.UndefinedError as exc:
         raise _render_error(template, where, exc, "undefined") from None
     except (SecurityError, jinja2.TemplateNotFound) as exc:
