@@ -8,12 +8,17 @@ best-of-5 CPU milliseconds per rendering:
 * ``jinja2_sandbox``: ``jinja2.sandbox.ImmutableSandboxedEnvironment`` alone;
 * ``koalign``: :func:`koalign.prompts.render_chat` (sandbox, plain-data conversion, bounds).
 
+It also gives ``koalign_response_judge``: the ``response_judge`` template, as the respond stage
+renders it (the category's policy and its frozen rubric, a prompt, and an answer that differs at
+every rendering, as a run's answers do), in CPU milliseconds per rendering.
+
     python bench/bench_prompts.py --n 200
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from koalign.locale import load_locale
 from koalign.policy import resolved_policy
-from koalign.prompts import render_chat
+from koalign.prompts import freeze, render_chat
 
 
 def best_ms(fn: Callable[[], object], n: int) -> float:
@@ -65,6 +70,23 @@ def main() -> None:
             render_chat(loc, "responder", policy=policy, prompt="질문", kind="harmful")
 
     results["koalign"] = best_ms(sandboxed, args.n) / len(policies)
+
+    rubrics = [freeze(loc.rubric.categories.get(c.id, [])) for c in loc.taxonomy.categories]
+    answers = (f"답변 {i}: " + "관련 법령과 기관을 안내합니다. " * 20 for i in itertools.count())
+
+    def response_judge() -> None:
+        for policy, rubric in zip(policies, rubrics, strict=True):
+            render_chat(
+                loc,
+                "response_judge",
+                policy=policy,
+                rubric=rubric,
+                prompt="질문",
+                answer=next(answers),
+                kind="harmful",
+            )
+
+    results["koalign_response_judge"] = best_ms(response_judge, args.n) / len(policies)
     print(
         json.dumps(
             {
