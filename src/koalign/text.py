@@ -211,8 +211,14 @@ def presign(
     key = (text, ngram, threshold, num_perm, seed)
     if key in _PRESIGNED or len(_PRESIGNED) >= PRESIGN_MAX:
         return
-    f = NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
-    _PRESIGNED[key] = f.signature(text)
+    _PRESIGNED[key] = _signer(threshold, ngram, num_perm, seed).signature(text)
+
+
+@functools.lru_cache(maxsize=8)
+def _signer(threshold: float, ngram: int, num_perm: int, seed: int) -> NearDuplicateFilter:
+    """One filter per parameters, used only for :meth:`NearDuplicateFilter.signature` (which
+    reads none of the filter's state)."""
+    return NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
 
 
 def near_duplicate_filter(
