@@ -329,8 +329,8 @@ COMMIT_LATENCY_SHARE = 0.01
 """On the event loop, writes gather for this share of the answers' mean latency (between
 :data:`COMMIT_INTERVAL_S` and :data:`COMMIT_INTERVAL_MAX_S`): waiting for its commit adds at
 most 1% to the time an answer took, and slow servers, whose answers trickle in, still get
-several answers per commit (at 1 s per answer, about 8% less CPU per request than a fixed
-3 ms: docs/benchmarks.md)."""
+several answers per commit (at 1 s per answer, less CPU per request than a fixed 3 ms in 6 of 6
+alternating pairs of runs: docs/benchmarks.md)."""
 
 CHECKPOINT_EVERY = 2000
 """Rows committed on the event loop between two WAL checkpoints, which the writer thread runs
