@@ -76,3 +76,49 @@ def test_loop_is_closed_and_async_generators_finalised(loop: eventloop.LoopName)
     assert eventloop.run(main(), loop=loop) == 1
     assert closed == ["agen"]
     assert seen[0].is_closed()
+
+
+def test_started_runs_a_coroutine_to_its_first_wait_and_finishes_it_when_awaited():
+    steps: list[str] = []
+
+    async def at_once() -> int:
+        steps.append("at once")
+        return 1
+
+    async def waits() -> int:
+        steps.append("before")
+        await asyncio.sleep(0)
+        steps.append("after")
+        return 2
+
+    async def fails() -> int:
+        raise ValueError("before any wait")
+
+    async def main() -> None:
+        first = eventloop.started(at_once())
+        second = eventloop.started(waits())
+        third = eventloop.started(fails())
+        assert steps == ["at once", "before"]  # ran now, up to the first wait
+        assert await first == 1
+        assert await second == 2
+        assert steps == ["at once", "before", "after"]
+        with pytest.raises(ValueError, match="before any wait"):
+            await third
+        # cancelling the task that finishes it cancels the coroutine where it waits
+        cancelled: list[bool] = []
+
+        async def sleeper() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        task = asyncio.ensure_future(eventloop.started(sleeper()))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancelled == [True]
+
+    eventloop.run(main())

@@ -7,13 +7,15 @@ asyncio's own loop otherwise (Windows, or ``loop="asyncio"``). In interleaved ru
 request than on asyncio's selector loop with answers 0.2 s apart, and no measurable difference
 with answers 1 s apart. Both loops give the same results: nothing koalign writes depends on the
 order in which the loop serves ready callbacks.
+
+:func:`started` runs a coroutine up to its first wait at once, as Python 3.12's eager tasks do.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -66,3 +68,63 @@ def run(coro: Coroutine[Any, Any, T], *, loop: LoopName = "auto") -> T:
         raise
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coro)
+
+
+def started(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
+    """Run ``coro`` now, up to its first suspension, and return a coroutine that finishes it.
+
+    This is what ``asyncio.Task(..., eager_start=True)`` does on Python 3.12 and later: work a
+    coroutine can do without waiting (such as writing a request to a socket with room in its
+    buffer) happens at once, instead of after every callback already waiting on the loop. The
+    returned coroutine gives ``coro``'s result or raises its exception (one raised before the
+    first suspension too, when it is awaited), and passes cancellation on to ``coro``.
+    """
+    try:
+        yielded = coro.send(None)
+    except StopIteration as stop:
+        return _returning(stop.value)
+    except (Exception, asyncio.CancelledError) as exc:  # for whoever awaits, as a task keeps it
+        return _raising(exc)
+    return _finishing(_Rest(coro, yielded))
+
+
+async def _returning(value: T) -> T:
+    return value
+
+
+async def _raising(exc: BaseException) -> Any:
+    raise exc
+
+
+async def _finishing(rest: _Rest[T]) -> T:
+    return await rest
+
+
+class _Rest(Generic[T]):
+    """The rest of a coroutine that has already run to a suspension: awaiting it first hands
+    the future it is suspended on to the task that awaits, then goes on as ``await coro``."""
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro, yielded = self._coro, self._yielded
+        while True:
+            try:
+                sent = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value

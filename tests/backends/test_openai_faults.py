@@ -314,3 +314,34 @@ def test_bad_header_options_are_named_without_their_values(options, message):
         ModelPool({"m": spec("http://127.0.0.1:9/v1", options=options)}, env={"GW": "x"}).get("m")
     text = caught.value.render()
     assert message in text and "gw-SECRET" not in text
+
+
+def test_a_request_is_on_the_wire_before_the_loop_serves_other_callbacks(fault_server):
+    """The request is written when it is posted, not after every callback already waiting on the
+    loop (aiohttp's body writer is started eagerly on every Python version): the server reads it
+    while a callback queued right after the post still holds the loop."""
+    from koalign import eventloop
+    from koalign.backends.openai_compat import OpenAIBackend
+
+    with fault_server() as srv:
+        backend = OpenAIBackend(spec(srv.base_url))
+
+        async def main() -> tuple[float, float]:
+            await backend.agenerate([req("warm")])  # a pooled connection, so no connect wait
+            held: list[float] = []
+
+            def hold() -> None:
+                held.append(time.monotonic())
+                time.sleep(0.5)  # the server thread reads meanwhile, or not at all
+                held.append(time.monotonic())
+
+            posted = asyncio.ensure_future(backend.agenerate([req("measured")]))
+            asyncio.get_running_loop().call_soon(hold)
+            [result] = await posted
+            assert result.error is None
+            await backend.aclose()
+            return held[0], held[1]
+
+        start, end = eventloop.run(main())
+    [arrived] = [e["t"] for e in srv.log if e["body"]["messages"][0]["content"] == "measured"]
+    assert start <= arrived < end
