@@ -14,8 +14,10 @@ order in which the loop serves ready callbacks.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 from collections.abc import Callable, Coroutine, Generator
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -77,7 +79,8 @@ def started(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
     coroutine can do without waiting (such as writing a request to a socket with room in its
     buffer) happens at once, instead of after every callback already waiting on the loop. The
     returned coroutine gives ``coro``'s result or raises its exception (one raised before the
-    first suspension too, when it is awaited), and passes cancellation on to ``coro``.
+    first suspension too), and whatever is thrown into it (a task's cancellation, even before
+    its first step) reaches ``coro`` where it waits.
     """
     try:
         yielded = coro.send(None)
@@ -85,7 +88,61 @@ def started(coro: Coroutine[Any, Any, T]) -> Coroutine[Any, Any, T]:
         return _returning(stop.value)
     except (Exception, asyncio.CancelledError) as exc:  # for whoever awaits, as a task keeps it
         return _raising(exc)
-    return _finishing(_Rest(coro, yielded))
+    return _Rest(coro, yielded)
+
+
+def started_in(
+    task: asyncio.Task[Any], context: contextvars.Context, coro: Coroutine[Any, Any, T]
+) -> Coroutine[Any, Any, T] | None:
+    """:func:`started`, with ``task`` as the current task and in ``context``: the first steps
+    of ``coro`` run now as if ``task`` (which must be waiting, and then awaits the returned
+    coroutine) ran them, so what they tie to the current task (a timeout, such as aiohttp's,
+    cancels the task it was started in) is tied to ``task``.
+
+    Returns ``None``, having run nothing, where this Python's asyncio cannot switch the current
+    task (it can on 3.11 to 3.14); the caller then runs ``coro`` in ``task`` the usual way.
+    """
+    swap = _task_switch()
+    if swap is None:
+        return None
+    loop = asyncio.get_running_loop()
+    running = asyncio.current_task(loop)
+    swap(loop, running, task)
+    try:
+        return context.run(started, coro)
+    finally:
+        swap(loop, task, running)
+
+
+@functools.cache
+def _task_switch() -> (
+    Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any] | None, asyncio.Task[Any] | None], None]
+    | None
+):
+    """A function ``(loop, leaving, entering)`` switching asyncio's current task, or ``None``.
+    asyncio keeps the current task per loop and switches it around each task step with
+    ``_enter_task`` / ``_leave_task`` (3.7 and later; 3.12 added ``_swap_current_task``)."""
+    from asyncio import tasks
+
+    swap = getattr(tasks, "_swap_current_task", None)
+    if swap is not None:
+
+        def switch(loop: Any, leaving: Any, entering: Any) -> None:
+            swap(loop, entering)
+
+        return switch
+    enter = getattr(tasks, "_enter_task", None)
+    leave = getattr(tasks, "_leave_task", None)
+    if enter is None or leave is None:
+        return None
+
+    def enter_leave(loop: Any, leaving: Any, entering: Any) -> None:
+        if leaving is not None:
+            leave(loop, leaving)
+        if entering is not None:
+            enter(loop, entering)
+
+    return enter_leave
 
 
 async def _returning(value: T) -> T:
@@ -96,13 +153,12 @@ async def _raising(exc: BaseException) -> Any:
     raise exc
 
 
-async def _finishing(rest: _Rest[T]) -> T:
-    return await rest
+_HANDED = object()
 
 
-class _Rest(Generic[T]):
-    """The rest of a coroutine that has already run to a suspension: awaiting it first hands
-    the future it is suspended on to the task that awaits, then goes on as ``await coro``."""
+class _Rest(Coroutine[Any, Any, T]):
+    """The rest of a coroutine that has already run to a suspension. Its first step hands the
+    driving task the future the coroutine waits on; from then on it is the coroutine."""
 
     __slots__ = ("_coro", "_yielded")
 
@@ -110,21 +166,30 @@ class _Rest(Generic[T]):
         self._coro = coro
         self._yielded = yielded
 
+    def send(self, value: Any) -> Any:
+        """The awaited future at the first step, then ``coro.send(value)``."""
+        yielded = self._yielded
+        if yielded is not _HANDED:
+            self._yielded = _HANDED
+            return yielded
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Throw into ``coro`` where it waits."""
+        self._yielded = _HANDED
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - the old three-argument form
+
+    def close(self) -> None:
+        """Close ``coro``."""
+        self._coro.close()
+
     def __await__(self) -> Generator[Any, Any, T]:
-        coro, yielded = self._coro, self._yielded
-        while True:
-            try:
-                sent = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
+        return self
+
+    def __iter__(self) -> _Rest[T]:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)

@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from koalign import eventloop
 from koalign.backends.limits import PrioritySemaphore, call_priority
 
 
@@ -188,3 +189,164 @@ def test_never_more_holders_than_slots_under_churn() -> None:
 def test_needs_a_slot() -> None:
     with pytest.raises(ValueError, match="at least one slot"):
         PrioritySemaphore(0)
+
+
+# -- run(): a freed slot starts the waiting work at once --------------------------------------
+
+
+def _first_and_second(switch: bool) -> list[object]:
+    """One slot: ``first`` holds it until a gate opens, queues a callback and returns; ``second``
+    waits for the slot in its own task and context. Returns what happened, in order."""
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    log: list[object] = []
+    second_task: list[asyncio.Task[int]] = []
+
+    async def main() -> None:
+        sem = PrioritySemaphore(1)
+        gate = asyncio.Event()
+
+        async def first() -> int:
+            await gate.wait()
+            asyncio.get_running_loop().call_soon(log.append, "a callback queued before release")
+            return 1
+
+        async def second() -> int:
+            log.append(("second starts", asyncio.current_task() is second_task[0], var.get()))
+            await asyncio.sleep(0.01)
+            log.append(("second goes on", asyncio.current_task() is second_task[0], var.get()))
+            return 2
+
+        async def waiter() -> int:
+            var.set("the waiter's")
+            return await sem.run(second)
+
+        holder = asyncio.ensure_future(sem.run(first))
+        await asyncio.sleep(0)
+        second_task.append(asyncio.ensure_future(waiter()))
+        await asyncio.sleep(0)
+        assert sem.waiting() == 1
+        gate.set()
+        assert await holder == 1
+        assert await second_task[0] == 2
+        assert sem.free == 1
+
+    if switch:
+        eventloop.run(main())
+    else:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(eventloop, "_task_switch", lambda: None)
+            eventloop.run(main())
+    return log
+
+
+def test_a_freed_slot_starts_the_waiting_work_at_once_as_its_task() -> None:
+    log = _first_and_second(switch=True)
+    assert log == [
+        ("second starts", True, "the waiter's"),  # in the releasing step, as the waiter's task
+        "a callback queued before release",
+        ("second goes on", True, "the waiter's"),
+    ]
+
+
+def test_without_a_task_switch_the_waiter_starts_its_work_itself() -> None:
+    log = _first_and_second(switch=False)
+    assert log == [
+        "a callback queued before release",
+        ("second starts", True, "the waiter's"),
+        ("second goes on", True, "the waiter's"),
+    ]
+
+
+def test_run_serves_waiters_by_priority_and_gives_every_slot_back() -> None:
+    order: list[int] = []
+
+    async def main() -> None:
+        sem = PrioritySemaphore(1)
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            await gate.wait()
+
+        async def work(p: int) -> int:
+            order.append(p)
+            await asyncio.sleep(0)
+            return p
+
+        holder = asyncio.ensure_future(sem.run(hold))
+        await asyncio.sleep(0)
+        waiters = [
+            asyncio.ensure_future(sem.run(lambda p=p: work(p), priority=p)) for p in (2, 0, 1)
+        ]
+        await asyncio.sleep(0)
+        gate.set()
+        await holder
+        assert [await w for w in waiters] == [2, 0, 1]
+        assert sem.free == 1 and sem.waiting() == 0
+
+    eventloop.run(main())
+    assert order == [0, 1, 2]
+
+
+def test_a_waiter_cancelled_after_its_work_started_cancels_the_work_and_frees_the_slot() -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        sem = PrioritySemaphore(1)
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            await gate.wait()
+
+        async def work() -> None:
+            seen.append("started")
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                seen.append("cancelled where it waits")
+                raise
+
+        holder = asyncio.ensure_future(sem.run(hold))
+        await asyncio.sleep(0)
+        waiter = asyncio.ensure_future(sem.run(work))
+        cancelled_early = asyncio.ensure_future(sem.run(work))
+        await asyncio.sleep(0)
+        cancelled_early.cancel()  # still waiting: leaves the queue, nothing started
+        gate.set()
+        await holder  # its release started `waiter`'s work; the waiter has not run since
+        assert seen == ["started"]
+        waiter.cancel()
+        for t in (waiter, cancelled_early):
+            with pytest.raises(asyncio.CancelledError):
+                await t
+        await asyncio.sleep(0)
+        assert seen == ["started", "cancelled where it waits"]
+        assert sem.free == 1 and sem.waiting() == 0
+
+    eventloop.run(main())
+
+
+def test_work_failing_before_its_first_wait_reaches_its_caller_and_frees_the_slot() -> None:
+    async def main() -> None:
+        sem = PrioritySemaphore(1)
+        gate = asyncio.Event()
+
+        async def hold() -> None:
+            await gate.wait()
+
+        async def fail(i: int) -> None:
+            raise ValueError(f"failure {i}")
+
+        holder = asyncio.ensure_future(sem.run(hold))
+        await asyncio.sleep(0)
+        n = 3000  # each failure frees the slot for the next: no recursion through them
+        waiters = [asyncio.ensure_future(sem.run(lambda i=i: fail(i))) for i in range(n)]
+        await asyncio.sleep(0)
+        gate.set()
+        await holder
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert [str(r) for r in results] == [f"failure {i}" for i in range(n)]
+        assert sem.free == 1 and sem.waiting() == 0
+
+    eventloop.run(main())

@@ -346,3 +346,16 @@ def test_a_request_is_on_the_wire_before_the_loop_serves_other_callbacks(fault_s
         start, end = eventloop.run(main())
     [arrived] = [e["t"] for e in srv.log if e["body"]["messages"][0]["content"] == "measured"]
     assert start <= arrived < end
+
+
+def test_a_request_started_by_the_call_freeing_its_slot_times_out_on_its_own(fault_server):
+    """With one slot, the second request is started by the first when it gives the slot back
+    (limits.PrioritySemaphore.run), over the first's pooled connection. Its timeout is its own:
+    it ends after ``timeout``, not when the slow server finally answers (had its timer been tied
+    to the first request's finished task, nothing would cancel it)."""
+    with fault_server(["slow:0.2", "slow:5"]) as srv:
+        pool = ModelPool({"m": spec(srv.base_url, max_retries=0, timeout=0.6, max_concurrency=1)})
+        first, second = pool.get("m").generate([req("a"), req("b")])
+    assert first.ok
+    assert second.error is not None and second.error.kind == "timeout"
+    assert second.latency_s < 3  # its 0.6 s timeout, not the server's 5 s

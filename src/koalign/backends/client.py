@@ -38,6 +38,7 @@ computes exactly what an uninterrupted one did.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -526,6 +527,21 @@ class LLM:
             + tokens_out * (self.spec.price_out_per_1m or 0.0)
         ) / 1e6
 
+    async def _attempt(self, job: _Job) -> tuple[ChatResult, float]:
+        """One request to the backend, holding a slot: its result and seconds taken."""
+        request = job.req  # built once a slot is free
+        start = time.perf_counter()
+        try:
+            result = (await self.backend.agenerate([request]))[0]
+        except KoalignError:
+            raise
+        except Exception as exc:  # a backend bug must not lose the other requests
+            log.exception("model %s: backend raised", self.name)
+            result = ChatResult(
+                error=CallError(kind="other", message=f"{type(exc).__name__}: {exc}")
+            )
+        return result, time.perf_counter() - start
+
     async def _call_backend(self, job: _Job) -> tuple[ChatResult, int]:
         spec = self.spec
         attempts = 0
@@ -539,19 +555,7 @@ class LLM:
                 chars = sum(len(m.content) for m in job.req.messages)
                 estimate = estimate_tokens(chars, job.sampling.max_tokens if job.sampling else None)
                 await self._tpm.acquire(estimate)
-            async with self._sem():
-                request = job.req  # built once a slot is free
-                start = time.perf_counter()
-                try:
-                    result = (await self.backend.agenerate([request]))[0]
-                except KoalignError:
-                    raise
-                except Exception as exc:  # a backend bug must not lose the other requests
-                    log.exception("model %s: backend raised", self.name)
-                    result = ChatResult(
-                        error=CallError(kind="other", message=f"{type(exc).__name__}: {exc}")
-                    )
-                elapsed = time.perf_counter() - start
+            result, elapsed = await self._sem().run(functools.partial(self._attempt, job))
             if self._tpm is not None:
                 used = result.tokens_in + result.tokens_out if result.error is None else 0
                 self._tpm.refund(estimate - used)

@@ -9,7 +9,12 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+from koalign import eventloop
+
+T = TypeVar("T")
 
 RETRYABLE_KINDS = frozenset({"rate_limit", "server", "timeout", "connection"})
 
@@ -87,14 +92,21 @@ class PrioritySemaphore:
     a waiter was promised and at most ``value`` holders exist at any time. A waiter cancelled
     while it waits leaves the queue; one cancelled after it was handed a slot gives the slot
     on. Use one per event loop (its waiters are futures of the loop that awaits them).
+
+    :meth:`run` holds a slot for one piece of work; when that work waited for its slot, the
+    caller that frees the slot also starts it, up to its first wait (a request is on the wire
+    before the releasing step ends), instead of leaving the slot idle until the loop next gets
+    to the waiting task, which after a wave of answers is the time the rest of the wave takes.
     """
 
     def __init__(self, value: int) -> None:
         if value < 1:
             raise ValueError(f"a semaphore needs at least one slot, not {value}")
         self._free = value
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[Any]]] = []
+        self._starters: dict[asyncio.Future[Any], Callable[[], None]] = {}
         self._arrivals = itertools.count()
+        self._starting = False
 
     @property
     def free(self) -> int:
@@ -111,9 +123,7 @@ class PrioritySemaphore:
         if self._free > 0:
             self._free -= 1
             return
-        prio = call_priority.get() if priority is None else priority
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (prio, next(self._arrivals), fut))
+        fut = self._wait(priority)
         try:
             await fut
         except asyncio.CancelledError:
@@ -122,13 +132,69 @@ class PrioritySemaphore:
             raise
 
     def release(self) -> None:
-        """Give a slot back: to the first waiter by priority and arrival, else to the pool."""
+        """Give a slot back: to the first waiter by priority and arrival (starting its work
+        when it waits in :meth:`run`), else to the pool."""
         while self._waiters:
             *_, fut = heapq.heappop(self._waiters)
-            if not fut.done():
+            if fut.done():
+                continue
+            start = self._starters.pop(fut, None)
+            if start is None:
                 fut.set_result(None)
-                return
+            elif self._starting:  # work that gave its slot back before its first wait
+                fut.get_loop().call_soon(start)
+            else:
+                self._starting = True
+                try:
+                    start()
+                finally:
+                    self._starting = False
+            return
         self._free += 1
+
+    async def run(
+        self, work: Callable[[], Coroutine[Any, Any, T]], priority: int | None = None
+    ) -> T:
+        """``await work()`` holding a slot (taken as :meth:`acquire` takes it, given back when
+        the work ends however it ends). A caller that waits for its slot has ``work()`` started
+        by the caller that frees the slot, as a step of the waiting task and in its context
+        (:func:`koalign.eventloop.started_in`)."""
+        if self._free > 0:
+            self._free -= 1
+            return await self._holding(work)
+        task = asyncio.current_task()
+        context = contextvars.copy_context()
+        fut = self._wait(priority)
+
+        def start() -> None:
+            if fut.done():  # cancelled before a deferred start: the slot goes on
+                self.release()
+                return
+            coro = self._holding(work)
+            rest = None if task is None else eventloop.started_in(task, context, coro)
+            fut.set_result(coro if rest is None else rest)
+
+        self._starters[fut] = start
+        try:
+            rest = await fut
+        except asyncio.CancelledError:
+            self._starters.pop(fut, None)
+            if fut.done() and not fut.cancelled():  # started, then cancelled: cancel the work
+                asyncio.ensure_future(fut.result()).cancel()
+            raise
+        return await rest
+
+    def _wait(self, priority: int | None) -> asyncio.Future[Any]:
+        prio = call_priority.get() if priority is None else priority
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (prio, next(self._arrivals), fut))
+        return fut
+
+    async def _holding(self, work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        try:
+            return await work()
+        finally:
+            self.release()
 
     async def __aenter__(self) -> None:
         await self.acquire()
