@@ -5,7 +5,14 @@ import unicodedata
 
 from koalign import text as textmod
 from koalign.rundir import RecordLog
-from koalign.text import clean_generation, near_duplicate_filter, near_duplicates, nfc, presign
+from koalign.text import (
+    clean_generation,
+    near_duplicate_filter,
+    near_duplicates,
+    nfc,
+    prepare_presign,
+    presign,
+)
 
 
 def test_nfc_and_cleaning():
@@ -39,6 +46,10 @@ def test_presigned_texts_give_the_same_decisions_and_are_taken_once(monkeypatch)
     ]
     params = {"threshold": 0.7, "ngram": 3, "num_perm": 64, "seed": 5}
     monkeypatch.setattr(textmod, "_PRESIGNED", {})
+    monkeypatch.setattr(textmod, "_SIGNERS", {})
+    presign(texts[0], **params)
+    assert textmod._PRESIGNED == {}  # not prepared: left to add(), nothing imported or drawn
+    prepare_presign(**params)
     for t in texts:
         presign(t, **params)
     assert len(textmod._PRESIGNED) == 3  # the repeated text is signed once
@@ -62,6 +73,7 @@ def test_presigned_texts_give_the_same_decisions_and_are_taken_once(monkeypatch)
 def test_presign_holds_at_most_presign_max_texts(monkeypatch):
     monkeypatch.setattr(textmod, "_PRESIGNED", {})
     monkeypatch.setattr(textmod, "PRESIGN_MAX", 2)
+    prepare_presign()
     for t in ("가나다라", "마바사아", "자차카타"):
         presign(t)
     assert [k[0] for k in textmod._PRESIGNED] == ["가나다라", "마바사아"]

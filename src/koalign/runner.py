@@ -462,28 +462,21 @@ class Pipeline:
             self.rundir.unlock()
 
     def _warm_up(self, names: Sequence[str] | None) -> None:
-        """Build, on a background thread while the first calls are out, what later records need
-        and the first ones do not: the citation index (respond) and numpy (the seeds'
-        near-duplicate filter). A stage that needs the index first waits for the build; what
-        the thread built is then frozen out of garbage collection like the rest of the
-        start-up state. A failure is left to the stage that needs it to report."""
+        """Run the selected stages' :meth:`~koalign.stages.base.Stage.warm_up` on a background
+        thread while the first calls are out (the citation index, numpy for the seeds'
+        near-duplicate signatures); what the thread built is then frozen out of garbage
+        collection like the rest of the start-up state."""
         import gc
 
-        respond = self.config.section("respond") if hasattr(self.config, "respond") else None
-        index = respond is not None and getattr(respond, "citation_check", False)
-        seeds = names is None or "seeds" in names
+        selected = [s for s in stages() if names is None or s.name in names]
+        ctx = self.context()
 
         def build() -> None:
-            try:
-                if seeds:
-                    import numpy  # noqa: F401
-                if index:
-                    from koalign.cite import index_for
-
-                    index_for(self.locale)
-            except Exception:  # reported by the stage that needs it
-                log.debug("warm-up failed", exc_info=True)
-                return
+            for stage in selected:
+                try:
+                    stage.warm_up(ctx)
+                except Exception:  # met and reported by the stage's own work
+                    log.debug("warm-up of stage %s failed", stage.name, exc_info=True)
             with self._gc_lock:
                 if self._running:  # never after the run has unfrozen the heap
                     gc.freeze()

@@ -207,18 +207,34 @@ def presign(
     the same text to a filter with the same parameters, which takes it (once) instead of
     computing it. The decision is the same either way; the work moves to where the caller has
     time to spare (the seeds stage signs each candidate while other answers are awaited, so the
-    stage's barrier only looks signatures up). Holds at most :data:`PRESIGN_MAX` texts."""
+    stage's barrier only looks signatures up). Holds at most :data:`PRESIGN_MAX` texts.
+
+    Nothing is done until :func:`prepare_presign` has run for these parameters (it imports
+    numpy and draws the hash coefficients, 0.05-0.15 s, which a caller on the event loop should
+    not wait for): until then :meth:`NearDuplicateFilter.add` signs the text itself."""
     key = (text, ngram, threshold, num_perm, seed)
     if key in _PRESIGNED or len(_PRESIGNED) >= PRESIGN_MAX:
         return
-    _PRESIGNED[key] = _signer(threshold, ngram, num_perm, seed).signature(text)
+    signer = _SIGNERS.get((threshold, ngram, num_perm, seed))
+    if signer is not None:
+        _PRESIGNED[key] = signer.signature(text)
 
 
-@functools.lru_cache(maxsize=8)
-def _signer(threshold: float, ngram: int, num_perm: int, seed: int) -> NearDuplicateFilter:
-    """One filter per parameters, used only for :meth:`NearDuplicateFilter.signature` (which
-    reads none of the filter's state)."""
-    return NearDuplicateFilter(threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed)
+def prepare_presign(
+    *, threshold: float = 0.7, ngram: int = 3, num_perm: int = 128, seed: int = 1
+) -> None:
+    """Make :func:`presign` work for these parameters: build the filter it signs with (numpy
+    imported, hash coefficients drawn). Safe to call from a background thread."""
+    params = (threshold, ngram, num_perm, seed)
+    if params not in _SIGNERS:
+        _SIGNERS[params] = NearDuplicateFilter(
+            threshold=threshold, ngram=ngram, num_perm=num_perm, seed=seed
+        )
+
+
+#: One filter per parameters (threshold, ngram, num_perm, seed), used only for
+#: :meth:`NearDuplicateFilter.signature`, which reads none of the filter's state.
+_SIGNERS: dict[tuple[float, int, int, int], NearDuplicateFilter] = {}
 
 
 def near_duplicate_filter(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,12 @@ class LengthStage(Stage[JudgedTriplet, LengthItem, LengthRecord, JudgedTriplet])
     def report(self, ctx, records) -> LengthReport:
         return LengthReport(longest=max((r.chars for r in records()), default=0))
 
+    def warm_up(self, ctx: StageContext) -> None:
+        WARMED.append((threading.current_thread().name, ctx.section(self.name).min_chars))
+
+
+WARMED: list[tuple[str, int]] = []
+
 
 @pytest.fixture
 def toy_stage():
@@ -76,6 +84,7 @@ def toy_stage():
 
 
 def test_a_registered_stage_runs_between_judge_and_export(toy_stage, small_locale, tmp_path):
+    WARMED.clear()
     assert stage_names() == ("seeds", "attack", "respond", "judge", "length_filter", "export")
     data = config_data(str(small_locale), length_filter={"min_chars": 10})
     cfg, loc = load_run_config(None, data=data)
@@ -93,6 +102,11 @@ def test_a_registered_stage_runs_between_judge_and_export(toy_stage, small_local
         json.loads(x) for x in Path(tmp_path / "run/length_filter.jsonl").read_text().splitlines()
     ]
     assert len(rows) == entry["records_in"]
+    for _ in range(200):  # the warm-up thread is not waited for by the run
+        if WARMED:
+            break
+        time.sleep(0.05)
+    assert WARMED == [("koalign-warm-up", 10)]  # its warm_up ran once, off the event loop
 
 
 def test_its_config_section_is_validated_like_any_other(toy_stage, small_locale):

@@ -24,7 +24,9 @@ and implements
 * ``gather_inputs`` (class flag) with ``plan_all(ctx, inputs)``: a stage that needs its whole
   input before planning (export: balancing and splits);
 * ``report(ctx, records) -> Report`` and ``write_files(ctx, records, root)``: streamed over the
-  stage's final file.
+  stage's final file;
+* ``warm_up(ctx)`` (optional): builds, on a background thread while the run's first calls are
+  out, what the stage's records need later and its first steps do not.
 
 Records of every other stage flow: a record moves to the next stage as soon as it is finished.
 The runner (:mod:`koalign.runner`) knows nothing else about any stage.
@@ -579,6 +581,12 @@ class Stage(Generic[In, Item, Rec, Out]):
     def validate(self, config: RunConfig, locale: Locale) -> list[str]:
         """Problems of this stage's config section against the locale (e.g. unknown ids)."""
         return []
+
+    def warm_up(self, ctx: StageContext) -> None:
+        """Build what this stage's records need later and its first steps do not (an index, an
+        import), so that no record waits for it on the event loop. Runs on a background thread
+        while the run's first calls are out; an exception is logged at debug level and left to
+        the stage's own work to meet and report."""
 
     def uses_models(self, ctx: StageContext) -> list[str]:
         """Names of the models this stage calls."""

@@ -291,6 +291,14 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
     uses_policy = True
     summary = "several responders answer under the category's Korean policy; a judge picks chosen"
 
+    def warm_up(self, ctx: StageContext) -> None:
+        """Build the locale's citation index when candidates are checked against it."""
+        cfg: RespondConfig = ctx.section(NAME)
+        if cfg.citation_check:
+            from koalign.cite import index_for
+
+            index_for(ctx.locale)
+
     def plan(self, ctx: StageContext, inp: Case | None) -> list[RespondItem]:
         """One work item per case."""
         assert inp is not None

@@ -36,7 +36,7 @@ from koalign.stages.base import (
     request,
     rotate,
 )
-from koalign.text import clean_generation, near_duplicate_filter, nfc, presign
+from koalign.text import clean_generation, near_duplicate_filter, nfc, prepare_presign, presign
 from koalign.types import Message
 
 NAME = "seeds"
@@ -384,6 +384,11 @@ class SeedsStage(Stage[BaseModel, SeedItem, SeedRecord, Seed]):
         if ratio >= cfg.min_script_ratio:  # the barrier's near-duplicate check then looks it up
             presign(prompt, **_dedup_params(ctx))
         return SeedRecord(**base, call=frag, prompt=prompt, script_ratio=ratio)
+
+    def warm_up(self, ctx: StageContext) -> None:
+        """Prepare the near-duplicate signatures (numpy, hash coefficients) that
+        :meth:`process` computes for each candidate (:func:`koalign.text.prepare_presign`)."""
+        prepare_presign(**_dedup_params(ctx))
 
     def validate(self, config: Any, locale: Any) -> list[str]:
         """Unknown category ids in ``seeds.categories`` and unknown type ids in ``seeds.quota``, as
