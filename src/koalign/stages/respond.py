@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from koalign.cite import DEFAULT_REJECT, check_reject, rejection_reasons
-from koalign.cite import check_text as cite_text
+from koalign.cite.report import DEFAULT_REJECT, check_reject, rejection_reasons
 from koalign.errors import KoalignError
 from koalign.gates import GateConfig, check_text, check_verdict
 from koalign.jsonio import digest, stable_int
@@ -217,6 +216,8 @@ def check_citations(ctx: StageContext, text: str, category: str) -> CitationChec
     cfg: RespondConfig = ctx.section(NAME)
     if not cfg.citation_check:
         return None
+    from koalign.cite.index import check_text as cite_text  # built by warm_up meanwhile
+
     report = cite_text(text, ctx.locale, category=category)
     rejected = rejection_reasons(report, frozenset(cfg.citation_reject))
     return CitationCheck(
@@ -295,7 +296,7 @@ class RespondStage(Stage[Case, RespondItem, RespondRecord, Triplet]):
         """Build the locale's citation index when candidates are checked against it."""
         cfg: RespondConfig = ctx.section(NAME)
         if cfg.citation_check:
-            from koalign.cite import index_for
+            from koalign.cite.index import index_for
 
             index_for(ctx.locale)
 
