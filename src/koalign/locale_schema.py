@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 from typing import Any, Literal
@@ -98,15 +99,40 @@ class Taxonomy(_Model):
         """Every harm type of every category, in file order."""
         return [t for c in self.categories for t in c.types]
 
+    # lookups by id, built on first use (a taxonomy is frozen; seeds plan every candidate with
+    # them). The first of equal ids wins, as a scan in file order would find it.
+    @functools.cached_property
+    def _category_by_id(self) -> dict[str, Category]:
+        out: dict[str, Category] = {}
+        for c in self.categories:
+            out.setdefault(c.id, c)
+        return out
+
+    @functools.cached_property
+    def _domain_by_category(self) -> dict[str, Domain]:
+        out: dict[str, Domain] = {}
+        for d in self.domains:
+            for c in d.categories:
+                out.setdefault(c.id, d)
+        return out
+
+    @functools.cached_property
+    def _category_by_type(self) -> dict[str, Category]:
+        out: dict[str, Category] = {}
+        for c in self.categories:
+            for t in c.types:
+                out.setdefault(t.id, c)
+        return out
+
     def category(self, category_id: str) -> Category:
         """The category with id ``category_id``.
 
         Raises:
             LocaleError: no such category (with a did-you-mean and the list of ids).
         """
-        for c in self.categories:
-            if c.id == category_id:
-                return c
+        category = self._category_by_id.get(category_id)
+        if category is not None:
+            return category
         ids = [c.id for c in self.categories]
         raise LocaleError(
             f"unknown category '{category_id}'{did_you_mean(category_id, ids)}",
@@ -119,10 +145,10 @@ class Taxonomy(_Model):
         Raises:
             LocaleError: no domain holds that category.
         """
-        for d in self.domains:
-            if any(c.id == category_id for c in d.categories):
-                return d
-        raise LocaleError(f"unknown category '{category_id}'")
+        domain = self._domain_by_category.get(category_id)
+        if domain is None:
+            raise LocaleError(f"unknown category '{category_id}'")
+        return domain
 
     def category_of_type(self, type_id: str) -> Category:
         """The category that holds harm type ``type_id`` (e.g. ``A.harassment``).
@@ -130,9 +156,9 @@ class Taxonomy(_Model):
         Raises:
             LocaleError: no category has that type (with a did-you-mean).
         """
-        for c in self.categories:
-            if any(t.id == type_id for t in c.types):
-                return c
+        category = self._category_by_type.get(type_id)
+        if category is not None:
+            return category
         raise LocaleError(
             f"unknown type '{type_id}'{did_you_mean(type_id, [t.id for t in self.types])}"
         )
