@@ -194,7 +194,7 @@ def test_needs_a_slot() -> None:
 # -- run(): a freed slot starts the waiting work at once --------------------------------------
 
 
-def _first_and_second(switch: bool) -> list[object]:
+def _first_and_second(switch: bool, loop: eventloop.LoopName = "auto") -> list[object]:
     """One slot: ``first`` holds it until a gate opens, queues a callback and returns; ``second``
     waits for the slot in its own task and context. Returns what happened, in order."""
     import contextvars
@@ -233,16 +233,17 @@ def _first_and_second(switch: bool) -> list[object]:
         assert sem.free == 1
 
     if switch:
-        eventloop.run(main())
+        eventloop.run(main(), loop=loop)
     else:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(eventloop, "_task_switch", lambda: None)
-            eventloop.run(main())
+            eventloop.run(main(), loop=loop)
     return log
 
 
-def test_a_freed_slot_starts_the_waiting_work_at_once_as_its_task() -> None:
-    log = _first_and_second(switch=True)
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
+def test_a_freed_slot_starts_the_waiting_work_at_once_as_its_task(loop: eventloop.LoopName) -> None:
+    log = _first_and_second(switch=True, loop=loop)  # uvloop where installed, and asyncio's
     assert log == [
         ("second starts", True, "the waiter's"),  # in the releasing step, as the waiter's task
         "a callback queued before release",
