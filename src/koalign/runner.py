@@ -976,6 +976,10 @@ class _StageRun:
                     t = asyncio.create_task(self._one_held(item))
                     tasks.add(t)
                     t.add_done_callback(finished)
+                    # let it run to its first wait (its first request on the wire) before the
+                    # next one starts: inputs arriving together (after a barrier) would otherwise
+                    # all be planned, and the plan order worked out, before any request goes out
+                    await asyncio.sleep(0)
             if after_source is not None and not failures and not self.pipe.stopping:
                 result = after_source()
             while tasks and not failures:
