@@ -99,3 +99,23 @@ def test_empty_and_non_korean_text(index: CitationIndex) -> None:
     empty = {"citations": [], "contacts": [], "institutions": []}
     assert index.check("").to_dict() == empty
     assert index.check("The Criminal Act, article 307, call 911.").to_dict() == empty
+
+
+def test_the_verdict_names_load_without_the_scanners_and_every_public_name_resolves():
+    """``koalign.cite`` loads its parts on first use: the respond stage (which needs only the
+    verdict names at import) does not load the scanners or the index; every public name is the
+    object of the submodule that defines it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, koalign.stages.respond, koalign.cite as c\n"
+        "assert 'koalign.cite.index' not in sys.modules\n"
+        "from koalign.cite import index, report, statute_index\n"
+        "homes = (report, statute_index, index)\n"
+        "for n in c.__all__:\n"
+        "    assert any(getattr(c, n) is getattr(m, n, None) for m in homes), n\n"
+        "assert c.check_text is index.check_text and c.StatuteIndex is statute_index.StatuteIndex\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -43,45 +43,21 @@ if TYPE_CHECKING:
     )
     from koalign.cite.statute_index import StatuteIndex
 
-#: Where each public name lives. The scanners and the index load on first use, so a module
-#: that only needs the verdict names (a stage's config) does not import them.
-_HOMES = {
-    **dict.fromkeys(
-        ("CitationIndex", "KnownLaw", "check_text", "index_for", "load_statute_index"), "index"
-    ),
-    **dict.fromkeys(
-        (
-            "CITATION_STATUSES",
-            "CONTACT_STATUSES",
-            "DEFAULT_REJECT",
-            "INSTITUTION_STATUSES",
-            "PROBLEM_CITATIONS",
-            "PROBLEM_CONTACTS",
-            "VERDICTS",
-            "CitationReport",
-            "CitationStatus",
-            "CitationVerdict",
-            "ContactStatus",
-            "ContactVerdict",
-            "InstitutionStatus",
-            "InstitutionVerdict",
-            "Verdict",
-            "check_reject",
-            "rejection_reasons",
-        ),
-        "report",
-    ),
-    "StatuteIndex": "statute_index",
-}
+#: The submodules that hold the public names, the lightest first: the scanners and the index
+#: load on first use, so a module that only needs the verdict names (a stage's config) does not
+#: import them.
+_PARTS = ("report", "statute_index", "index")
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'koalign.cite' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"koalign.cite.{home}"), name)
-    globals()[name] = value
-    return value
+    if name in __all__:
+        for part in _PARTS:
+            module = importlib.import_module(f"koalign.cite.{part}")
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module 'koalign.cite' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
