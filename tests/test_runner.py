@@ -503,6 +503,37 @@ def test_records_kept_from_computing_serve_the_finishing_passes_with_equal_resul
         assert kept_run["stages"][s]["report"] == manifest["stages"][s]["report"], s
 
 
+def test_a_barrier_with_more_records_than_its_channel_holds_drains_them_with_equal_results(
+    reference, tmp_path, monkeypatch
+):
+    """With one record in flight per stage (a channel of two), the barriers' outputs wait for
+    the next stage: their kept records are let go as they go out, and the passes after read the
+    file; outputs and reports are those of the reference run."""
+    import koalign.runner as runner_mod
+
+    config, manifest = reference
+    drains: list[int] = []
+    original = runner_mod._Kept.drain
+
+    def counting(self, stamp):
+        out = original(self, stamp)
+        if out is not None:
+            drains.append(1)
+        return out
+
+    monkeypatch.setattr(runner_mod._Kept, "drain", counting)
+    drained = run(config, tmp_path / "drained", ["runtime.max_inflight=1"])
+    assert drains  # a barrier drained its records
+    for name in OUTPUTS:
+        if name == "export/README.md":  # the card quotes the config, max_inflight included
+            continue
+        assert (tmp_path / "drained" / name).read_bytes() == (
+            config.parent / "run" / name
+        ).read_bytes(), name
+    for s in STAGES:
+        assert drained["stages"][s]["report"] == manifest["stages"][s]["report"], s
+
+
 def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_path, monkeypatch):
     import os
 
@@ -535,6 +566,50 @@ def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_
     small.add("b", {"id": "b"}, 10)
     small.add("c", {"id": "c"}, 1)
     assert small.over and small.records == {}
+
+
+def test_draining_kept_records_lets_each_go_once_taken_and_keeps_nothing_after(tmp_path):
+    """A barrier emits its outputs from its kept records while the next stage takes them; each
+    record is let go once taken, and later passes read the file."""
+    import gc
+    import os
+    import weakref
+
+    import koalign.runner as runner_mod
+    from koalign.rundir import RecordLog
+
+    class Rec(dict):  # a dict subclass can be weakly referenced
+        pass
+
+    log = RecordLog(tmp_path / "s.jsonl")
+    log.open()
+    kept = runner_mod._Kept()
+    recs = {rid: Rec(id=rid) for rid in ("b", "a", "c")}
+    for rid, rec in recs.items():
+        line = json.dumps(rec).encode() + b"\n"
+        log.append(rid, line)
+        kept.add(rid, rec, len(line))
+    log.rewrite(["a", "b", "c"], fsync=False)
+    kept.seal(log)
+    stamp = runner_mod._stamp(os.stat(log.path))
+    refs = {rid: weakref.ref(rec) for rid, rec in recs.items()}
+    del recs, rec
+    assert kept.drain((0, 0, 0)) is None  # another file: nothing to drain
+    drained = kept.drain(stamp)
+    assert drained is not None
+    assert kept.over and kept.records == {} and kept.sealed_for(stamp) is None
+    assert kept.drain(stamp) is None  # drained once
+    first = next(drained)
+    assert first == {"id": "a"}  # file order
+    del first
+    gc.collect()
+    assert refs["a"]() is None  # let go once taken
+    assert refs["b"]() is not None and refs["c"]() is not None  # not taken yet
+    assert [r["id"] for r in drained] == ["b", "c"]
+    gc.collect()
+    assert all(ref() is None for ref in refs.values())
+    kept.add("d", {"id": "d"}, 1)  # nothing kept any more
+    assert kept.records == {}
 
 
 def test_the_first_request_goes_out_before_every_record_has_rendered_its_prompt(

@@ -221,6 +221,16 @@ class _Kept:
             return None
         return [self.records[rid] for rid in self.ids]
 
+    def drain(self, stamp: tuple[int, int, int]) -> Iterator[Any] | None:
+        """The records in file order when the file still has the sealed stamp (else ``None``),
+        each let go as it is taken: from then on nothing is kept, and later passes read the
+        file."""
+        if self.ids is None or self.stamp != stamp:
+            return None
+        ids, records = self.ids, self.records
+        self.over, self.records, self.ids, self.stamp = True, {}, None, None
+        return (records.pop(rid) for rid in ids)
+
 
 def _stamp(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -715,12 +725,16 @@ class Pipeline:
 
                 def plan_order() -> list[str]:
                     """Item ids in plan order, from the upstream file (final once the source is
-                    exhausted: worked out while the last records are out)."""
-                    return _unique(
+                    exhausted: worked out while the last records are out). This is the last
+                    pass over the upstream's records, so the decoded ones kept for it are let
+                    go here rather than when this stage ends."""
+                    order = _unique(
                         stage.item_id(it)
                         for inp in self._stream_outputs(upstream)
                         for it in stage.plan(ctx, inp)
                     )
+                    self._kept.pop(upstream.name, None)
+                    return order
 
                 order = await run.process_stream(source, after_source=plan_order)
                 if inbox is not None:
@@ -1128,13 +1142,25 @@ class _StageRun:
             self.rlog.write_all(lines(), fsync=fsync)
             del before
             kept.seal(self.rlog)
-            for rec in self.pipe._records(self.stage):
-                if not any(c.transient for c in self.stage.calls(rec)):
-                    for out in self.stage.outputs(self.ctx, rec):
-                        await self.outbox.put(out)
+            await self._emit_draining(kept)
         else:
             self.rlog.rewrite(order, fsync=fsync)
             self.kept.seal(self.rlog)
+
+    async def _emit_draining(self, kept: _Kept) -> None:
+        """Emit a barrier's outputs in file order. More records than the channel holds go out
+        only as fast as the next stage takes them, over the whole of its run when it is the
+        slower one: then each record is let go once its outputs are out
+        (:meth:`_Kept.drain`) rather than kept alive that long, and the passes that follow (the
+        report, the next stage's plan order) read the file. Fewer stay kept for those passes."""
+        drained = None
+        if self.outbox.keep_items and len(kept.ids or ()) > self.outbox.capacity:
+            drained = kept.drain(_stamp(os.stat(self.rlog.path)))
+        records = drained if drained is not None else self.pipe._records(self.stage)
+        for rec in records:
+            if not any(c.transient for c in self.stage.calls(rec)):
+                for out in self.stage.outputs(self.ctx, rec):
+                    await self.outbox.put(out)
 
     # -- summary ---------------------------------------------------------------------------
     def _tally(self, tally: _Tally, ctx: StageContext, rec: Any) -> None:
