@@ -79,6 +79,7 @@ def soak(
     seed: int = 0,
     config: Path = HERE / "pipeline.yaml",
     kill_window: float = 0.7,
+    max_inflight: int | None = None,
 ) -> dict:
     rng = random.Random(seed)
     log_path = work / "requests.jsonl"
@@ -91,7 +92,8 @@ def soak(
     )
     results = []
     try:
-        cfg = harness.write_config(config, work / "config.yaml", url)
+        extra = {"runtime.max_inflight": max_inflight} if max_inflight else {}
+        cfg = harness.write_config(config, work / "config.yaml", url, **extra)
         ref = work / "ref"
         t0 = time.time()
         subprocess.run(
@@ -191,8 +193,16 @@ def main() -> None:
     p.add_argument("--latency-mean", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument(
+        "--max-inflight",
+        type=int,
+        default=None,
+        help="runtime.max_inflight for the runs (default: the config's 512); a small value makes "
+        "the barriers' outputs wait for the next stage, so kills also land while they drain",
+    )
     args = p.parse_args()
     out: dict = {"bench": "crash_soak", "runs": args.runs, "seeds": args.seeds}
+    out["max_inflight"] = args.max_inflight
     out["latency_mean_s"], out["cap"] = args.latency_mean, args.cap
     out["machine_start"] = harness.machine()
     with tempfile.TemporaryDirectory() as tmp:
@@ -206,6 +216,7 @@ def main() -> None:
                 cap=args.cap,
                 latency_mean=args.latency_mean,
                 seed=args.seed,
+                max_inflight=args.max_inflight,
             )
         )
     out["machine_end"] = harness.machine()
