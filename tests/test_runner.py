@@ -534,6 +534,32 @@ def test_a_barrier_with_more_records_than_its_channel_holds_drains_them_with_equ
         assert drained["stages"][s]["report"] == manifest["stages"][s]["report"], s
 
 
+def test_a_stage_s_calls_tokens_and_cost_are_those_of_its_rows_in_the_call_log(reference):
+    """What the manifest says a stage spent is what its call log holds (a JSON repair is a call
+    of its own there), so a run killed and resumed reports the same (tests/test_runner_resume.py)."""
+    config, manifest = reference
+    with sqlite3.connect(config.parent / "run" / "cache.sqlite") as db:
+        rows = db.execute(
+            "SELECT substr(tag, 1, instr(tag, '/') - 1), SUM(cache_hit = 0), SUM(cache_hit), "
+            "SUM(CASE WHEN cache_hit = 0 THEN tokens_in END), "
+            "SUM(CASE WHEN cache_hit = 0 THEN tokens_out END) FROM calls GROUP BY 1"
+        ).fetchall()
+    assert rows
+    for stage, calls, hits, t_in, t_out in rows:
+        entry = manifest["stages"][stage]
+        assert (entry["calls"], entry["cache_hits"]) == (calls, hits), stage
+        assert (entry["tokens_in"], entry["tokens_out"]) == (t_in or 0, t_out or 0), stage
+        assert isinstance(entry["log_from"], int)
+
+
+def test_the_manifest_records_the_limit_of_the_last_invocation(reference, tmp_path):
+    config, manifest = reference
+    assert manifest["limit"] is None
+    limited = run(config, tmp_path / "limited", limit=3)
+    assert limited["limit"] == 3
+    assert limited["stages"]["seeds"]["records_in"] == 3
+
+
 def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_path, monkeypatch):
     import os
 

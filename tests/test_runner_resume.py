@@ -98,3 +98,11 @@ def test_sigkill_in_every_stage_then_resume(tmp_path, small_locale):
     got, ref = paid(run_dir), paid(tmp_path / "ref")
     assert set(got) == set(ref)
     assert max(got.values()) == 1 and sum(got.values()) == sum(ref.values())
+    # the manifest counts what every invocation spent, the killed ones included: per stage the
+    # same calls, tokens and cost as the uninterrupted run
+    got_m = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    ref_m = json.loads((tmp_path / "ref" / "manifest.json").read_text(encoding="utf-8"))["stages"]
+    for stage in ("seeds", "attack", "respond", "judge"):
+        for k in ("calls", "tokens_in", "tokens_out", "cost"):
+            assert got_m[stage][k] == ref_m[stage][k], (stage, k)
+        assert "invocation" not in got_m[stage]

@@ -749,6 +749,40 @@ class Cache:
         ]
         return {"path": str(self.path), "cached_responses": cached, "models": models}
 
+    def last_call_id(self) -> int:
+        """The id of the newest call-log row (0 when there is none): rows written later have
+        larger ids."""
+        with self._rlock:
+            row = self._rconn.execute("SELECT MAX(id) FROM calls").fetchone()
+        return int(row[0] or 0)
+
+    def tag_totals(self, prefix: str, *, after_id: int = 0) -> dict[str, Any]:
+        """Totals of the call-log rows written after row ``after_id`` whose tag starts with
+        ``prefix`` (a stage's calls are tagged ``<stage>/<role>``).
+
+        ``{"calls", "cache_hits", "tokens_in", "tokens_out", "cost", "last_ts"}``: tokens and cost
+        count calls, not cache hits (as :meth:`stats`); ``last_ts`` is the newest row's time
+        (seconds since the epoch; ``None`` when no row matched). Rows still gathered for a group
+        commit are not counted.
+        """
+        with self._rlock:
+            row = self._rconn.execute(
+                "SELECT SUM(cache_hit = 0), SUM(cache_hit), "
+                "SUM(CASE WHEN cache_hit = 0 THEN tokens_in ELSE 0 END), "
+                "SUM(CASE WHEN cache_hit = 0 THEN tokens_out ELSE 0 END), "
+                "SUM(CASE WHEN cache_hit = 0 THEN cost ELSE 0 END), MAX(ts) "
+                "FROM calls WHERE id > ? AND substr(tag, 1, ?) = ?",
+                (after_id, len(prefix), prefix),
+            ).fetchone()
+        return {
+            "calls": int(row[0] or 0),
+            "cache_hits": int(row[1] or 0),
+            "tokens_in": int(row[2] or 0),
+            "tokens_out": int(row[3] or 0),
+            "cost": float(row[4] or 0.0),
+            "last_ts": row[5],
+        }
+
     def calls(self) -> list[dict[str, Any]]:
         """Every row of the call log, oldest first (column name -> value)."""
         self.flush()

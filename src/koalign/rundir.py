@@ -414,9 +414,11 @@ class RunDir:
         """A copy of the manifest entry of ``stage`` (``{}`` when it never ran)."""
         return dict(self.manifest["stages"].get(stage) or {})
 
-    def prepare(self, stage: str, later: Iterable[str]) -> None:
+    def prepare(self, stage: str, later: Iterable[str], *, log_from: int | None = None) -> None:
         """Start (re)computing ``stage``: move its file to stale/ when its config changed, and
-        mark the later stages invalidated.
+        mark the later stages invalidated. A new entry (or one whose records went to stale/)
+        records ``log_from``, the call log's newest row id now: the stage's calls are the rows
+        after it tagged ``<stage>/``, over every invocation that builds it.
 
         Records stay usable when only the input changed (e.g. a larger --limit): their ids are
         digests of their inputs. A change of config or locale discards them.
@@ -428,6 +430,8 @@ class RunDir:
             entry = None
         if entry is None:
             entry = {"status": "pending", "config_key": config_key}
+            if log_from is not None:
+                entry["log_from"] = log_from
         entry["status"] = "running"
         entry.pop("key", None)
         self.manifest["stages"][stage] = entry

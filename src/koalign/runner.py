@@ -500,6 +500,7 @@ class Pipeline:
         selected = [s for s in stages() if s.name in names]
         self.stop_event = asyncio.Event()
         self._gate = _CallGate()
+        self.rundir.manifest["limit"] = self.limit  # this invocation's --limit (None: none)
         self.rundir.set_status("running")
         channels = self._channels(selected, order)
         skipped = self._skip_plan(selected, order)
@@ -696,7 +697,8 @@ class Pipeline:
             upstream_digest, upstream_complete = self._require_done(upstream)
         key_extra = self._key_extra(upstream)
         started = time.monotonic()
-        self.rundir.prepare(name, later)
+        cache = getattr(self.pool, "cache", None)
+        self.rundir.prepare(name, later, log_from=None if cache is None else cache.last_call_id())
         stats = StageStats()
         pool = _CountingPool(self.pool, stats, self._gate)
         ctx = self.context(Caller(pool))
@@ -747,7 +749,7 @@ class Pipeline:
             entry = self.rundir.entry(name)
             if entry.get("status") == "running":
                 # the calls this invocation paid for count in the stage's totals
-                spent = _spent(entry, stats.as_dict(), started)
+                spent = self._spent(name, entry, stats.as_dict(), started)
                 with contextlib.suppress(OSError):
                     self.rundir.finish(name, {"status": "interrupted", **spent})
             raise
@@ -769,6 +771,38 @@ class Pipeline:
         )
         if upstream is not None:  # its records were needed up to this stage's summary
             self._kept.pop(upstream.name, None)
+
+    def _spent(
+        self, name: str, entry: dict[str, Any], stats: dict[str, Any], started: float
+    ) -> dict[str, Any]:
+        """Calls, cache hits, tokens, cost and seconds of stage ``name`` over every invocation
+        that built it. Calls to cost come from the call log, the record of what was paid: its
+        rows tagged ``<stage>/`` after the stage's ``log_from`` (see
+        :meth:`~koalign.rundir.RunDir.prepare`), so an invocation that was killed (SIGKILL, a
+        power loss), which never added its own, counts too; a JSON repair or a truncation retry
+        is a call of its own, as in ``koalign cache stats``. Seconds add up this invocation's
+        to ``entry``'s: a killed invocation's are not known. Without a cache, for an entry
+        written before ``log_from`` existed, or when the cache cannot be read, each invocation's
+        own counts are added up (:func:`_spent`). With a cache that another run shares at the
+        same time, that run's rows of the same stage would count too."""
+        fallback = _spent(entry, stats, started)
+        cache = getattr(self.pool, "cache", None)
+        log_from = entry.get("log_from")
+        if cache is None or not isinstance(log_from, int):
+            return fallback
+        try:
+            cache.flush()
+            totals = cache.tag_totals(f"{name}/", after_id=log_from)
+        except (KoalignError, sqlite3.Error):
+            return fallback
+        return {
+            "calls": totals["calls"],
+            "cache_hits": totals["cache_hits"],
+            "tokens_in": totals["tokens_in"],
+            "tokens_out": totals["tokens_out"],
+            "cost": round(totals["cost"], 6),
+            "seconds": fallback["seconds"],
+        }
 
     def _blocked(self, stage: AnyStage, outbox: Channel, upstream: AnyStage) -> None:
         stages_ = self.rundir.manifest["stages"]
@@ -1243,7 +1277,7 @@ class _StageRun:
             "failed_calls": tally.failed_calls,
             "transient_failures": tally.transient,
             "retried_records": self.retried,
-            **_spent(entry, stats, started),
+            **self.pipe._spent(stage.name, entry, stats, started),
             "report": report.model_dump(mode="json"),
         }
 
@@ -1251,8 +1285,9 @@ class _StageRun:
 # ----------------------------------------------------------------------------- helpers
 def _spent(entry: dict[str, Any], stats: dict[str, Any], started: float) -> dict[str, Any]:
     """Calls, cache hits, tokens, cost and seconds of a stage added up over the invocations that
-    built it (interrupted ones included): ``entry``'s figures plus this invocation's ``stats``
-    (:meth:`StageStats.as_dict`) and the seconds since ``started`` (monotonic)."""
+    built it, by what each counted itself: ``entry``'s figures plus this invocation's ``stats``
+    (:meth:`StageStats.as_dict`) and the seconds since ``started`` (monotonic). The fallback of
+    :meth:`Pipeline._spent` (a killed invocation counts nothing here)."""
     return {
         "calls": int(entry.get("calls") or 0) + stats["calls"],
         "cache_hits": int(entry.get("cache_hits") or 0) + stats["cache_hits"],

@@ -103,6 +103,37 @@ def test_tag_is_logged_but_not_part_of_the_key(tmp_path):
     assert tags == ["respond", "judge", None]
 
 
+def test_tag_totals_count_a_stage_s_rows_after_a_mark(tmp_path):
+    """The call log's totals for one stage's tag prefix since a row id: calls and cache hits
+    apart, tokens and cost of calls only, and the newest row's time."""
+    from koalign.cache import CallRecord
+
+    cache = Cache(tmp_path / "c.db")
+    assert cache.last_call_id() == 0
+    cache.log(CallRecord(model="m", backend="b", key="k0", tokens_in=5, tag="seeds/seed_generator"))
+    mark = cache.last_call_id()
+    rows = [
+        CallRecord(model="m", backend="b", key="k1", tokens_in=3, tokens_out=2, cost=0.5, tag="seeds/seed_generator"),
+        CallRecord(model="m", backend="b", key="k2", tokens_in=7, tokens_out=1, cache_hit=True, tag="seeds/benign_generator"),
+        CallRecord(model="m", backend="b", key="k3", tokens_in=4, error_kind="server", tag="seeds/seed_generator"),
+        CallRecord(model="m", backend="b", key="k4", tokens_in=9, tag="seedsx/other"),
+        CallRecord(model="m", backend="b", key="k5", tokens_in=9, tag=None),
+    ]  # fmt: skip
+    for r in rows:
+        cache.log(r)
+    assert cache.last_call_id() == mark + len(rows)
+    totals = cache.tag_totals("seeds/", after_id=mark)
+    cache.close()
+    assert {k: v for k, v in totals.items() if k != "last_ts"} == {
+        "calls": 2,
+        "cache_hits": 1,
+        "tokens_in": 7,
+        "tokens_out": 2,
+        "cost": 0.5,
+    }
+    assert isinstance(totals["last_ts"], float)
+
+
 WRITER = textwrap.dedent(
     """
     import asyncio, sys
