@@ -552,12 +552,25 @@ def test_a_stage_s_calls_tokens_and_cost_are_those_of_its_rows_in_the_call_log(r
         assert isinstance(entry["log_from"], int)
 
 
-def test_the_manifest_records_the_limit_of_the_last_invocation(reference, tmp_path):
+def test_the_manifest_records_the_limit_and_the_records_a_rerun_read_back(reference, tmp_path):
+    """The last invocation's --limit, and per stage the records found done in its file."""
+    from koalign.cli.pipeline_cmds import highlights
+
     config, manifest = reference
     assert manifest["limit"] is None
+    assert manifest["stages"]["seeds"]["records_reused"] == 0
     limited = run(config, tmp_path / "limited", limit=3)
     assert limited["limit"] == 3
     assert limited["stages"]["seeds"]["records_in"] == 3
+    assert limited["stages"]["seeds"]["records_reused"] == 0
+    whole = run(config, tmp_path / "limited")  # the rest of the plan: the first 3 are read back
+    seeds = whole["stages"]["seeds"]
+    assert whole["limit"] is None
+    assert seeds["records_reused"] == 3 and seeds["records_in"] > 3
+    assert highlights("seeds", seeds)[0] == (
+        f"resumed: 3 of {seeds['records_in']} records were already done (read back from the "
+        "stage file, no call made again)"
+    )
 
 
 def test_kept_records_are_let_go_over_budget_and_never_serve_a_changed_file(tmp_path, monkeypatch):

@@ -931,6 +931,7 @@ class _StageRun:
         self.sem = asyncio.Semaphore(self.runtime.max_inflight)
         self.transient: dict[str, Any] = {}  # id -> item, records left with transient failures
         self.retried = 0
+        self.reused = 0  # records found done in the stage file (an earlier invocation's)
         self.done = 0
         self.total: int | None = None
         self.barrier = stage.has_decide
@@ -950,6 +951,7 @@ class _StageRun:
             self.retried += 1
             return None
         self.kept.add(rid, rec, len(line))
+        self.reused += 1
         return rec
 
     async def _settle(self, rid: str, item: Any, rec: Any) -> None:
@@ -1277,6 +1279,7 @@ class _StageRun:
             "failed_calls": tally.failed_calls,
             "transient_failures": tally.transient,
             "retried_records": self.retried,
+            "records_reused": self.reused,
             **self.pipe._spent(stage.name, entry, stats, started),
             "report": report.model_dump(mode="json"),
         }

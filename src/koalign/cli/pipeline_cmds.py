@@ -180,6 +180,11 @@ def highlights(stage: str, summary: dict[str, Any], *, limited: bool = False) ->
     """A few report lines worth showing after a stage (``limited``: the run has ``--limit``)."""
     report = summary.get("report") or {}
     lines = []
+    if summary.get("records_reused"):
+        lines.append(
+            f"resumed: {fmt(summary['records_reused'])} of {fmt(summary.get('records_in'))} "
+            "records were already done (read back from the stage file, no call made again)"
+        )
     if summary.get("dropped"):
         lines.append(f"dropped: {fmt(summary['dropped'])}")
     if summary.get("bad_outputs"):
