@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from koalign.errors import LocaleError, did_you_mean
+
+_V = TypeVar("_V")
 
 Confidence = Literal["verified", "high", "unverified"]
 _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -84,6 +87,14 @@ class Domain(_Model):
     categories: list[Category] = Field(min_length=1)
 
 
+def _first_wins(pairs: Iterable[tuple[str, _V]]) -> dict[str, _V]:
+    """``{key: value}`` keeping the first value of a repeated key (a scan in order finds it)."""
+    out: dict[str, _V] = {}
+    for key, value in pairs:
+        out.setdefault(key, value)
+    return out
+
+
 class Taxonomy(_Model):
     """``taxonomy.yaml``: domains -> categories -> harm types."""
 
@@ -103,26 +114,15 @@ class Taxonomy(_Model):
     # them). The first of equal ids wins, as a scan in file order would find it.
     @functools.cached_property
     def _category_by_id(self) -> dict[str, Category]:
-        out: dict[str, Category] = {}
-        for c in self.categories:
-            out.setdefault(c.id, c)
-        return out
+        return _first_wins((c.id, c) for c in self.categories)
 
     @functools.cached_property
     def _domain_by_category(self) -> dict[str, Domain]:
-        out: dict[str, Domain] = {}
-        for d in self.domains:
-            for c in d.categories:
-                out.setdefault(c.id, d)
-        return out
+        return _first_wins((c.id, d) for d in self.domains for c in d.categories)
 
     @functools.cached_property
     def _category_by_type(self) -> dict[str, Category]:
-        out: dict[str, Category] = {}
-        for c in self.categories:
-            for t in c.types:
-                out.setdefault(t.id, c)
-        return out
+        return _first_wins((t.id, c) for c in self.categories for t in c.types)
 
     def category(self, category_id: str) -> Category:
         """The category with id ``category_id``.
