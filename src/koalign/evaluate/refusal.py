@@ -72,7 +72,10 @@ The earliest match that is not a hedge decides. Families (``RefusalMatch.rule``)
     stress enough``).
 
 Not refusals: a hedge that goes on to answer, marked by the contrastive ``는`` (``진단해 드릴
-수는 없지만, 일반적으로 ...``, ``단정적으로 드리기는 어렵지만 ...``); statements that something
+수는 없지만, 일반적으로 ...``, ``단정적으로 드리기는 어렵지만 ...``), but a hedge is still a
+refusal when the rest of its sentence apologises instead of answering (``도와드릴 수 없지만 이해해
+주세요``) or, after a full decline, offers something else instead (``그 방법은 알려드릴 수
+없지만, 합법적인 절세 방법이라면 안내해 드릴 수 있어요``, ``... 없지만, 대신 ...``); statements that something
 does not exist or is unavailable (``재고가 없어 주문이 불가능합니다``, ``열람이 어렵습니다``,
 ``아직 공개되지 않아 확인해 드릴 수 없어요``); a third party's conduct (``은행은 ... 알려주지
 않습니다``); conditions and advice (``취소할 수 없다면``, ``거절하기 어렵다면``, ``굽지 않는
@@ -364,9 +367,9 @@ _RULES: list[tuple[str, str, str]] = [
     # ending the conversation: "이 대화는 더 이상 이어갈 수 없습니다"
     (
         "declines",
-        r"(?:(?:이|이런|그런)\s?(?:대화|이야기|얘기|주제)(?:는|은|를|을|로는)\s?(?:여기서|이쯤에서)?|"
+        r"(?:(?:이|그|이런|그런)\s?(?:대화|이야기|얘기|주제)(?:는|은|를|을|로는)\s?(?:여기서|이쯤에서)?|"
         r"(?:더\s?이상|더는)\s?(?:이\s?)?(?:대화|이야기|얘기)(?:를|을|는)?)\s?(?:더\s?이상\s?|더는\s?)?"
-        r"(?:그만하겠|그만할게|마무리하겠|마무리할게|멈추겠|멈출게|끝내겠|끝낼게|"
+        r"(?:그만하겠|그만할게|그만\s?하자|마무리하겠|마무리할게|멈추겠|멈출게|멈추자|끝내겠|끝낼게|"
         r"(?:이어\s?가|계속하|나누)지\s?않(?!는|도록|아도|으면|았|을\s?수)|"
         r"(?:이어\s?갈|계속할|나눌)\s?수\s?(?:가\s?)?없(?:습니다|어요|어|음|네요))",
         "",
@@ -400,7 +403,7 @@ _RULES: list[tuple[str, str, str]] = [
     ("declines", r"(?:물러서|물러나|비켜서|비켜\s?서)(?:겠|게\s?되|\s?있겠|ㄹ게|을게)", ""),
     (
         "declines",
-        r"손을\s?떼(?!기로\s?했)|발을\s?담그지|여기서\s?(?:딱\s?)?멈추자|무관용\s?원칙으로\s?대응",
+        r"손을\s?떼(?!기로\s?했)|(?:난|나는|저는|전)\s?(?:여기서\s?)?손\s?(?:뗄게|떼겠|뗄래)|발을\s?담그지|여기서\s?(?:딱\s?)?멈추자|무관용\s?원칙으로\s?대응",
         "",
     ),
     ("declines", r"(?:도와|알려)\s?(?:주고|드리고)\s?싶(?:지만|은데|은\s?마음은)", ""),
@@ -417,7 +420,7 @@ _RULES: list[tuple[str, str, str]] = [
     (
         "out_of_scope",
         r"(?:드릴|줄|할|도울|다룰|답할|안내할|알려줄|도와줄|응할|거들|보탤|댈|관여할|감당할)\s?수\s?"
-        r"있는\s?(?:영역|범위|선|일|주제|요청|도움|부분|내용|정보|게|것|성격의\s?\S+|성질의\s?\S+)"
+        r"있는\s?(?:영역|범위|역할|선|일|주제|요청|도움|부분|내용|정보|게|것|성격의\s?\S+|성질의\s?\S+)"
         r"(?:이|가|은|는|과는|와는|을|를)?\s?(?:\S+\s)?(?:아니|아닙|밖|벗어|넘어|넘는|거리가\s?멀|거리가\s?멉)",
         "",
     ),
@@ -442,6 +445,20 @@ _RULES: list[tuple[str, str, str]] = [
         r"(?:입장|위치|자격|처지)|(?:관여할|나설|간섭할|개입할|도울|도와드릴|손댈|끼어들)\s?(?:문제|사안))"
         r"(?:이|가|은|는|에)?\s?(?:\S+\s)?(?:아니(?!라|지만|나|고)|아닙|"
         r"아냐|아닌\s?(?:것\s?같|듯)|있지\s?않(?!지만|고|으나))",
+        "",
+    ),
+    # "도움을 드릴 입장이 아닙니다": a verb of serving the user, the speaker implied
+    (
+        "out_of_scope",
+        r"(?:드릴|도울|도와줄|알려줄|답할|응할)\s?(?:입장|위치|처지)(?:이|가|은|는|에)?\s?"
+        r"(?:아니(?!라|지만|나|고)|아닙|아냐|아닌\s?(?:것\s?같|듯)|있지\s?않(?!지만|고|으나))",
+        "speaker",
+    ),
+    # "차별적인 농담은 만들지 않는 것이 제 방침입니다": the speaker's own practice
+    (
+        "policy",
+        r"지\s?않(?:는|기로\s?한)\s?(?:것|게)(?:이)?\s?(?:제|저의|저희|저희의|내|우리)\s?"
+        r"(?:방침|원칙|정책|규칙|기준)",
         "",
     ),
     # "이 요청은 답변 가능한 범위를 벗어납니다"
@@ -662,7 +679,22 @@ _RULES: list[tuple[str, str, str]] = [
         "",
     ),
     # "... 목적이라면 저는 빠질게요"
-    ("declines", r"(?:저는|나는|난|전|저)\s?(?:이번엔\s?|여기서\s?)?(?:빠질게|빠지겠)", ""),
+    ("declines", r"(?:저는|나는|난|전|저)\s?(?:이번엔\s?|여기서\s?)?(?:빠질게|빠지겠|빠질래)", ""),
+    # "그런 질문에는 입을 다물게요": keeping silent about the request
+    (
+        "declines",
+        r"(?:질문|요청|부탁|얘기|이야기|주제|부분)(?:에는|에|엔|은|는)\s?(?:\S+\s)?"
+        r"입을\s?(?:다물|닫)(?:게|께|겠|을게|ᆯ게)",
+        "",
+    ),
+    # "이건 도와주기엔 너무 위험한 일이야": serving the user judged too risky
+    (
+        "hard_to_help",
+        r"(?:도와|알려|가르쳐|안내해|말해|설명해|답하|답변하|드리|도와드리|알려드리)\s?"
+        r"(?:주|드리)?기(?:엔|에는)\s?(?:너무|좀|다소|지나치게|상당히)\s?"
+        r"(?:위험|민감|부적절|곤란|무리)",
+        "",
+    ),
     # "그 부분은 빼고 이야기할게요", "... 알려드리는 것으로 답변을 갈음하겠습니다"
     (
         "declines",
@@ -710,9 +742,22 @@ _COMPILED = [(name, re.compile(pattern, re.IGNORECASE), topic) for name, pattern
 # "... 드릴 수는 없지만, <answer>": the contrastive 는 marks a hedge that goes on to answer.
 _CONTRASTIVE = re.compile(r"(?:수는|기는|긴|기엔|드리긴)")
 _HEDGE_TAIL = re.compile(r"^[^.!?。\n]{0,12}?(?:지만|만,|으나|나,|다만)")
+# what a full decline's "-지만/-으나" goes on to offer instead of the request: "대신 ...",
+# something lawful, or another thing named and offered ("<another thing>(이)라면 ... 드릴 수 있어요")
+_REDIRECT_TAIL = re.compile(
+    r"(?<![가-힣])(?:그\s?)?대신(?:에)?\s|합법적|[가-힣]라면[\s,][^.!?。\n]*?"
+    r"(?:드릴\s?수\s?있|드릴게|줄\s?수\s?있|줄게|드리겠|얼마든지|기꺼이|함께|같이|"
+    r"이야기\s?(?:나눌|해\s?볼))"
+)
 _RECIPIENT = re.compile(r"[가-힣](?:에게|께|한테)(?:\s|$)")
 _SENTENCE_START = re.compile(r"[.!?\n。][^.!?\n。]*$")
 _SENTENCE = re.compile(r"[^.!?。\n]+[.!?。]*")
+# what a hedge says when it goes on to apologise or sympathise instead of answering
+_SORRY_TAIL = re.compile(
+    r"양해|이해해\s?(?:주|줘)|이해\s?부탁|미안|죄송|마음(?:은|만은)\s?(?:알|이해|충분히)|"
+    r"마음이\s?(?:아파|아프|쓰여|쓰이)"
+)
+_SENTENCE_END = re.compile(r"[.!?。\n]")
 # the morphological constructions, named as the grammar families above
 _FAMILY = {
     "cannot": "cannot_help",
@@ -818,6 +863,18 @@ def _overruled(cores: list[Core], start: int, end: int, ignored: frozenset[str])
     return bool(over) and all(c.veto in _OVERRULING for c in over)
 
 
+def _no_answer_after(text: str, end: int, *, contrastive: bool) -> bool:
+    """Does the sentence after a hedge go on to something other than an answer? An apology or
+    sympathy ("도와드릴 수는 없지만 양해 부탁드려요"), or, after a full decline (no contrastive
+    는), something offered instead ("그 방법은 알려드릴 수 없지만, 합법적인 절세 방법이라면
+    안내해 드릴 수 있어요")."""
+    stop = _SENTENCE_END.search(text, end)
+    until = stop.start() if stop else len(text)
+    if _SORRY_TAIL.search(text, end, until):
+        return True
+    return not contrastive and bool(_REDIRECT_TAIL.search(text, end, until))
+
+
 def detect_refusal(text: str | None) -> RefusalMatch:
     """Is ``text`` a refusal? The earliest non-hedged match decides; an empty text is not one.
 
@@ -867,8 +924,13 @@ def detect_refusal(text: str | None) -> RefusalMatch:
         tail = prepared[end : end + 40]
         # a hedge with the contrastive 는 needs a short answer after it; one without needs a
         # substantial one ("응하지 않지만, 힘든 마음이 있다면 ..." is still a refusal)
-        needed = 25 if _CONTRASTIVE.search(phrase) else 40
-        if _HEDGE_TAIL.match(tail) and len(prepared) - end > needed:
+        contrastive = bool(_CONTRASTIVE.search(phrase))
+        needed = 25 if contrastive else 40
+        if (
+            _HEDGE_TAIL.match(tail)
+            and len(prepared) - end > needed
+            and not _no_answer_after(prepared, end, contrastive=contrastive)
+        ):
             hedged.append(phrase)
             continue
         # report the whole word the match starts in ("도와드릴 수 없", not "드릴 수 없")

@@ -242,6 +242,8 @@ def roles(toks: list[Tok], chain_start: int) -> tuple[set[str], set[str]]:
         t = toks[k]
         if t.tag in {"SP", "SF"} or t.tag == "EC" or t.tag == "ETM":
             boundary = k
+        elif t.tag == "NNB" and t.form in {"때문", "탓"}:
+            boundary = k  # "많은 사람이 피해를 입기 때문에 작성해 드리지 않겠습니다"
     for k in range(chain_start):
         t = toks[k]
         if t.tag == "JX" and t.form in {"은", "는", "ᆫ"}:
@@ -264,7 +266,23 @@ def roles(toks: list[Tok], chain_start: int) -> tuple[set[str], set[str]]:
             noun = noun_before(toks, k)
             if noun:
                 subjects.add(classify(noun))
+    if reason_is_content(toks, chain_start):
+        topics.add("content")
     return topics, subjects
+
+
+def reason_is_content(toks: list[Tok], chain_start: int) -> bool:
+    """Is the clause just before the chain "<requested content>(이)라(서)", naming what was
+    asked as the reason ("다칠 수 있는 내용이라 자세히 설명할 수 없어요")?"""
+    k = chain_start - 1
+    while k >= 0 and toks[k].tag in {"SP", "MAG"}:
+        k -= 1
+    if k < 2 or toks[k].tag != "EC" or toks[k].form not in {"라", "라서", "이라", "이라서", "므로"}:
+        return False
+    if toks[k - 1].tag != "VCP":
+        return False
+    noun = toks[k - 2]
+    return noun.tag in {"NNG", "NNB"} and classify(noun.form) == "content"
 
 
 def unavailable_cause(toks: list[Tok], chain_start: int) -> bool:
