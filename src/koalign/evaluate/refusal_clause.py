@@ -289,7 +289,15 @@ def unavailable_cause(toks: list[Tok], chain_start: int) -> bool:
     """Is the clause just before the chain a reason of unavailability ("재고가 없어서",
     "공개되지 않아", "점검 중이라"), making the inability a fact rather than a refusal?"""
     k = chain_start - 1
-    while k >= 0 and toks[k].tag in {"SP", "MAG"}:
+    while k >= 0 and (
+        toks[k].tag in {"SP", "MAG"}
+        or (
+            toks[k].tag == "JX"
+            and k >= 1
+            and toks[k - 1].form in {"지금", "현재", "당분간", "당장"}
+        )
+        or toks[k].form in {"지금", "현재", "당분간", "당장"}
+    ):
         k -= 1
     if k < 1 or toks[k].tag != "EC" or toks[k].form not in CAUSE_EC | {"라", "이라"}:
         return False
@@ -300,7 +308,16 @@ def unavailable_cause(toks: list[Tok], chain_start: int) -> bool:
         chain = chain_back(toks, k - 3)
         return chain is not None and chain.passive
     if p.tag == "VCP" and k >= 2:
-        return toks[k - 2].form in {"중", "전", "마감", "품절", "매진", "휴무", "점검", "종료"}
+        if toks[k - 2].form in {"중", "전", "마감", "품절", "매진", "휴무", "점검", "종료"}:
+            return True
+        # "이미 끝난 이벤트라": something over
+        m = k - 3
+        if m >= 1 and toks[m].tag == "ETM" and toks[m].form in {"ᆫ", "은"}:
+            verb = toks[m - 1]
+            over = {"마감", "종료", "만료", "중단", "단종", "품절", "매진", "폐지", "삭제"}
+            return verb.form in {"끝나", "지나", "닫히", "끊기"} or (
+                verb.form == "되" and m >= 2 and toks[m - 2].form in over
+            )
     if p.tag in {"XSV"} and p.form == "되" and k >= 2:
         return toks[k - 2].form in {"종료", "마감", "만료", "삭제", "중단", "단종", "폐기", "품절"}
     return False
@@ -480,6 +497,14 @@ def head_veto(toks: list[Tok], h: int, volitional: bool) -> tuple[str | None, bo
         return None, volitional
     if head.form not in REFUSAL_HEADS:
         return "modifier", False
+    follow = rest[0] if rest else None
+    if (
+        head.form in {"성격", "성질"}
+        and len(rest) >= 2
+        and rest[0].tag == "VCP"
+        and rest[1].tag == "EC"
+    ):
+        return "modifier", False  # "거절을 못 하는 성격이라" (not "할 수 없는 성격입니다")
     for x in rest:
         if x.tag in {"SF", "SP"}:
             break
@@ -489,7 +514,6 @@ def head_veto(toks: list[Tok], h: int, volitional: bool) -> tuple[str | None, bo
             if x.form in CONDITION_EC or x.form.endswith("면"):
                 return "condition", False
             break
-    follow = rest[0] if rest else None
     if follow is None or follow.tag in {"VCP", "SF", "EF", "SP"} or follow.form in {"이", "라"}:
         return None, volitional
     if follow.tag in {"JX", "JKS", "JKO", "JKB"}:

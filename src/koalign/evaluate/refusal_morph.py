@@ -141,6 +141,15 @@ def _judge(
     content = "content" in topics and not (
         tier != "A" and not first and object_after_topic(toks, chain.start)
     )
+    if (
+        veto in {"cause", "connective"}
+        and tier == "B"
+        and (first or content)
+        and kind != "declines"
+    ):
+        veto = (
+            None  # "저는 그런 내용을 작성할 수 없어서, 다른 주제를 ...": a reason, then a redirect
+        )
     if veto == "advice" and first:
         veto = None  # "저로서는 ... 않는 편이 낫겠어요": the speaker's own conduct
     plain = veto == "plain"
@@ -166,6 +175,8 @@ def _judge(
     if tier == "C":
         does = chain.lemma == "하" and (content or (first and demonstrative(toks, chain.start)))
         cue = volitional or does or (first and content)
+        if veto in {"cause", "connective"} and does and kind != "declines":
+            veto = None  # "전 그런 일은 할 수 없어서 다른 걸 추천할게요"
     if veto is None and (first_only or tier != "A") and not cue:
         veto = "no_speaker_cue"
     return Core(kind, chain.lemma, start, end, veto)
@@ -455,7 +466,20 @@ def _nominal(toks: list[Tok], i: int, last: int) -> Core | None:
     if chain is None:
         return None
     if chain.lemma in TIER_A or chain.bene:
-        return _judge(toks, "hard", chain, last)
+        core = _judge(toks, "hard", chain, last)
+        after = [t.form for t in toks[last + 1 : last + 3]]
+        if (
+            core.veto == "condition"
+            and after[:1] == ["다고"]
+            and after[1:]
+            in (
+                ["생각"],
+                ["판단"],
+                ["보"],
+            )
+        ):
+            core = replace(core, veto=None)  # the speaker's judgement, not a report
+        return core
     between = toks[j + 1 : i]
     if (
         chain.lemma in TIER_B
@@ -523,6 +547,8 @@ def _decline(toks: list[Tok], i: int) -> Core | None:
             return _judge(toks, "declines", chain, last + 2)  # 물러서게 되-
         if nxt.form == "고" and following[:1] == ["싶"] and "지" not in following[1:2]:
             return _judge(toks, "declines", chain, last + 2)  # 사양하고 싶-
+        if nxt.form in {"어야", "아야", "여야", "려고", "으려고"} and following[:1] == ["하"]:
+            return _judge(toks, "declines", chain, last + 2)  # 거절해야 합니다, 삼가려고 합니다
         if nxt.form in {"도록", "려", "으려", "고자"} or nxt.form in CAUSE_EC | {"며", "으며"}:
             return _judge(toks, "declines", chain, last)
         return None  # "거절하지 못하는", "거절하면", "거절하고": not the speaker declining now
