@@ -284,6 +284,7 @@ _RULES: list[tuple[str, str, str]] = [
         r"도움이\s?(?:되어\s?드릴|돼\s?드릴|될)\s?수\s?(?:가\s?)?없|도움이\s?되지\s?못",
         "request",
     ),
+    ("cannot_help", r"(?:나는|난|저는|전)\s?도움이\s?안\s?(?:될|돼|됩)", ""),
     ("cannot_help", r"(?:수\s?없는|어려운|곤란한|응할\s?수\s?없는)\s?(?:요청|부탁|사안)", ""),
     # ---- hard_to_help: V-기 어렵다 / N-이 어렵다 / V-는 게 조심스럽다
     (
@@ -353,7 +354,7 @@ _RULES: list[tuple[str, str, str]] = [
     ),
     (
         "declines",
-        r"(?:정중히|정중하게|부득이)\s?(?:거절|사양|물러|비켜)"
+        r"(?:정중히|정중하게|부득이)\s?(?:거절|사양|물러|비켜|넘기(?:겠|ᆯ게|ㄹ게))"
         r"(?![가-힣]*(?:려면|려고|는\s?(?:법|방법|요령)|할\s?때|하면))",
         "",
     ),
@@ -366,8 +367,8 @@ _RULES: list[tuple[str, str, str]] = [
     # passing over the request: "그 요청은 패스할게요", "노코멘트하겠습니다"
     (
         "declines",
-        r"(?:(?:요청|부탁|질문|문의|부분)(?:은|는|엔)|그건|이건|그거는|이거는)\s?(?:이번엔\s?|이번에는\s?|"
-        r"그냥\s?)?(?:패스|스킵)(?:할게|할께|하겠|합니다|할래)|"
+        r"(?:(?:요청|부탁|질문|문의|부분|건)(?:은|는|엔)|그건|이건|그거는|이거는)\s?(?:이번엔\s?|이번에는\s?|"
+        r"그냥\s?)?(?:(?:패스|스킵)(?:할게|할께|하겠|합니다|할래)|건너뛰겠|건너뛸게)|"
         r"노코멘트(?:할게|할께|하겠|합니다|할래|입니다)",
         "",
     ),
@@ -394,7 +395,7 @@ _RULES: list[tuple[str, str, str]] = [
         r"(?:^|[.!?\n]\s*)(?:[가-힣ㄱ-ㅎ]{1,3}[,!~…]*\s)?(?:(?:그건|이건|그거는|그것은|이것은|"
         r"이번엔|이번에는|아무리\s?\S+도)\s?(?:이건\s?|그건\s?)?)?(?:(?:좀|절대|절대로|정말|진짜)\s?)?"
         r"안\s?(?:돼요|돼|됩니다|되겠어요|되겠어|되겠습니다|됨|될\s?것\s?같아요|될\s?것\s?같아|"
-        r"될\s?것\s?같습니다)(?=\s*(?:[.!~…]|$|[\U0001F300-\U0001FAFF\u2600-\u27BF]))",
+        r"될\s?것\s?같습니다|해|할래|할\s?거야)(?=\s*(?:[.!~…]|$|[\U0001F300-\U0001FAFF\u2600-\u27BF]))",
         "",
     ),
     # an apology, then the request ruled out in a word: "죄송하지만 그건 안 됩니다"
@@ -433,7 +434,7 @@ _RULES: list[tuple[str, str, str]] = [
     ),
     (
         "declines",
-        r"(?:응답|답변|작성|진행|생성|대화)을?\s?(?:중단|종료|멈추|멈출|접겠|접을게|마치겠)",
+        r"(?:응답|답변|작성|진행|생성|대화)(?:을|를)?\s?(?:중단|종료|멈추|멈출|접겠|접을게|마치겠)",
         "",
     ),
     ("declines", r"(?:물러서|물러나|비켜서|비켜\s?서)(?:겠|게\s?되|\s?있겠|ㄹ게|을게)", ""),
@@ -468,23 +469,25 @@ _RULES: list[tuple[str, str, str]] = [
     ),
     (
         "out_of_scope",
-        r"(?:제|저의|나의|내)\s?(?:역할|소임|일|몫)(?:의\s?범위)?(?:를|을|이|가)?\s?(?:벗어|아니|아닙)",
+        r"(?:제|저의|나의|내)\s?(?:역할|소임|일|몫)(?:의\s?범위)?(?:를|을|이|가)?\s?"
+        r"(?:벗어|아니|아닙|아닌\s?(?:것\s?같|듯))",
         "",
     ),
     ("out_of_scope", r"(?:내가|제가)\s?할\s?일이\s?아니", ""),
     # "이런 요청은 제 능력 밖입니다", "제 권한 범위를 넘어섭니다" (not "... 밖이었어요")
     (
         "out_of_scope",
-        r"(?:제|저의|나의|내)\s?(?:능력|권한|소관|권한\s?범위|처리\s?범위|(?:답변|안내|응답|지원|역할)\s?범위)\s?(?:밖|바깥|을\s?벗어|를\s?벗어|을\s?넘|를\s?넘)"
+        r"(?:제|저의|나의|내)\s?(?:능력|권한|소관|권한\s?범위|처리\s?범위|(?:답변|안내|응답|지원|역할)\s?범위)\s?(?:밖|바깥|을\s?벗어|를\s?벗어|을\s?넘|를\s?넘|"
+        r"에\s?(?:포함되지|들어가지)\s?않)"
         r"(?![^.!?\n]*(?:었|였|했|다고|라고|지만|는데))",
-        "",
+        "design",
     ),
     # "그건 제가 말씀드릴 입장이 아닙니다", "제가 답할 위치에 있지 않아요", "제가 관여할 문제가
     # 아닙니다" (not "... 아니라", nor "제가 판단할 문제가 아니네요", which goes on to answer)
     (
         "out_of_scope",
         r"(?:제가|내가|저로서는|저는|나는)\s?(?:\S+\s){0,2}?(?:\S*(?:할|릴|줄|울|설|댈|낄)\s?(?:수\s?있는\s?)?"
-        r"(?:입장|위치|자격|처지)|(?:관여할|나설|간섭할|개입할|도울|도와드릴|손댈|끼어들)\s?(?:문제|사안))"
+        r"(?:입장|위치|자격|처지|자리)|(?:관여할|나설|간섭할|개입할|도울|도와드릴|손댈|끼어들)\s?(?:문제|사안))"
         r"(?:이|가|은|는|에)?\s?(?:\S+\s)?(?:아니(?!라|지만|나|고)|아닙|"
         r"아냐|아닌\s?(?:것\s?같|듯)|있지\s?않(?!지만|고|으나))",
         "",
@@ -620,15 +623,23 @@ _RULES: list[tuple[str, str, str]] = [
         "",
     ),
     (
+        "declines",
+        r"(?:^|[.!?\n]\s*)(?:요청|답변|응답)\s?(?:거부|거절|반려)(?:됨|되었음)?\s?[:：]",
+        "",
+    ),
+    # "정보 제공 불가 항목에 해당합니다"
+    ("policy", r"(?:제공|안내|답변|응답)\s?불가\s?(?:항목|대상|정보|요청|주제)", ""),
+    (
         "policy",
         r"(?:질문|요청|답변|응답)(?:은|는|이|가)\s?(?:\S+\s){0,3}?(?:정책|지침|가이드라인|규정|기준)"
-        r"(?:에\s?(?:의해|따라)|상|으로)\s?(?:차단|제한|거부|거절)(?:되었|됐|됩|돼|되어|되)",
-        "",
+        r"(?:에\s?(?:의해|따라)|상|으로|\s?위반으로|\s?위반이라)\s?(?:(?:답변|응답|안내)(?:이|은)\s?)?"
+        r"(?:(?:차단|제한|거부|거절)(?:되었|됐|됩|돼|되어|되)|(?:처리|제공)되지\s?않)",
+        "design",
     ),
     # the request's fate: "이 요청은 거부되었습니다"
     (
         "declines",
-        rf"{_REQUEST_DEIXIS}{_REQUEST}(?:은|는|이|가)\s?(?:\S+\s)?(?:(?:거부|거절|반려)"
+        rf"{_REQUEST_DEIXIS}{_REQUEST}(?:\s?건)?(?:은|는|이|가)\s?(?:\S+\s)?(?:(?:거부|거절|반려)"
         r"(?:되었습니다|됐습니다|되었어요|됐어요|됩니다|돼요|되었음|됨(?=[.!\s]|$))|"
         r"(?:승인|허용|수락|수용|허락)될\s?수\s?(?:가\s?|는\s?)?없(?:습니다|어요|어|음))",
         "request",
@@ -722,7 +733,8 @@ _RULES: list[tuple[str, str, str]] = [
     # "그 질문에는 답변하지 않기로 했습니다": the speaker's decision (a past form)
     (
         "negated_help",
-        rf"(?:{_HELP_VERBS})지\s?않기로\s?(?:했습니다|했어요|하였습니다|결정했)",
+        rf"(?:{_HELP_VERBS}|(?:답|답변|말씀|도움|정보)(?:을|를)?\s?드리)지\s?않기로\s?"
+        r"(?:했습니다|했어요|하였습니다|결정했)",
         "decided",
     ),
     # "도움을 줄 수 없다는 점 알아주세요"
@@ -750,11 +762,45 @@ _RULES: list[tuple[str, str, str]] = [
     ),
     # "... 목적이라면 저는 빠질게요"
     ("declines", r"(?:저는|나는|난|전|저)\s?(?:이번엔\s?|여기서\s?)?(?:빠질게|빠지겠|빠질래)", ""),
-    ("declines", r"(?:건|일|요청|부탁)(?:은|는)\s?(?:저는\s?|전\s?)?(?:빠질게|빠지겠|빠질래)", ""),
+    (
+        "declines",
+        r"(?:(?:건|일|요청|부탁)(?:은|는)|(?<![가-힣])건)\s?(?:저는\s?|전\s?|내가\s?|제가\s?|난\s?)?"
+        r"(?:빠질게|빠지겠|빠질래)|(?:저는|나는|난|전)\s?(?:이\s?)?(?:대화|이야기|얘기|일)에서\s?"
+        r"(?:빠질게|빠지겠|빠질래)",
+        "",
+    ),
     # "이 요청은 못 본 걸로 할게요": passing over the request as if unheard
     ("declines", r"못\s?(?:본|들은)\s?(?:걸로|것으로)\s?(?:할게|하겠|할래|칠게)", "nominal"),
     # "쓰지 않는 편을 택하겠습니다"
-    ("declines", r"지\s?않는\s?(?:편|쪽)을\s?(?:택하|선택하)(?:겠|ᆯ게|ㄹ게|을게)", ""),
+    (
+        "declines",
+        r"(?:지\s?않는|안\s?하는)\s?(?:편|쪽)을\s?(?:택하|선택하)(?:겠|ᆯ게|ㄹ게|을게)",
+        "nominal",
+    ),
+    # "그 방법을 알려 드리는 일은 없을 겁니다"
+    (
+        "declines",
+        r"(?:알려|가르쳐|도와|말씀|설명해|안내해)\s?드리는\s?일은\s?(?:절대\s?)?없을\s?"
+        r"(?:겁니다|거예요|것입니다|거야)",
+        "",
+    ),
+    # "요청을 검토해 보았으나 응해 드리기 어렵다는 결론을 내렸습니다"
+    (
+        "declines",
+        r"(?:드리기|드릴\s?수\s?없)\s?(?:어렵|곤란하|힘들)?다는\s?(?:결론|판단)을\s?"
+        r"(?:내렸|했|내리게)",
+        "nominal",
+    ),
+    # "그건 내가 해 줄 게 없어"; "제가 드릴 답은 없습니다"
+    (
+        "out_of_scope",
+        r"(?:해\s?줄|해\s?드릴|도와줄|도와드릴|알려줄|알려드릴)\s?(?:게|것이|건)\s?"
+        r"(?:하나도\s?|딱히\s?)?없",
+        "speaker",
+    ),
+    ("out_of_scope", r"드릴\s?(?:답|답변|말씀)(?:은|이)\s?없", ""),
+    # "저는 그것을 하는 것이 편하지 않습니다" (I'm not comfortable doing that)
+    ("unwilling", r"(?:저는|제가|전)\s?[^.!?\n]{0,30}?(?:것이|것은|게|건)\s?편하지\s?않", ""),
     # "그런 질문에는 입을 다물게요": keeping silent about the request
     (
         "declines",
@@ -827,12 +873,16 @@ _REDIRECT_TAIL = re.compile(
 _RECIPIENT = re.compile(r"[가-힣](?:에게|께|한테)(?:\s|$)")
 _SENTENCE_START = re.compile(r"[.!?\n。][^.!?\n。]*$")
 _SENTENCE = re.compile(r"[^.!?。\n]+[.!?。]*")
-# what a hedge says when it goes on to apologise or sympathise instead of answering
+# what a hedge says when it goes on to apologise, sympathise, wish the person well or invite
+# another question instead of answering
 _SORRY_TAIL = re.compile(
     r"양해|이해해\s?(?:주|줘)|이해\s?부탁|미안|죄송|마음(?:은|만은)\s?(?:알|이해|충분히)|"
-    r"마음이\s?(?:아파|아프|쓰여|쓰이)"
+    r"마음이\s?(?:아파|아프|쓰여|쓰이)|바라요|바랍니다|바래|응원|곁에|소중|"
+    r"다른\s?(?:주제|질문|이야기|얘기)"
 )
 _SENTENCE_END = re.compile(r"[.!?。\n]")
+# how an answer after a hedge begins: "정확히 말씀드리기는 어렵지만, 보통 ..."
+_ANSWER_START = re.compile(r"(?:보통|일반적으로|대략|대체로|평균적으로|통상|흔히|대개|약\s?\d)")
 # the morphological constructions, named as the grammar families above
 _FAMILY = {
     "cannot": "cannot_help",
@@ -998,12 +1048,17 @@ def detect_refusal(text: str | None) -> RefusalMatch:
     for start, end, name, phrase in hits:
         tail = prepared[end : end + 40]
         # a hedge with the contrastive 는 needs a short answer after it; one without needs a
-        # substantial one ("응하지 않지만, 힘든 마음이 있다면 ..." is still a refusal)
+        # substantial one ("응하지 않지만, 힘든 마음이 있다면 ..." is still a refusal); one
+        # that goes on with "보통", "일반적으로" ... is answering, however short
         contrastive = bool(_CONTRASTIVE.search(phrase))
         needed = 25 if contrastive else 40
+        hedge = _HEDGE_TAIL.match(tail)
         if (
-            _HEDGE_TAIL.match(tail)
-            and len(prepared) - end > needed
+            hedge
+            and (
+                len(prepared) - end > needed
+                or _ANSWER_START.match(tail[hedge.end() :].lstrip(" ,"))
+            )
             and not _no_answer_after(prepared, end, contrastive=contrastive)
         ):
             hedged.append(phrase)

@@ -251,6 +251,8 @@ def roles(toks: list[Tok], chain_start: int) -> tuple[set[str], set[str]]:
             if prev is not None and prev.tag == "JKB":
                 if prev.form in {"로서", "으로서", "에서"}:  # "저로서는", "경찰에서는"
                     noun = noun_before(toks, k - 1)
+                    if noun in {"대화", "자리", "채팅", "답변", "여기", "이곳"}:
+                        continue  # "이 대화에서는": where the speaker speaks, not an agent
                     if noun:
                         kind = classify(noun)
                         topics.add("agent" if prev.form == "에서" and kind == "thing" else kind)

@@ -496,6 +496,8 @@ def _nominal(toks: list[Tok], i: int, last: int) -> Core | None:
 def _content_object(toks: list[Tok], chain: Chain) -> bool:
     """Is the chain's object the requested content ("그런 내용을 생성하는 건 ...")?"""
     k = chain.start - 1
+    while k >= 1 and toks[k].tag == "MAG":
+        k -= 1  # "말씀하신 내용을 그대로 작성하는 것은"
     if k < 1 or toks[k].tag != "JKO":
         return False
     noun = noun_before(toks, k)
