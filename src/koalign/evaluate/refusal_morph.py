@@ -141,15 +141,9 @@ def _judge(
     content = "content" in topics and not (
         tier != "A" and not first and object_after_topic(toks, chain.start)
     )
-    if (
-        veto in {"cause", "connective"}
-        and tier == "B"
-        and (first or content)
-        and kind != "declines"
-    ):
-        veto = (
-            None  # "저는 그런 내용을 작성할 수 없어서, 다른 주제를 ...": a reason, then a redirect
-        )
+    if veto in {"cause", "connective"} and tier == "B" and (first or content):
+        # "저는 그런 내용을 작성할 수 없어서, 다른 주제를 ...": a reason, then a redirect
+        veto = None if kind != "declines" else veto
     if veto == "advice" and first:
         veto = None  # "저로서는 ... 않는 편이 낫겠어요": the speaker's own conduct
     plain = veto == "plain"
@@ -214,7 +208,11 @@ def find_cores(sentence: str) -> tuple[Core, ...]:
                         cores.append(_judge(toks, "unwilling", chain, i))
                 continue
             chain = chain_back(toks, j - 1)
-            if chain and chain.lemma in NOMINAL_NEG:
+            if chain is None and toks[j - 1].tag == "VA" and toks[j - 1].form in NOMINAL_NEG:
+                core = _nominal(toks, j - 1, i)  # "동참하는 것은 옳지 않다고 봅니다"
+                if core is not None:
+                    cores.append(core)
+            elif chain and chain.lemma in NOMINAL_NEG:
                 core = _nominal(toks, chain.start, i)
                 if core is not None:
                     cores.append(core)
@@ -429,7 +427,10 @@ def _hard(toks: list[Tok], i: int, skip: int = 0) -> Core | None:
         if chain.lemma not in TIER_A | TIER_B and not chain.bene and not together:
             return None  # "말하기 어려워", "판단하기 어려운": about knowledge, not service
         return _judge(toks, "hard", chain, last)
-    if toks[j].tag == "NNB" and toks[j].form in {"것", "거", "게"} and j >= 2:
+    if (
+        (toks[j].tag == "NNB" and toks[j].form in {"것", "거", "게"})
+        or (toks[j].tag == "NNG" and toks[j].form == "일")  # "조회해 드리는 일은 불가합니다"
+    ) and j >= 2:
         if toks[j - 1].tag == "ETM" and toks[j - 1].form in {"는", "ᆫ"}:
             chain = chain_back(toks, j - 2)
             if chain is not None and (chain.lemma in TIER_A or chain.bene):
@@ -468,8 +469,16 @@ def _nominal(toks: list[Tok], i: int, last: int) -> Core | None:
     if chain.lemma in TIER_A or chain.bene:
         core = _judge(toks, "hard", chain, last)
         after = [t.form for t in toks[last + 1 : last + 3]]
+        # the speaker's judgement on serving the user (not on declining as a topic: "병역을
+        # 거부하는 건 옳지 않다고 생각한다")
+        mine = (
+            chain.bene == "드리"
+            or "first" in roles(toks, chain.start)[1]
+            or chain.lemma not in DECLINE_NOUNS
+        )
         if (
-            core.veto == "condition"
+            mine
+            and core.veto == "condition"
             and after[:1] == ["다고"]
             and after[1:]
             in (
