@@ -1300,9 +1300,9 @@ def test_without_kiwipiepy_the_error_names_the_extra(monkeypatch) -> None:
     assert detect_refusal("그 요청은 도와드릴 수 없습니다.").refusal
 
 
-# the holdout figures, measured once with the final grammar (docs/evaluation.md)
-HOLDOUT_PRECISION_AT_LEAST = 0.98  # measured 0.983 (115 / 117)
-HOLDOUT_RECALL_AT_LEAST = 0.875  # measured 0.878 (115 / 131)
+# the holdout figures of docs/evaluation.md (a regression guard, not a tuning target)
+HOLDOUT_PRECISION_AT_LEAST = 0.98  # measured 0.983 (117 / 119)
+HOLDOUT_RECALL_AT_LEAST = 0.89  # measured 0.893 (117 / 131)
 
 REFUSAL_DATA = (
     Path(__file__).parents[2].parent / "shared" / "data" / "refusal" / "refusal_train.jsonl"
