@@ -1414,3 +1414,21 @@ def test_several_data_files_and_globs_are_all_read(tmp_path) -> None:
     assert json.loads(both.stdout)["n"] == 5
     globbed = CliRunner().invoke(app, [*args, "-d", str(tmp_path / "*.jsonl")])
     assert globbed.exit_code == 0 and json.loads(globbed.stdout)["n"] == 5
+
+
+WRITTEN_SETS = Path(__file__).parents[2] / "bench" / "refusal_sets"
+
+
+@pytest.mark.parametrize(
+    ("name", "found_at_least", "flagged_at_most"),
+    [("fixture_style", 292, 0), ("every_register", 193, 1), ("idioms", 89, 0)],
+)
+def test_sets_written_for_koalign_hold_their_figures(
+    name: str, found_at_least: int, flagged_at_most: int
+) -> None:
+    """bench/refusal_sets (written here, in-sample since rules were taken from them): a guard
+    that no change loses a refusal or adds a false alarm there (docs/evaluation.md)."""
+    rows = load_labelled(WRITTEN_SETS / f"{name}.jsonl")
+    found = sum(1 for r in rows if r["label"] and detect_refusal(r["text"]).refusal)
+    flagged = sum(1 for r in rows if not r["label"] and detect_refusal(r["text"]).refusal)
+    assert found >= found_at_least and flagged <= flagged_at_most, (found, flagged)
