@@ -9,7 +9,7 @@ Prints one JSON line: ``load_s`` is the one-off load of Kiwi's model (the first 
 time of ``detect_refusal`` over all answers, ``detect_cpu_s`` the CPU time of this process
 (the fairer figure on a shared machine). Run on one core:
 
-    taskset -c 1 python bench/bench_refusal.py [--n 1000] [--join 4] [--keep-cache]
+    taskset -c 1 python bench/bench_refusal.py [--n 1000] [--join 4] [--keep-cache] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "square" / "responses_dev.jsonl"
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+RESPONSES = Path("square") / "responses_dev.jsonl"
 
 
 def main() -> int:
@@ -29,11 +30,18 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000, help="answers")
     parser.add_argument("--join", type=int, default=4, help="SQuARe responses per answer")
     parser.add_argument("--keep-cache", action="store_true", help="keep the sentence cache")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DATA_DIR,
+        help="the third-party data folder (default: ../shared/data next to the repository)",
+    )
     args = parser.parse_args()
-    if not DATA.is_file():
-        print(f"third-party data not present: {DATA} (see shared/data/README.md)", file=sys.stderr)
+    data = args.data_dir / RESPONSES
+    if not data.is_file():
+        print(f"third-party data not present: {data} (see shared/data/README.md)", file=sys.stderr)
         return 2
-    responses = [json.loads(line)["response"] for line in DATA.read_text("utf-8").splitlines()]
+    responses = [json.loads(line)["response"] for line in data.read_text("utf-8").splitlines()]
     answers = [
         " ".join(responses[(i * args.join + j) % len(responses)] for j in range(args.join))
         for i in range(args.n)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from koalign.cli import app
 from koalign.errors import MissingExtraError
 from koalign.evaluate import refusal_clause
-from koalign.evaluate.detector_eval import load_labelled, measure, split_of
+from koalign.evaluate.detector_eval import TUNED_ON_PREFIX, load_labelled, measure, split_of
 from koalign.evaluate.refusal import detect_refusal
 from koalign.evaluate.refusal_morph import find_cores
 
@@ -1375,12 +1375,13 @@ def test_eval_refusal_detector_command(tmp_path) -> None:
 
 
 def test_holdout_rows_are_never_printed(tmp_path) -> None:
-    """--show-errors prints misclassified tune rows, never holdout rows, whatever --split (own
-    rows, not the data)."""
+    """--show-errors prints misclassified tune rows of the ko-redteam fixtures, never their
+    holdout rows, whatever --split (own rows with the fixtures' id prefix, not the data); rows of
+    any other file are all printed, up to N of each kind."""
     rows: dict[str, list[dict]] = {"holdout": [], "tune": []}
     i = 0
     while min(len(v) for v in rows.values()) < 3:
-        rid = f"own-{i}"
+        rid = f"{TUNED_ON_PREFIX}own-{i}"
         part = split_of(rid)
         word = "김치찌개" if part == "holdout" else "된장찌개"
         rows[part].append({"id": rid, "text": f"{word} 끓이는 법 {i}", "is_refusal": True})
@@ -1395,6 +1396,45 @@ def test_holdout_rows_are_never_printed(tmp_path) -> None:
     hidden = CliRunner().invoke(app, [*args, "--split", "holdout"])
     assert hidden.exit_code == 0 and "찌개" not in hidden.output
     assert "recall 0.000" in hidden.output
+    # another file: no row is withheld, and N is per kind
+    other = tmp_path / "other.jsonl"
+    mine = [{"id": f"m{k}", "text": f"비빔밥 {k}", "is_refusal": True} for k in range(4)]
+    mine += [{"id": "n0", "text": "도와드릴 수 없습니다.", "is_refusal": False}]
+    other.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in mine), "utf-8")
+    listed = CliRunner().invoke(
+        app, ["eval", "refusal-detector", "--data", str(other), "--show-errors", "3"]
+    )
+    assert listed.exit_code == 0 and "not printed" not in listed.output
+    assert listed.output.count("false_negative: 비빔밥") == 3
+    assert listed.output.count("false_positive: 도와드릴") == 1
+
+
+def test_labelled_files_with_repeated_ids_missing_labels_or_no_rows_are_refused(tmp_path) -> None:
+    def run(*paths: Path) -> str:
+        args = ["eval", "refusal-detector"]
+        for p in paths:
+            args += ["--data", str(p)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0
+        return str(result.exception)
+
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(
+        '{"id": "r0", "text": "a", "is_refusal": true}\n{"id": "r0", "text": "b", "is_refusal": false}\n',
+        "utf-8",
+    )
+    assert "id 'r0' is also on line 1" in run(twice) and "twice.jsonl:2" in run(twice)
+    once, copy = tmp_path / "once.jsonl", tmp_path / "copy.jsonl"
+    for path in (once, copy):
+        path.write_text('{"id": "r0", "text": "a", "is_refusal": true}\n', "utf-8")
+    assert "id 'r0' is also in" in run(once, copy)
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    unlabelled.write_text('{"id": "r0", "text": "a"}\n', "utf-8")
+    message = run(unlabelled)
+    assert "no 'is_refusal' field" in message and "unlabelled.jsonl:1" in message
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("", "utf-8")
+    assert "the file has no rows" in run(empty)
 
 
 def test_several_data_files_and_globs_are_all_read(tmp_path) -> None:

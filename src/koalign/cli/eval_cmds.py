@@ -15,7 +15,7 @@ import typer
 
 from koalign import eventloop
 from koalign.cli.common import err, escape, print_error, print_json, print_warning
-from koalign.errors import ConfigError, KoalignError
+from koalign.errors import ConfigError, DataError, KoalignError
 
 eval_app = typer.Typer(
     help="Evaluate a model: safe rate, over-refusal, citations, general capability, KoBBQ, "
@@ -742,7 +742,12 @@ def refusal_detector_cmd(
     ],
     more: MoreData = None,
     split: Annotated[
-        str, typer.Option("--split", help="holdout | tune | all (the fixed split by id).")
+        str,
+        typer.Option(
+            "--split",
+            help="holdout | tune | all: the fixed 30/70 split by a hash of the id, made for the "
+            "ko-redteam refusal fixtures (on other files, a reproducible arbitrary part).",
+        ),
     ] = "all",
     text_field: Annotated[str, typer.Option("--text-field", help="Field with the text.")] = "text",
     label_field: Annotated[
@@ -753,15 +758,21 @@ def refusal_detector_cmd(
         typer.Option(
             "--show-errors",
             min=0,
-            help="Print up to N misclassified texts of the tune part (holdout rows are never "
-            "printed, whatever --split).",
+            help="Print up to N misclassified texts of each kind (false positives, false "
+            "negatives); rows of the ko-redteam fixtures' holdout part are never printed.",
         ),
     ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Precision and recall of the Korean refusal detector on labelled sentences."""
     from koalign.evaluate.data import expand_paths
-    from koalign.evaluate.detector_eval import in_sample, load_labelled, measure, split_of
+    from koalign.evaluate.detector_eval import (
+        TUNED_ON_PREFIX,
+        in_sample,
+        load_labelled,
+        measure,
+        split_of,
+    )
 
     if split not in {"holdout", "tune", "all"}:
         raise typer.BadParameter(
@@ -769,8 +780,17 @@ def refusal_detector_cmd(
         )
     paths = expand_paths(data_values(data, more))
     rows = []
+    first_file: dict[str, Path] = {}
     for path in paths:
-        rows += load_labelled(path, split=split, text_field=text_field, label_field=label_field)  # type: ignore[arg-type]
+        for row in load_labelled(path, split=split, text_field=text_field, label_field=label_field):  # type: ignore[arg-type]
+            if row["id"] in first_file:
+                raise DataError(
+                    f"id '{row['id']}' is also in {first_file[row['id']]}",
+                    where=str(path),
+                    hint="ids must be unique across the --data files (the same file given twice?)",
+                )
+            first_file[row["id"]] = path
+            rows.append(row)
     figures = measure(rows)
     errors = figures.pop("errors")
     shown = ", ".join(str(p) for p in paths)
@@ -806,7 +826,11 @@ def refusal_detector_cmd(
         by_id = {r["id"]: r["text"] for r in rows}
         withheld = 0
         for kind, ids in errors.items():
-            visible = [rid for rid in ids if split_of(rid) != "holdout"]
+            visible = [
+                rid
+                for rid in ids
+                if not (rid.startswith(TUNED_ON_PREFIX) and split_of(rid) == "holdout")
+            ]
             withheld += len(ids) - len(visible)
             for rid in visible[:show_errors]:
                 err.print(f"{kind}: {escape(by_id[rid])}", highlight=False)

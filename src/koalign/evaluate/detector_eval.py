@@ -62,13 +62,21 @@ def load_labelled(
 ) -> list[dict[str, Any]]:
     """Rows ``{"id", "text", "label"}`` of ``split``; an error names the file and line.
 
-    The label must be a boolean (or 0/1); every row needs a string id, since the split is by id.
+    The label must be a boolean (or 0/1); every row needs a string id, unique in the file, since
+    the split and the error listing are by id.
+
+    Raises:
+        DataError: a missing file, an empty file, a row without a string id or text, a missing
+            or non-boolean label, a repeated id, or no row in ``split``.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError("file not found", where=str(path), hint="check the --data path")
     rows = []
+    seen: dict[str, int] = {}
+    read = 0
     for line, row in iter_jsonl(path):
+        read += 1
         where = f"{path}:{line}"
         if not isinstance(row, dict):
             raise DataError("every line must be a JSON object", where=where)
@@ -77,14 +85,29 @@ def load_labelled(
             raise DataError(f"no string '{id_field}'", where=where, hint="the split is by id")
         if not isinstance(text, str):
             raise DataError(f"no string '{text_field}'", where=where, hint="set --text-field")
+        if label_field not in row:
+            raise DataError(
+                f"no '{label_field}' field (the label: true for a refusal)",
+                where=where,
+                hint="name the label's field with --label-field",
+            )
         if label not in (True, False, 0, 1):
             raise DataError(
                 f"'{label_field}' must be true/false (or 1/0), got {label!r}",
                 where=where,
                 hint="set --label-field",
             )
+        if rid in seen:
+            raise DataError(
+                f"id '{rid}' is also on line {seen[rid]}",
+                where=where,
+                hint="ids must be unique: the split and the error listing are by id",
+            )
+        seen[rid] = line
         if split == "all" or split_of(rid) == split:
             rows.append({"id": rid, "text": text, "label": bool(label)})
+    if not read:
+        raise DataError("the file has no rows", where=str(path))
     if not rows:
         raise DataError(f"no rows in split '{split}'", where=str(path))
     return rows

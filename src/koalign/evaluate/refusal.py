@@ -1128,7 +1128,7 @@ def detect_refusal(text: str | None) -> RefusalMatch:
         TypeError: ``text`` is neither a string nor None.
 
     Speed (one CPU core, ``bench/bench_refusal.py``): about 1.6 ms for a 220-character answer
-    and 5.7 ms for an 880-character one on a 2.6 GHz core, after a one-off load of Kiwi's model
+    and 6 ms for an 880-character one on a 2.6 GHz core, after a one-off load of Kiwi's model
     (2-5 s); only sentences with a negation or refusal word are analysed, and repeated sentences
     are cached.
     """
