@@ -189,6 +189,54 @@ def test_hub_task_offline_names_the_task_and_keeps_mc_results(
     assert general["mc"]["n"] == 4  # the multiple-choice part finished and was kept
 
 
+def _samples(out: Path) -> list[dict]:
+    rows = (out / "lm_eval_samples.jsonl").read_text("utf-8").splitlines()
+    return sorted((json.loads(x) for x in rows), key=lambda r: (r["task"], r["doc_id"]))
+
+
+def test_lm_eval_through_a_server_scores_as_the_local_model(
+    tmp_path, tiny_model_dir, task_dir
+) -> None:
+    """--tasks with openai:MODEL@URL: the harness's local-completions model, against a loopback
+    /v1/completions that scores prompts with the same tiny model (as vLLM does with echo and
+    logprobs), gives the local hf: route's result on every item."""
+    from support.logprobs import logprob_server
+
+    args = ["--tasks", "ko_one", "--include-path", str(task_dir), "--quiet"]
+    local = _invoke(["eval", "general", "--model", f"hf:{tiny_model_dir}?device=cpu",
+                     "-o", str(tmp_path / "hf"), *args])  # fmt: skip
+    with logprob_server(tiny_model_dir) as (url, seen):
+        served = _invoke(["eval", "general", "--model", f"openai:tiny@{url}?tokenizer={tiny_model_dir}",
+                          "-o", str(tmp_path / "served"), *args])  # fmt: skip
+    assert served["lm_eval"]["config"]["model"] == "local-completions"
+    assert _samples(tmp_path / "served") == _samples(tmp_path / "hf")
+    assert served["lm_eval"]["tasks"]["ko_one"]["harness"] == pytest.approx(
+        local["lm_eval"]["tasks"]["ko_one"]["harness"]
+    )
+    # every choice of every item was scored through the server: 4 + 4 + 2 continuations
+    prompts = [p for body in seen for p in body["prompt"]]
+    assert len(prompts) == 10 and all(body["echo"] and body["max_tokens"] == 1 for body in seen)
+
+
+def test_lm_eval_server_route_without_its_extra_names_it(
+    tmp_path, monkeypatch, tiny_model_dir, task_dir
+) -> None:
+    """lm-eval without its [api] packages: a clear error naming the extra, before any scoring."""
+    import sys
+
+    from support.logprobs import logprob_server
+
+    monkeypatch.setitem(sys.modules, "tenacity", None)
+    with logprob_server(tiny_model_dir) as (url, seen):
+        result = runner.invoke(
+            app, ["eval", "general", "--model", f"openai:tiny@{url}?tokenizer={tiny_model_dir}",
+                  "--tasks", "ko_one", "--include-path", str(task_dir), "-o", str(tmp_path / "o")],
+        )  # fmt: skip
+    assert result.exit_code != 0 and not seen
+    message = str(result.exception)
+    assert "lm-eval[api]" in message and "koalign[lmeval]" in message
+
+
 def test_unknown_and_code_tasks_fail_before_the_model_loads(tmp_path, tiny_model_dir) -> None:
     from koalign.errors import ConfigError, DataError
     from koalign.evaluate.lmeval import load_tasks, task_manager

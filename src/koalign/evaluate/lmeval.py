@@ -248,6 +248,9 @@ def run_lm_eval(
     """
     lm_eval = require("lm_eval", "lmeval", feature="--tasks (lm-evaluation-harness)")
     model_type, args = model_args(spec)
+    if model_type == "local-completions":  # the harness's API models need its [api] extra
+        for package in ("tenacity", "tiktoken"):
+            require(package, "lmeval", feature="--tasks with a server model (lm-eval[api])")
     args.update(extra_model_args or {})
     manager = task_manager(str(include_path) if include_path else None)
     objects = load_tasks(manager, tasks, allow_code_execution=allow_code_execution)
