@@ -56,7 +56,7 @@ AGENT_NOUNS = frozenset(
     민법 형법 상법 규정 약관 제도 정책 시스템 서버 제품 상품 모델 기기 브라우저 버전 운영체제
     그 그녀 그분 그들 당신 너 자네 누구 누군가 아이 남편 아내 가족 상사 동료 집주인 임대인 임차인
     사장 사장님 대표 국회 정당 언론 기자 판사 검사 교사 교수 학생 환자 보호자 카페인 약
-    주인공 캐릭터 등장인물 화자""".split()  # noqa: SIM905
+    주인공 캐릭터 등장인물 화자 폰 휴대폰 스마트폰 컴퓨터 노트북 기계 약국 식당 마트""".split()  # noqa: SIM905
 )
 AGENT_SUFFIXES = (
     "기준법", "보호법", "처벌법", "관리법", "특별법", "방지법", "기본법", "규제법", "진흥법",
@@ -78,7 +78,7 @@ NEUTRAL_NOUNS = frozenset(
     """그거 이거 저거 그것 이것 저것 이 여기 거기 이곳 그곳 그쪽 이쪽 이런 그런 지금 현재 오늘 이번 앞으로
     당장 이제 이때 그때 평소 원래 정말 솔직히 입장 선 차원 측면 이유 상황""".split()  # noqa: SIM905
 )
-DECLINE_NOUNS = frozenset("거절 거부 사양 사절 고사 보류 자제 지양 반려".split())  # noqa: SIM905
+DECLINE_NOUNS = frozenset("거절 거부 사양 사절 고사 보류 자제 지양 반려 유보".split())  # noqa: SIM905
 DECLINE_VERBS = frozenset("삼가 물러서 물러나 비켜서 비키".split())  # noqa: SIM905
 HARD_ADJ = frozenset("어렵 힘들 조심스럽 부담스럽 싫 곤란 그렇".split())  # noqa: SIM905
 HARD_NOUN = frozenset("곤란 불가 불가능 무리 부적절 적절".split())  # noqa: SIM905
@@ -88,7 +88,7 @@ NOMINAL_NEG = frozenset("허용 허락 적절 바람직 옳 맞 적합".split())
 # heads a refusal predicate may modify: "도와드릴 수 없는 요청입니다"
 REFUSAL_HEADS = frozenset(
     """요청 부탁 내용 영역 부분 일 사안 주제 정보 질문 것 거 범위 성질 성격 분야 종류 유형 사항 영역
-    선 쪽 방향 작업 문의 질의 요구 제안 청""".split()  # noqa: SIM905
+    선 쪽 방향 작업 문의 질의 요구 제안 청 방법 업무""".split()  # noqa: SIM905
 )
 # "-지 않는 것이 좋다": advice to the user about their conduct
 ADVICE_WORDS = frozenset("좋 낫 중요 필요 바람직 현명 안전 권장 도움 좋아".split())  # noqa: SIM905
@@ -107,7 +107,7 @@ IMPERATIVE_EF = re.compile(r"(?:세요|십시오|시오|어라|아라|여라|거
 NOUN_TAGS = frozenset({"NNG", "NNP", "NNB", "NP", "SL", "SH", "NR", "XR"})
 CUE = re.compile(
     r"않|아니|아닙|아닌|아냐|못|(?:수|생각|마음|뜻|의향|의사|방법|도리)\s?[가는도이은]?\s?(?:(?:전혀|조금도|추호도|딱히)\s?)?없|어렵|어려|곤란|힘들|힘드|힘듭|"
-    r"조심스|부담스|싫|망설|꺼려|꺼리|주저|불가|거절|거부|사양|사절|고사|보류|삼가|삼갈|자제|지양|반려|물러|"
+    r"조심스|부담스|싫|망설|꺼려|꺼리|주저|불가|거절|거부|사양|사절|고사|보류|삼가|삼갈|자제|지양|반려|유보|물러|"
     r"비켜|허용|허락|금지|차단|제한|적절|좀\s?그|(?<![가-힣])안(?:\s|[해했할합하돼되줘드도알가만들써다보])"
 )
 # what one promises not to cause: "불편을 드리지 않도록 하겠습니다" is a courtesy, not a refusal
