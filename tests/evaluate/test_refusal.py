@@ -1342,8 +1342,8 @@ def test_without_kiwipiepy_the_error_names_the_extra(monkeypatch) -> None:
 
 
 # the holdout figures of docs/evaluation.md (a regression guard, not a tuning target)
-HOLDOUT_PRECISION_AT_LEAST = 0.98  # measured 0.983 (117 / 119)
-HOLDOUT_RECALL_AT_LEAST = 0.89  # measured 0.893 (117 / 131)
+HOLDOUT_PRECISION_AT_LEAST = 0.98  # measured 0.983 (118 / 120)
+HOLDOUT_RECALL_AT_LEAST = 0.9  # measured 0.901 (118 / 131)
 
 REFUSAL_DATA = (
     Path(__file__).parents[2].parent / "shared" / "data" / "refusal" / "refusal_train.jsonl"
@@ -1505,6 +1505,7 @@ WRITTEN_SETS = Path(__file__).parents[2] / "bench" / "refusal_sets"
     [
         ("fixture_style", 292, 0),
         ("fixture_style_2", 284, 2),
+        ("fixture_style_3", 190, 0),
         ("every_register", 193, 1),
         ("idioms", 89, 0),
     ],
