@@ -1181,8 +1181,8 @@ def detect_refusal(text: str | None) -> RefusalMatch:
         MissingExtraError: kiwipiepy is not installed (``pip install "koalign[eval]"``).
         TypeError: ``text`` is neither a string nor None.
 
-    Speed (one CPU core, ``bench/bench_refusal.py``): about 1.6 ms for a 220-character answer
-    and 6 ms for an 880-character one on a 2.6 GHz core, after a one-off load of Kiwi's model
+    Speed (one CPU core, ``bench/bench_refusal.py``): about 2 ms for a 220-character answer
+    and 7 ms for an 880-character one on a 2.6 GHz core, after a one-off load of Kiwi's model
     (2-5 s); only sentences with a negation or refusal word are analysed, and repeated sentences
     are cached.
     """
