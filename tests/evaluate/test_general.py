@@ -237,6 +237,43 @@ def test_lm_eval_server_route_without_its_extra_names_it(
     assert "lm-eval[api]" in message and "koalign[lmeval]" in message
 
 
+def test_lm_eval_server_route_errors_say_what_to_fix(tmp_path, tiny_model_dir, task_dir) -> None:
+    """No tokenizer= (the harness would look the served name up on the Hub), a tokenizer folder
+    that does not exist, and a server without /v1/completions scoring: each a one-line error."""
+    from support.logprobs import logprob_server
+    from support.servers import QuietHandler, reply, serve
+
+    args = ["--tasks", "ko_one", "--include-path", str(task_dir), "--quiet"]
+
+    def fails(spec: str, out: str) -> str:
+        result = runner.invoke(
+            app, ["eval", "general", "--model", spec, "-o", str(tmp_path / out), *args]
+        )
+        assert result.exit_code != 0
+        return str(result.exception)
+
+    with logprob_server(tiny_model_dir) as (url, seen):
+        assert "add ?tokenizer=PATH" in fails(f"openai:tiny@{url}", "a")
+        assert "tokenizer folder not found: /nope/tok" in fails(
+            f"openai:tiny@{url}?tokenizer=/nope/tok", "b"
+        )
+        assert not seen
+
+    class ChatOnly(QuietHandler):
+        def do_GET(self) -> None:
+            reply(self, b'{"object": "list", "data": [{"id": "tiny"}]}')
+
+        def do_POST(self) -> None:
+            reply(self, b'{"error": {"message": "not found"}}', 404)
+
+    httpd, url = serve(ChatOnly)
+    try:
+        message = fails(f"openai:tiny@{url}?tokenizer={tiny_model_dir}&max_retries=0", "c")
+    finally:
+        httpd.shutdown()
+    assert "could not score through" in message and "/v1/completions with echo" in message
+
+
 def test_unknown_and_code_tasks_fail_before_the_model_loads(tmp_path, tiny_model_dir) -> None:
     from koalign.errors import ConfigError, DataError
     from koalign.evaluate.lmeval import load_tasks, task_manager

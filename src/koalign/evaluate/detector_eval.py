@@ -95,7 +95,8 @@ def load_labelled(
             raise DataError(
                 f"'{label_field}' must be true/false (or 1/0), got {label!r}",
                 where=where,
-                hint="set --label-field",
+                hint="write the label as true for a refusal and false otherwise (a text label "
+                "such as 'refusal' must be mapped first), or point --label-field at a boolean field",
             )
         if rid in seen:
             raise DataError(

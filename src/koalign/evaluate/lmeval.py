@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from koalign.backends.base import ModelSpec
-from koalign.errors import BackendError, ConfigError, DataError, did_you_mean, require
+from koalign.errors import (
+    BackendError,
+    ConfigError,
+    DataError,
+    KoalignError,
+    did_you_mean,
+    require,
+)
 
 log = logging.getLogger(__name__)
 METRICS = ("acc", "acc_norm", "exact_match", "pass@1", "pass_at_1", "f1", "mcc")
@@ -227,6 +234,26 @@ def task_manager(include_path: str | None) -> Any:
     return TaskManager(include_path=include_path)
 
 
+def _check_tokenizer(spec: ModelSpec, tokenizer: str | None) -> None:
+    """A server model needs its tokenizer on this machine: the harness tokenizes the prompts
+    itself, and without ``tokenizer=`` it looks the served model's name up on the Hub."""
+    where = f"--model {spec.backend}:{spec.model}"
+    if not tokenizer:
+        raise ConfigError(
+            f"--tasks through a server needs the model's tokenizer ('{spec.model}' is the served "
+            "name, which the harness would look up on the Hugging Face Hub)",
+            where=where,
+            hint="add ?tokenizer=PATH (the model's folder or tokenizer files on this machine)",
+        )
+    path = Path(tokenizer).expanduser()
+    if (tokenizer.startswith(("/", ".", "~")) or path.exists()) and not path.is_dir():
+        raise ConfigError(
+            f"tokenizer folder not found: {tokenizer}",
+            where=where,
+            hint="give ?tokenizer= the folder that holds tokenizer.json or tokenizer_config.json",
+        )
+
+
 def run_lm_eval(
     spec: ModelSpec,
     tasks: Sequence[str],
@@ -251,23 +278,35 @@ def run_lm_eval(
     if model_type == "local-completions":  # the harness's API models need its [api] extra
         for package in ("tenacity", "tiktoken"):
             require(package, "lmeval", feature="--tasks with a server model (lm-eval[api])")
+        _check_tokenizer(spec, args.get("tokenizer"))
     args.update(extra_model_args or {})
     manager = task_manager(str(include_path) if include_path else None)
     objects = load_tasks(manager, tasks, allow_code_execution=allow_code_execution)
     device = resolve_device(spec, device)
-    results = lm_eval.simple_evaluate(
-        model=model_type,
-        model_args=args,
-        tasks=objects,
-        num_fewshot=num_fewshot,
-        batch_size=batch_size,
-        device=device,
-        limit=limit,
-        task_manager=manager,
-        log_samples=True,
-        bootstrap_iters=0,
-        confirm_run_unsafe_code=allow_code_execution,
-    )
+    try:
+        results = lm_eval.simple_evaluate(
+            model=model_type,
+            model_args=args,
+            tasks=objects,
+            num_fewshot=num_fewshot,
+            batch_size=batch_size,
+            device=device,
+            limit=limit,
+            task_manager=manager,
+            log_samples=True,
+            bootstrap_iters=0,
+            confirm_run_unsafe_code=allow_code_execution,
+        )
+    except Exception as exc:  # a server the harness cannot score with: say so, not a traceback
+        if model_type != "local-completions" or isinstance(exc, KoalignError):
+            raise
+        raise BackendError(
+            f"lm-evaluation-harness could not score through {args.get('base_url')}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}",
+            where=f"--model {spec.backend}:{spec.model}",
+            hint="the server must answer /v1/completions with echo and logprobs (vLLM's "
+            "OpenAI-compatible server does; a chat-only server cannot score --tasks)",
+        ) from exc
     if results is None:  # non-zero rank in distributed runs
         return {}
     summary = summarise_results(results, tasks)
