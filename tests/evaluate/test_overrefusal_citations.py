@@ -134,9 +134,9 @@ def test_eval_overrefusal_on_square_questions(tmp_path, judge_config) -> None:
              "--no-policy-prompts", "--limit", "3", "-o", str(out), "--bootstrap", "50",
              "--quiet"])  # fmt: skip
     s = json.loads((out / "summary.json").read_text("utf-8"))["overrefusal"]
-    labels = {"contentious", "ethical", "predictive", "etc", "uncategorised"}
+    labels = {"contentious", "ethical", "predictive", "etc", "(no label)"}
     assert set(s["per_source_category"]) == labels
-    assert s["n"] == 15  # 3 per source label, the non-sensitive rows (no label) as "uncategorised"
+    assert s["n"] == 15  # 3 per source label, the non-sensitive rows (no label) as "(no label)"
     rows = [json.loads(x) for x in (out / "overrefusal.jsonl").read_text("utf-8").splitlines()]
     questions = {}
     for line in data.read_text("utf-8").splitlines():

@@ -62,7 +62,12 @@ AdapterOpt = Annotated[
 LocaleOpt = Annotated[str, typer.Option("--locale", "-l", help="Locale name or folder.")]
 LimitOpt = Annotated[
     int | None,
-    typer.Option("--limit", min=1, help="At most N prompts per category (seeded sample)."),
+    typer.Option(
+        "--limit",
+        min=1,
+        help="At most N prompts per category, or per source label for rows without one "
+        "(policy prompts included; seeded sample).",
+    ),
 ]
 SystemOpt = Annotated[
     str | None, typer.Option("--system-prompt", help="System prompt for the evaluated model.")

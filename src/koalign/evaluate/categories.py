@@ -38,6 +38,9 @@ from koalign.locale_schema import Taxonomy
 
 UNCATEGORISED = "uncategorised"
 """The key under which per-category figures group the rows that have no category."""
+NO_SOURCE_LABEL = "(no label)"
+"""The key under which per-source-category figures group the rows whose file gave no label of
+its own (koalign's policy prompts, rows with a taxonomy category, unlabelled rows)."""
 
 # Korean and English label variants seen for the CAGE/KorSET categories, by KorSET split.
 KORSET_ALIASES: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ from typing import Any
 from koalign.agreement import cohen_kappa, percent_agreement
 from koalign.backends.client import ModelPool
 from koalign.evaluate.answers import read_judge
-from koalign.evaluate.categories import UNCATEGORISED
+from koalign.evaluate.categories import NO_SOURCE_LABEL, UNCATEGORISED
 from koalign.evaluate.data import EvalItem
 from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement, majority
@@ -332,7 +332,7 @@ async def arun_overrefusal(
     for r in rows:
         groups["category"][r["category"] or UNCATEGORISED].append(r)
         groups["source"][r["source"]].append(r)
-        groups["source_category"][r["source_category"] or UNCATEGORISED].append(r)
+        groups["source_category"][r["source_category"] or NO_SOURCE_LABEL].append(r)
     summary = {
         **_rates(rows, n_boot, seed),
         **answer_rows_info(read),

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from koalign.backends.client import ModelPool
 from koalign.evaluate.answers import Answer, failure_counts, read_answer, read_judge
-from koalign.evaluate.categories import UNCATEGORISED
+from koalign.evaluate.categories import NO_SOURCE_LABEL, UNCATEGORISED
 from koalign.evaluate.data import EvalItem
 from koalign.evaluate.failures import call_failure_info
 from koalign.evaluate.judging import agreement, majority
@@ -257,8 +257,9 @@ def _group_rates(
     rows: list[dict[str, Any]], key: str, names: dict[str, str], n_boot: int, seed: int
 ) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    missing = NO_SOURCE_LABEL if key == "source_category" else UNCATEGORISED
     for row in rows:
-        groups[row[key] or UNCATEGORISED].append(row)
+        groups[row[key] or missing].append(row)
     out = {}
     for gid in sorted(groups):
         grp = groups[gid]
