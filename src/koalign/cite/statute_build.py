@@ -1,7 +1,7 @@
 """Reading the legalize-kr Markdown text of Korean Acts into facts (the statute index).
 
-Input: a folder holding ``kr/<law>/법률.md`` files and ``kr/대한민국헌법/헌법.md`` (a clone of
-legalize-kr, or ``../shared/data/statutes``), or the ``kr`` folder itself. Each file starts with
+Input: a folder holding ``kr/<law>/법률.md`` files and the Constitution's ``kr/<its name>/헌법.md``
+(a clone of legalize-kr, or ``../shared/data/statutes``), or the ``kr`` folder itself. Each file starts with
 a YAML header (``제목``, ``법령ID``, ``법령MST``, ``법령구분``, ``공포일자``, ``공포번호``,
 ``시행일자``); the body has ``##### 제N조의M (title)`` headings, paragraphs ``**①**``, items
 ``  1\\.`` / ``  2의2\\.`` and sub-items ``    가\\.``; deleted provisions read ``삭제 <YYYY.M.D>``;
