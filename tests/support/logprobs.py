@@ -6,6 +6,7 @@ vLLM cannot run on these machines; the scores here come from the real (tiny) mod
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,8 +60,6 @@ def logprob_server(model_dir: Path, name: str = "tiny") -> Iterator[tuple[str, l
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
-            import json
-
             reply(self, json.dumps({"object": "list", "data": [{"id": name}]}).encode())
 
         def do_POST(self) -> None:
@@ -77,8 +76,6 @@ def logprob_server(model_dir: Path, name: str = "tiny") -> Iterator[tuple[str, l
                     {"index": i, **_scored(model, tokenizer, list(p), int(body["logprobs"]))}
                     for i, p in enumerate(prompts)
                 ]
-            import json
-
             payload = {"id": "cmpl-1", "object": "text_completion", "model": name,
                        "choices": choices}  # fmt: skip
             reply(self, json.dumps(payload, ensure_ascii=False).encode())

@@ -1197,7 +1197,7 @@ def detect_refusal(text: str | None) -> RefusalMatch:
     if text is not None and not isinstance(text, str):
         raise TypeError(f"detect_refusal takes a str or None, not {type(text).__name__}")
     _reasoning, answer = split_reasoning(text)
-    if not answer.strip():
+    if not answer:
         return RefusalMatch(refusal=False)
     prepared = _prepare(answer)
     cores = _morph_cores(prepared)

@@ -134,16 +134,20 @@ def _judge(
         or (kind == "short" and toks[chain.start].form == "못" and tier == "C")
     ):
         volitional = False  # "못 알아듣겠어", "힘들 것이다": a guess about ability, not intent
-    if veto in {"cause", "connective"} and tier == "A" and kind != "declines":
-        veto = None  # "판단해 드릴 수 없으니 변호사와 ...": the speaker's reason, then a redirect
     topics, subjects = roles(toks, chain.start)
     first = "first" in topics or "first" in subjects
     content = "content" in topics and not (
         tier != "A" and not first and object_after_topic(toks, chain.start)
     )
-    if veto in {"cause", "connective"} and tier == "B" and (first or content):
-        # "저는 그런 내용을 작성할 수 없어서, 다른 주제를 ...": a reason, then a redirect
-        veto = None if kind != "declines" else veto
+    # the speaker's reason, then a redirect: "판단해 드릴 수 없으니 변호사와 ...", "저는 그런
+    # 내용을 작성할 수 없어서, 다른 주제를 ..." (a verb of serving, or one of producing with the
+    # speaker or the request named)
+    if (
+        veto in {"cause", "connective"}
+        and kind != "declines"
+        and (tier == "A" or (tier == "B" and (first or content)))
+    ):
+        veto = None
     if veto == "advice" and first:
         veto = None  # "저로서는 ... 않는 편이 낫겠어요": the speaker's own conduct
     plain = veto == "plain"
@@ -476,17 +480,8 @@ def _nominal(toks: list[Tok], i: int, last: int) -> Core | None:
             or "first" in roles(toks, chain.start)[1]
             or chain.lemma not in DECLINE_NOUNS
         )
-        if (
-            mine
-            and core.veto == "condition"
-            and after[:1] == ["다고"]
-            and after[1:]
-            in (
-                ["생각"],
-                ["판단"],
-                ["보"],
-            )
-        ):
+        judged = after[:1] == ["다고"] and after[1:2] in (["생각"], ["판단"], ["보"])
+        if mine and core.veto == "condition" and judged:
             core = replace(core, veto=None)  # the speaker's judgement, not a report
         return core
     between = toks[j + 1 : i]
